@@ -1,0 +1,1 @@
+"""Model definitions (U-Net here; Mask R-CNN comes from torchvision)."""
