@@ -1,0 +1,61 @@
+"""Image checks and intensity normalization shared by training and the runtime.
+
+Training (``export``) calls the same functions, so an exported model sees at
+inference exactly the intensities it was trained on.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "percentile", "low": 1.0, "high": 99.8}
+
+
+def as_hwc(image: np.ndarray, channels: int, name: str = "image") -> np.ndarray:
+    """Check an image and return it as [H, W, C] with C == ``channels``.
+
+    Accepts [H, W] (grey) or [H, W, C]; numeric dtypes only; rejects empty
+    images and NaN/inf with an error that says what to do.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name} must be a numpy array, got {type(image).__name__}",
+                         "read it with sdk.datasets.read_image(path) or cv2.imread(path, cv2.IMREAD_UNCHANGED)")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise InputError(f"{name} has shape {image.shape}; expected [H, W] or [H, W, C]",
+                         "pass one image at a time (drop batch dimensions)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"{name} is empty (shape {image.shape})", "pass an image with at least one pixel")
+    if image.shape[2] != channels:
+        raise InputError(f"{name} has {image.shape[2]} channel(s) but the model takes {channels}",
+                         "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
+    if image.dtype == np.bool_ or not np.issubdtype(image.dtype, np.number):
+        raise InputError(f"{name} has dtype {image.dtype}", "use uint8, uint16 or float pixel values")
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise InputError(f"{name} contains NaN or infinite values", "replace them, e.g. np.nan_to_num(img)")
+    return image
+
+
+def normalize(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Map intensities to the range the network was trained on; returns float32 [H, W, C].
+
+    ``spec["mode"]``:
+      * ``"percentile"``: per image and channel, ``(x - p_low) / (p_high - p_low)``
+        (robust to the very different ranges of uint8/uint16 microscopy images);
+      * ``"fixed"``: ``(x * scale - mean) / std`` per channel.
+    """
+    x = image.astype(np.float32, copy=False)
+    mode = spec.get("mode", "fixed")
+    if mode == "percentile":
+        flat = x.reshape(-1, x.shape[2])
+        lo, hi = np.percentile(flat, [spec["low"], spec["high"]], axis=0)
+        return ((x - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32, copy=False)
+    if mode == "fixed":
+        mean = np.asarray(spec.get("mean", 0.0), np.float32)
+        std = np.asarray(spec.get("std", 1.0), np.float32)
+        return ((x * np.float32(spec.get("scale", 1.0)) - mean) / std).astype(np.float32, copy=False)
+    raise InputError(f"unknown normalization mode {mode!r} in model metadata", "re-export the model")

@@ -1,0 +1,133 @@
+"""U-Net runtime: overlap-tile prediction of images of any size.
+
+Metadata keys read (written by ``export.to_onnx``)::
+
+    padding      "valid" | "same"
+    border       output is smaller than the input by this many pixels per side
+    size_min, size_step   valid input sizes per axis: size_min + k * size_step
+    tile_size    largest input tile to use by default (an engine's opt/max profile)
+    margin       output pixels dropped per tile side (context for same-padding nets)
+    input_name, output_name   tensors: image float32 [N, C, H, W] -> probs float32 [N, K, h, w]
+    foreground_class          class whose connected components are the instances
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .backends.base import Backend
+from .datasets import write_png
+from .errors import ArtifactError, InputError
+from .preprocess import as_hwc, normalize
+from .tiling import extract_tiles, mirror_pad, plan_axis, stitch
+from .viz import overlay_instances
+
+# The 8 symmetries of the square: (rot90 count, horizontal flip); each is undone after prediction.
+DIHEDRAL = [(k, f) for f in (False, True) for k in range(4)]
+
+
+@dataclass
+class SegmentationResult:
+    """Output of :meth:`UNetPredictor.predict` for one image of size H x W.
+
+    Attributes:
+        probs: float32 [K, H, W], per-pixel class probabilities (softmax).
+        classes: uint8 [H, W], argmax class per pixel.
+        instances: int32 [H, W], connected components of the foreground class
+            (0 = background, 1..n = objects, e.g. cells to count).
+    """
+
+    probs: np.ndarray
+    classes: np.ndarray
+    instances: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.instances.max())
+
+
+class UNetPredictor:
+    """Segments images of any size with a U-Net artifact; configured from its metadata.
+
+    Args:
+        backend: an opened artifact (see ``sdk.load``).
+        max_tile: largest input tile (default: the artifact's ``tile_size``).
+        batch_size: tiles per backend call.
+        tta: average over the 8 flips/rotations (8x the work; the paper averaged 7 rotations).
+    """
+
+    def __init__(self, backend: Backend, max_tile: int | None = None, batch_size: int = 4, tta: bool = False) -> None:
+        meta = backend.metadata
+        if meta.get("kind") != "unet":
+            raise ArtifactError(f"{backend.path} holds a {meta.get('kind')!r} model, not a U-Net",
+                                "load it with sdk.load(path), which picks the right predictor")
+        self.backend = backend
+        self.meta: dict[str, Any] = meta
+        self.class_names: list[str] = list(meta["class_names"])
+        self.channels = int(meta["input_channels"])
+        self.size_min, self.size_step = int(meta["size_min"]), int(meta["size_step"])
+        self.border, self.margin = int(meta["border"]), int(meta.get("margin", 0))
+        self.max_tile = int(max_tile or meta["tile_size"])
+        self.batch_size = max(1, int(batch_size))
+        self.tta = tta
+        self.input_name = meta.get("input_name", backend.inputs[0].name)
+        self.output_name = meta.get("output_name", backend.outputs[0].name)
+        self.foreground = int(meta.get("foreground_class", 1))
+
+    # -- the pipeline -------------------------------------------------------------------------
+    def predict(self, image: np.ndarray, tta: bool | None = None) -> SegmentationResult:
+        """Segment one image.
+
+        Args:
+            image: [H, W] or [H, W, C] uint8/uint16/float array, any H and W.
+            tta: override the predictor's test-time-augmentation setting.
+
+        Returns:
+            :class:`SegmentationResult` with everything at H x W.
+        """
+        x = normalize(as_hwc(image, self.channels), self.meta["normalization"])
+        if self.tta if tta is None else tta:
+            probs = np.zeros((len(self.class_names),) + x.shape[:2], np.float32)
+            for k, flip in DIHEDRAL:
+                t = np.rot90(x[:, ::-1] if flip else x, k)
+                p = np.rot90(self.predict_probs(np.ascontiguousarray(t)), -k, axes=(1, 2))
+                probs += p[:, :, ::-1] if flip else p
+            probs /= len(DIHEDRAL)
+        else:
+            probs = self.predict_probs(x)
+        classes = probs.argmax(axis=0).astype(np.uint8)
+        return SegmentationResult(probs, classes, self.instances(classes))
+
+    def predict_probs(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
+        h, w = x.shape[:2]
+        ys = plan_axis(h, self.size_min, self.size_step, self.border, self.max_tile, self.margin)
+        xs = plan_axis(w, self.size_min, self.size_step, self.border, self.max_tile, self.margin)
+        padded = mirror_pad(x, (ys.pad_before, ys.pad_after), (xs.pad_before, xs.pad_after))
+        tiles = extract_tiles(padded, ys, xs)
+        outs = [self.backend.run({self.input_name: tiles[i:i + self.batch_size]})[self.output_name]
+                for i in range(0, len(tiles), self.batch_size)]
+        return stitch(np.concatenate(outs), ys, xs, self.margin)
+
+    def instances(self, classes: np.ndarray, connectivity: int = 4) -> np.ndarray:
+        """Connected components of the foreground class, int32 [H, W] (0 = background)."""
+        _, labels = cv2.connectedComponents((classes == self.foreground).astype(np.uint8), connectivity=connectivity)
+        return labels.astype(np.int32)
+
+    # -- output -------------------------------------------------------------------------------
+    def draw(self, image: np.ndarray, result: SegmentationResult) -> np.ndarray:
+        """Overlay of the instances on the image, uint8 RGB [H, W, 3]."""
+        return overlay_instances(image, result.instances)
+
+    def save(self, image: np.ndarray, result: SegmentationResult, out_dir: str | Path, stem: str) -> list[Path]:
+        """Write ``<stem>_classes.png`` (uint8 class ids), ``<stem>_instances.png`` (uint16 ids) and ``<stem>_overlay.png``."""
+        out_dir = Path(out_dir)
+        if result.count > 65535:
+            raise InputError(f"{result.count} instances do not fit a uint16 label PNG", "save result.instances yourself")
+        return [write_png(out_dir / f"{stem}_classes.png", result.classes),
+                write_png(out_dir / f"{stem}_instances.png", result.instances.astype(np.uint16)),
+                write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result))]
