@@ -213,19 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time, in one run with the same weights and threads, PyTorch eager, the raw ONNX "
                                    "Runtime session and the sdk predictor end to end. Writes JSON and a PNG plot.")
     models = p.add_subparsers(dest="model", required=True, metavar="MODEL")
-    from_export = True
     try:
         from export.bench_unet import add_bench_arguments as add_unet_bench
         add_unet_bench(models.add_parser("unet", help="U-Net (paper size by default)"))
-    except ImportError:
-        from_export = False
-    try:
         from export.maskrcnn.cli import add_bench_arguments as add_maskrcnn_bench
         add_maskrcnn_bench(models.add_parser("maskrcnn", help="Mask R-CNN"))
     except ImportError:
-        pass
-    if not from_export:
-        p.set_defaults(func=lambda a: _need_export())
+        pass  # runtime-only install: `segrt bench` then says to install segrt[train]
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="data -> train -> export -> eval -> predict -> bench, on the CPU",

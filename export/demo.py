@@ -1,0 +1,95 @@
+"""``segrt demo``: the whole pipeline on the shipped DSB2018 nuclei image, on the CPU.
+
+data -> train U-Net -> export ONNX -> evaluate on the held-out half -> predict
+and draw -> benchmark against PyTorch; then the same for Mask R-CNN. Every
+artifact lands in ``--out``; ``summary.json`` collects the numbers.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import sdk
+from sdk.datasets import load_split, prepare_dsb2018, write_png
+from sdk.io import atomic_path
+from sdk.unet import evaluate
+from sdk.viz import overlay_instances, side_by_side
+
+# A U-Net small enough to learn the demo image in a few CPU minutes; the
+# paper-size network (depth 5, 64 channels) is what `segrt bench unet` times.
+DEMO_UNET = {"depth": 4, "base_channels": 16, "padding": "valid", "dropout": 0.5}
+
+
+def _step(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.monotonic()
+
+
+def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str, Any]:
+    from .bench_unet import format_report, plot, run_bench
+    from .models.unet import UNetConfig
+    from .to_onnx import build_unet, checkpoint_to_onnx
+    from .checkpoint import load_checkpoint
+    from .train_unet import TrainConfig, train
+
+    summary: dict[str, Any] = {}
+    t = _step(f"U-Net: train on {data / 'train'} for {minutes:g} min (SGD, momentum 0.99, weighted CE, elastic aug.)")
+    ckpt_path = train(TrainConfig(data=data / "train", out=out / "unet.pt", model=UNetConfig(**DEMO_UNET),
+                                  steps=100_000, minutes=minutes, optimizer="adam", lr=1e-3))
+    ckpt = load_checkpoint(ckpt_path)
+    summary["train"] = {k: ckpt["extra"][k] for k in ("steps", "final_loss", "seconds")}
+    print(f"   {summary['train']['steps']} steps in {time.monotonic() - t:.0f} s -> {ckpt_path}")
+
+    t = _step("U-Net: export to ONNX (parity vs PyTorch checked on an unseen input size)")
+    onnx_path = checkpoint_to_onnx(ckpt, out / "unet.onnx")
+    print(f"   {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - t:.1f} s")
+
+    _step(f"U-Net: evaluate on the held-out half {data / 'val'} (sdk runtime, ONNX Runtime CPU)")
+    predictor = sdk.load(onnx_path)
+    report = evaluate(predictor, data / "val")
+    summary["eval"] = report
+    print("   " + ", ".join(f"{k} {report[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error"))
+          + f"; objects {report['objects_predicted']:.0f} predicted / {report['objects_true']:.0f} true")
+
+    _step("U-Net: predict and draw")
+    image, labels = load_split(data / "val")[0]
+    result = predictor.predict(image)
+    predictor.save(image, result, out, "unet_val")
+    picture = side_by_side(overlay_instances(image, np.zeros_like(labels)), overlay_instances(image, labels),
+                           predictor.draw(image, result))
+    summary["picture"] = str(write_png(out / "unet_demo.png", picture))
+    print(f"   {summary['picture']}: image | ground truth | prediction ({result.count} objects)")
+
+    _step("U-Net: benchmark at 512x512 (PyTorch eager vs ONNX Runtime vs sdk end to end)")
+    bench = run_bench(build_unet(ckpt), ckpt["class_names"], 512, runs=bench_runs, warmup=2, threads=2,
+                      onnx_path=onnx_path, normalization=ckpt["extra"]["normalization"])
+    with atomic_path(out / "bench_unet.json") as tmp:
+        tmp.write_text(json.dumps(bench, indent=2) + "\n")
+    plot(bench, out / "bench_unet.png")
+    print(format_report(bench))
+    summary["bench"] = {"ratios": bench["ratios"], "p50_ms": {k: v["p50_ms"] for k, v in bench["results"].items()}}
+    return summary
+
+
+def run_demo(args) -> dict[str, Any]:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = _step(f"data: the DSB2018 nuclei image from the stardist 0.9.2 wheel -> {out / 'data'}")
+    data = prepare_dsb2018(out / "data")
+    summary: dict[str, Any] = {"unet": run_unet(out, data, args.minutes, args.bench_runs)}
+    if not args.skip_maskrcnn:
+        try:
+            from .maskrcnn.demo import run_maskrcnn_demo
+        except ImportError as exc:
+            print(f"\n(Mask R-CNN demo not available: {exc})")
+        else:
+            summary["maskrcnn"] = run_maskrcnn_demo(out, data, args)
+    summary["seconds"] = time.monotonic() - t0
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\ndone in {summary['seconds'] / 60:.1f} min; artifacts and summary.json in {out}/")
+    return summary

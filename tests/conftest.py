@@ -1,0 +1,64 @@
+"""Shared test setup: repo root on sys.path, GPU/TensorRT markers that skip with a reason."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def _tensorrt_available() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return _cuda_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    cuda, trt = _cuda_available(), _tensorrt_available()
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False on this machine)")
+    skip_trt = pytest.mark.skip(reason="needs TensorRT (`import tensorrt`) and a CUDA GPU; neither can be installed on the CPU CI machine")
+    for item in items:
+        if "tensorrt" in item.keywords and not trt:
+            item.add_marker(skip_trt)
+        elif "gpu" in item.keywords and not cuda:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def dsb2018(tmp_path_factory) -> Path:
+    """The real DSB2018 demo data (train/val folders), prepared once per test session.
+
+    Uses ./data/dsb2018 when it was already prepared, else downloads the stardist
+    wheel with pip (PyPI is reachable in CI) into a temporary folder.
+    """
+    from sdk.datasets import prepare_dsb2018
+    local = ROOT / "data" / "dsb2018"
+    if (local / "source.json").is_file():
+        return local
+    return prepare_dsb2018(tmp_path_factory.mktemp("dsb2018"))
+
+
+@pytest.fixture(scope="session")
+def tiny_unet(tmp_path_factory):
+    """A small He-initialised valid-padding U-Net and its ONNX export: (model, onnx_path)."""
+    import torch
+    from export.models.unet import UNet, UNetConfig
+    from export.to_onnx import unet_to_onnx
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(depth=3, base_channels=8)).eval()
+    path = unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "tiny.onnx", ["background", "nucleus"], tile_size=124)
+    return model, path
