@@ -98,7 +98,9 @@ def cmd_export(args) -> None:
     print(f"wrote {path}")
     if fmt.name == "engine":
         from export.to_engine import onnx_to_engine
-        engine = onnx_to_engine(path, args.out or path.with_suffix(".engine"), precision=args.precision)
+        engine = onnx_to_engine(path, args.out or path.with_suffix(".engine"), precision=args.precision,
+                                timing_cache=args.timing_cache, max_size=args.max_size, max_batch=args.max_batch,
+                                workspace_gib=args.workspace_gib)
         print(f"wrote {engine}")
 
 
@@ -182,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--tile-size", type=int, default=None, help="U-Net: largest input tile (default: fits a 512x512 image)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16", help="engine precision")
+    p.add_argument("--timing-cache", type=Path, default=None, help="engine: TensorRT timing cache file, reused across builds")
+    p.add_argument("--max-size", type=int, default=None, help="engine (U-Net): largest input edge of the profile")
+    p.add_argument("--max-batch", type=int, default=None, help="engine (U-Net): largest tile batch of the profile")
+    p.add_argument("--workspace-gib", type=float, default=4.0, help="engine: TensorRT workspace limit")
     try:
         from export.maskrcnn.cli import add_export_arguments
         add_export_arguments(p)

@@ -72,6 +72,9 @@ class UNetPredictor:
         self.size_min, self.size_step = int(meta["size_min"]), int(meta["size_step"])
         self.border, self.margin = int(meta["border"]), int(meta.get("margin", 0))
         self.max_tile = int(max_tile or meta["tile_size"])
+        profiles = getattr(backend, "profiles", None)  # TensorRT engines: never exceed the built profile
+        if profiles and meta.get("input_name", "image") in profiles:
+            self.max_tile = min(self.max_tile, int(profiles[meta.get("input_name", "image")][2][-1]))
         self.batch_size = max(1, int(batch_size))
         self.tta = tta
         self.input_name = meta.get("input_name", backend.inputs[0].name)
