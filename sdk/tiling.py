@@ -81,6 +81,8 @@ def extract_tiles(padded: np.ndarray, ys: AxisPlan, xs: AxisPlan) -> np.ndarray:
 def stitch(outputs: np.ndarray, ys: AxisPlan, xs: AxisPlan, margin: int = 0) -> np.ndarray:
     """Assemble tile outputs [T, K, h, w] into [K, H, W] for the original image."""
     k = outputs.shape[1]
+    if len(outputs) == 1:  # one tile: a view, no copy
+        return outputs[0, :, margin:margin + ys.length, margin:margin + xs.length]
     full = np.empty((k, ys.count * ys.step, xs.count * xs.step), dtype=outputs.dtype)
     inner = outputs[:, :, margin:margin + ys.step, margin:margin + xs.step]
     t = 0

@@ -102,7 +102,8 @@ class UNetPredictor:
             probs /= len(DIHEDRAL)
         else:
             probs = self.predict_probs(x)
-        classes = probs.argmax(axis=0).astype(np.uint8)
+        # two classes: one comparison instead of a strided argmax (ties go to class 0 in both)
+        classes = (probs[1] > probs[0]).view(np.uint8) if len(probs) == 2 else probs.argmax(axis=0).astype(np.uint8)
         return SegmentationResult(probs, classes, self.instances(classes))
 
     def predict_probs(self, x: np.ndarray) -> np.ndarray:
