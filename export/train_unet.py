@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from sdk.datasets import load_split
-from sdk.errors import DataError
+from sdk.errors import DataError, SegrtError
 from sdk.preprocess import DEFAULT_NORMALIZATION, as_hwc, normalize
 from sdk.tiling import mirror_pad
 
@@ -24,6 +24,10 @@ from .augment import augment
 from .checkpoint import save_checkpoint
 from .models.unet import UNet, UNetConfig, geometry
 from .weightmap import weight_map
+
+
+class TrainingDiverged(SegrtError):
+    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -111,6 +115,10 @@ def train(cfg: TrainConfig) -> Path:
     for step in bar:
         x, target, weights = random_batch(samples, tile_in, tile_out, cfg.batch_size, rng, cfg.elastic_sigma)
         loss = weighted_cross_entropy(model(x), target, weights)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}",
+                                   f"lower the learning rate (now {cfg.lr}); SGD with momentum 0.99 needs a small one, "
+                                   "or use --optimizer adam --lr 1e-3")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
