@@ -58,7 +58,7 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     _step("U-Net: predict and draw")
     image, labels = load_split(data / "val")[0]
     result = predictor.predict(image)
-    predictor.save(image, result, out, "unet_val")
+    predictor.save(result, out, "unet_val", image=image)
     picture = side_by_side(overlay_instances(image, np.zeros_like(labels)), overlay_instances(image, labels),
                            predictor.draw(image, result))
     summary["picture"] = str(write_png(out / "unet_demo.png", picture))

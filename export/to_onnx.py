@@ -125,6 +125,9 @@ def checkpoint_to_onnx(checkpoint: str | Path | dict[str, Any], out: str | Path,
         return unet_to_onnx(build_unet(ckpt), out, ckpt["class_names"],
                             normalization=extra.get("normalization"), **options)
     if ckpt["kind"] in ("maskrcnn", "keypointrcnn"):
-        from .maskrcnn.onnx import maskrcnn_checkpoint_to_onnx
-        return maskrcnn_checkpoint_to_onnx(ckpt, out, **options)
+        import argparse
+        from .maskrcnn.cli import export_command
+        defaults = dict(input_size=None, input_dtype="float32", score_thresh=None, nms_iou=None,
+                        max_detections=None, graph="portable", opset=DEFAULT_OPSET)
+        return export_command(argparse.Namespace(**{**defaults, **options, "out": out}), ckpt)
     raise ArtifactError(f"unknown checkpoint kind {ckpt['kind']!r}", "use a checkpoint written by `segrt train`")

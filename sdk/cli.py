@@ -116,8 +116,8 @@ def cmd_predict(args) -> None:
     for image_path in args.images:
         image = read_image(image_path)
         result = predictor.predict(image, **({"tta": True} if args.tta else {}))
-        written = predictor.save(image, result, args.out, Path(image_path).stem)
-        print(f"{image_path}: {result.count} objects -> {', '.join(str(p) for p in written)}")
+        written = predictor.save(result, args.out, Path(image_path).stem, image=image)
+        print(f"{image_path}: {len(result)} objects -> {', '.join(str(p) for p in written)}")
 
 
 def cmd_eval(args) -> None:
@@ -127,7 +127,8 @@ def cmd_eval(args) -> None:
         report = evaluate(predictor, args.data, tta=args.tta)
     else:
         from .maskrcnn import evaluate
-        report = evaluate(predictor, args.data, args.images)
+        # default image folder: the one named like the JSON beside it (coco/val.json -> coco/val/)
+        report = evaluate(predictor, args.data, args.images or Path(args.data).with_suffix(""))
     print(json.dumps(report, indent=2))
     if args.json:
         from .io import atomic_path
@@ -232,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The whole pipeline on the shipped DSB2018 nuclei image, on ONNX Runtime (CPU).")
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--minutes", type=float, default=4.0, help="U-Net training time budget")
-    p.add_argument("--skip-maskrcnn", action="store_true")
+    p.add_argument("--skip-maskrcnn", action="store_true", help="U-Net only")
+    p.add_argument("--maskrcnn-steps", type=int, default=300, help="Mask R-CNN training steps")
+    p.add_argument("--maskrcnn-minutes", type=float, default=8.0, help="Mask R-CNN training time cap")
     p.add_argument("--bench-runs", type=int, default=10)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -49,6 +49,9 @@ class SegmentationResult:
     def count(self) -> int:
         return int(self.instances.max())
 
+    def __len__(self) -> int:
+        return self.count
+
 
 class UNetPredictor:
     """Segments images of any size with a U-Net artifact; configured from its metadata.
@@ -127,14 +130,18 @@ class UNetPredictor:
         """Overlay of the instances on the image, uint8 RGB [H, W, 3]."""
         return overlay_instances(image, result.instances)
 
-    def save(self, image: np.ndarray, result: SegmentationResult, out_dir: str | Path, stem: str) -> list[Path]:
-        """Write ``<stem>_classes.png`` (uint8 class ids), ``<stem>_instances.png`` (uint16 ids) and ``<stem>_overlay.png``."""
+    def save(self, result: SegmentationResult, out_dir: str | Path, stem: str,
+             image: np.ndarray | None = None) -> list[Path]:
+        """Write ``<stem>_classes.png`` (uint8 class ids), ``<stem>_instances.png`` (uint16 ids)
+        and, given the input ``image``, ``<stem>_overlay.png``."""
         out_dir = Path(out_dir)
         if result.count > 65535:
             raise InputError(f"{result.count} instances do not fit a uint16 label PNG", "save result.instances yourself")
-        return [write_png(out_dir / f"{stem}_classes.png", result.classes),
-                write_png(out_dir / f"{stem}_instances.png", result.instances.astype(np.uint16)),
-                write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result))]
+        paths = [write_png(out_dir / f"{stem}_classes.png", result.classes),
+                 write_png(out_dir / f"{stem}_instances.png", result.instances.astype(np.uint16))]
+        if image is not None:
+            paths.append(write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result)))
+        return paths
 
 
 def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False) -> dict[str, Any]:
