@@ -42,5 +42,5 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                             "the file may be truncated or not written by segrt; retrain or re-download it") from None
     if not isinstance(ckpt, dict) or not {"kind", "config", "model"} <= set(ckpt):
         raise ArtifactError(f"{path} is not a segrt checkpoint (expected keys kind/config/model)",
-                            "for a bare torchvision state dict, use export.maskrcnn.load_torchvision_state_dict")
+                            "for a bare torchvision state dict, use export.maskrcnn.models.load_torchvision_state_dict")
     return ckpt
