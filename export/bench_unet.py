@@ -46,11 +46,19 @@ def bench_image(size: int, channels: int = 1, seed: int = 0) -> np.ndarray:
 
 
 def run_bench(model: UNet, class_names: list[str], size: int = 512, runs: int = 10, warmup: int = 2,
-              threads: int = 2, onnx_path: Path | None = None, normalization: dict | None = None) -> dict[str, Any]:
-    """Time the four variants on one ``size`` x ``size`` image; returns a JSON-able report."""
+              threads: int = 2, onnx_path: Path | None = None, normalization: dict | None = None,
+              int8_calibration: list[np.ndarray] | None = None, int8_path: Path | None = None) -> dict[str, Any]:
+    """Time the variants on one ``size`` x ``size`` image; returns a JSON-able report.
+
+    With ``int8_calibration`` images (or a ready ``int8_path``), the int8 ONNX model
+    (``export.quantize``) is timed too, model-only and end to end.
+    """
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = onnx_path or unet_to_onnx(model, Path(tmp) / "unet.onnx", class_names, normalization, check=False)
+        if int8_path is None and int8_calibration:
+            from .quantize import quantize_unet_int8
+            int8_path = quantize_unet_int8(onnx_path, Path(tmp) / "unet.int8.onnx", int8_calibration)
         predictor = sdk.load(onnx_path, threads=threads)
         meta = predictor.meta
         torch_predictor = UNetPredictor(TorchBackend(_WithSoftmax(model), meta, ["image"], ["probs"]))
@@ -81,8 +89,15 @@ def run_bench(model: UNet, class_names: list[str], size: int = 512, runs: int = 
             "torch_e2e": time_call(lambda: torch_predictor.predict(image), runs, warmup),
             "sdk_e2e": time_call(lambda: predictor.predict(image), runs, warmup),
         }
+        if int8_path is not None:
+            int8_predictor = sdk.load(int8_path, threads=threads)
+            int8_session = ort.InferenceSession(str(int8_path), opts, providers=["CPUExecutionProvider"])
+            results["ort_int8_model"] = time_call(lambda: int8_session.run(None, {"image": tiles}), runs, warmup)
+            results["sdk_int8_e2e"] = time_call(lambda: int8_predictor.predict(image), runs, warmup)
         # same answer from both: the comparison is only meaningful if they agree
-        agree = float((torch_predictor.predict(image).classes == predictor.predict(image).classes).mean())
+        reference = torch_predictor.predict(image).classes
+        agree = float((reference == predictor.predict(image).classes).mean())
+        agree_int8 = float((reference == int8_predictor.predict(image).classes).mean()) if int8_path else None
     cfg = model.config
     gflop = unet_gflop(cfg, tiles.shape[2], tiles.shape[3]) * tiles.shape[0]
     return {
@@ -94,9 +109,12 @@ def run_bench(model: UNet, class_names: list[str], size: int = 512, runs: int = 
             "sdk_e2e_speedup_vs_torch_e2e": results["torch_e2e"]["p50_ms"] / results["sdk_e2e"]["p50_ms"],
             "ort_model_speedup_vs_torch_model": results["torch_model"]["p50_ms"] / results["ort_model"]["p50_ms"],
             "sdk_e2e_overhead_vs_ort_model": results["sdk_e2e"]["p50_ms"] / results["ort_model"]["p50_ms"] - 1,
+            **({"sdk_int8_e2e_speedup_vs_torch_e2e": results["torch_e2e"]["p50_ms"] / results["sdk_int8_e2e"]["p50_ms"]}
+               if int8_path else {}),
         },
         "achieved_gflops": {k: gflop / (v["p50_ms"] / 1e3) for k, v in results.items() if k.endswith("model")},
         "label_agreement_torch_vs_sdk": agree,
+        "label_agreement_torch_vs_sdk_int8": agree_int8,
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "segrt": sdk.__version__},
         "cpu": platform.processor() or platform.machine(),
     }
@@ -127,21 +145,23 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["torch_model", "ort_model", "torch_e2e", "sdk_e2e"]
-    labels = ["PyTorch eager\nmodel only", "ONNX Runtime\nmodel only", "PyTorch eager\nend to end", "segrt sdk (ORT)\nend to end"]
+    variants = [("torch_model", "PyTorch eager\nmodel only", "#999"), ("ort_model", "ONNX Runtime\nmodel only", "#4a90d9"),
+                ("ort_int8_model", "ORT int8\nmodel only", "#7fb3e6"), ("torch_e2e", "PyTorch eager\nend to end", "#999"),
+                ("sdk_e2e", "segrt sdk fp32\nend to end", "#e8702a"), ("sdk_int8_e2e", "segrt sdk int8\nend to end", "#f2a86b")]
     res = report["results"]
-    p50 = [res[n]["p50_ms"] for n in names]
-    p90 = [res[n]["p90_ms"] for n in names]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bars = ax.bar(labels, p50, color=["#999", "#4a90d9", "#999", "#e8702a"],
-                  yerr=[np.zeros(4), np.subtract(p90, p50)], capsize=4)
+    variants = [v for v in variants if v[0] in res]
+    p50 = [res[n]["p50_ms"] for n, _, _ in variants]
+    p90 = [res[n]["p90_ms"] for n, _, _ in variants]
+    fig, ax = plt.subplots(figsize=(1.3 * len(variants) + 1.5, 4))
+    bars = ax.bar([v[1] for v in variants], p50, color=[v[2] for v in variants],
+                  yerr=[np.zeros(len(p50)), np.subtract(p90, p50)], capsize=4)
+    ax.tick_params(axis="x", labelsize=8)
     for b, v in zip(bars, p50):
         ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.0f} ms", ha="center", va="bottom", fontsize=9)
     m = report["model"]
     ax.set_ylabel("latency per image, ms (p50, whisker p90)")
-    ax.set_title(f"U-Net depth {m['depth']}, {m['base_channels']} ch, {report['image'][0]}x{report['image'][1]}, "
-                 f"{report['threads']} threads: sdk {report['ratios']['sdk_e2e_speedup_vs_torch_e2e']:.2f}x faster than PyTorch",
-                 fontsize=9)
+    ax.set_title(f"U-Net depth {m['depth']}, {m['base_channels']} ch, {report['image'][0]}x{report['image'][1]} image, "
+                 f"{report['threads']} CPU threads", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -157,6 +177,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="threads for both PyTorch and ONNX Runtime")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 (static, calibrated) ONNX variant")
+    p.add_argument("--calibration", type=Path, default=Path("data/dsb2018/train"),
+                   help="split folder of images to calibrate int8 on (default: %(default)s; else the bench image)")
     p.add_argument("--json", type=Path, default=Path("runs/bench_unet.json"))
     p.add_argument("--plot", type=Path, default=Path("runs/bench_unet.png"))
 
@@ -168,7 +191,13 @@ def bench_command(args) -> dict[str, Any]:
     else:
         torch.manual_seed(0)
         model, names, norm = UNet(UNetConfig(depth=args.depth, base_channels=args.base_channels)).eval(), ["background", "foreground"], None
-    report = run_bench(model, names, args.size, args.runs, args.warmup, args.threads, normalization=norm)
+    calibration = None
+    if not args.no_int8:
+        from sdk.datasets import load_split
+        calibration = ([im for im, _ in load_split(args.calibration)] if (args.calibration / "images").is_dir()
+                       else [bench_image(args.size, model.config.in_channels)])
+    report = run_bench(model, names, args.size, args.runs, args.warmup, args.threads, normalization=norm,
+                       int8_calibration=calibration)
     with atomic_path(args.json) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.plot)
@@ -184,6 +213,9 @@ def format_report(report: dict[str, Any]) -> str:
     for name, r in report["results"].items():
         lines.append(f"{name:<14}{r['p50_ms']:>10.1f}{r['p90_ms']:>10.1f}{r['images_per_s']:>9.2f}")
     ratios = report["ratios"]
+    if "sdk_int8_e2e_speedup_vs_torch_e2e" in ratios:
+        lines.append(f"sdk int8 end-to-end is {ratios['sdk_int8_e2e_speedup_vs_torch_e2e']:.2f}x faster than PyTorch "
+                     f"end-to-end (labels agree with PyTorch on {100 * report['label_agreement_torch_vs_sdk_int8']:.2f}% of pixels)")
     lines.append(f"sdk end-to-end is {ratios['sdk_e2e_speedup_vs_torch_e2e']:.2f}x faster than PyTorch end-to-end; "
                  f"ONNX Runtime model {ratios['ort_model_speedup_vs_torch_model']:.2f}x PyTorch model; "
                  f"sdk overhead over raw ORT {100 * ratios['sdk_e2e_overhead_vs_ort_model']:+.1f}%")

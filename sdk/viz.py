@@ -45,6 +45,15 @@ def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45
     return out
 
 
+def label(panel: np.ndarray, text: str) -> np.ndarray:
+    """A copy of an RGB panel with ``text`` in its top-left corner (white on a dark band)."""
+    out = panel.copy()
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    out[:h + base + 6, :w + 8] = (out[:h + base + 6, :w + 8] * 0.35).astype(np.uint8)
+    cv2.putText(out, text, (4, h + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
 def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
     """Join RGB panels of equal height horizontally with a white gap."""
     h = max(p.shape[0] for p in panels)
