@@ -107,8 +107,19 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def bench_command(args: argparse.Namespace) -> dict:
     """Run ``segrt bench maskrcnn``; returns the result dict (also printed / written as JSON)."""
     from .bench import run_bench
-    return run_bench(checkpoint=args.checkpoint, models=args.models, image_path=args.image, runs=args.runs,
-                     warmup=args.warmup, threads=args.threads, workdir=args.workdir, json_path=args.json)
+    result = run_bench(checkpoint=args.checkpoint, models=args.models, image_path=args.image, runs=args.runs,
+                       warmup=args.warmup, threads=args.threads, workdir=args.workdir, json_path=args.json)
+    print(f"Mask R-CNN, {result['threads']} threads ({result['cpu']})")
+    print(f"{'model':<7}{'variant':<20}{'p50 ms':>10}{'p90 ms':>10}{'FPS':>8}")
+    for name, r in result["models"].items():
+        for variant in ("torchvision_model", "torchvision_e2e", "sdk_model", "sdk_e2e"):
+            v = r[variant]
+            print(f"{name:<7}{variant:<20}{v['p50_ms']:>10.1f}{v['p90_ms']:>10.1f}{v['fps']:>8.2f}")
+        print(f"{name:<7}sdk end to end is {r['speedup_e2e_p50']:.2f}x faster than torchvision eager "
+              f"(input {r['input_size']}, {r['detections_sdk']} detections)")
+    if args.json:
+        print(f"wrote {args.json}")
+    return result
 
 
 def demo_coco(data_root: str | Path) -> Path:
