@@ -57,8 +57,8 @@ def run_bench(model: UNet, class_names: list[str], size: int = 512, runs: int = 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = onnx_path or unet_to_onnx(model, Path(tmp) / "unet.onnx", class_names, normalization, check=False)
         if int8_path is None and int8_calibration:
-            from .quantize import quantize_unet_int8
-            int8_path = quantize_unet_int8(onnx_path, Path(tmp) / "unet.int8.onnx", int8_calibration)
+            from .quantize import quantize_int8
+            int8_path = quantize_int8(onnx_path, Path(tmp) / "unet.int8.onnx", int8_calibration)
         predictor = sdk.load(onnx_path, threads=threads)
         meta = predictor.meta
         torch_predictor = UNetPredictor(TorchBackend(_WithSoftmax(model), meta, ["image"], ["probs"]))
@@ -193,8 +193,8 @@ def bench_command(args) -> dict[str, Any]:
         model, names, norm = UNet(UNetConfig(depth=args.depth, base_channels=args.base_channels)).eval(), ["background", "foreground"], None
     calibration = None
     if not args.no_int8:
-        from sdk.datasets import load_split
-        calibration = ([im for im, _ in load_split(args.calibration)] if (args.calibration / "images").is_dir()
+        from .quantize import calibration_images
+        calibration = (calibration_images(args.calibration) if args.calibration.is_dir()
                        else [bench_image(args.size, model.config.in_channels)])
     report = run_bench(model, names, args.size, args.runs, args.warmup, args.threads, normalization=norm,
                        int8_calibration=calibration)

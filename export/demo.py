@@ -59,8 +59,8 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
           + f"; objects {report['objects_predicted']:.0f} predicted / {report['objects_true']:.0f} true")
 
     t = _step("U-Net: int8 ONNX for the CPU (static quantization calibrated on the training half), evaluated alike")
-    from .quantize import quantize_unet_int8
-    int8_path = quantize_unet_int8(onnx_path, out / "unet.int8.onnx", [im for im, _ in load_split(data / "train")])
+    from .quantize import quantize_int8
+    int8_path = quantize_int8(onnx_path, out / "unet.int8.onnx", [im for im, _ in load_split(data / "train")])
     report8 = evaluate(sdk.load(int8_path), data / "val")
     summary["eval_int8"] = report8
     print(f"   {int8_path} in {time.monotonic() - t:.1f} s: "

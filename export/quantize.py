@@ -1,8 +1,9 @@
-"""Static int8 quantization of a U-Net ONNX file for ONNX Runtime on the CPU.
+"""Static int8 quantization of a segrt ONNX file (U-Net or Mask R-CNN) for ONNX Runtime on the CPU.
 
-Calibrated on real images: the calibration reader feeds exactly the tiles the
-sdk predictor would feed (same normalization, same overlap-tile geometry), so
-the activation ranges are those seen in deployment. Weights are int8 per
+Calibrated on real images: the calibration reader feeds exactly what the sdk
+predictor would feed (U-Net: the same normalized overlap tiles; Mask R-CNN: the
+same resized, padded canvas), so the activation ranges are those seen in
+deployment. Weights are int8 per
 channel, activations uint8 (ONNX Runtime's U8S8 kernels, which use AVX-512
 VNNI / AVX-VNNI where the CPU has them). Only convolutions are quantized; the
 softmax and everything after it stay float. The result carries the same segrt
@@ -25,6 +26,17 @@ from sdk.errors import BackendUnavailableError, InputError
 from sdk.io import atomic_path
 
 
+def calibration_images(folder: str | Path) -> list[np.ndarray]:
+    """The images of a split folder (``folder/images``) or of a plain folder of .png/.tif/.jpg files."""
+    from sdk.datasets import read_image
+    folder = Path(folder)
+    folder = folder / "images" if (folder / "images").is_dir() else folder
+    paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"))
+    if not paths:
+        raise InputError(f"no calibration images in {folder}", "pass a folder of images like the deployment data")
+    return [read_image(p) for p in paths]
+
+
 def _calibration_tiles(onnx_path: Path, images: Iterable[np.ndarray], max_tile: int | None) -> list[np.ndarray]:
     """The tile batches the predictor feeds its backend for each image (one [1, C, h, w] array per tile)."""
     import sdk
@@ -44,12 +56,28 @@ def _calibration_tiles(onnx_path: Path, images: Iterable[np.ndarray], max_tile: 
     return tiles
 
 
-def quantize_unet_int8(onnx_path: str | Path, out: str | Path, calibration_images: list[np.ndarray],
+def _calibration_feeds(onnx_path: Path, meta: dict, images: list[np.ndarray], max_tile: int | None) -> list[dict]:
+    """One model feed per calibration sample, exactly as the predictor builds it."""
+    if meta["kind"] == "unet":
+        return [{meta.get("input_name", "image"): t} for t in _calibration_tiles(onnx_path, images, max_tile)]
+    import sdk
+    predictor = sdk.load(onnx_path)
+    feeds = []
+    for image in images:
+        for flipped in (image, np.ascontiguousarray(image[:, ::-1])):  # 2 views per image
+            feeds.append(predictor.preprocess(flipped)[0])
+    return feeds
+
+
+def quantize_int8(onnx_path: str | Path, out: str | Path, calibration_images: list[np.ndarray],
                        max_tile: int | None = None) -> Path:
-    """Write an int8 (QDQ, per-channel) copy of a U-Net ``.onnx`` calibrated on ``calibration_images``.
+    """Write an int8 (QDQ, per-channel) copy of a segrt ``.onnx`` calibrated on ``calibration_images``.
+
+    Only convolutions are quantized. For Mask R-CNN that is the backbone, FPN, RPN
+    head and mask head; the box head (fully connected), NMS and RoIAlign stay float.
 
     Args:
-        onnx_path: fp32 U-Net written by ``segrt export``.
+        onnx_path: fp32 model written by ``segrt export`` (U-Net, or a portable Mask R-CNN graph).
         out: the int8 ``.onnx`` to write (atomically).
         calibration_images: [H, W] or [H, W, C] images like the deployment data (e.g. the training split).
         max_tile: calibrate at this tile size (default: the model's ``tile_size``).
@@ -66,18 +94,16 @@ def quantize_unet_int8(onnx_path: str | Path, out: str | Path, calibration_image
                          "pass images like the ones the model will see (e.g. the training split)")
     source = onnx.load(str(onnx_path))
     meta = md.decode({p.key: p.value for p in source.metadata_props}.get(md.METADATA_KEY), str(onnx_path))
-    if meta["kind"] != "unet":
-        raise InputError(f"{onnx_path} is a {meta['kind']} model; int8 export is implemented for U-Net only",
-                         "use the fp32 file for Mask R-CNN")
-    tiles = _calibration_tiles(onnx_path, calibration_images, max_tile)
+    if meta.get("graph") == "tensorrt":
+        raise InputError(f"{onnx_path} is a TensorRT graph (plugin nodes)", "quantize the portable graph instead")
+    feeds = _calibration_feeds(onnx_path, meta, calibration_images, max_tile)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter(tiles)
+            self._it = iter(feeds)
 
         def get_next(self):
-            tile = next(self._it, None)
-            return None if tile is None else {meta.get("input_name", "image"): tile}
+            return next(self._it, None)
 
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out) as tmp_out:
         prepared = Path(tmp) / "prepared.onnx"
@@ -87,7 +113,7 @@ def quantize_unet_int8(onnx_path: str | Path, out: str | Path, calibration_image
                         op_types_to_quantize=["Conv"], extra_options={"ActivationSymmetric": False})
         model = onnx.load(str(tmp_out))
         meta["quantization"] = {"format": "QDQ", "weights": "int8 per-channel", "activations": "uint8",
-                                "ops": ["Conv"], "calibration_tiles": len(tiles), "method": "MinMax"}
+                                "ops": ["Conv"], "calibration_feeds": len(feeds), "method": "MinMax"}
         del model.metadata_props[:]
         onnx.helper.set_model_props(model, {md.METADATA_KEY: json.dumps(meta, sort_keys=True)})
         onnx.checker.check_model(model)

@@ -92,16 +92,15 @@ def cmd_export(args) -> None:
     if ckpt["kind"] == "unet":
         from export.to_onnx import checkpoint_to_onnx
         path = checkpoint_to_onnx(ckpt, onnx_out, tile_size=args.tile_size, opset=args.opset)
-        if args.int8:
-            from export.quantize import quantize_unet_int8
-            from .datasets import load_split
-            images = [image for image, _ in load_split(args.calibration)]
-            print(f"wrote {quantize_unet_int8(path, path.with_suffix('.int8.onnx'), images)} "
-                  f"(int8, calibrated on {len(images)} image(s) of {args.calibration}; check it with `segrt eval`)")
     else:
         from export.maskrcnn.cli import export_command
         path = export_command(argparse.Namespace(**{**vars(args), "out": onnx_out}), ckpt)
     print(f"wrote {path}")
+    if args.int8:
+        from export.quantize import calibration_images, quantize_int8
+        images = calibration_images(args.calibration)
+        print(f"wrote {quantize_int8(path, path.with_suffix('.int8.onnx'), images)} "
+              f"(int8, calibrated on {len(images)} image(s) of {args.calibration}; check its accuracy with `segrt eval`)")
     if fmt.name == "engine":
         from export.to_engine import onnx_to_engine
         engine = onnx_to_engine(path, args.out or path.with_suffix(".engine"), precision=args.precision,
@@ -190,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx", "engine"], default="onnx")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--tile-size", type=int, default=None, help="U-Net: largest input tile (default: fits a 512x512 image)")
-    p.add_argument("--int8", action="store_true", help="U-Net: also write NAME.int8.onnx, statically quantized for the CPU")
+    p.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx, statically quantized for the CPU")
     p.add_argument("--calibration", type=Path, default=Path("data/dsb2018/train"),
-                   help="U-Net --int8: split folder whose images calibrate the activation ranges (default: %(default)s)")
+                   help="--int8: folder (or split folder) of images that calibrate the activation ranges (default: %(default)s)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16", help="engine precision")
     p.add_argument("--timing-cache", type=Path, default=None, help="engine: TensorRT timing cache file, reused across builds")
     p.add_argument("--max-size", type=int, default=None, help="engine (U-Net): largest input edge of the profile")

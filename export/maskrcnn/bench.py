@@ -60,7 +60,8 @@ def synthetic_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def bench_one(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: list[str], input_size: tuple[int, int],
-              image: np.ndarray, workdir: Path, runs: int, warmup: int, threads: int | None) -> dict[str, Any]:
+              image: np.ndarray, workdir: Path, runs: int, warmup: int, threads: int | None,
+              int8_calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
     onnx_path = workdir / f"{name}_{input_size[0]}x{input_size[1]}.onnx"
     t = time.perf_counter()
     torch_to_onnx(model, cfg, names, onnx_path, input_size)
@@ -89,13 +90,24 @@ def bench_one(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: lis
     res["detections_torchvision"] = len(tv.predict(image))
     res["sdk_timings_last_ms"] = runtime.last_timings
     res["speedup_e2e_p50"] = res["torchvision_e2e"]["p50_ms"] / res["sdk_e2e"]["p50_ms"]
+    if int8_calibration:
+        from export.quantize import quantize_int8
+        int8 = sdk.load(quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"), int8_calibration), threads=threads)
+        res["sdk_int8_model"] = _stats(_time(lambda: int8.backend.run(feed), runs, warmup))
+        res["sdk_int8_e2e"] = _stats(_time(lambda: int8.predict(image), runs, warmup))
+        res["detections_sdk_int8"] = len(int8.predict(image))
+        res["speedup_int8_e2e_p50"] = res["torchvision_e2e"]["p50_ms"] / res["sdk_int8_e2e"]["p50_ms"]
     return res
 
 
 def run_bench(checkpoint: Path | None = None, models: list[str] = ("small", "r50"), image_path: Path | None = None,
               runs: int = 10, warmup: int = 2, threads: int | None = None,
-              workdir: Path = Path("runs/bench_maskrcnn"), json_path: Path | None = None) -> dict[str, Any]:
-    """Benchmark the requested models; returns (and optionally writes) the results."""
+              workdir: Path = Path("runs/bench_maskrcnn"), json_path: Path | None = None,
+              int8_calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Benchmark the requested models; returns (and optionally writes) the results.
+
+    With ``int8_calibration`` images, each model's int8 ONNX (``export.quantize``) is timed too.
+    """
     if threads:
         torch.set_num_threads(threads)
     workdir = Path(workdir)
@@ -120,7 +132,7 @@ def run_bench(checkpoint: Path | None = None, models: list[str] = ("small", "r50
             # so both sides process the same pixels
             size = (-(-img.shape[0] // 32) * 32, -(-img.shape[1] // 32) * 32)
             results["models"]["small"] = bench_one("small", model, cfg, names, size, img, workdir,
-                                                   runs, warmup, threads)
+                                                   runs, warmup, threads, int8_calibration)
         elif name == "r50":
             torch.manual_seed(0)
             cfg = MaskRCNNConfig.paper()
@@ -128,7 +140,7 @@ def run_bench(checkpoint: Path | None = None, models: list[str] = ("small", "r50
             names = ["__background__"] + [f"class{i}" for i in range(1, 91)]
             img = image if image is not None else synthetic_image(800, 1333)
             results["models"]["r50"] = bench_one("r50", model, cfg, names, (800, 1344), img, workdir,
-                                                 runs, warmup, threads)
+                                                 runs, warmup, threads, int8_calibration)
     if json_path:
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(results, indent=1))

@@ -102,21 +102,29 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads for torch and ONNX Runtime alike")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench_maskrcnn"))
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--int8", type=Path, default=None, metavar="IMAGES",
+                        help="also time the int8 ONNX model, calibrated on the images in this folder")
 
 
 def bench_command(args: argparse.Namespace) -> dict:
     """Run ``segrt bench maskrcnn``; returns the result dict (also printed / written as JSON)."""
     from .bench import run_bench
+    from export.quantize import calibration_images
     result = run_bench(checkpoint=args.checkpoint, models=args.models, image_path=args.image, runs=args.runs,
-                       warmup=args.warmup, threads=args.threads, workdir=args.workdir, json_path=args.json)
+                       warmup=args.warmup, threads=args.threads, workdir=args.workdir, json_path=args.json,
+                       int8_calibration=calibration_images(args.int8) if args.int8 else None)
     print(f"Mask R-CNN, {result['threads']} threads ({result['cpu']})")
     print(f"{'model':<7}{'variant':<20}{'p50 ms':>10}{'p90 ms':>10}{'FPS':>8}")
     for name, r in result["models"].items():
-        for variant in ("torchvision_model", "torchvision_e2e", "sdk_model", "sdk_e2e"):
+        for variant in ("torchvision_model", "torchvision_e2e", "sdk_model", "sdk_e2e", "sdk_int8_model", "sdk_int8_e2e"):
+            if variant not in r:
+                continue
             v = r[variant]
             print(f"{name:<7}{variant:<20}{v['p50_ms']:>10.1f}{v['p90_ms']:>10.1f}{v['fps']:>8.2f}")
         print(f"{name:<7}sdk end to end is {r['speedup_e2e_p50']:.2f}x faster than torchvision eager "
               f"(input {r['input_size']}, {r['detections_sdk']} detections)")
+        if "speedup_int8_e2e_p50" in r:
+            print(f"{name:<7}sdk int8 end to end is {r['speedup_int8_e2e_p50']:.2f}x faster than torchvision eager")
     if args.json:
         print(f"wrote {args.json}")
     return result

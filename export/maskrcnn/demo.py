@@ -49,6 +49,13 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     summary["eval"] = metrics
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith(("segm", "bbox"))))
 
+    print("\n== Mask R-CNN: int8 ONNX (convolutions quantized, calibrated on the training image), evaluated alike", flush=True)
+    from export.quantize import calibration_images, quantize_int8
+    calibration = calibration_images(coco / "train")
+    int8_path = quantize_int8(onnx_path, out / "maskrcnn.int8.onnx", calibration)
+    summary["eval_int8"] = evaluate(sdk.load(int8_path), coco / "val.json", coco / "val")
+    print("   " + ", ".join(f"{k} {v:.3f}" for k, v in summary["eval_int8"].items() if k.startswith(("segm_AP", "bbox_AP"))))
+
     val_image = next(iter(sorted((coco / "val").glob("*.png"))))
     from sdk.datasets import read_image
     image = read_image(val_image)
@@ -58,12 +65,14 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
 
     print("\n== Mask R-CNN: benchmark (torchvision eager vs sdk on ONNX Runtime, same weights and threads)", flush=True)
     bench = run_bench(checkpoint=ckpt_path, models=["small"], image_path=val_image, runs=args.bench_runs, warmup=2,
-                      threads=2, workdir=out / "bench_maskrcnn", json_path=out / "bench_maskrcnn.json")
+                      threads=2, workdir=out / "bench_maskrcnn", json_path=out / "bench_maskrcnn.json",
+                      int8_calibration=calibration)
     small = bench["models"]["small"]
     summary["bench"] = {k: small[k]["p50_ms"] for k in ("torchvision_e2e", "torchvision_model", "sdk_e2e", "sdk_model")}
-    summary["bench"]["speedup_e2e_p50"] = small["speedup_e2e_p50"]
-    print(f"   p50: torchvision {small['torchvision_e2e']['p50_ms']:.0f} ms, sdk {small['sdk_e2e']['p50_ms']:.0f} ms "
-          f"end to end ({small['speedup_e2e_p50']:.2f}x)")
+    summary["bench"].update(sdk_int8_e2e=small["sdk_int8_e2e"]["p50_ms"], speedup_e2e_p50=small["speedup_e2e_p50"],
+                            speedup_int8_e2e_p50=small["speedup_int8_e2e_p50"])
+    print(f"   p50 end to end: torchvision {small['torchvision_e2e']['p50_ms']:.0f} ms, sdk fp32 {small['sdk_e2e']['p50_ms']:.0f} ms "
+          f"({small['speedup_e2e_p50']:.2f}x), sdk int8 {small['sdk_int8_e2e']['p50_ms']:.0f} ms ({small['speedup_int8_e2e_p50']:.2f}x)")
     with atomic_path(out / "maskrcnn_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

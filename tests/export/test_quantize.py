@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 import sdk
-from export.quantize import quantize_unet_int8
+from export.quantize import quantize_int8
 from sdk.errors import InputError
 
 
 def test_int8_model_loads_and_tracks_the_fp32_model(tiny_unet, tmp_path):
     rng = np.random.default_rng(0)
     calibration = [rng.integers(0, 4000, (90, 110)).astype(np.uint16) for _ in range(2)]
-    path = quantize_unet_int8(tiny_unet[1], tmp_path / "tiny.int8.onnx", calibration)
+    path = quantize_int8(tiny_unet[1], tmp_path / "tiny.int8.onnx", calibration)
     fp32, int8 = sdk.load(tiny_unet[1]), sdk.load(path)
     assert int8.meta["quantization"]["weights"] == "int8 per-channel"
     assert {k: v for k, v in int8.meta.items() if k != "quantization"} == fp32.meta
@@ -22,4 +22,4 @@ def test_int8_model_loads_and_tracks_the_fp32_model(tiny_unet, tmp_path):
 
 def test_int8_needs_calibration_images(tiny_unet, tmp_path):
     with pytest.raises(InputError, match="calibration"):
-        quantize_unet_int8(tiny_unet[1], tmp_path / "x.onnx", [])
+        quantize_int8(tiny_unet[1], tmp_path / "x.onnx", [])
