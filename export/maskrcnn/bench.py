@@ -16,7 +16,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,27 +24,11 @@ import torch
 import sdk
 from export.checkpoint import load_checkpoint
 from sdk.io import atomic_path
+from sdk.timing import time_call
 
 from .models import MaskRCNNConfig, build_model, model_from_checkpoint
 from .onnx_export import torch_to_onnx
 from .reference import TorchvisionPredictor
-
-
-def _stats(times_s: list[float]) -> dict[str, float]:
-    ms = np.array(times_s) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "mean_ms": float(ms.mean()), "fps": float(1000.0 / ms.mean()), "runs": int(len(ms))}
-
-
-def _time(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def synthetic_image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -80,10 +64,10 @@ def bench_one(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: lis
     feed, _ = runtime.preprocess(image)
     res = {
         "input_size": list(input_size), "image_hw": list(image.shape[:2]), "export_s": export_s,
-        "torchvision_e2e": _stats(_time(lambda: tv.predict(image), runs, warmup)),
-        "torchvision_model": _stats(_time(tv_model_only, runs, warmup)),
-        "sdk_e2e": _stats(_time(lambda: runtime.predict(image), runs, warmup)),
-        "sdk_model": _stats(_time(lambda: runtime.backend.run(feed), runs, warmup)),
+        "torchvision_e2e": time_call(lambda: tv.predict(image), runs, warmup),
+        "torchvision_model": time_call(tv_model_only, runs, warmup),
+        "sdk_e2e": time_call(lambda: runtime.predict(image), runs, warmup),
+        "sdk_model": time_call(lambda: runtime.backend.run(feed), runs, warmup),
     }
     r = runtime.predict(image)
     res["detections_sdk"] = len(r)
@@ -93,8 +77,8 @@ def bench_one(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: lis
     if int8_calibration:
         from export.quantize import quantize_int8
         int8 = sdk.load(quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"), int8_calibration), threads=threads)
-        res["sdk_int8_model"] = _stats(_time(lambda: int8.backend.run(feed), runs, warmup))
-        res["sdk_int8_e2e"] = _stats(_time(lambda: int8.predict(image), runs, warmup))
+        res["sdk_int8_model"] = time_call(lambda: int8.backend.run(feed), runs, warmup)
+        res["sdk_int8_e2e"] = time_call(lambda: int8.predict(image), runs, warmup)
         res["detections_sdk_int8"] = len(int8.predict(image))
         res["speedup_int8_e2e_p50"] = res["torchvision_e2e"]["p50_ms"] / res["sdk_int8_e2e"]["p50_ms"]
     return res

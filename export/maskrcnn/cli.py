@@ -114,13 +114,13 @@ def bench_command(args: argparse.Namespace) -> dict:
                        warmup=args.warmup, threads=args.threads, workdir=args.workdir, json_path=args.json,
                        int8_calibration=calibration_images(args.int8) if args.int8 else None)
     print(f"Mask R-CNN, {result['threads']} threads ({result['cpu']})")
-    print(f"{'model':<7}{'variant':<20}{'p50 ms':>10}{'p90 ms':>10}{'FPS':>8}")
+    print(f"{'model':<7}{'variant':<20}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>8}")
     for name, r in result["models"].items():
         for variant in ("torchvision_model", "torchvision_e2e", "sdk_model", "sdk_e2e", "sdk_int8_model", "sdk_int8_e2e"):
             if variant not in r:
                 continue
             v = r[variant]
-            print(f"{name:<7}{variant:<20}{v['p50_ms']:>10.1f}{v['p90_ms']:>10.1f}{v['fps']:>8.2f}")
+            print(f"{name:<7}{variant:<20}{v['p50_ms']:>10.1f}{v['p90_ms']:>10.1f}{v['images_per_s']:>8.2f}")
         print(f"{name:<7}sdk end to end is {r['speedup_e2e_p50']:.2f}x faster than torchvision eager "
               f"(input {r['input_size']}, {r['detections_sdk']} detections)")
         if "speedup_int8_e2e_p50" in r:
