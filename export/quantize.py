@@ -41,18 +41,13 @@ def _calibration_tiles(onnx_path: Path, images: Iterable[np.ndarray], max_tile: 
     """The tile batches the predictor feeds its backend for each image (one [1, C, h, w] array per tile)."""
     import sdk
     from sdk.preprocess import as_hwc, normalize
-    from sdk.tiling import extract_tiles, mirror_pad, plan_axis
 
     predictor = sdk.load(onnx_path)
     tiles = []
     for image in images:
         x = normalize(as_hwc(image, predictor.channels), predictor.meta["normalization"])
         for k in range(4):  # the 4 rotations: more varied activations from few images
-            xr = np.ascontiguousarray(np.rot90(x, k))
-            plans = [plan_axis(n, predictor.size_min, predictor.size_step, predictor.border,
-                               max_tile or predictor.max_tile, predictor.margin) for n in xr.shape[:2]]
-            padded = mirror_pad(xr, (plans[0].pad_before, plans[0].pad_after), (plans[1].pad_before, plans[1].pad_after))
-            tiles += [t[None] for t in extract_tiles(padded, *plans)]
+            tiles += [t[None] for t in predictor.tile(np.ascontiguousarray(np.rot90(x, k)), max_tile)[0]]
     return tiles
 
 

@@ -66,18 +66,25 @@ def prepare_samples(data: Path, channels: int, cfg: TrainConfig):
     return samples
 
 
-def random_batch(samples, tile_in: int, tile_out: int, batch: int, rng: np.random.Generator, elastic_sigma: float):
-    """A batch of augmented tiles: x [B,C,tile_in,tile_in], target [B,o,o], weights [B,o,o] (o = tile_out)."""
-    pad = tile_in // 2 + 16  # slack so the elastic warp never samples mirrored-away content at the edge
+def pad_samples(samples, tile_in: int):
+    """Mirror-pad every (image, target, weights) once, so tiles can be cut anywhere, borders included.
+
+    The slack (tile_in // 2 + 16 px per side) lets a tile centre reach the image edge and
+    keeps the elastic warp from sampling outside the padded image.
+    """
+    pad = tile_in // 2 + 16
+    return [tuple(mirror_pad(a, (pad, pad), (pad, pad)) for a in sample) for sample in samples]
+
+
+def random_batch(padded, tile_in: int, tile_out: int, batch: int, rng: np.random.Generator, elastic_sigma: float):
+    """A batch of augmented tiles from ``pad_samples`` output:
+    x [B,C,tile_in,tile_in], target [B,o,o], weights [B,o,o] (o = tile_out)."""
+    big = tile_in + 2 * 16  # the window that is warped; its 16 px rim is cut off afterwards
     xs, ts, ws = [], [], []
     for _ in range(batch):
-        x, c, w = samples[int(rng.integers(len(samples)))]
-        big = tile_in + 2 * 16
-        px = mirror_pad(x, (pad, pad), (pad, pad))
-        pc = mirror_pad(c, (pad, pad), (pad, pad))
-        pw = mirror_pad(w, (pad, pad), (pad, pad))
-        y0 = int(rng.integers(0, x.shape[0] + 2 * pad - big + 1))
-        x0 = int(rng.integers(0, x.shape[1] + 2 * pad - big + 1))
+        px, pc, pw = padded[int(rng.integers(len(padded)))]
+        y0 = int(rng.integers(0, px.shape[0] - big + 1))
+        x0 = int(rng.integers(0, px.shape[1] - big + 1))
         win = np.s_[y0:y0 + big, x0:x0 + big]
         ax, ac, aw = augment(px[win], pc[win], pw[win], rng, elastic_sigma)
         m, o = 16, 16 + (tile_in - tile_out) // 2
@@ -102,7 +109,7 @@ def train(cfg: TrainConfig) -> Path:
     g = geometry(cfg.model)
     tile_in = g.valid_at_least(cfg.tile)
     tile_out = tile_in - 2 * g.border
-    samples = prepare_samples(Path(cfg.data), cfg.model.in_channels, cfg)
+    samples = pad_samples(prepare_samples(Path(cfg.data), cfg.model.in_channels, cfg), tile_in)
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     elif cfg.optimizer == "adam":

@@ -23,7 +23,7 @@ from .backends.base import Backend
 from .datasets import write_png
 from .errors import ArtifactError, InputError
 from .preprocess import as_hwc, normalize
-from .tiling import extract_tiles, mirror_pad, plan_axis, stitch
+from .tiling import AxisPlan, extract_tiles, mirror_pad, plan_axis, stitch
 from .viz import overlay_instances
 
 # The 8 symmetries of the square: (rot90 count, horizontal flip); each is undone after prediction.
@@ -109,13 +109,16 @@ class UNetPredictor:
         classes = (probs[1] > probs[0]).view(np.uint8) if len(probs) == 2 else probs.argmax(axis=0).astype(np.uint8)
         return SegmentationResult(probs, classes, self.instances(classes))
 
+    def tile(self, x: np.ndarray, max_tile: int | None = None) -> tuple[np.ndarray, AxisPlan, AxisPlan]:
+        """The tile batch float32 [T, C, h, w] fed to the backend for a normalized [H, W, C] image, and its plans."""
+        ys, xs = (plan_axis(n, self.size_min, self.size_step, self.border, max_tile or self.max_tile, self.margin)
+                  for n in x.shape[:2])
+        padded = mirror_pad(x, (ys.pad_before, ys.pad_after), (xs.pad_before, xs.pad_after))
+        return extract_tiles(padded, ys, xs), ys, xs
+
     def predict_probs(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
-        h, w = x.shape[:2]
-        ys = plan_axis(h, self.size_min, self.size_step, self.border, self.max_tile, self.margin)
-        xs = plan_axis(w, self.size_min, self.size_step, self.border, self.max_tile, self.margin)
-        padded = mirror_pad(x, (ys.pad_before, ys.pad_after), (xs.pad_before, xs.pad_after))
-        tiles = extract_tiles(padded, ys, xs)
+        tiles, ys, xs = self.tile(x)
         outs = [self.backend.run({self.input_name: tiles[i:i + self.batch_size]})[self.output_name]
                 for i in range(0, len(tiles), self.batch_size)]
         return stitch(np.concatenate(outs), ys, xs, self.margin)
