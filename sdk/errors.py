@@ -30,3 +30,7 @@ class DataError(SegrtError):
 
 class BackendUnavailableError(SegrtError):
     """An optional runtime (TensorRT, CUDA, onnxruntime-gpu, a native library) is not installed."""
+
+
+class ServerError(SegrtError):
+    """A model server that cannot be started or reached, or that failed a request."""

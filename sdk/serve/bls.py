@@ -1,0 +1,57 @@
+"""A backend whose network runs in another Triton model, called by BLS (Business Logic Scripting).
+
+The pipeline model keeps pre/post-processing in Python and sends each network call to the
+network-only model (Triton's ``onnxruntime_onnx`` or ``tensorrt_plan`` platform), so the
+network runs in Triton's C++ backends. Only the official Triton container has those
+backends; the server bundled with ``nvidia-pytriton`` has the Python backend alone, so this
+path is generated and its configs are parsed here, but it is not run here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends.base import TensorInfo
+from ..errors import ArtifactError
+
+
+class BLSBackend:
+    """``sdk.backends`` interface (``metadata``, ``inputs``, ``outputs``, ``run``) over a Triton BLS call.
+
+    Args:
+        path: the artifact beside the pipeline model (for messages; metadata comes from the config).
+        network_model: name of the network-only model in the same repository.
+        config: the pipeline model's config (dict), whose parameters carry ``segrt_metadata``
+            and ``segrt_network_io`` ({"inputs": [[name, dtype, shape]], "outputs": [...]}).
+        pb_utils: the ``triton_python_backend_utils`` module of the running stub.
+    """
+
+    def __init__(self, path: Path, network_model: str, config: dict[str, Any], pb_utils: Any) -> None:
+        params = config.get("parameters", {})
+        self.path = Path(path)
+        self.network_model = network_model
+        self.metadata: dict[str, Any] = json.loads(params["segrt_metadata"]["string_value"])
+        io = json.loads(params["segrt_network_io"]["string_value"])
+        self.inputs = [TensorInfo(n, tuple(s), np.dtype(d)) for n, d, s in io["inputs"]]
+        self.outputs = [TensorInfo(n, tuple(s), np.dtype(d)) for n, d, s in io["outputs"]]
+        self._pb = pb_utils
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pb = self._pb
+        tensors = [pb.Tensor.from_dlpack(n, np.ascontiguousarray(a).__dlpack__()) for n, a in feed.items()]
+        kwargs: dict[str, Any] = {}
+        if hasattr(pb, "PreferredMemory"):  # ask for host outputs: the postprocessing is numpy
+            kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
+        request = pb.InferenceRequest(model_name=self.network_model, inputs=tensors,
+                                      requested_output_names=[o.name for o in self.outputs], **kwargs)
+        response = request.exec()
+        if response.has_error():
+            raise ArtifactError(f"network model {self.network_model!r} failed: {response.error().message()}",
+                                "check the server log; the network model must be loaded and ready")
+        return {t.name(): np.from_dlpack(t) for t in response.output_tensors()}
+
+    def close(self) -> None:
+        pass

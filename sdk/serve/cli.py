@@ -1,0 +1,107 @@
+"""``segrt serve``: write a model repository for artifacts (or take one) and run Triton on it.
+
+Registered into ``segrt`` by :func:`register`; also runnable as ``python -m sdk.serve``.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError, SegrtError
+from . import protocol
+
+DESCRIPTION = ("Serve segrt models on NVIDIA Triton Inference Server (HTTP/gRPC, KServe v2 protocol). "
+               "Pass .onnx/.engine artifacts (a model repository is written for them) or a model repository "
+               "folder (segrt serve --write-repo writes one). Ctrl-C finishes the requests in flight, then stops.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", type=Path, nargs="+", metavar="MODEL_OR_REPO",
+                   help=".onnx / .engine artifacts, or one model repository folder")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s; 0.0.0.0 for all)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--instances", type=int, default=1, help="model instances (per GPU for engines)")
+    p.add_argument("--max-batch", type=int, default=8, help="dynamic batching limit (0: off)")
+    p.add_argument("--max-pixels", type=int, default=protocol.DEFAULT_MAX_PIXELS,
+                   help="refuse larger images (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per instance (default: cores / instances)")
+    p.add_argument("--bls", action="store_true", help="written repository: pipeline models call the network model by "
+                   "BLS (official Triton container only)")
+    p.add_argument("--write-repo", type=Path, default=None, metavar="REPO",
+                   help="only write the model repository for the artifacts here, do not start a server")
+    p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for readiness")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .repository import write_model_repository
+    from .server import TritonServer
+    paths = list(args.models)
+    is_repo = len(paths) == 1 and paths[0].is_dir()
+    if is_repo and args.write_repo:
+        raise InputError(f"{paths[0]} is already a model repository", "pass .onnx/.engine files with --write-repo")
+    options = dict(instances=args.instances, max_batch=args.max_batch, bls_network=args.bls,
+                   max_pixels=args.max_pixels, threads=args.threads)
+    if args.write_repo:
+        print(f"wrote {write_model_repository(paths, args.write_repo, **options)}")
+        return
+    tmp = None
+    if is_repo:
+        repo = paths[0]
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="segrt-repo-"))
+        repo = write_model_repository(paths, tmp / "models", **options)
+    server = TritonServer(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port)
+    # SIGTERM (docker stop, kubernetes) drains like Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.start(timeout_s=args.startup_timeout)
+        print(f"serving {', '.join(server.models)} from {repo}\n"
+              f"  HTTP    {server.http_url}   (health: {server.http_url}/v2/health/ready)\n"
+              f"  gRPC    {server.grpc_url}\n"
+              f"  metrics {server.metrics_url}\n"
+              f"  log     {server.log_file}\n"
+              "Ctrl-C stops (requests in flight finish first)", flush=True)
+        code = server.wait()
+        raise SegrtError(f"tritonserver exited on its own with code {code}:\n{server.log_tail()}",
+                         "see the log above")
+    except KeyboardInterrupt:
+        print("stopping: finishing requests in flight...", file=sys.stderr, flush=True)
+        code = server.stop()
+        print(f"tritonserver stopped (exit code {code})", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+        server.cleanup()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def register(cli) -> None:
+    """Add ``segrt serve`` to the command line (``cli.add(name, handler, help=..., description=...)``)."""
+    add_arguments(cli.add("serve", cmd_serve, help="serve models on Triton Inference Server (HTTP/gRPC)",
+                          description=DESCRIPTION))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sdk.serve", description=DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        cmd_serve(args)
+    except SegrtError as exc:
+        print(f"segrt: error: {exc.problem}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        return 2
+    return 0

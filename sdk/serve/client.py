@@ -1,0 +1,188 @@
+"""Predict through a Triton server: the same result objects, and the same numbers, as local ``predict``.
+
+>>> from sdk.serve.client import RemotePredictor
+>>> model = RemotePredictor("http://127.0.0.1:8000")          # or "grpc://127.0.0.1:8001"
+>>> result = model.predict(image)                              # SegmentationResult / Instances
+
+Errors: a request the server refuses (bad image) raises ``InputError`` with the server's
+problem and fix; a server that cannot be reached, times out or fails raises ``ServerError``.
+Every call has a timeout, so a dead server never hangs a client.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InputError, ServerError
+from . import protocol
+
+
+def _tritonclient(protocol_name: str):
+    try:
+        if protocol_name == "grpc":
+            import tritonclient.grpc as tc
+        else:
+            import tritonclient.http as tc
+        from tritonclient.utils import InferenceServerException
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the Triton client is not installed ({exc})",
+                                      "pip install 'segrt[serve]' (or tritonclient[all])") from None
+    return tc, InferenceServerException
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """'http://host:port' | 'grpc://host:port' | 'host:port' (HTTP) -> (protocol, 'host:port')."""
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.scheme not in ("http", "grpc") or not parsed.hostname:
+        raise InputError(f"cannot use server URL {url!r}", "use http://HOST:PORT or grpc://HOST:PORT")
+    port = parsed.port or (8001 if parsed.scheme == "grpc" else 8000)
+    return parsed.scheme, f"{parsed.hostname}:{port}"
+
+
+def _split_error(message: str) -> tuple[str, str | None]:
+    problem, _, fix = message.partition("\n  fix: ")
+    return problem.strip(), (fix.strip() or None)
+
+
+class RemotePredictor:
+    """A segrt pipeline model on a Triton server, used like a local predictor.
+
+    Args:
+        url: ``http://HOST:PORT`` or ``grpc://HOST:PORT``.
+        model: pipeline model name (default: the server's only segrt model).
+        timeout_s: limit for connecting and for each request, seconds.
+        probs: U-Net: also fetch the class probabilities float32 [K, H, W] (off: ``result.probs`` is None,
+            and the response is K x 4 bytes per pixel smaller).
+    """
+
+    backend = "triton"
+
+    def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 60.0, probs: bool = True) -> None:
+        self.protocol, self.address = parse_url(url)
+        self.url = f"{self.protocol}://{self.address}"
+        self.timeout_s = float(timeout_s)
+        self.probs = probs
+        tc, self._exception = _tritonclient(self.protocol)
+        self._tc = tc
+        if self.protocol == "grpc":
+            self._client = tc.InferenceServerClient(self.address)
+        else:
+            self._client = tc.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
+                                                    network_timeout=self.timeout_s)
+        self.model = model or self._only_model()
+        config = self._call(self._config)
+        params = config.get("parameters", {})
+        if "segrt_metadata" not in params:
+            raise ServerError(f"model {self.model!r} on {self.url} is not a segrt pipeline model",
+                              "pass the name of a model written by segrt (segrt serve lists them)")
+        self.metadata: dict[str, Any] = json.loads(params["segrt_metadata"]["string_value"])
+        self.kind: str = self.metadata["kind"]
+        self.class_names: list[str] = list(self.metadata["class_names"])
+        self.max_pixels = int(params.get("max_pixels", {}).get("string_value", protocol.DEFAULT_MAX_PIXELS))
+        self.batching = int(config.get("max_batch_size", 0)) > 0
+        self.outputs = [n for n in protocol.outputs_for(self.kind) if n != "probs" or probs]
+        self.last_timings: dict[str, float] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, fn, *args, **kwargs):
+        """Run a client call; server refusals -> InputError, everything else -> ServerError."""
+        try:
+            return fn(*args, **kwargs)
+        except self._exception as exc:
+            status, message = str(exc.status() or ""), exc.message() or str(exc)
+            if status in ("400", "StatusCode.INVALID_ARGUMENT"):
+                raise InputError(*_split_error(message)) from None
+            raise ServerError(f"{self.url}: {message}", "check that the server is running (segrt serve) and "
+                              "its log; retry once it is ready") from None
+        except (OSError, TimeoutError) as exc:  # connection refused/reset, socket timeouts
+            raise ServerError(f"{self.url}: {type(exc).__name__}: {exc}",
+                              "check that the server is running (segrt serve); retry once it is ready") from None
+
+    def _config(self) -> dict[str, Any]:
+        if self.protocol == "grpc":
+            return self._client.get_model_config(self.model, as_json=True, client_timeout=self.timeout_s)["config"]
+        return self._client.get_model_config(self.model)
+
+    def _only_model(self) -> str:
+        if self.protocol == "grpc":
+            index = self._call(self._client.get_model_repository_index, as_json=True).get("models", [])
+        else:
+            index = self._call(self._client.get_model_repository_index)
+        ready = [m["name"] for m in index if m.get("state") == "READY" and not m["name"].endswith("_net")]
+        if len(ready) != 1:
+            raise InputError(f"{self.url} serves {len(ready)} models ({', '.join(ready) or 'none ready'})",
+                             "name the one to use (RemotePredictor(url, model=NAME) / --server-model NAME)")
+        return ready[0]
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """One raw request: input arrays without batch dimension -> output arrays without batch dimension."""
+        tc = self._tc
+        infer_inputs = []
+        for name, array in inputs.items():
+            array = np.ascontiguousarray(array[None] if self.batching else array)
+            t = tc.InferInput(name, list(array.shape), protocol.TRITON_DTYPES.get(name, "UINT8"))
+            t.set_data_from_numpy(array)
+            infer_inputs.append(t)
+        requested = [tc.InferRequestedOutput(n) for n in outputs]
+        if self.protocol == "grpc":
+            result = self._call(self._client.infer, self.model, infer_inputs, outputs=requested,
+                                client_timeout=self.timeout_s)
+        else:
+            result = self._call(self._client.infer, self.model, infer_inputs, outputs=requested)
+        out = {}
+        for n in outputs:
+            a = result.as_numpy(n)
+            out[n] = a[0] if self.batching else a
+        return out
+
+    # -- predictor interface -----------------------------------------------------------------
+    def predict(self, image: np.ndarray, tta: bool | None = None) -> Any:
+        """Like local ``predict``: [H, W] or [H, W, C] uint8/uint16/float image -> SegmentationResult / Instances."""
+        t0 = time.perf_counter()
+        array = protocol.as_request_image(image)
+        protocol.check_pixels(array.shape[0], array.shape[1], self.max_pixels)
+        inputs = {protocol.image_input_name(array): array}
+        if tta is not None and self.kind == "unet":
+            inputs[protocol.TTA_INPUT] = np.array([int(bool(tta))], np.uint8)
+        tensors = self.infer(inputs, self.outputs)
+        t1 = time.perf_counter()
+        result = protocol.decode_result(self.kind, tensors, self.class_names, image=np.asarray(image))
+        self.last_timings = {"request_ms": (t1 - t0) * 1e3, "postprocess_ms": (time.perf_counter() - t1) * 1e3}
+        return result
+
+    def predict_encoded(self, data: bytes, tta: bool | None = None) -> Any:
+        """Predict on PNG/JPEG/TIFF file bytes, decoded by the server (``result.image`` is None for Mask R-CNN)."""
+        inputs = {protocol.ENCODED_INPUT: np.frombuffer(data, np.uint8)}
+        if tta is not None and self.kind == "unet":
+            inputs[protocol.TTA_INPUT] = np.array([int(bool(tta))], np.uint8)
+        return protocol.decode_result(self.kind, self.infer(inputs, self.outputs), self.class_names)
+
+    __call__ = predict
+
+    def _local_class(self):
+        from .. import PREDICTORS
+        import importlib
+        module, name = PREDICTORS[self.kind].split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def draw(self, image: np.ndarray, result: Any) -> np.ndarray:
+        """The same overlay as the local predictor draws, uint8 RGB [H, W, 3]."""
+        return self._local_class().draw(self, image, result)
+
+    def save(self, result: Any, out_dir: str | Path, stem: str, image: np.ndarray | None = None) -> list[Path]:
+        """The same files as the local predictor writes."""
+        return self._local_class().save(self, result, out_dir, stem, image=image)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "RemotePredictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

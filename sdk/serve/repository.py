@@ -1,0 +1,240 @@
+"""Write a Triton model repository for segrt artifacts.
+
+Layout for an artifact ``NAME.onnx`` (or ``NAME.engine``)::
+
+    REPO/NAME/config.pbtxt          pipeline model: Python backend, image in, segrt result out
+    REPO/NAME/1/model.py            imports sdk.serve.triton_model.TritonPythonModel
+    REPO/NAME/1/NAME.onnx           the artifact (copied; its metadata configures the pipeline)
+    REPO/NAME_net/config.pbtxt      network-only model for the official Triton container:
+    REPO/NAME_net/1/model.onnx        platform onnxruntime_onnx (an .onnx artifact), or
+    REPO/NAME_net/1/model.plan        platform tensorrt_plan (the engine's TensorRT plan, segrt header removed)
+
+The pipeline model runs the network itself (ONNX Runtime, or TensorRT through ``sdk.load``,
+which loads the engine's plugin library from its metadata) unless ``bls_network=True``: then it
+calls ``NAME_net`` by BLS and only pre/post-processing stay in Python. The network-only model
+needs Triton's onnxruntime/tensorrt backends, which the server bundled with ``nvidia-pytriton``
+lacks: ``segrt serve`` therefore serves the pipeline models only (it loads models explicitly),
+and the ``_net`` models are for the official container (untested here; their configs are
+parsed against Triton's ModelConfig schema when written).
+
+Configs are built as ``ModelConfig`` protobuf messages (``tritonclient.grpc.model_config_pb2``,
+Triton's own schema) and written as text, so a misspelt field or enum fails here, not in the server.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ArtifactError, BackendUnavailableError, InputError
+from ..formats import format_for_path
+from . import protocol
+from .triton_model import MODEL_PY
+
+NETWORK_SUFFIX = "_net"
+TRITON_TYPES = {np.dtype(k): v for k, v in {
+    "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "uint8": "TYPE_UINT8",
+    "uint16": "TYPE_UINT16", "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL"}.items()}
+PLUGIN_NOTE = ("# This engine needs the segrt TensorRT plugin library ({library}). Load it into the server:\n"
+               "#   tritonserver --backend-config=tensorrt,plugins=/path/to/{library} ...\n"
+               "# or LD_PRELOAD=/path/to/{library} tritonserver ...\n")
+
+
+def _model_config_pb2():
+    try:
+        from google.protobuf import json_format, text_format
+        from tritonclient.grpc import model_config_pb2
+    except ImportError as exc:
+        raise BackendUnavailableError(f"writing Triton configs needs tritonclient ({exc})",
+                                      "pip install 'segrt[serve]'") from None
+    return model_config_pb2, json_format, text_format
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """A ModelConfig given as a dict (protobuf JSON field names) -> config.pbtxt text; unknown fields raise."""
+    pb2, json_format, text_format = _model_config_pb2()
+    try:
+        message = json_format.ParseDict(config, pb2.ModelConfig())
+    except json_format.ParseError as exc:
+        raise ArtifactError(f"invalid Triton model config for {config.get('name')!r}: {exc}",
+                            "this is a bug in the repository writer; report it") from None
+    return text_format.MessageToString(message)
+
+
+def parse_config(text: str, source: str = "config.pbtxt"):
+    """Parse config.pbtxt text with Triton's ModelConfig schema; returns the message, raises ArtifactError."""
+    pb2, _, text_format = _model_config_pb2()
+    try:
+        return text_format.Parse(text, pb2.ModelConfig())
+    except text_format.ParseError as exc:
+        raise ArtifactError(f"{source} is not a valid Triton model config: {exc}", "fix or rewrite it") from None
+
+
+def model_name(artifact: str | Path) -> str:
+    """Triton model name of an artifact: its file stem with anything but letters, digits, _ and - replaced."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", Path(artifact).name.split(".")[0]) or "model"
+
+
+def _triton_type(dtype: np.dtype) -> str:
+    try:
+        return TRITON_TYPES[np.dtype(dtype)]
+    except KeyError:
+        raise ArtifactError(f"tensor dtype {dtype} has no Triton equivalent", "re-export the model") from None
+
+
+def _dims(shape: Sequence[int | None]) -> list[int]:
+    return [-1 if d is None else int(d) for d in shape]
+
+
+def read_artifact(path: Path) -> tuple[dict[str, Any], list[Any], list[Any], bytes | None]:
+    """(metadata, inputs, outputs, TensorRT plan or None) of an artifact; engines are read without TensorRT."""
+    fmt = format_for_path(path)
+    if fmt.name == "engine":
+        from ..backends.engine_file import read_engine_file
+        meta, plan = read_engine_file(path)
+        return meta, [], [], bytes(plan)  # Triton auto-completes a plan's inputs and outputs
+    from .. import open_backend
+    backend = open_backend(path)
+    try:
+        return dict(backend.metadata), list(backend.inputs), list(backend.outputs), None
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
+
+
+def pipeline_config(name: str, artifact_file: str, meta: dict[str, Any], *, gpu: bool, instances: int,
+                    max_batch: int, max_pixels: int, threads: int | None,
+                    network: tuple[str, list[Any], list[Any]] | None = None) -> dict[str, Any]:
+    """The pipeline model's ModelConfig as a dict (protobuf JSON names)."""
+    ragged = max_batch > 0  # requests of different sizes may share a batch; the model handles each alone
+    inputs = [{"name": n, "data_type": "TYPE_" + protocol.TRITON_DTYPES[n],
+               "dims": [-1, -1, -1], "optional": True, "allow_ragged_batch": ragged}
+              for n in protocol.IMAGE_INPUTS.values()]
+    inputs.append({"name": protocol.ENCODED_INPUT, "data_type": "TYPE_UINT8", "dims": [-1], "optional": True,
+                   "allow_ragged_batch": ragged})
+    if meta["kind"] == "unet":
+        inputs.append({"name": protocol.TTA_INPUT, "data_type": "TYPE_UINT8", "dims": [1], "optional": True})
+    outputs = [{"name": n, "data_type": "TYPE_" + t, "dims": d} for n, (t, d) in protocol.outputs_for(meta["kind"]).items()]
+    params = {"segrt_artifact": artifact_file, "segrt_metadata": json.dumps(meta, sort_keys=True),
+              "max_pixels": str(int(max_pixels)), "threads": str(int(threads or 0))}
+    if network is not None:
+        net_name, net_in, net_out = network
+        params["segrt_network_model"] = net_name
+        params["segrt_network_io"] = json.dumps({
+            "inputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_in],
+            "outputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_out]})
+    config: dict[str, Any] = {
+        "name": name, "backend": "python", "max_batch_size": int(max_batch),
+        "input": inputs, "output": outputs,
+        "instance_group": [{"kind": "KIND_GPU" if gpu else "KIND_CPU", "count": int(instances)}],
+        "parameters": {k: {"string_value": v} for k, v in params.items()},
+    }
+    if max_batch > 0:
+        config["dynamic_batching"] = {"max_queue_delay_microseconds": 1000}
+    return config
+
+
+def network_config(name: str, engine: bool, inputs: list[Any], outputs: list[Any], instances: int) -> dict[str, Any]:
+    """The network-only model's ModelConfig (official container: onnxruntime_onnx / tensorrt_plan platforms)."""
+    config: dict[str, Any] = {
+        "name": name, "platform": "tensorrt_plan" if engine else "onnxruntime_onnx", "max_batch_size": 0,
+        # engines run on GPUs only; ONNX Runtime takes a GPU when the server has one
+        "instance_group": [{"kind": "KIND_GPU" if engine else "KIND_AUTO", "count": int(instances)}],
+    }
+    if inputs:
+        config["input"] = [{"name": t.name, "data_type": _triton_type(t.dtype), "dims": _dims(t.shape)} for t in inputs]
+        config["output"] = [{"name": t.name, "data_type": _triton_type(t.dtype), "dims": _dims(t.shape)}
+                            for t in outputs]
+    return config
+
+
+def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *, instances: int = 1,
+                           max_batch: int = 8, bls_network: bool = False, max_pixels: int = protocol.DEFAULT_MAX_PIXELS,
+                           threads: int | None = None) -> Path:
+    """Write a Triton model repository serving ``artifacts`` (see the module doc for the layout).
+
+    Args:
+        artifacts: ``.onnx`` files or segrt TensorRT engines (``segrt export``).
+        repo: output folder; replaced as a whole (written beside it, then renamed into place).
+        instances: model instances (per GPU for engines: KIND_GPU; else KIND_CPU).
+        max_batch: dynamic batching limit of the pipeline models (0 = no dynamic batching).
+        bls_network: the pipeline models call their ``NAME_net`` model by BLS instead of running the
+            network in Python (official Triton container only).
+        max_pixels: larger images are refused with an error response.
+        threads: ONNX Runtime intra-op threads per instance (default: cores / instances).
+
+    Returns:
+        ``repo``.
+    """
+    if not artifacts:
+        raise InputError("no artifact to put into a model repository", "pass one or more .onnx / .engine files")
+    if instances < 1 or max_batch < 0:
+        raise InputError(f"instances must be >= 1 and max_batch >= 0, got {instances} and {max_batch}",
+                         "e.g. --instances 2 --max-batch 8")
+    paths = [Path(a) for a in artifacts]
+    names = [model_name(p) for p in paths]
+    for p in paths:
+        if not p.is_file():
+            raise ArtifactError(f"artifact not found: {p}", "pass the .onnx or .engine file written by `segrt export`")
+    if len(set(names)) != len(names):
+        raise InputError(f"two artifacts would get the same model name: {names}", "rename one of the files")
+    threads = threads or max(1, (os.cpu_count() or 1) // (instances * len(paths)))
+    repo = Path(repo)
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".partial", dir=repo.parent))
+    try:
+        for path, name in zip(paths, names):
+            meta, inputs, outputs, plan = read_artifact(path)
+            engine = plan is not None
+            net_name = name + NETWORK_SUFFIX
+            version = tmp / name / "1"
+            version.mkdir(parents=True)
+            shutil.copy2(path, version / path.name)
+            (version / "model.py").write_text(MODEL_PY)
+            network = (net_name, inputs, outputs) if bls_network else None
+            _write_config(tmp / name, pipeline_config(name, path.name, meta, gpu=engine, instances=instances,
+                                                      max_batch=max_batch, max_pixels=max_pixels, threads=threads,
+                                                      network=network))
+            net_version = tmp / net_name / "1"
+            net_version.mkdir(parents=True)
+            if engine:
+                (net_version / "model.plan").write_bytes(plan)
+            else:
+                shutil.copy2(path, net_version / "model.onnx")
+            plugin = (meta.get("engine") or {}).get("plugin") if engine else None
+            header = PLUGIN_NOTE.format(library=Path(plugin["library"]).name) if plugin else ""
+            _write_config(tmp / net_name, network_config(net_name, engine, inputs, outputs, instances), header)
+        if repo.exists():  # swap: the old repository stays whole until the new one is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".old", dir=repo.parent))
+            os.replace(repo, old / repo.name)
+            os.replace(tmp, repo)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, repo)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return repo
+
+
+def _write_config(model_dir: Path, config: dict[str, Any], header: str = "") -> None:
+    text = header + config_text(config)
+    parse_config(text, str(model_dir / "config.pbtxt"))  # what we write must read back under Triton's schema
+    (model_dir / "config.pbtxt").write_text(text)
+
+
+def pipeline_models(repo: str | Path) -> list[str]:
+    """Names of the segrt pipeline models in a repository (the ones ``segrt serve`` loads)."""
+    names = []
+    for config in sorted(Path(repo).glob("*/config.pbtxt")):
+        message = parse_config(config.read_text(), str(config))
+        if message.backend == "python" and "segrt_artifact" in message.parameters:
+            names.append(message.name or config.parent.name)
+    return names
