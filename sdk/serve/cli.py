@@ -75,6 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print("stopping: finishing requests in flight...", file=sys.stderr, flush=True)
         code = server.stop()
         print(f"tritonserver stopped (exit code {code})", file=sys.stderr)
+        if code:
+            print(server.log_tail(), file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()

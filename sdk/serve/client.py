@@ -11,6 +11,7 @@ Every call has a timeout, so a dead server never hangs a client.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputError, ServerError
+from ..errors import BackendUnavailableError, InputError, SegrtError, ServerError
 from . import protocol
 
 
@@ -67,13 +68,9 @@ class RemotePredictor:
         self.url = f"{self.protocol}://{self.address}"
         self.timeout_s = float(timeout_s)
         self.probs = probs
-        tc, self._exception = _tritonclient(self.protocol)
-        self._tc = tc
-        if self.protocol == "grpc":
-            self._client = tc.InferenceServerClient(self.address)
-        else:
-            self._client = tc.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
-                                                    network_timeout=self.timeout_s)
+        self._tc, self._exception = _tritonclient(self.protocol)
+        self._local = threading.local()
+        self._clients: list[Any] = []
         self.model = model or self._only_model()
         config = self._call(self._config)
         params = config.get("parameters", {})
@@ -89,6 +86,20 @@ class RemotePredictor:
         self.last_timings: dict[str, float] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
+    @property
+    def _client(self):
+        """This thread's Triton client: the HTTP client (gevent) must stay on the thread that made it."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self.protocol == "grpc":
+                client = self._tc.InferenceServerClient(self.address)
+            else:
+                client = self._tc.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
+                                                        network_timeout=self.timeout_s)
+            self._local.client = client
+            self._clients.append(client)
+        return client
+
     def _call(self, fn, *args, **kwargs):
         """Run a client call; server refusals -> InputError, everything else -> ServerError."""
         try:
@@ -99,7 +110,9 @@ class RemotePredictor:
                 raise InputError(*_split_error(message)) from None
             raise ServerError(f"{self.url}: {message}", "check that the server is running (segrt serve) and "
                               "its log; retry once it is ready") from None
-        except (OSError, TimeoutError) as exc:  # connection refused/reset, socket timeouts
+        except SegrtError:
+            raise
+        except Exception as exc:  # transport failures (refused, reset, closed, timed out) of either client library
             raise ServerError(f"{self.url}: {type(exc).__name__}: {exc}",
                               "check that the server is running (segrt serve); retry once it is ready") from None
 
@@ -179,7 +192,12 @@ class RemotePredictor:
         return self._local_class().save(self, result, out_dir, stem, image=image)
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            try:
+                client.close()
+            except Exception:  # a client of another thread (gevent) may refuse; it is released with the thread
+                pass
+        self._clients.clear()
 
     def __enter__(self) -> "RemotePredictor":
         return self

@@ -45,10 +45,29 @@ def _to_triton(name: str, array: np.ndarray):
     return pb_utils.Tensor.from_dlpack(name, array.__dlpack__())
 
 
+def _quiet_dlpack_capsules() -> None:
+    """Drop one known harmless message per output tensor from the server log.
+
+    The stub consumes NumPy's DLPack capsule without renaming it the way NumPy 2 expects, so
+    the capsule's destructor reports "PyCapsule_GetPointer called with incorrect name" as an
+    unraisable exception after the data was already taken over. Everything else is reported as before.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is ValueError and "PyCapsule_GetPointer called with incorrect name" in str(
+                unraisable.exc_value) and unraisable.object is None:
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 class TritonPythonModel:
     """One instance per Triton model instance; each holds its own predictor."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        _quiet_dlpack_capsules()
         config = json.loads(args["model_config"])
         self.kind = json.loads(_param(config, "segrt_metadata", "{}")).get("kind")
         self.batching = int(config.get("max_batch_size", 0)) > 0

@@ -1,0 +1,119 @@
+"""Triton model repository writer and wire format, without a server: configs parse under Triton's own
+ModelConfig schema, writes are atomic, masks survive the crop encoding bit for bit."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs tritonclient (pip install 'segrt[serve]')")
+
+from sdk.errors import ArtifactError, InputError  # noqa: E402
+from sdk.serve import protocol  # noqa: E402
+from sdk.serve.repository import (config_text, network_config, parse_config, pipeline_config,  # noqa: E402
+                                  pipeline_models, write_model_repository)
+
+
+def test_repository_layout_and_configs(tiny_unet, tmp_path):
+    _, onnx_path = tiny_unet
+    repo = write_model_repository([onnx_path], tmp_path / "repo", instances=2, max_batch=4)
+    assert sorted(p.name for p in repo.iterdir()) == ["tiny", "tiny_net"]
+    assert (repo / "tiny/1/tiny.onnx").read_bytes() == onnx_path.read_bytes()
+    assert "sdk.serve.triton_model" in (repo / "tiny/1/model.py").read_text()
+    pipe = parse_config((repo / "tiny/config.pbtxt").read_text())
+    assert pipe.backend == "python" and pipe.max_batch_size == 4 and pipe.dynamic_batching is not None
+    assert [(g.kind, g.count) for g in pipe.instance_group] == [(2, 2)]  # KIND_CPU = 2 in model_config.proto
+    assert {i.name for i in pipe.input} == {"image", "image_uint16", "image_float32", "encoded", "tta"}
+    assert all(i.optional for i in pipe.input)
+    assert [o.name for o in pipe.output] == ["classes", "instances", "probs"]
+    assert json.loads(pipe.parameters["segrt_metadata"].string_value)["kind"] == "unet"
+    net = parse_config((repo / "tiny_net/config.pbtxt").read_text())
+    assert net.platform == "onnxruntime_onnx" and (repo / "tiny_net/1/model.onnx").is_file()
+    assert [(i.name, list(i.dims)) for i in net.input] == [("image", [-1, 1, -1, -1])]
+    assert pipeline_models(repo) == ["tiny"]
+
+
+def test_bls_pipeline_names_its_network_model(tiny_unet, tmp_path):
+    _, onnx_path = tiny_unet
+    repo = write_model_repository([onnx_path], tmp_path / "repo", bls_network=True, max_batch=0)
+    pipe = parse_config((repo / "tiny/config.pbtxt").read_text())
+    assert pipe.parameters["segrt_network_model"].string_value == "tiny_net"
+    io = json.loads(pipe.parameters["segrt_network_io"].string_value)
+    assert io["inputs"] == [["image", "float32", [-1, 1, -1, -1]]] and io["outputs"][0][0] == "probs"
+    assert pipe.max_batch_size == 0 and not pipe.HasField("dynamic_batching")
+
+
+def test_engine_network_model_names_the_plugin(tmp_path):
+    """A segrt engine becomes a tensorrt_plan model holding the bare plan; the config says how to load the plugin."""
+    from sdk.backends.engine_file import read_engine_file, write_engine_file
+    meta = {"format_version": 1, "kind": "maskrcnn", "class_names": ["__background__", "cell"],
+            "input_channels": 3, "normalization": {"scale": 1.0}, "input_size": [64, 64],
+            "engine": {"tensorrt_version": "10.8.0.43", "compute_capability": [9, 0], "precision": "fp16",
+                       "plugin": {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
+                                  "ops": ["MultiLevelRoIAlign"]}}}
+    engine = write_engine_file(tmp_path / "m.engine", meta, b"not-a-real-plan")
+    repo = write_model_repository([engine], tmp_path / "repo", instances=3)
+    pipe = parse_config((repo / "m/config.pbtxt").read_text())
+    assert [(g.kind, g.count) for g in pipe.instance_group] == [(1, 3)]  # KIND_GPU, count per GPU
+    text = (repo / "m_net/config.pbtxt").read_text()
+    net = parse_config(text)
+    assert net.platform == "tensorrt_plan" and "--backend-config=tensorrt,plugins=" in text
+    assert (repo / "m_net/1/model.plan").read_bytes() == bytes(read_engine_file(engine)[1])
+
+
+def test_invalid_config_is_refused():
+    with pytest.raises(ArtifactError, match="not a valid Triton model config"):
+        parse_config('name: "x" instance_group [{kind: KIND_TPU}]')
+    with pytest.raises(ArtifactError, match="invalid Triton model config"):
+        config_text({"name": "x", "max_batch": 3})
+    assert "KIND_GPU" in config_text(network_config("n", True, [], [], 1))
+    meta = {"kind": "maskrcnn", "class_names": ["bg", "a"]}
+    cfg = parse_config(config_text(pipeline_config("m", "m.onnx", meta, gpu=False, instances=1, max_batch=2,
+                                                   max_pixels=10, threads=1)))
+    assert [o.name for o in cfg.output] == list(protocol.RCNN_OUTPUTS)
+
+
+def test_write_is_atomic_and_replaces(tiny_unet, tmp_path):
+    _, onnx_path = tiny_unet
+    repo = tmp_path / "repo"
+    write_model_repository([onnx_path], repo, max_batch=2)
+    with pytest.raises(ArtifactError, match="artifact not found"):
+        write_model_repository([onnx_path, tmp_path / "missing.onnx"], repo)
+    assert parse_config((repo / "tiny/config.pbtxt").read_text()).max_batch_size == 2  # old one untouched
+    write_model_repository([onnx_path], repo, max_batch=0)
+    assert parse_config((repo / "tiny/config.pbtxt").read_text()).max_batch_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no temporary left behind
+    with pytest.raises(InputError, match="same model name"):
+        write_model_repository([onnx_path, onnx_path], tmp_path / "other")
+
+
+def test_mask_crops_round_trip():
+    rng = np.random.default_rng(0)
+    masks = rng.random((5, 37, 53)) > 0.7
+    masks[1] = False            # an empty mask
+    masks[2, :, :] = False
+    masks[2, 36, 52] = True     # one corner pixel
+    boxes, bits = protocol.masks_to_crops(masks)
+    assert boxes[1].tolist() == [0, 0, 0, 0] and boxes[2].tolist() == [52, 36, 53, 37]
+    assert bits.nbytes < masks.size // 8 + 5
+    np.testing.assert_array_equal(protocol.crops_to_masks(boxes, bits, (37, 53)), masks)
+    empty = np.zeros((0, 10, 10), bool)
+    np.testing.assert_array_equal(protocol.crops_to_masks(*protocol.masks_to_crops(empty), (10, 10)), empty)
+
+
+def test_encoded_size_and_decode():
+    img = np.zeros((30, 70, 3), np.uint8)
+    png = cv2.imencode(".png", img)[1]
+    jpg = cv2.imencode(".jpg", img)[1]
+    assert protocol.encoded_size(png) == (30, 70) == protocol.encoded_size(jpg)
+    assert protocol.decode_image(png, 10_000).shape == (30, 70, 3)
+    with pytest.raises(InputError, match="exceeds this server's limit"):
+        protocol.decode_image(png, 2000)
+    with pytest.raises(InputError, match="cannot be decoded"):
+        protocol.decode_image(png[:40], 10_000)
+    with pytest.raises(InputError, match="uint8, uint16 or float32"):
+        protocol.as_request_image(np.zeros((4, 4), np.int32))
+    assert protocol.as_request_image(np.zeros((4, 4))).dtype == np.float32
