@@ -101,6 +101,20 @@ def server_environment(install: TritonInstall, base: dict[str, str] | None = Non
     return env
 
 
+def _stub_shm_regions(server_pid: int) -> list[str]:
+    """Shared-memory region names passed to the Python-backend stubs of a server (from /proc, Linux)."""
+    names = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != server_pid:
+                continue
+            args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        names += [a.decode() for a in args if a.startswith(b"triton_python_backend_shm_region_")]
+    return names
+
+
 class TritonServer:
     """A tritonserver process on a model repository; a context manager that stops it on exit.
 
@@ -203,10 +217,17 @@ class TritonServer:
         return p.returncode
 
     def kill(self) -> None:
-        """SIGKILL the server at once (what a crash looks like to clients); its stubs exit when it is gone."""
+        """SIGKILL the server at once (what a crash looks like to clients); its stubs exit when it is gone.
+
+        The shared-memory regions of its Python-backend stubs, which a killed server cannot remove,
+        are removed here.
+        """
         if self.process is not None and self.process.poll() is None:
+            regions = _stub_shm_regions(self.process.pid)
             self.process.kill()
             self.process.wait()
+            for name in regions:
+                Path("/dev/shm", name).unlink(missing_ok=True)
 
     def wait(self) -> int:
         assert self.process is not None

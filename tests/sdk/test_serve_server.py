@@ -215,10 +215,10 @@ def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
         srv.cleanup()
 
 
-def test_sigint_drains_requests_in_flight(repo, tiny_unet, tmp_path):
-    """`python -m sdk.serve REPO` (what `segrt serve` runs): SIGINT while a request runs; it completes, exit 0."""
+def test_sigint_drains_requests_in_flight(tiny_unet, tmp_path):
+    """`python -m sdk.serve MODEL.onnx` (what `segrt serve` runs): SIGINT while a request runs; it completes, exit 0."""
     http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "sdk.serve", str(repo), "--http-port", str(http), "--grpc-port",
+    proc = subprocess.Popen([sys.executable, "-m", "sdk.serve", str(tiny_unet[1]), "--http-port", str(http), "--grpc-port",
                              str(grpc), "--metrics-port", str(metrics)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -230,7 +230,7 @@ def test_sigint_drains_requests_in_flight(repo, tiny_unet, tmp_path):
                 break
             except (ServerError, InputError):
                 time.sleep(0.3)
-        big = np.random.default_rng(3).integers(0, 256, (1000, 1000), dtype=np.uint8)
+        big = np.random.default_rng(3).integers(0, 256, (500, 500), dtype=np.uint8)
         threading.Timer(0.5, proc.send_signal, [signal.SIGINT]).start()
         t0 = time.monotonic()
         result = remote.predict(big, tta=True)  # 8x the work of one pass: still running when SIGINT arrives
