@@ -230,11 +230,16 @@ def _write_config(model_dir: Path, config: dict[str, Any], header: str = "") -> 
     (model_dir / "config.pbtxt").write_text(text)
 
 
-def pipeline_models(repo: str | Path) -> list[str]:
-    """Names of the segrt pipeline models in a repository (the ones ``segrt serve`` loads)."""
-    names = []
+def pipeline_models(repo: str | Path, with_networks: bool = False) -> list[str]:
+    """Names of the segrt pipeline models in a repository (the ones ``segrt serve`` loads).
+
+    ``with_networks`` adds the network models that BLS pipelines call, which must be loaded too.
+    """
+    names: list[str] = []
     for config in sorted(Path(repo).glob("*/config.pbtxt")):
         message = parse_config(config.read_text(), str(config))
         if message.backend == "python" and "segrt_artifact" in message.parameters:
             names.append(message.name or config.parent.name)
+            if with_networks and "segrt_network_model" in message.parameters:
+                names.append(message.parameters["segrt_network_model"].string_value)
     return names

@@ -120,8 +120,8 @@ class TritonServer:
 
     Args:
         repo: model repository (``write_model_repository``).
-        models: models to load (default: the repository's segrt pipeline models; the ``_net``
-            models need backends the bundled server lacks).
+        models: models to load (default: the repository's segrt pipeline models, and the network
+            models of BLS pipelines; other ``_net`` models need backends the bundled server lacks).
         host: address the endpoints listen on (127.0.0.1: this machine only; 0.0.0.0: all).
         http_port, grpc_port, metrics_port: endpoint ports.
         exit_timeout_s: on stop, how long in-flight requests may take to finish.
@@ -132,7 +132,7 @@ class TritonServer:
                  http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
                  exit_timeout_s: int = 30, log_file: str | Path | None = None) -> None:
         self.repo = Path(repo).resolve()
-        self.models = list(models) if models is not None else pipeline_models(self.repo)
+        self.models = list(models) if models is not None else pipeline_models(self.repo, with_networks=True)
         if not self.models:
             raise ServerError(f"{self.repo} holds no segrt pipeline model",
                               "write one with write_model_repository, or pass .onnx/.engine files to segrt serve")

@@ -243,3 +243,51 @@ def test_sigint_drains_requests_in_flight(tiny_unet, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+NETWORK_STAND_IN = '''"""Stands in for Triton's onnxruntime backend (absent from the bundled server): same config, same tensors."""
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            feed = {i.name: np.from_dlpack(pb_utils.get_input_tensor_by_name(request, i.name))
+                    for i in self.session.get_inputs()}
+            outs = self.session.run(None, feed)
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor.from_dlpack(o.name, np.ascontiguousarray(v).__dlpack__())
+                for o, v in zip(self.session.get_outputs(), outs)]))
+        return responses
+'''
+
+
+def test_bls_pipeline_calls_its_network_model(tiny_unet, tmp_path):
+    """The --bls pipeline sends the network to NAME_net by BLS. The generated onnxruntime_onnx model cannot run on
+    the bundled server, so its config is kept (same inputs, outputs, dims) with the platform swapped for a Python
+    model that runs ONNX Runtime; the pipeline's BLS plumbing is the real one, and the results equal local predict."""
+    from google.protobuf import text_format
+    from sdk.serve.repository import parse_config
+    repo = write_model_repository([tiny_unet[1]], tmp_path / "models", bls_network=True, max_batch=0)
+    net = parse_config((repo / "tiny_net/config.pbtxt").read_text())
+    assert net.platform == "onnxruntime_onnx"
+    net.ClearField("platform")
+    net.backend = "python"
+    (repo / "tiny_net/config.pbtxt").write_text(text_format.MessageToString(net))
+    (repo / "tiny_net/1/model.py").write_text(NETWORK_STAND_IN)
+    http, grpc, metrics = free_ports(3)
+    with TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5) as srv:
+        assert srv.models == ["tiny", "tiny_net"]
+        image = _images()[1]
+        got, want = RemotePredictor(srv.grpc_url, "tiny").predict(image), sdk.load(tiny_unet[1]).predict(image)
+        for k in ("probs", "classes", "instances"):
+            np.testing.assert_array_equal(getattr(got, k), getattr(want, k), err_msg=k)
