@@ -17,7 +17,6 @@ import concurrent.futures as cf
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import sdk  # noqa: E402
 from sdk.serve import RemotePredictor, TritonServer, write_model_repository  # noqa: E402
+from sdk.serve.server import free_ports  # noqa: E402
 
 
 def random_unet(out: Path, depth: int, channels: int, tile: int) -> Path:
@@ -39,16 +39,6 @@ def random_unet(out: Path, depth: int, channels: int, tile: int) -> Path:
     torch.manual_seed(0)
     model = UNet(UNetConfig(depth=depth, base_channels=channels)).eval()
     return unet_to_onnx(model, out, ["background", "nucleus"], tile_size=tile)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def stats(latencies_ms: list[float], wall_s: float) -> dict[str, float]:

@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--instances", type=int, default=1, help="model instances (per GPU for engines)")
+    p.add_argument("--instances", type=int, default=1,
+                   help="model instances (per GPU for engines); this and the options below apply to artifacts, "
+                        "a repository keeps its own configs")
     p.add_argument("--max-batch", type=int, default=8, help="dynamic batching limit (0: off)")
     p.add_argument("--max-pixels", type=int, default=protocol.DEFAULT_MAX_PIXELS,
                    help="refuse larger images (default: %(default)s)")

@@ -12,7 +12,6 @@ Triton releases were compiled against NumPy 1 and read NumPy 2 arrays' item size
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from pathlib import Path

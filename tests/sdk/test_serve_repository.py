@@ -3,7 +3,6 @@ ModelConfig schema, writes are atomic, masks survive the crop encoding bit for b
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ torch = pytest.importorskip("torch")
 import sdk  # noqa: E402
 from sdk.errors import BackendUnavailableError, InputError, ServerError  # noqa: E402
 from sdk.serve import RemotePredictor, TritonServer, find_tritonserver, write_model_repository  # noqa: E402
+from sdk.serve.server import free_ports  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,16 +32,6 @@ try:
 except BackendUnavailableError as exc:
     pytest.skip(f"no Triton server binary: {exc.problem} (pip install --no-deps nvidia-pytriton==0.7.0)",
                 allow_module_level=True)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
