@@ -123,7 +123,8 @@ class RemotePredictor:
 
     def _only_model(self) -> str:
         if self.protocol == "grpc":
-            index = self._call(self._client.get_model_repository_index, as_json=True).get("models", [])
+            index = self._call(self._client.get_model_repository_index, as_json=True,
+                               client_timeout=self.timeout_s).get("models", [])
         else:
             index = self._call(self._client.get_model_repository_index)
         ready = [m["name"] for m in index if m.get("state") == "READY" and not m["name"].endswith("_net")]

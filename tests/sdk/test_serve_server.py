@@ -86,7 +86,7 @@ def test_server_starts_fast_and_reports_health(server):
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
-def test_unet_results_equal_local_predict(server, tiny_unet, scheme):
+def test_unet_results_equal_local_predict(server, tiny_unet, scheme, tmp_path):
     local = sdk.load(tiny_unet[1])
     remote = RemotePredictor(server.http_url if scheme == "http" else server.grpc_url, "tiny")
     assert remote.kind == "unet" and remote.class_names == ["background", "nucleus"]
@@ -99,6 +99,10 @@ def test_unet_results_equal_local_predict(server, tiny_unet, scheme):
     got = remote.predict_encoded(cv2.imencode(".png", image)[1].tobytes(), tta=True)
     np.testing.assert_array_equal(got.probs, local.predict(image, tta=True).probs)
     assert RemotePredictor(remote.url, "tiny", probs=False).predict(image).probs is None
+    mine = remote.save(remote.predict(image), tmp_path / "remote", "u", image=image)
+    theirs = local.save(local.predict(image), tmp_path / "local", "u", image=image)
+    assert [p.name for p in mine] == [p.name for p in theirs] == ["u_classes.png", "u_instances.png", "u_overlay.png"]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(mine, theirs))
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
