@@ -52,18 +52,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.write_repo:
         print(f"wrote {write_model_repository(paths, args.write_repo, **options)}")
         return
-    tmp = None
-    if is_repo:
-        repo = paths[0]
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix="segrt-repo-"))
-        repo = write_model_repository(paths, tmp / "models", **options)
-    server = TritonServer(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-                          metrics_port=args.metrics_port)
+    tmp = None if is_repo else Path(tempfile.mkdtemp(prefix="segrt-repo-"))
+    try:
+        repo = paths[0] if tmp is None else write_model_repository(paths, tmp / "models", **options)
+        _run(TritonServer(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port), repo, args.startup_timeout)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(server, repo: Path, startup_timeout: float) -> None:
+    """Start ``server``, print its endpoints, block until Ctrl-C/SIGTERM, then stop it draining requests."""
     # SIGTERM (docker stop, kubernetes) drains like Ctrl-C does
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        server.start(timeout_s=args.startup_timeout)
+        server.start(timeout_s=startup_timeout)
         print(f"serving {', '.join(server.models)} from {repo}\n"
               f"  HTTP    {server.http_url}   (health: {server.http_url}/v2/health/ready)\n"
               f"  gRPC    {server.grpc_url}\n"
@@ -83,8 +87,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
         server.cleanup()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _interrupt(signum, frame) -> None:

@@ -59,6 +59,10 @@ class RemotePredictor:
         timeout_s: limit for connecting and for each request, seconds.
         probs: U-Net: also fetch the class probabilities float32 [K, H, W] (off: ``result.probs`` is None,
             and the response is K x 4 bytes per pixel smaller).
+
+    After each ``predict``, ``last_timings`` holds preprocess_ms (client-side checks and conversion),
+    model_ms (the round trip: transfer, queueing, the server's whole pipeline) and postprocess_ms
+    (decoding the response). Usable from several threads (one connection per thread).
     """
 
     backend = "triton"
@@ -163,10 +167,13 @@ class RemotePredictor:
         inputs = {protocol.image_input_name(array): array}
         if tta is not None and self.kind == "unet":
             inputs[protocol.TTA_INPUT] = np.array([int(bool(tta))], np.uint8)
-        tensors = self.infer(inputs, self.outputs)
         t1 = time.perf_counter()
+        tensors = self.infer(inputs, self.outputs)
+        t2 = time.perf_counter()
         result = protocol.decode_result(self.kind, tensors, self.class_names, image=np.asarray(image))
-        self.last_timings = {"request_ms": (t1 - t0) * 1e3, "postprocess_ms": (time.perf_counter() - t1) * 1e3}
+        # model_ms is the whole round trip: transfer, queueing and the server's pre/post-processing included
+        self.last_timings = {"preprocess_ms": (t1 - t0) * 1e3, "model_ms": (t2 - t1) * 1e3,
+                             "postprocess_ms": (time.perf_counter() - t2) * 1e3}
         return result
 
     def predict_encoded(self, data: bytes, tta: bool | None = None) -> Any:

@@ -115,9 +115,9 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-def _stub_shm_regions(server_pid: int) -> list[str]:
-    """Shared-memory region names passed to the Python-backend stubs of a server (from /proc, Linux)."""
-    names = []
+def _stubs(server_pid: int) -> list[tuple[int, str]]:
+    """(pid, shared-memory region name) of each Python-backend stub a server started (from /proc, Linux)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != server_pid:
@@ -125,8 +125,19 @@ def _stub_shm_regions(server_pid: int) -> list[str]:
             args = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue
-        names += [a.decode() for a in args if a.startswith(b"triton_python_backend_shm_region_")]
-    return names
+        found += [(int(stat.parent.name), a.decode()) for a in args
+                  if a.startswith(b"triton_python_backend_shm_region_")]
+    return found
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM (a draining stop) when the process that started the server dies,
+    so a killed ``segrt serve`` never leaves a server behind (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class TritonServer:
@@ -194,19 +205,29 @@ class TritonServer:
         log = open(self.log_file, "ab")
         # own session: a Ctrl-C in the terminal reaches only segrt, which then stops the server once, cleanly
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=server_environment(self.install), start_new_session=True)
+                                        env=server_environment(self.install), start_new_session=True,
+                                        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting:\n"
-                                  f"{self.log_tail()}", f"see the full log in {self.log_file}")
+                                  f"{self.log_tail()}", f"see the full log in {self._keep_log()}")
             if self.ready():
                 return self
             time.sleep(0.2)
         self.stop()
         raise ServerError(f"tritonserver was not ready after {timeout_s:.0f} s:\n{self.log_tail()}",
-                          f"see the full log in {self.log_file}")
+                          f"see the full log in {self._keep_log()}")
+
+    def _keep_log(self) -> Path:
+        """A copy of the log that ``cleanup`` leaves in place, for error messages."""
+        if not self.log_file.is_relative_to(self._work):
+            return self.log_file
+        fd, kept = tempfile.mkstemp(prefix="segrt-tritonserver-", suffix=".log")
+        os.close(fd)
+        shutil.copyfile(self.log_file, kept)
+        return Path(kept)
 
     def ready(self) -> bool:
         """GET /v2/health/ready (server and all loaded models ready)."""
@@ -237,11 +258,15 @@ class TritonServer:
         are removed here.
         """
         if self.process is not None and self.process.poll() is None:
-            regions = _stub_shm_regions(self.process.pid)
+            stubs = _stubs(self.process.pid)
             self.process.kill()
             self.process.wait()
-            for name in regions:
-                Path("/dev/shm", name).unlink(missing_ok=True)
+            for pid, region in stubs:  # the stubs outlive a killed server (they ignore its death)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                Path("/dev/shm", region).unlink(missing_ok=True)
 
     def wait(self) -> int:
         assert self.process is not None

@@ -5,6 +5,7 @@ and SIGINT lets requests in flight finish."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ torch = pytest.importorskip("torch")
 import sdk  # noqa: E402
 from sdk.errors import BackendUnavailableError, InputError, ServerError  # noqa: E402
 from sdk.serve import RemotePredictor, TritonServer, find_tritonserver, write_model_repository  # noqa: E402
-from sdk.serve.server import free_ports  # noqa: E402
+from sdk.serve.server import _stubs, free_ports  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,6 +171,22 @@ def test_bad_requests_get_clear_errors_and_server_keeps_serving(server, tiny_une
     np.testing.assert_array_equal(remote.predict(good).classes, want.classes)
 
 
+def _alive(pids: list[int], wait_s: float = 5.0) -> list[int]:
+    """The pids still running (zombies waiting to be reaped count as gone) after up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(pid)
+            except OSError:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
     http, grpc, metrics = free_ports(3)
     image = _images()[0]
@@ -194,6 +211,8 @@ def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
             futures = [pool.submit(client, srv.http_url if i % 2 else srv.grpc_url) for i in range(4)]
             while len(served) < 8:
                 time.sleep(0.01)
+            stubs = [pid for pid, _ in _stubs(srv.process.pid)]
+            assert stubs
             srv.kill()
             t_kill = time.monotonic()
             killed.set()
@@ -201,6 +220,7 @@ def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
         assert len(errors) == 4 and all("check that the server is running" in e.fix for e in errors)
         assert max(ends) - t_kill < 12  # each client learnt of the failure within its timeout: no hang
         assert all(np.array_equal(s, want.instances) for s in served)
+        assert not _alive(stubs)  # no stub outlives the kill
         srv.start()
         for url in (srv.http_url, srv.grpc_url):
             np.testing.assert_array_equal(RemotePredictor(url, "tiny").predict(image).probs, want.probs)
@@ -209,21 +229,51 @@ def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
         srv.cleanup()
 
 
+def _start_cli(model: Path, tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m sdk.serve MODEL`; its temporary folders go under tmp_path (a killed CLI cannot remove them)."""
+    http, grpc, metrics = free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "sdk.serve", str(model), "--http-port", str(http), "--grpc-port",
+                             str(grpc), "--metrics-port", str(metrics)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    return proc, f"http://127.0.0.1:{http}"
+
+
+def _wait_ready(url: str, timeout_s: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def test_killed_cli_takes_its_server_along(tiny_unet, tmp_path):
+    """SIGKILL of `python -m sdk.serve` (no chance to clean up): the server it started stops by itself."""
+    proc, url = _start_cli(tiny_unet[1], tmp_path)
+    try:
+        assert _wait_ready(url)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _wait_ready(url, timeout_s=0.1):
+            time.sleep(0.3)
+        assert not _wait_ready(url, timeout_s=0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_sigint_drains_requests_in_flight(tiny_unet, tmp_path):
     """`python -m sdk.serve MODEL.onnx` (what `segrt serve` runs): SIGINT while a request runs; it completes, exit 0."""
-    http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "sdk.serve", str(tiny_unet[1]), "--http-port", str(http), "--grpc-port",
-                             str(grpc), "--metrics-port", str(metrics)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc, url = _start_cli(tiny_unet[1], tmp_path)
     try:
-        url = f"http://127.0.0.1:{http}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                remote = RemotePredictor(url, "tiny", timeout_s=30, probs=False)
-                break
-            except (ServerError, InputError):
-                time.sleep(0.3)
+        assert _wait_ready(url)
+        remote = RemotePredictor(url, "tiny", timeout_s=30, probs=False)
         big = np.random.default_rng(3).integers(0, 256, (500, 500), dtype=np.uint8)
         threading.Timer(0.5, proc.send_signal, [signal.SIGINT]).start()
         t0 = time.monotonic()
