@@ -128,3 +128,22 @@ def test_cli_errors_name_problem_and_fix(tmp_path, capsys, tiny_unet):
     assert "holds no segrt pipeline model" in capsys.readouterr().err
     assert main([str(tiny_unet[1]), "--write-repo", str(tmp_path / "repo"), "--max-batch", "0"]) == 0
     assert parse_config((tmp_path / "repo/tiny/config.pbtxt").read_text()).max_batch_size == 0
+
+
+@pytest.mark.parametrize("kind", ["maskrcnn", "keypointrcnn"])
+def test_instances_survive_the_wire_format(kind):
+    """encode_result -> decode_result gives back the same Instances (masks as crops, keypoints as is)."""
+    from sdk.maskrcnn import Instances
+    rng = np.random.default_rng(0)
+    n, hw = 4, (40, 50)
+    masks = rng.random((n, *hw)) > 0.8 if kind == "maskrcnn" else None
+    keypoints = rng.random((n, 17, 3)).astype(np.float32) if kind == "keypointrcnn" else None
+    inst = Instances(rng.random((n, 4)).astype(np.float32) * 40, rng.random(n).astype(np.float32),
+                     np.array([1, 2, 1, 7]), ["a", "b", "a", "7"], masks, keypoints, hw)
+    tensors = protocol.encode_result(kind, inst)
+    assert set(tensors) == set(protocol.outputs_for(kind))
+    back = protocol.decode_result(kind, tensors, ["bg", "a", "b"])
+    assert back.class_names == inst.class_names and back.image_hw == hw
+    for k in ("boxes", "scores", "labels", "masks", "keypoints"):
+        a, b = getattr(back, k), getattr(inst, k)
+        assert (a is None and b is None) or np.array_equal(a, b), k
