@@ -61,7 +61,7 @@ def run_bench(model: UNet, class_names: list[str], size: int = 512, runs: int = 
             from .quantize import quantize_int8
             int8_path = quantize_int8(onnx_path, Path(tmp) / "unet.int8.onnx", int8_calibration)
         predictor = sdk.load(onnx_path, threads=threads)
-        meta = predictor.meta
+        meta = predictor.metadata
         torch_predictor = UNetPredictor(TorchBackend(_WithSoftmax(model), meta, ["image"], ["probs"]))
         image = bench_image(size, model.config.in_channels)
 
