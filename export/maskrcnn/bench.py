@@ -99,7 +99,7 @@ def run_bench(checkpoint: Path | None = None, models: list[str] = ("small", "r50
     image = None
     if image_path is not None:
         from sdk.imageio import read_image
-        from sdk.maskrcnn import to_rgb_uint8
+        from sdk.preprocess import to_rgb_uint8
         image = to_rgb_uint8(read_image(image_path))
     results: dict[str, Any] = {"threads": threads or torch.get_num_threads(), "torch": torch.__version__,
                                "cpu": platform.processor() or platform.machine(), "models": {}}

@@ -183,7 +183,7 @@ def test_coco_missing_images_and_degenerate_annotations(coco_demo, tmp_path):
 
 def test_keypoint_head_and_decoding_match_torchvision():
     """Keypoint R-CNN: graph heatmaps + sdk decoding (bicubic resize, argmax) equal torchvision's keypoints."""
-    from sdk.maskrcnn import heatmaps_to_keypoints
+    from sdk.keypoints import heatmaps_to_keypoints
     torch.manual_seed(0)
     cfg = MaskRCNNConfig.paper("keypointrcnn_resnet50_fpn", 2)
     cfg.min_size, cfg.max_size, cfg.rpn_pre_nms_top_n_test, cfg.rpn_post_nms_top_n_test = 256, 320, 200, 100

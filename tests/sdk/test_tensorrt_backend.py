@@ -31,7 +31,7 @@ def engine_meta(**eng) -> dict:
     base.update(eng)
     return {"format_version": 1, "kind": "unet", "class_names": ["bg", "fg"], "input_channels": 1,
             "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]}, "size_min": 188, "size_step": 16,
-            "border": 92, "tile_size": 572, "input_name": "image", "engine": base}
+            "border": 92, "tile_size": 572, "input_name": "image", "padding": "valid", "engine": base}
 
 
 # ----------------------------------------------------------------------------- imports and availability
