@@ -10,38 +10,24 @@
 
 #include <cmath>
 
-using namespace nvinfer1;
-
-namespace segrt
+namespace segrt::trt
 {
-namespace trt
-{
-namespace
-{
-constexpr int32_t kRois = 0;
-constexpr int32_t kBatch = 1;
-constexpr int32_t kFirstLevel = 2;
-} // namespace
-
 AttrSchema<MultiLevelRoiAlignAttrs> MultiLevelRoiAlignAttrs::schema() noexcept
 {
     using A = MultiLevelRoiAlignAttrs;
-    static AttrField<A> const fields[] = {
-        attr("output_height", &A::outputHeight),
-        attr("output_width", &A::outputWidth),
-        attr("sampling_ratio", &A::samplingRatio),
-        attr("spatial_scales", &A::spatialScales),
-        attr("aligned", &A::aligned),
-        attr("canonical_scale", &A::canonicalScale),
-        attr("canonical_level", &A::canonicalLevel),
-    };
+    static AttrField<A> const fields[] = {attr("spatial_scales", &A::spatialScales), attr("aligned", &A::aligned),
+        attr("canonical_scale", &A::canonicalScale), attr("canonical_level", &A::canonicalLevel)};
     return schemaOf(fields);
+}
+
+IoLayout MultiLevelRoiAlignAttrs::layout() const noexcept
+{
+    return IoLayout{/*rois=*/0, /*batch=*/1, /*firstFeature=*/2, static_cast<int32_t>(spatialScales.size())};
 }
 
 bool MultiLevelRoiAlignAttrs::validate(std::string& error) const
 {
-    if (!checkPooling(outputHeight, outputWidth, samplingRatio, error)
-        || !checkPositive(canonicalScale, "canonical_scale", error))
+    if (!PoolingAttrs::validate(error) || !checkPositive(canonicalScale, "canonical_scale", error))
     {
         return false;
     }
@@ -75,29 +61,23 @@ bool MultiLevelRoiAlignAttrs::validate(std::string& error) const
     return true;
 }
 
-IoLayout MultiLevelRoiAlignAttrs::layout() const noexcept
-{
-    return IoLayout{kRois, kBatch, kFirstLevel, static_cast<int32_t>(spatialScales.size())};
-}
-
-cudaError_t MultiLevelRoiAlignAttrs::launch(PluginTensorDesc const* inputDesc, void const* const* inputs,
+cudaError_t MultiLevelRoiAlignAttrs::launch(nvinfer1::PluginTensorDesc const* inputDesc, void const* const* inputs,
     void* output, int64_t k, int32_t dtype, cudaStream_t stream) const noexcept
 {
-    int32_t const levels = static_cast<int32_t>(spatialScales.size());
+    IoLayout const io = layout();
     void const* features[kMaxLevels];
     int64_t heights[kMaxLevels];
     int64_t widths[kMaxLevels];
-    for (int32_t l = 0; l < levels; ++l)
+    for (int32_t l = 0; l < io.numFeatures; ++l)
     {
-        features[l] = inputs[kFirstLevel + l];
-        heights[l] = inputDesc[kFirstLevel + l].dims.d[2];
-        widths[l] = inputDesc[kFirstLevel + l].dims.d[3];
+        features[l] = inputs[io.firstFeature + l];
+        heights[l] = inputDesc[io.firstFeature + l].dims.d[2];
+        widths[l] = inputDesc[io.firstFeature + l].dims.d[3];
     }
-    Dims const& first = inputDesc[kFirstLevel].dims;
-    return segrt_multi_level_roi_align_cuda(dtype, features, heights, widths, spatialScales.data(), levels,
-        first.d[0], first.d[1], static_cast<float const*>(inputs[kRois]), static_cast<int32_t const*>(inputs[kBatch]),
+    nvinfer1::Dims const& first = inputDesc[io.firstFeature].dims;
+    return segrt_multi_level_roi_align_cuda(dtype, features, heights, widths, spatialScales.data(), io.numFeatures,
+        first.d[0], first.d[1], static_cast<float const*>(inputs[io.rois]), static_cast<int32_t const*>(inputs[io.batch]),
         k, outputHeight, outputWidth, samplingRatio, aligned, canonicalScale, canonicalLevel, output, stream);
 }
 
-} // namespace trt
-} // namespace segrt
+} // namespace segrt::trt

@@ -84,6 +84,155 @@ constexpr AttrSchema<Attrs> schemaOf(AttrField<Attrs> const (&fields)[N])
     return {fields, N};
 }
 
+//! The attributes every RoIAlign plugin has: the first rows of each plugin's table. A plugin's
+//! attribute struct derives from it, sets its defaults, and adds a table of its own.
+struct PoolingAttrs
+{
+    int32_t outputHeight;
+    int32_t outputWidth;
+    int32_t samplingRatio; //!< samples per bin and axis; 0 = adaptive
+
+    static AttrSchema<PoolingAttrs> schema() noexcept
+    {
+        static AttrField<PoolingAttrs> const fields[] = {
+            attr("output_height", &PoolingAttrs::outputHeight),
+            attr("output_width", &PoolingAttrs::outputWidth),
+            attr("sampling_ratio", &PoolingAttrs::samplingRatio),
+        };
+        return schemaOf(fields);
+    }
+
+    //! False + `error` when unusable (required where the plugin has no default). May throw std::bad_alloc,
+    //! like every `validate` (createPlugin catches).
+    bool validate(std::string& error) const
+    {
+        if (outputHeight < 1 || outputWidth < 1)
+        {
+            error = "output_height and output_width must be given and >= 1, got " + std::to_string(outputHeight)
+                + "x" + std::to_string(outputWidth);
+            return false;
+        }
+        if (samplingRatio < 0)
+        {
+            error = "sampling_ratio must be given and >= 0 (0 = adaptive), got " + std::to_string(samplingRatio);
+            return false;
+        }
+        return true;
+    }
+};
+
+//! A scale that must be finite and > 0.
+inline bool checkPositive(float value, std::string const& name, std::string& error)
+{
+    if (std::isfinite(value) && value > 0.F)
+    {
+        return true;
+    }
+    error = name + " must be finite and > 0, got " + std::to_string(value);
+    return false;
+}
+
+namespace detail
+{
+//! Reads `f` into the member of `s` that `row` names; false + `error` on a value of the wrong type.
+template <typename S>
+bool readRow(nvinfer1::PluginField const& f, AttrField<S> const& row, S& s, std::string& error) noexcept
+{
+    switch (row.kind)
+    {
+    case AttrKind::kInt: return readInt(f, s.*row.intMember, error);
+    case AttrKind::kFloat: return readFloat(f, s.*row.floatMember, error);
+    case AttrKind::kFloats: return readFloats(f, s.*row.floatsMember, error);
+    case AttrKind::kString: return readString(f, s.*row.stringMember, error);
+    }
+    return false;
+}
+
+//! Reads `f` if it is one of the rows of S's table (other names are not S's: ignored).
+template <typename S>
+bool readField(nvinfer1::PluginField const& f, S& s, std::string& error) noexcept
+{
+    for (AttrField<S> const& row : S::schema())
+    {
+        if (std::strcmp(f.name, row.name) == 0 && !readRow(f, row, s, error))
+        {
+            return false;
+        }
+    }
+    return true;
+}
+
+//! Appends a field pointing at each member of S's table. May throw std::bad_alloc.
+template <typename S>
+void appendFields(S& s, std::vector<nvinfer1::PluginField>& out)
+{
+    using nvinfer1::PluginFieldType;
+    for (AttrField<S> const& row : S::schema())
+    {
+        switch (row.kind)
+        {
+        case AttrKind::kInt: out.emplace_back(row.name, &(s.*row.intMember), PluginFieldType::kINT32, 1); break;
+        case AttrKind::kFloat: out.emplace_back(row.name, &(s.*row.floatMember), PluginFieldType::kFLOAT32, 1); break;
+        case AttrKind::kFloats:
+            out.emplace_back(row.name, (s.*row.floatsMember).data(), PluginFieldType::kFLOAT32,
+                static_cast<int32_t>((s.*row.floatsMember).size()));
+            break;
+        case AttrKind::kString:
+            out.emplace_back(row.name, (s.*row.stringMember).c_str(), PluginFieldType::kCHAR,
+                static_cast<int32_t>((s.*row.stringMember).size()));
+            break;
+        }
+    }
+}
+
+//! Appends S's rows as creator fields: names and types, no data; arrays and strings have length 0 (any).
+template <typename S>
+void declareFields(std::vector<nvinfer1::PluginField>& out)
+{
+    using nvinfer1::PluginFieldType;
+    for (AttrField<S> const& row : S::schema())
+    {
+        bool const scalar = row.kind == AttrKind::kInt || row.kind == AttrKind::kFloat;
+        PluginFieldType const type = row.kind == AttrKind::kInt ? PluginFieldType::kINT32
+            : row.kind == AttrKind::kString                     ? PluginFieldType::kCHAR
+                                                                : PluginFieldType::kFLOAT32;
+        out.emplace_back(row.name, nullptr, type, scalar ? 1 : 0);
+    }
+}
+
+//! " name=value" for each row of S's table; floats with all their digits, so two layers with different
+//! attributes never share a timing-cache entry.
+template <typename S>
+std::string describeRows(S const& s)
+{
+    auto number = [](float v) {
+        char text[32];
+        std::snprintf(text, sizeof(text), "%.9g", static_cast<double>(v));
+        return std::string(text);
+    };
+    std::string out;
+    for (AttrField<S> const& row : S::schema())
+    {
+        out += std::string(" ") + row.name + "=";
+        switch (row.kind)
+        {
+        case AttrKind::kInt: out += std::to_string(s.*row.intMember); break;
+        case AttrKind::kFloat: out += number(s.*row.floatMember); break;
+        case AttrKind::kFloats:
+            for (size_t i = 0; i < (s.*row.floatsMember).size(); ++i)
+            {
+                out += (i ? "," : "") + number((s.*row.floatsMember)[i]);
+            }
+            break;
+        case AttrKind::kString: out += s.*row.stringMember; break;
+        }
+    }
+    return out;
+}
+} // namespace detail
+
+// A plugin's attributes are PoolingAttrs' rows followed by its own (`Attrs::schema()`).
+
 //! Fills `attrs` from `fc` (unknown fields are ignored, missing ones keep their defaults);
 //! false + `error` on a value of the wrong type.
 template <typename Attrs>
@@ -101,20 +250,10 @@ bool parseAttrs(nvinfer1::PluginFieldCollection const* fc, Attrs& attrs, std::st
     for (int32_t i = 0; i < fc->nbFields; ++i)
     {
         nvinfer1::PluginField const& f = fc->fields[i];
-        for (AttrField<Attrs> const& a : Attrs::schema())
+        if (f.name != nullptr
+            && (!detail::readField<PoolingAttrs>(f, attrs, error) || !detail::readField<Attrs>(f, attrs, error)))
         {
-            if (f.name == nullptr || std::strcmp(f.name, a.name) != 0)
-            {
-                continue;
-            }
-            bool const ok = a.kind == AttrKind::kInt ? readInt(f, attrs.*a.intMember, error)
-                : a.kind == AttrKind::kFloat         ? readFloat(f, attrs.*a.floatMember, error)
-                : a.kind == AttrKind::kFloats        ? readFloats(f, attrs.*a.floatsMember, error)
-                                                     : readString(f, attrs.*a.stringMember, error);
-            if (!ok)
-            {
-                return false;
-            }
+            return false;
         }
     }
     return true;
@@ -124,104 +263,27 @@ bool parseAttrs(nvinfer1::PluginFieldCollection const* fc, Attrs& attrs, std::st
 template <typename Attrs>
 void serializeAttrs(Attrs& attrs, std::vector<nvinfer1::PluginField>& out)
 {
-    using nvinfer1::PluginFieldType;
     out.clear();
-    for (AttrField<Attrs> const& a : Attrs::schema())
-    {
-        switch (a.kind)
-        {
-        case AttrKind::kInt: out.emplace_back(a.name, &(attrs.*a.intMember), PluginFieldType::kINT32, 1); break;
-        case AttrKind::kFloat: out.emplace_back(a.name, &(attrs.*a.floatMember), PluginFieldType::kFLOAT32, 1); break;
-        case AttrKind::kFloats:
-            out.emplace_back(a.name, (attrs.*a.floatsMember).data(), PluginFieldType::kFLOAT32,
-                static_cast<int32_t>((attrs.*a.floatsMember).size()));
-            break;
-        case AttrKind::kString:
-            out.emplace_back(a.name, (attrs.*a.stringMember).c_str(), PluginFieldType::kCHAR,
-                static_cast<int32_t>((attrs.*a.stringMember).size()));
-            break;
-        }
-    }
+    detail::appendFields<PoolingAttrs>(attrs, out);
+    detail::appendFields<Attrs>(attrs, out);
 }
 
-//! The creator's field list: names and types, no data; arrays and strings have length 0 (any).
+//! The creator's field list. May throw std::bad_alloc.
 template <typename Attrs>
 std::vector<nvinfer1::PluginField> declaredFields()
 {
-    using nvinfer1::PluginFieldType;
     std::vector<nvinfer1::PluginField> out;
-    for (AttrField<Attrs> const& a : Attrs::schema())
-    {
-        bool const scalar = a.kind == AttrKind::kInt || a.kind == AttrKind::kFloat;
-        PluginFieldType const type = a.kind == AttrKind::kInt ? PluginFieldType::kINT32
-            : a.kind == AttrKind::kString                     ? PluginFieldType::kCHAR
-                                                              : PluginFieldType::kFLOAT32;
-        out.emplace_back(a.name, nullptr, type, scalar ? 1 : 0);
-    }
+    detail::declareFields<PoolingAttrs>(out);
+    detail::declareFields<Attrs>(out);
     return out;
 }
 
-//! The output size and sampling ratio every RoIAlign plugin has (required where they have no default).
-//! May throw std::bad_alloc, like the `validate` functions that call it (createPlugin catches).
-inline bool checkPooling(int32_t outputHeight, int32_t outputWidth, int32_t samplingRatio, std::string& error)
-{
-    if (outputHeight < 1 || outputWidth < 1)
-    {
-        error = "output_height and output_width must be given and >= 1, got " + std::to_string(outputHeight) + "x"
-            + std::to_string(outputWidth);
-        return false;
-    }
-    if (samplingRatio < 0)
-    {
-        error = "sampling_ratio must be given and >= 0 (0 = adaptive), got " + std::to_string(samplingRatio);
-        return false;
-    }
-    return true;
-}
-
-//! A scale that must be finite and > 0.
-inline bool checkPositive(float value, std::string const& name, std::string& error)
-{
-    if (std::isfinite(value) && value > 0.F)
-    {
-        return true;
-    }
-    error = name + " must be finite and > 0, got " + std::to_string(value);
-    return false;
-}
-
-//! "out=HxW name=value ..." for the timing cache and the layer's metadata; floats with all
-//! their digits, so two layers with different attributes never share a timing-cache entry.
+//! "out=HxW sampling_ratio=N name=value ..." for the timing cache and the layer's metadata.
 template <typename Attrs>
 std::string describeAttrs(Attrs const& attrs)
 {
-    auto number = [](float v) {
-        char text[32];
-        std::snprintf(text, sizeof(text), "%.9g", static_cast<double>(v));
-        return std::string(text);
-    };
-    std::string s = "out=" + std::to_string(attrs.outputHeight) + "x" + std::to_string(attrs.outputWidth);
-    for (AttrField<Attrs> const& a : Attrs::schema())
-    {
-        if (a.intMember == &Attrs::outputHeight || a.intMember == &Attrs::outputWidth)
-        {
-            continue; // already in "out="
-        }
-        s += std::string(" ") + a.name + "=";
-        switch (a.kind)
-        {
-        case AttrKind::kInt: s += std::to_string(attrs.*a.intMember); break;
-        case AttrKind::kFloat: s += number(attrs.*a.floatMember); break;
-        case AttrKind::kFloats:
-            for (size_t i = 0; i < (attrs.*a.floatsMember).size(); ++i)
-            {
-                s += (i ? "," : "") + number((attrs.*a.floatsMember)[i]);
-            }
-            break;
-        case AttrKind::kString: s += attrs.*a.stringMember; break;
-        }
-    }
-    return s;
+    return "out=" + std::to_string(attrs.outputHeight) + "x" + std::to_string(attrs.outputWidth)
+        + " sampling_ratio=" + std::to_string(attrs.samplingRatio) + detail::describeRows<Attrs>(attrs);
 }
 
 } // namespace trt

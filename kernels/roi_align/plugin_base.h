@@ -100,9 +100,10 @@ private:
     std::string mDescription;
 };
 
-//! The plugin of one attribute struct. `Attrs` provides: `static constexpr char const* kName`,
-//! `outputHeight`, `outputWidth`, `static AttrSchema<Attrs> schema()`, `bool validate(std::string&) const`,
-//! `IoLayout layout() const` and `cudaError_t launch(...) const` (the signature of PluginBase::launch).
+//! The plugin of one attribute struct. `Attrs` derives from PoolingAttrs and provides:
+//! `static constexpr char const* kName`, `static AttrSchema<Attrs> schema()` (its own rows),
+//! `bool validate(std::string&) const`, `IoLayout layout() const` and `cudaError_t launch(...) const`
+//! (the signature of PluginBase::launch).
 template <typename Attrs>
 class Plugin final : public PluginBase
 {

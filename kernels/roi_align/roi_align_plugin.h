@@ -23,17 +23,20 @@ namespace trt
 {
 
 //! SegrtRoiAlign (ONNX RoiAlign names and defaults). Inputs: X [N, C, H, W], rois [K, 4], batch_indices [K].
-struct RoiAlignAttrs
+struct RoiAlignAttrs : PoolingAttrs
 {
     static constexpr char const* kName = kRoiAlignName;
 
-    int32_t outputHeight{1};
-    int32_t outputWidth{1};
-    int32_t samplingRatio{0};
+    RoiAlignAttrs()
+        : PoolingAttrs{1, 1, 0} // ONNX defaults: 1x1, adaptive sampling
+    {
+    }
+
     float spatialScale{1.F};
     std::string mode{"avg"};                                //!< "avg" | "max"
     std::string coordinateTransformationMode{"half_pixel"}; //!< "half_pixel" | "output_half_pixel"
 
+    //! The rows after PoolingAttrs' in the attribute table.
     static AttrSchema<RoiAlignAttrs> schema() noexcept;
     //! False + `error` when a value is unusable; may throw std::bad_alloc (createPlugin catches).
     bool validate(std::string& error) const;
@@ -44,13 +47,15 @@ struct RoiAlignAttrs
 
 //! SegrtMultiLevelRoiAlign (torchvision MultiScaleRoIAlign). Inputs: rois [K, 4], batch_indices [K],
 //! then one feature map [N, C, H_l, W_l] per level, finest first.
-struct MultiLevelRoiAlignAttrs
+struct MultiLevelRoiAlignAttrs : PoolingAttrs
 {
     static constexpr char const* kName = kMultiLevelRoiAlignName;
 
-    int32_t outputHeight{0};          //!< required
-    int32_t outputWidth{0};           //!< required
-    int32_t samplingRatio{-1};        //!< required; 0 = adaptive
+    MultiLevelRoiAlignAttrs()
+        : PoolingAttrs{0, 0, -1} // all three required
+    {
+    }
+
     std::vector<float> spatialScales; //!< required; one per level, finest first, halving
     int32_t aligned{0};               //!< torchvision's MultiScaleRoIAlign uses 0
     float canonicalScale{224.F};
