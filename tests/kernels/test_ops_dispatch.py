@@ -120,3 +120,17 @@ def test_the_fake_tensor_offers_only_what_torch_tensors_have():
     assert str(torch.device("cuda", 0)) == str(fake.FakeCudaTensor(X).device)
     assert hasattr(torch.cuda, "current_stream") and hasattr(torch.cuda.Stream, "cuda_stream")
     assert ops_module.is_cuda_tensor(fake.FakeCudaTensor(X)) and not ops_module.is_cuda_tensor(real)
+
+
+def test_the_op_layer_needs_no_torch():
+    """sdk.ops runs numpy on the CPU with torch and torchvision unimportable (the runtime never imports them)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+            "import numpy as np, sdk.ops\n"
+            "y = sdk.ops.roi_align(np.ones((1, 2, 8, 8), np.float32), np.array([[0, 0, 4, 4]], np.float32), [0], 2)\n"
+            "print(y.shape, float(y.sum()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split() == ["(1,", "2,", "2,", "2)", "8.0"]
