@@ -3,10 +3,10 @@
 Mask R-CNN sized work: 1000 RoIs, 256 channels, P2..P5 of an 800x1344 input,
 7x7 (box head) and 14x14 (mask head), sampling_ratio=2, aligned=False.
 
-CPU: ``sdk.roi_align`` vs ``torchvision.ops.roi_align`` (all RoIs on P2) and vs
+CPU: ``sdk.ops`` on numpy arrays vs ``torchvision.ops.roi_align`` (all RoIs on P2) and vs
 ``torchvision.ops.MultiScaleRoIAlign``, at equal thread counts (torch.set_num_threads
 and our ``threads=`` get the same number). GPU (when CUDA is present and
-libsegrt_roi_align_cuda.so is built): the CUDA launchers vs torchvision's CUDA
+libsegrt_roi_align_cuda.so is built): ``sdk.ops`` on CUDA tensors vs torchvision's CUDA
 ops, fp32 and fp16, plus achieved bandwidth against a device-to-device copy.
 
     python benchmarks/roi_align_bench.py --device cpu --threads 1 2 --json out.json
@@ -27,9 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "kernels"))  # the ctypes binding of the CUDA launchers lives with its tests
 
 STRIDES = (4, 8, 16, 32)
 
@@ -62,7 +59,7 @@ def bench_cpu(feats, rois, idx, image_hw, output_sizes, threads_list, repeats):
     import torch
     import torchvision
 
-    from sdk.roi_align import multi_scale_roi_align, roi_align
+    from sdk.ops import multi_scale_roi_align, roi_align
     names = [f"p{i + 2}" for i in range(len(feats))]
     scales = [1.0 / s for s in STRIDES]
     tfeats = OrderedDict((n, torch.from_numpy(f)) for n, f in zip(names, feats))
@@ -123,12 +120,14 @@ def copy_bandwidth_gbs() -> float:
 def bench_gpu(feats_np, rois_np, idx_np, image_hw, output_sizes, repeats):
     import torch
     import torchvision
-    from _cuda_roi_align import CudaRoiAlign, find_library
-    path = find_library()
-    if path is None:
-        print("gpu: libsegrt_roi_align_cuda.so not built (cmake -S . -B build && cmake --build build); skipped")
+
+    from sdk import native, ops
+    from sdk.errors import BackendUnavailableError
+    try:
+        native.find_library(native.CUDA_ROI_ALIGN)
+    except BackendUnavailableError as exc:
+        print(f"gpu: skipped: {exc}")
         return [], {}
-    ops = CudaRoiAlign(path)
     names = [f"p{i + 2}" for i in range(len(feats_np))]
     scales = [1.0 / s for s in STRIDES]
     rois = torch.from_numpy(rois_np).cuda()

@@ -81,6 +81,7 @@ fi
 export SEGRT_ROI_ALIGN_LIB=$BUILD/libsegrt_roi_align_cpu.so
 export SEGRT_ROI_ALIGN_CUDA_LIB=$BUILD/libsegrt_roi_align_cuda.so
 export SEGRT_REQUIRE_GPU_TESTS=1
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}  # sdk and tests importable without pip install
 
 # ---------------------------------------------------------------- 2. parity
 if "$PY" -c "import pytest" 2>/dev/null; then
