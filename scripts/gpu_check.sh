@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the RoIAlign kernels (issue 3), for a fresh GPU machine with PyTorch+CUDA and nvcc
+# GPU check of the RoIAlign kernels, for a fresh GPU machine with PyTorch+CUDA and nvcc
 # (no TensorRT needed). Budget: under 5 minutes on an H100. Run from anywhere:
 #
 #     OUT=/some/dir bash scripts/gpu_check.sh
