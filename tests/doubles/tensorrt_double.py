@@ -47,6 +47,13 @@ class CrossedIntoTensorRT(BaseException):
     """A Python exception escaped a callback into TensorRT's C++ (a real process would abort)."""
 
 
+def _new(cls, *args):
+    """An instance of a class TensorRT only hands out (no public constructor in the real bindings)."""
+    obj = cls.__new__(cls)
+    obj._setup(*args)
+    return obj
+
+
 def _callback(method, *args):
     try:
         return method(*args)
@@ -134,8 +141,14 @@ def init_libnvinfer_plugins(logger, namespace):
 # ----------------------------------------------------------------------------- plugin registry
 
 class IPluginCreatorV3One:
-    def __init__(self, name: str, version: str, namespace: str) -> None:
-        self._name, self._version, self._namespace = name, version, namespace
+    def __init__(self) -> None:
+        self._name = self._version = self._namespace = ""
+
+    @classmethod
+    def _for(cls, name: str, version: str, namespace: str) -> "IPluginCreatorV3One":
+        creator = cls()
+        creator._name, creator._version, creator._namespace = name, version, namespace
+        return creator
 
     @property
     def name(self) -> str:
@@ -151,7 +164,7 @@ class IPluginCreatorV3One:
 
 
 class IPluginRegistry:
-    def __init__(self) -> None:
+    def _setup(self) -> None:
         self._creators: dict[tuple[str, str, str], IPluginCreatorV3One] = {}
         self.loaded: list[str] = []
 
@@ -167,15 +180,15 @@ class IPluginRegistry:
         self.loaded.append(str(plugin_path))
         if Path(plugin_path).name == PLUGIN_LIBRARY:
             for op in PLUGIN_NAMES:
-                self._creators[(op, PLUGIN_VERSION, PLUGIN_NAMESPACE)] = IPluginCreatorV3One(op, PLUGIN_VERSION,
-                                                                                            PLUGIN_NAMESPACE)
+                self._creators[(op, PLUGIN_VERSION, PLUGIN_NAMESPACE)] = IPluginCreatorV3One._for(op, PLUGIN_VERSION,
+                                                                                                 PLUGIN_NAMESPACE)
         return object()
 
     def has(self, op: str) -> bool:
         return any(key[0] == op for key in self._creators)
 
 
-_REGISTRY = IPluginRegistry()
+_REGISTRY = _new(IPluginRegistry)
 
 
 def get_plugin_registry():
@@ -185,7 +198,7 @@ def get_plugin_registry():
 def reset() -> None:
     """An empty plugin registry (as in a fresh process)."""
     global _REGISTRY
-    _REGISTRY = IPluginRegistry()
+    _REGISTRY = _new(IPluginRegistry)
 
 
 # ----------------------------------------------------------------------------- network, parser, builder
@@ -200,7 +213,7 @@ def _graph_io(model) -> tuple[list, list]:
 
 
 class ITensor:
-    def __init__(self, value_info) -> None:
+    def _setup(self, value_info) -> None:
         self._name = value_info.name
         self._shape = _dims(value_info)
         self._dtype = _DATATYPE_OF[np.dtype(_ONNX_TO_NUMPY[value_info.type.tensor_type.elem_type])]
@@ -219,7 +232,7 @@ class ITensor:
 
 
 class INetworkDefinition:
-    def __init__(self, flags: int) -> None:
+    def _setup(self, flags: int) -> None:
         self.flags = flags
         self.model = None
 
@@ -228,18 +241,18 @@ class INetworkDefinition:
         return len(_graph_io(self.model)[0]) if self.model is not None else 0
 
     def get_input(self, index):
-        return ITensor(_graph_io(self.model)[0][index])
+        return _new(ITensor, _graph_io(self.model)[0][index])
 
     @property
     def num_outputs(self) -> int:
         return len(self.model.graph.output) if self.model is not None else 0
 
     def get_output(self, index):
-        return ITensor(self.model.graph.output[index])
+        return _new(ITensor, self.model.graph.output[index])
 
 
 class ParserError:
-    def __init__(self, node: int, name: str, op: str, desc: str) -> None:
+    def _setup(self, node: int, name: str, op: str, desc: str) -> None:
         self._v = (node, name, op, desc)
 
     def node(self):
@@ -266,11 +279,11 @@ class OnnxParser:
         try:
             proto = onnx.load_from_string(bytes(memoryview(model)))
         except Exception as exc:  # noqa: BLE001
-            self._errors.append(ParserError(-1, "", "", f"cannot read the ONNX model: {exc}"))
+            self._errors.append(_new(ParserError, -1, "", "", f"cannot read the ONNX model: {exc}"))
             return False
         for i, node in enumerate(proto.graph.node):
             if node.domain not in ("", "ai.onnx") and not _REGISTRY.has(node.op_type):
-                self._errors.append(ParserError(i, node.name, node.op_type,
+                self._errors.append(_new(ParserError, i, node.name, node.op_type,
                                                 f"Plugin not found, are the plugin name, version, and namespace correct?"))
         if self._errors:
             return False
@@ -289,7 +302,7 @@ class OnnxParser:
 
 
 class IOptimizationProfile:
-    def __init__(self) -> None:
+    def _setup(self) -> None:
         self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
     def set_shape(self, input, min, opt, max):  # noqa: A002 - TensorRT's parameter names
@@ -297,7 +310,7 @@ class IOptimizationProfile:
 
 
 class ITimingCache:
-    def __init__(self, data: bytes) -> None:
+    def _setup(self, data: bytes) -> None:
         self.data = data
 
     def serialize(self):
@@ -305,7 +318,7 @@ class ITimingCache:
 
 
 class IBuilderConfig:
-    def __init__(self) -> None:
+    def _setup(self) -> None:
         self.flags: set[int] = set()
         self.pools: dict[int, int] = {}
         self.profiles: list[IOptimizationProfile] = []
@@ -322,7 +335,7 @@ class IBuilderConfig:
         return len(self.profiles) - 1
 
     def create_timing_cache(self, serialized_timing_cache):
-        return ITimingCache(bytes(memoryview(serialized_timing_cache)))
+        return _new(ITimingCache, bytes(memoryview(serialized_timing_cache)))
 
     def set_timing_cache(self, cache, ignore_mismatch):
         self.cache = cache
@@ -337,13 +350,13 @@ class Builder:
         self._logger = logger
 
     def create_network(self, flags=0):
-        return INetworkDefinition(int(flags))
+        return _new(INetworkDefinition, int(flags))
 
     def create_builder_config(self):
-        return IBuilderConfig()
+        return _new(IBuilderConfig)
 
     def create_optimization_profile(self):
-        return IOptimizationProfile()
+        return _new(IOptimizationProfile)
 
     def build_serialized_network(self, network, config):
         if network.model is None:
@@ -388,11 +401,11 @@ class Runtime:
             _log(self._logger, ILogger.Severity.ERROR, f"IPluginRegistry::getCreator: Error Code 4: Cannot find plugin: "
                  f"{missing[0]}")
             return None
-        return ICudaEngine(model, {k: tuple(tuple(s) for s in v) for k, v in header["profile"].items()}, self._logger)
+        return _new(ICudaEngine, model, {k: tuple(tuple(s) for s in v) for k, v in header["profile"].items()}, self._logger)
 
 
 class ICudaEngine:
-    def __init__(self, model, profile: dict[str, tuple[tuple[int, ...], ...]], logger) -> None:
+    def _setup(self, model, profile: dict[str, tuple[tuple[int, ...], ...]], logger) -> None:
         self.model = model
         self.logger = logger  # TensorRT reports a context's errors to its runtime's logger
         inputs, outputs = _graph_io(model)
@@ -427,8 +440,8 @@ class ICudaEngine:
         lo, opt, hi = self.profile[name]
         return [lo, opt, hi]
 
-    def create_execution_context(self):
-        return IExecutionContext(self)
+    def create_execution_context(self, strategy=None):
+        return _new(IExecutionContext, self)
 
     # -- what the GPU would do ------------------------------------------------------------
     def session(self):
@@ -487,7 +500,7 @@ def _host_array(address: int, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 class IExecutionContext:
-    def __init__(self, engine: ICudaEngine) -> None:
+    def _setup(self, engine: ICudaEngine) -> None:
         self._engine = engine
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._addresses: dict[str, int] = {}

@@ -264,6 +264,51 @@ def test_an_allocation_failure_in_the_output_allocator_is_reported_not_raised_in
         np.testing.assert_array_equal(be.run({"x": np.ones(8, np.float32)})["idx"], [np.arange(8)])  # it recovers
 
 
+# ----------------------------------------------------------------------------- Mask R-CNN with the plugin
+
+@pytest.fixture(scope="module")
+def maskrcnn_onnx(tmp_path_factory):
+    """(portable ONNX, TensorRT-graph ONNX) of a random-weight resnet18-FPN Mask R-CNN at 128x128."""
+    pytest.importorskip("onnxruntime_extensions")
+    import torch
+    from export.maskrcnn.models import MaskRCNNConfig, build_model
+    from export.maskrcnn.onnx_export import torch_to_onnx
+    from export.maskrcnn.trt_graph import portable_to_tensorrt
+    torch.manual_seed(0)
+    cfg = MaskRCNNConfig(min_size=128, max_size=128, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50,
+                         box_detections_per_img=20)
+    folder = tmp_path_factory.mktemp("mrcnn")
+    portable = torch_to_onnx(build_model(cfg).eval(), cfg, ["__background__", "nucleus"], folder / "m.onnx",
+                             input_size=(128, 128), score_thresh=0.0)
+    return portable, portable_to_tensorrt(portable, folder / "m_trt.onnx")
+
+
+@pytest.fixture
+def maskrcnn_trt_onnx(maskrcnn_onnx):
+    return maskrcnn_onnx[1]
+
+
+def test_maskrcnn_tensorrt_graph_builds_loads_its_plugin_and_predicts_like_onnxruntime(
+        trt_double, maskrcnn_onnx, tmp_path, plugin_library_standin):
+    portable, trt_onnx = maskrcnn_onnx
+    engine = onnx_to_engine(trt_onnx, tmp_path / "m.engine", plugin_dirs=[plugin_library_standin])
+    meta = ef.read_engine_metadata(engine)
+    assert meta["engine"]["plugin"] == {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
+                                        "ops": ["SegrtMultiLevelRoiAlign"]}
+    (tmp_path / "libsegrt_trt_plugins.so").write_bytes((plugin_library_standin / "libsegrt_trt_plugins.so").read_bytes())
+    trt_double.reset()  # as in a new process: the engine's folder holds the library, nothing is registered yet
+    got = sdk.load(engine)
+    assert got.backend.plugin_library == tmp_path / "libsegrt_trt_plugins.so"
+    ref = sdk.load(portable)
+    image = np.random.default_rng(1).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    a, b = got.predict(image), ref.predict(image)
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    np.testing.assert_allclose(a.boxes, b.boxes, rtol=1e-4, atol=1e-3)
+    assert (a.masks == b.masks).mean() > 0.999
+
+
 # ----------------------------------------------------------------------------- plugin
 
 def test_missing_plugin_library_is_named_when_building_and_loading(trt_double, tmp_path, maskrcnn_trt_onnx,
