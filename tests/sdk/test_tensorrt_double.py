@@ -205,6 +205,7 @@ def _fake_cuda_tensor(torch, t):
         def device(self):
             return torch.device("cuda", 0)
 
+    FakeCuda.__module__ = "torch"  # what code that recognises torch tensors by their module sees
     return t.as_subclass(FakeCuda)
 
 
