@@ -1,8 +1,11 @@
 """A CPU stand-in for the ``cuda.bindings.runtime`` calls segrt makes (tests only).
 
 Host memory plays device memory: ``cudaMalloc`` returns the address of a 256-byte aligned
-host block, copies are ``memmove``. A stream runs its work at once, except while it is
-being captured: then the work is recorded into a graph that ``cudaGraphLaunch`` replays.
+host block, copies are ``memmove``. Work on a stream is asynchronous as on a GPU: it is
+queued and runs, in order, only when the stream is synchronized (so code that reads a result
+before ``cudaStreamSynchronize`` reads stale memory, and its test fails). While a stream is
+being captured, work is recorded into a graph instead, and ``cudaGraphLaunch`` queues it.
+Freed blocks are kept until ``reset`` (a late write into freed memory cannot crash the tests).
 Every function returns ``(cudaError_t, *values)`` like cuda-python, with cuda-python's
 parameter names (a contract test compares them with the real module).
 
@@ -88,6 +91,8 @@ class _State:
     blocks: dict[int, Any] = field(default_factory=dict)     # address -> ctypes buffer keeping it alive
     sizes: dict[int, int] = field(default_factory=dict)
     streams: dict[int, list | None] = field(default_factory=dict)  # handle -> recorded work while capturing
+    pending: dict[int, list] = field(default_factory=dict)   # handle -> queued work, run on synchronize
+    freed: list = field(default_factory=list)
     graphs: dict[int, list] = field(default_factory=dict)
     execs: dict[int, list] = field(default_factory=dict)
     next_handle: int = 1
@@ -142,17 +147,27 @@ def _free(ptr: Any):
     with STATE.lock:
         if int(ptr) not in STATE.blocks:
             return (cudaError_t.cudaErrorInvalidValue,)
-        del STATE.blocks[int(ptr)], STATE.sizes[int(ptr)]
+        STATE.freed.append(STATE.blocks.pop(int(ptr)))
+        del STATE.sizes[int(ptr)]
     return (cudaError_t.cudaSuccess,)
 
 
 def enqueue(stream: Any, work: Callable[[], None]) -> None:
-    """Run ``work`` on ``stream`` now, or record it when the stream is being captured (used by the TensorRT double)."""
+    """Queue ``work`` on ``stream``, or record it when the stream is being captured (used by the TensorRT double)."""
     recorded = STATE.streams.get(int(stream))
     if recorded is not None:
         recorded.append(work)
-    else:
+    elif int(stream) == 0:  # the legacy default stream: segrt never uses it; run at once
         work()
+    else:
+        STATE.pending.setdefault(int(stream), []).append(work)
+
+
+def flush(stream: Any) -> None:
+    """Run the work queued on ``stream`` (what the GPU does by the time a synchronize returns)."""
+    queue = STATE.pending.get(int(stream), [])
+    while queue:
+        queue.pop(0)()
 
 
 def is_capturing(stream: Any) -> bool:
@@ -214,6 +229,7 @@ def cudaStreamCreateWithFlags(flags):
 
 
 def cudaStreamDestroy(stream):
+    flush(stream)  # CUDA finishes a destroyed stream's work
     if STATE.streams.pop(int(stream), "missing") == "missing":
         return (cudaError_t.cudaErrorInvalidResourceHandle,)
     return (cudaError_t.cudaSuccess,)
@@ -222,6 +238,7 @@ def cudaStreamDestroy(stream):
 def cudaStreamSynchronize(stream):
     if is_capturing(stream):  # illegal during capture, as on a GPU
         return (cudaError_t.cudaErrorStreamCaptureInvalidated,)
+    flush(stream)
     return (cudaError_t.cudaSuccess,)
 
 

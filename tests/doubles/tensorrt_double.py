@@ -594,7 +594,16 @@ class IExecutionContext:
                 self._busy.release()
 
         try:
-            cudart_double.enqueue(stream_handle, work)
+            if any(-1 in s for s in outputs.values()):
+                # data-dependent output sizes: TensorRT waits for the data to size them and calls the
+                # output allocator during this call, so the work runs now, after what is queued before it
+                if cudart_double.is_capturing(stream_handle):
+                    self._error("executeAsyncV3: data-dependent outputs cannot be captured in a CUDA graph")
+                    return False
+                cudart_double.flush(stream_handle)
+                work()
+            else:
+                cudart_double.enqueue(stream_handle, work)
         except _EnqueueFailed as exc:
             self._error(f"executeAsyncV3: {exc}")
             return False

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sdk.errors import ArtifactError
+
 from tests.doubles import cudart_double, tensorrt_double
 from tests.doubles import trt_api as bindings
 
@@ -222,7 +224,7 @@ def recorded_calls(trt_double, monkeypatch):
     return calls
 
 
-def _plugin_model(path: Path) -> Path:
+def _plugin_model(path: Path, name_the_plugin: bool = True) -> Path:
     """A one-node graph using segrt's plugin op, with the plugin named in its metadata (parsed, never run)."""
     import onnx
     from onnx import TensorProto, helper
@@ -236,13 +238,14 @@ def _plugin_model(path: Path) -> Path:
     meta = {"kind": "maskrcnn", "class_names": ["bg", "x"], "input_channels": 2, "input_size": [8, 8],
             "normalization": {"scale": 1.0, "mean": [0.0, 0.0], "std": [1.0, 1.0]}, "input_name": "f0",
             "plugin": {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
-                       "ops": ["SegrtMultiLevelRoiAlign"]}}
+                       "ops": ["SegrtMultiLevelRoiAlign"]} if name_the_plugin else None}
     helper.set_model_props(model, {md.METADATA_KEY: md.encode(meta)})
     onnx.save(model, str(path))
     return path
 
 
-def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_api, tmp_path, plugin_library_standin):
+def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_double, trt_api, tmp_path,
+                                                           plugin_library_standin):
     from export.to_engine import onnx_to_engine
     from sdk.backends.tensorrt import TensorRTBackend
     from tests.export.test_to_engine import conv_relu_model
@@ -259,16 +262,25 @@ def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_
         be.run({"image": x})
     with TensorRTBackend(_nonzero_engine(tmp_path)) as be:
         be.run({"x": np.ones(3, np.float32)})
+    from export.to_engine import wrap_plan
+    from sdk.backends.engine_file import read_engine_file
+    (tmp_path / "bare.plan").write_bytes(bytes(read_engine_file(engine)[1]))  # as trtexec --saveEngine writes it
+    wrapped = wrap_plan(tmp_path / "bare.plan", onnx_path, tmp_path / "wrapped.engine", precision="fp16")
+    with TensorRTBackend(wrapped) as be:
+        assert be.profiles["image"][2] == (2, 2, 64, 64)  # read back from the plan
+        be.run({"image": x})
     onnx_to_engine(_plugin_model(tmp_path / "p.onnx"), tmp_path / "p.engine", plugin_dirs=[plugin_library_standin])
-    with pytest.raises(Exception):
-        onnx_to_engine(_plugin_model(tmp_path / "q.onnx"), tmp_path / "q.engine",
-                       plugin_dirs=[plugin_library_standin], profile={"f0": ((1, 2, 8, 8),) * 3, "zz": ((1,),) * 3})
+    trt_double.reset()  # a fresh registry, and metadata that does not name the plugin: the parser fails
+    with pytest.raises(ArtifactError, match="node #0 .*SegrtMultiLevelRoiAlign.*Plugin not found"):
+        onnx_to_engine(_plugin_model(tmp_path / "q.onnx", name_the_plugin=False), tmp_path / "q.engine")
 
     called = {q for q, _, _ in recorded_calls}
     expected = {"Runtime.deserialize_cuda_engine", "IExecutionContext.execute_async_v3",
                 "IExecutionContext.set_tensor_address", "IExecutionContext.set_output_allocator",
                 "Builder.build_serialized_network", "OnnxParser.parse", "OnnxParser.parse_from_file",
                 "IBuilderConfig.set_flag", "IBuilderConfig.set_timing_cache", "IPluginRegistry.load_library",
+                "ICudaEngine.get_tensor_profile_shape", "IBuilderConfig.create_timing_cache", "OnnxParser.get_error",
+                "ParserError.node", "ParserError.node_name", "ParserError.node_operator", "ParserError.desc",
                 "IPluginRegistry.get_creator", "init_libnvinfer_plugins", "nptype", "IOptimizationProfile.set_shape"}
     assert expected <= called, sorted(expected - called)
     for version, api in trt_api.items():
@@ -353,7 +365,7 @@ def _double_members(module) -> dict[str, object]:
     for name, obj in vars(module).items():
         if name.startswith("_") or inspect.ismodule(obj) or getattr(obj, "__module__", module.__name__) != module.__name__:
             continue
-        if name in ("reset", "CrossedIntoTensorRT", "annotations", "enqueue", "is_capturing", "live_allocations",
+        if name in ("reset", "CrossedIntoTensorRT", "annotations", "enqueue", "flush", "is_capturing", "live_allocations",
                     "STATE", "ALIGN"):
             continue  # the doubles' own test hooks, not TensorRT/CUDA names
         found[name] = obj
