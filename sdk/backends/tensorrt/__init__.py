@@ -14,8 +14,9 @@ Running uses TensorRT's tensor-name API (``set_input_shape``, ``set_tensor_addre
 ``execute_async_v3``) on a CUDA stream. Device buffers and page-locked host buffers
 are allocated once per set of input shapes and reused (the last few shape sets are
 kept); with ``use_cuda_graph=True`` the enqueue is captured as a CUDA graph the first
-time a shape set is seen and replayed whenever it comes again. Outputs whose size
-depends on the data get TensorRT's output allocator, and no graph.
+time a shape set is seen, kept with that shape's buffers, and replayed while the shape
+repeats (after a switch, one plain enqueue first). Outputs whose size depends on the
+data get TensorRT's output allocator, and no graph.
 
 Thread safety: a TensorRT execution context holds per-inference state, so it must
 not be used by two threads at once. The backend keeps a small pool of contexts

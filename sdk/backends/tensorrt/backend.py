@@ -139,9 +139,10 @@ class TensorRTBackend(Backend):
                                     + ("; ".join(self._logger.errors[-2:]) or "no reason given"),
                                     "report it with the engine (segrt passes 256-byte aligned buffers)")
 
-    def _set_shapes(self, slot: Slot, key: ShapeKey) -> None:
+    def _set_shapes(self, slot: Slot, key: ShapeKey) -> bool:
+        """Set the context's input shapes to ``key``; True if they changed."""
         if slot.shape_key == key:
-            return
+            return False
         slot.shape_key = None  # a failure half-way leaves the context in no known state
         for info, shape in zip(self.inputs, key):
             if not slot.context.set_input_shape(info.name, shape):
@@ -149,6 +150,7 @@ class TensorRTBackend(Backend):
                                  + ("; ".join(self._logger.errors[-2:]) or "outside the profile"),
                                  f"use shapes between {list(self.profiles[info.name][0])} and {list(self.profiles[info.name][2])}")
         slot.shape_key = key
+        return True
 
     def _output_shapes(self, slot: Slot) -> tuple[dict[str, tuple[int, ...]], list[str]]:
         static, dynamic = {}, []
@@ -196,7 +198,7 @@ class TensorRTBackend(Backend):
             self._pool.release(slot)
 
     def _run_on_slot(self, slot: Slot, arrays: Mapping[str, Any], key: ShapeKey) -> dict[str, np.ndarray]:
-        self._set_shapes(slot, key)
+        switched = self._set_shapes(slot, key)
         out_shapes, dynamic = self._output_shapes(slot)
         entry = self._entry(slot, key, out_shapes)
         stream = slot.stream
@@ -221,7 +223,7 @@ class TensorRTBackend(Backend):
         for name in out_shapes:
             self._set_address(slot, name, entry.device[name].ptr)
         if graphable:
-            self._launch_graph(slot, entry)
+            self._launch_graph(slot, entry, switched)
         else:
             self._enqueue(slot)
         for name in out_shapes:
@@ -237,13 +239,20 @@ class TensorRTBackend(Backend):
             stream.synchronize()
         return {info.name: results[info.name] for info in self.outputs}
 
-    def _launch_graph(self, slot: Slot, entry: ShapeEntry) -> None:
-        if entry.graph is not None:
+    def _launch_graph(self, slot: Slot, entry: ShapeEntry, switched: bool) -> None:
+        """Replay this shape's graph, or run a plain enqueue (capturing the graph if there is none yet).
+
+        TensorRT does deferred, shape-dependent setup on the first enqueue after the input shapes
+        change. So after every switch this call runs one plain enqueue (it computes the outputs),
+        which puts the context back in the state the graph was captured in; calls that keep the
+        shape replay the graph. A graph is captured once per shape and kept with its buffers.
+        """
+        if entry.graph is not None and not switched:
             entry.graph.launch(slot.stream)
             return
-        # TensorRT does deferred setup on the first enqueue after a shape change; run it outside the
-        # capture. It computes this call's outputs, so the new graph is first launched on the next call.
         self._enqueue(slot)
+        if entry.graph is not None:
+            return
         graph = cuda_rt.CudaGraph()
         try:
             graph.capture(slot.stream, lambda: self._enqueue(slot))

@@ -4,8 +4,8 @@ A slot is used by one thread at a time (``ContextPool`` lends it). For each set 
 shapes it keeps device and page-locked host buffers and, once captured, the CUDA graph of
 the inference on those buffers: a graph bakes in the addresses and shapes, so buffers and
 graph live and die together. The last ``MAX_CACHED_SHAPES`` shape sets are kept, least
-recently used first out, so a U-Net's tiles (a full batch, then the remainder) replay
-their graphs instead of recapturing on every call.
+recently used first out, so a U-Net's tiles (full batches, then the remainder) keep
+their graphs instead of recapturing on every shape switch.
 """
 from __future__ import annotations
 
