@@ -80,7 +80,8 @@ def prepare(version: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "lib").mkdir(parents=True)
     _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-          "--disable-pip-version-check", "--retries", "1", "--timeout", "30", "-q", "-d", str(tmp / "wheel"), f"{PACKAGE}=={version}"],
+          "--disable-pip-version-check", "--retries", "1", "--timeout", "30", "-q", "-d", str(tmp / "wheel"),
+          f"{PACKAGE}=={version}"],
          f"pip download {PACKAGE}=={version} (PyPI unreachable?)")
     wheel = next((tmp / "wheel").glob("*.whl"))
     with zipfile.ZipFile(wheel) as z:
