@@ -6,7 +6,7 @@ module ``tensorrt_bindings/tensorrt.so`` links against libnvinfer, libnvonnxpars
 libnvinfer_plugin but needs only nine C symbols from them at load time. ``prepare``
 downloads the wheel with ``pip download --no-deps``, unpacks it and compiles those nine
 symbols (returning NULL/0) into stub libraries with the system C compiler; both are
-cached under ``~/.cache/segrt-tests/tensorrt/<version>``. With the stubs preloaded,
+cached under ``~/.cache/segrt-tests/tensorrt/<version>-py<python>``. With the stubs preloaded,
 ``import tensorrt_bindings`` works: every class, method, property and enum is there with
 pybind11's signatures in ``__doc__``. Nothing can be built or run through them (the
 factories return NULL): they are the reference for names and signatures only.
@@ -39,6 +39,7 @@ from typing import Any
 
 VERSIONS = ("10.13.3.9", "11.4.0.106")  # one TensorRT 10 and one TensorRT 11 release
 PACKAGE = "tensorrt-cu12-bindings"
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # the extension module is built per Python version
 CACHE = Path(os.environ.get("SEGRT_TEST_CACHE", Path.home() / ".cache" / "segrt-tests")) / "tensorrt"
 STUB_LIBRARIES = ("nvinfer", "nvonnxparser", "nvinfer_plugin")
 STUB_SOURCE = """\
@@ -72,14 +73,14 @@ def _run(cmd: list[str], what: str, timeout: float = 300) -> None:
 
 def prepare(version: str) -> Path:
     """Folder holding ``site/tensorrt_bindings`` and ``lib/lib*.so.<major>`` for ``version`` (cached)."""
-    root = CACHE / version
+    root = CACHE / f"{version}-py{PYTHON}"
     if (root / "ready").is_file():
         return root
     major = version.split(".")[0]
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "lib").mkdir(parents=True)
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON,
           "--disable-pip-version-check", "--retries", "1", "--timeout", "30", "-q", "-d", str(tmp / "wheel"),
           f"{PACKAGE}=={version}"],
          f"pip download {PACKAGE}=={version} (PyPI unreachable?)")
@@ -102,7 +103,7 @@ def prepare(version: str) -> Path:
 
 def import_bindings(root: Path):
     """Import ``tensorrt_bindings`` from a prepared folder into this process (one version per process)."""
-    major = root.name.split(".")[0]
+    major = root.name.split(".")[0]  # "10.13.3.9-py3.11" -> "10"
     for lib in STUB_LIBRARIES:  # RTLD_GLOBAL: the extension's NEEDED entries resolve to these sonames
         ctypes.CDLL(str(root / "lib" / f"lib{lib}.so.{major}"), mode=ctypes.RTLD_GLOBAL)
     sys.path.insert(0, str(root / "site"))
