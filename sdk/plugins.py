@@ -64,10 +64,9 @@ def _import_tensorrt():
 
 
 def _registry_has(registry, name: str) -> bool:
-    get = getattr(registry, "get_creator", None) or getattr(registry, "get_plugin_creator")
-    try:
-        return get(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
-    except Exception:  # older bindings raise instead of returning None
+    try:  # IPluginRegistry.get_creator: TensorRT 10 and 11 (get_plugin_creator is gone in 11)
+        return registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
+    except Exception:  # some releases raise instead of returning None
         return False
 
 

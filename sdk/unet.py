@@ -83,10 +83,14 @@ class UNetPredictor:
         self.size_min, self.size_step = int(meta["size_min"]), int(meta["size_step"])
         self.border, self.margin = int(meta["border"]), int(meta.get("margin", 0))
         self.max_tile = int(max_tile or meta["tile_size"])
-        profiles = getattr(backend, "profiles", None)  # TensorRT engines: never exceed the built profile
-        if profiles and meta.get("input_name", "image") in profiles:
-            self.max_tile = min(self.max_tile, int(profiles[meta.get("input_name", "image")][2][-1]))
         self.batch_size = max(1, int(batch_size))
+        profiles = getattr(backend, "profiles", None)  # TensorRT engines: stay inside the built profile
+        if profiles and meta.get("input_name", "image") in profiles:
+            lo, _, hi = profiles[meta.get("input_name", "image")]  # [N, C, H, W] each
+            self.max_tile = min(self.max_tile, int(hi[-2]), int(hi[-1]))
+            self.batch_size = min(self.batch_size, int(hi[0]))
+            smallest = max(int(lo[-2]), int(lo[-1]))  # tiles below the profile's min are rejected: start there
+            self.size_min += -(-max(0, smallest - self.size_min) // self.size_step) * self.size_step
         self.tta = tta
         self.input_name = meta.get("input_name", backend.inputs[0].name)
         self.output_name = meta.get("output_name", backend.outputs[0].name)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import sys
 from pathlib import Path
 
@@ -95,3 +94,52 @@ def tiny_split(tmp_path_factory) -> Path:
         write_png(root / "images" / f"img{i}.png", image.astype(np.uint16))
         write_png(root / "labels" / f"img{i}.png", labels)
     return root
+
+
+# ----------------------------------------------------------------------------- TensorRT without a GPU
+
+@pytest.fixture(scope="session")
+def trt_api():
+    """``describe(version)`` of TensorRT's real Python bindings (tests/doubles/trt_api.py), for each version
+    in ``VERSIONS``: downloaded from PyPI once, cached; skips with the reason when that is impossible."""
+    from tests.doubles import trt_api as api
+    described = {}
+    for version in api.VERSIONS:
+        try:
+            described[version] = api.describe(version)
+        except api.Unavailable as exc:
+            pytest.skip(f"TensorRT's real Python bindings are not available here: {exc}")
+    return described
+
+
+@pytest.fixture(scope="session")
+def plugin_library_standin(tmp_path_factory) -> Path:
+    """A folder with a loadable ``libsegrt_trt_plugins.so`` that registers nothing itself: with the TensorRT
+    double, ``IPluginRegistry.load_library`` of that name registers segrt's creators (CPU kernel)."""
+    import shutil
+    import subprocess
+    folder = tmp_path_factory.mktemp("plugin")
+    (folder / "empty.c").write_text("int segrt_plugin_standin;\n")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the plugin library stand-in")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(folder / "libsegrt_trt_plugins.so"), str(folder / "empty.c")],
+                   check=True)
+    return folder
+
+
+@pytest.fixture
+def trt_double(monkeypatch):
+    """TensorRT and the CUDA runtime replaced by the CPU execution double (tests/doubles) for one test.
+
+    ``import tensorrt`` gives ``tests.doubles.tensorrt_double``; ``sdk.backends.cuda_rt`` uses
+    ``tests.doubles.cudart_double``. Yields the TensorRT double; its ``cudart_double`` is the CUDA one.
+    """
+    from sdk.backends import cuda_rt
+    from tests.doubles import cudart_double, tensorrt_double
+    cudart_double.reset()
+    tensorrt_double.reset()
+    monkeypatch.setitem(sys.modules, "tensorrt", tensorrt_double)
+    monkeypatch.setattr(cuda_rt, "import_cudart", lambda: cudart_double)
+    monkeypatch.delenv("SEGRT_PLUGIN_PATH", raising=False)
+    yield tensorrt_double
