@@ -58,3 +58,21 @@ def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.pt")]) == 2
     err = capsys.readouterr().err
     assert "checkpoint not found" in err and "fix:" in err and "Traceback" not in err
+
+
+def test_train_export_eval_maskrcnn_through_the_cli(tiny_split, tmp_path, capsys):
+    """`segrt train maskrcnn` / `export` / `eval` on a tiny COCO set (two steps: the plumbing, not the accuracy)."""
+    import shutil
+    from export.maskrcnn.coco import demo_coco
+    for split in ("train", "val"):
+        shutil.copytree(tiny_split, tmp_path / split)
+    coco = demo_coco(tmp_path)
+    ckpt, onnx_path = tmp_path / "m.pt", tmp_path / "m.onnx"
+    assert main(["train", "maskrcnn", "--data", str(coco / "train.json"), "--out", str(ckpt), "--steps", "2",
+                 "--batch-size", "1", "--crop", "128", "--min-size", "128", "--max-size", "192"]) == 0
+    assert main(["export", str(ckpt), "--out", str(onnx_path), "--input-size", "192", "192"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(onnx_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metadata"]["input_size"] == [192, 192]
+    assert main(["eval", str(onnx_path), str(coco / "val.json")]) == 0
+    assert '"bbox_AP"' in capsys.readouterr().out
