@@ -63,6 +63,15 @@ def context(threads: int, **more: Any) -> dict[str, Any]:
     return {"threads": threads, **more, **environment()}
 
 
+def demo_bench_args(add_arguments: Callable[[argparse.ArgumentParser], None], out: Path, runs: int,
+                    *more: str) -> argparse.Namespace:
+    """The options of a ``segrt bench`` command as ``segrt demo`` runs it: 2 threads, 2 warm-up calls, --pick."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--runs", str(runs), "--warmup", "2", "--threads", "2", "--pick", "--out", str(out),
+                              *more])
+
+
 def register(cli: Any) -> None:
     """Add ``segrt bench unet`` and ``segrt bench maskrcnn`` (``cli``: ``sdk.cli.Commands``)."""
     from . import bench_unet

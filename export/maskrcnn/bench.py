@@ -57,16 +57,20 @@ def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.nda
             return model.roi_heads(feats, props, images.image_sizes)
         return call
 
-    return [Variant("torchvision eager fp32", e2e, "end_to_end", reference=True, group=group, pixels_per_call=pixels,
+    return [Variant("torchvision eager fp32", model_only, "model", reference=True, group=group, pixels_per_call=pixels,
                     info=info),
-            Variant("torchvision eager fp32", model_only, "model", reference=True, group=group, pixels_per_call=pixels,
+            Variant("torchvision eager fp32", e2e, "end_to_end", reference=True, group=group, pixels_per_call=pixels,
                     info=info)]
 
 
 def model_variants(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: list[str],
                    input_size: tuple[int, int], image: np.ndarray, workdir: Path, args: argparse.Namespace,
-                   threads: int, onnx_path: Path | None = None) -> tuple[list[Variant], dict[str, Any]]:
-    """Export ``model`` at ``input_size`` (unless ``onnx_path`` is given) and declare its variants."""
+                   threads: int, onnx_path: Path | None = None,
+                   int8_path: Path | None = None) -> tuple[list[Variant], dict[str, Any]]:
+    """Export ``model`` at ``input_size`` (unless ``onnx_path`` is given) and declare its variants.
+
+    A given ``int8_path`` is timed as is; otherwise ``--int8`` quantizes the export.
+    """
     model = model.eval()
     group = f"{name} {input_size[0]}x{input_size[1]}"
     facts: dict[str, Any] = {"input_size": list(input_size), "image_hw": list(image.shape[:2])}
@@ -75,7 +79,7 @@ def model_variants(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names
         t = time.perf_counter()
         torch_to_onnx(model, cfg, names, onnx_path, input_size)
         facts["export_s"] = round(time.perf_counter() - t, 2)
-    int8 = bench_common.int8_artifact(onnx_path, args, image)
+    int8 = int8_path or bench_common.int8_artifact(onnx_path, args, image)
     variants = torchvision_variants(model, names, image, group)
     variants += bench_common.runtime_variants("maskrcnn", onnx_path, int8, image, threads, group)
     return variants, facts
@@ -95,8 +99,11 @@ def _r50():
     return build_model(cfg).eval(), cfg, ["__background__"] + [f"class{i}" for i in range(1, 91)]
 
 
-def run_bench(args: argparse.Namespace, onnx_path: Path | None = None) -> Report:
-    """Declare and time the variants of every model in ``args.models``; ``onnx_path``: the small model's export."""
+def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path: Path | None = None) -> Report:
+    """Declare and time the variants of every model in ``args.models``.
+
+    ``onnx_path`` / ``int8_path``: the small model's exports, when they exist already.
+    """
     threads = bench_common.setup(args)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
@@ -110,12 +117,12 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None) -> Report
                 # export at the image's own size (rounded up to 32): torchvision pads to that too,
                 # so both sides process the same pixels
                 size = (-(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
-                found = onnx_path
+                found, found8 = onnx_path, int8_path
             else:  # r50: the image is resized to 800 on its short side and padded to 1344, as by torchvision
                 model, cfg, names = _r50()
                 image = bench_image(None if args.image else (800, 1333), 3, args.image)
-                size, found = (800, 1344), None
-            vs, facts = model_variants(name, model, cfg, names, size, image, workdir, args, threads, found)
+                size, found, found8 = (800, 1344), None, None
+            vs, facts = model_variants(name, model, cfg, names, size, image, workdir, args, threads, found, found8)
             variants += vs
             groups[vs[0].group] = facts
         ctx = bench_common.context(threads, groups=groups)

@@ -22,20 +22,25 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def add_common_arguments(p: argparse.ArgumentParser, out: str, image_help: str = "image to run on") -> None:
-    """The options every benchmark command shares (names, units and defaults)."""
+def add_common_arguments(p: argparse.ArgumentParser, out: str, images: bool = True) -> None:
+    """The options every benchmark command shares (names, units and defaults).
+
+    ``images=False`` leaves out ``--image`` and ``--pick`` (benchmarks of ops, not of models).
+    """
     p.add_argument("--runs", type=int, default=10, help="timed calls per variant (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before them (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for every variant alike (default: the CPUs available, here "
                         f"{default_threads()})")
-    p.add_argument("--image", type=Path, default=None, help=f"{image_help} (default: synthetic nuclei-like blobs)")
     p.add_argument("--out", type=Path, default=Path(out), help="JSON report (default: %(default)s)")
     p.add_argument("--plot", type=Path, default=None, help="PNG bar chart (default: the --out path with .png)")
     p.add_argument("--rss", action="store_true", help="also report the peak resident memory of each variant")
-    p.add_argument("--pick", action="store_true",
-                   help="report the fastest variant whose agreement with the reference is within the accuracy "
-                        "budget (U-Net: IoU >= 0.995, Mask R-CNN: segm AP >= 0.995 against the reference's output)")
+    if images:
+        p.add_argument("--image", type=Path, default=None,
+                       help="image file to run on (default: synthetic nuclei-like blobs)")
+        p.add_argument("--pick", action="store_true",
+                       help="report the fastest end-to-end variant within the accuracy budget against the reference's "
+                            "output (U-Net: IoU >= 0.995; Mask R-CNN: segm AP >= 0.995)")
 
 
 def check_counts(args: argparse.Namespace) -> None:

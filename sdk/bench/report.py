@@ -53,6 +53,17 @@ def format_table(report: Report) -> str:
     return "\n".join(lines)
 
 
+def summarize(report: Report) -> dict[str, Any]:
+    """The headline numbers, keyed ``"<variant> / <mode>"`` (prefixed by the group where there is one):
+    ``p50_ms``, ``speedup`` (against the reference) and ``agreement``; plus the ``pick`` answers."""
+    def key(r: Any) -> str:
+        return f"{r.group}: " * bool(r.group) + f"{r.variant} / {r.mode}"
+    return {"p50_ms": {key(r): r.p50_ms for r in report.rows},
+            "speedup": {key(r): r.speedup for r in report.rows if not r.reference},
+            "agreement": {key(r): r.agreement for r in report.rows if r.agreement},
+            "pick": [{k: p[k] for k in ("group", "variant", "speedup")} for p in report.pick or []]}
+
+
 def write_json(report: Report, path: str | Path) -> Path:
     """Write the report as JSON, atomically (a temporary name, then a rename)."""
     path = Path(path)
