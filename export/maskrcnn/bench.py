@@ -47,6 +47,7 @@ def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.nda
         return lambda: predictor.predict(image)
 
     def model_only():
+        model.eval()  # exporting may leave the model in training mode
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
 
         @torch.no_grad()
