@@ -174,8 +174,9 @@ def bench_image(hw: tuple[int, int] | None, channels: int = 1, path: str | Path 
     for _ in range(max(h * w // 4000, 10)):
         centre = (int(rng.integers(w)), int(rng.integers(h)))
         axes = (int(rng.integers(5, 15)), int(rng.integers(5, 15)))
+        angle = float(rng.integers(180))
         colour = tuple(int(v) for v in rng.integers(120, 255, 3))
-        cv2.ellipse(img, centre, axes, float(rng.integers(180)), 0, 360, colour, -1)
+        cv2.ellipse(img, centre, axes, angle, 0, 360, colour, -1)
     if channels == 1:
         return np.ascontiguousarray(img[..., 0])
     return np.ascontiguousarray(np.repeat(img[..., :1], channels, axis=2) if channels != 3 else img)

@@ -26,7 +26,7 @@ MODES = ("model", "end_to_end")
 Agreement = Callable[[Any, Any], Mapping[str, float]]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Timing:
     """Latency statistics of repeated calls; times in milliseconds."""
 
@@ -175,25 +175,21 @@ class Variant:
 
 
 @dataclass
-class Row:
-    """The result of one variant: the one schema every benchmark writes (times in ms)."""
+class Row(Timing):
+    """The result of one variant: the one schema every benchmark writes (its :class:`Timing`, plus the below)."""
 
-    variant: str
-    group: str
-    mode: str
-    reference: bool
-    p50_ms: float
-    p90_ms: float
-    mean_ms: float
-    min_ms: float
-    runs: int
-    warmup: int
-    throughput: float                 # images/s at p50
-    mpixel_per_s: float | None
-    peak_rss_mb: float | None
-    speedup: float | None             # reference p50 / this p50, same group and mode; None without a reference
-    agreement: dict[str, float]       # named numbers against the reference's output ({} when not compared)
+    variant: str = ""
+    group: str = ""
+    mode: str = "end_to_end"
+    reference: bool = False
+    speedup: float | None = None      # reference p50 / this p50, same group and mode; None without a reference
+    agreement: dict[str, float] = field(default_factory=dict)  # named numbers against the reference's output
     info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, with the variant's identity first."""
+        d = asdict(self)
+        return {k: d.pop(k) for k in ("variant", "group", "mode", "reference")} | d
 
 
 @dataclass
@@ -208,7 +204,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": self.schema, "title": self.title, "context": self.context,
-                "rows": [asdict(r) for r in self.rows], "pick": self.pick}
+                "rows": [r.to_dict() for r in self.rows], "pick": self.pick}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Report":
@@ -268,7 +264,7 @@ def run_variants(variants: list[Variant], runs: int = 10, warmup: int = 2, *, rs
         if v.agreement is not None and key in ref_out:
             agreement = {k: float(x) for k, x in v.agreement(out, ref_out[key]).items()}
         speedup = ref_p50[key] / timing.p50_ms if key in ref_p50 and timing.p50_ms > 0 else None
-        rows.append(Row(variant=v.name, group=v.group, mode=v.mode, reference=v.reference, **asdict(timing),
+        rows.append(Row(**asdict(timing), variant=v.name, group=v.group, mode=v.mode, reference=v.reference,
                         speedup=speedup, agreement=agreement, info=dict(v.info)))
         del out
     return Report(title=title, rows=rows, context=dict(context or {}))
