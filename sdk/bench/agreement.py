@@ -5,7 +5,9 @@
   so ``|IoU(variant, truth) - IoU(reference, truth)| <= 1 - iou`` for any ground truth: a
   budget of ``iou >= 0.995`` keeps the accuracy within 0.005 IoU of the reference's.
 * :func:`instances_agreement` (Mask R-CNN): COCO AP (IoU 0.50:0.95) of the variant's
-  detections scored against the reference's detections as ground truth (pycocotools).
+  detections scored against the reference's detections as ground truth (pycocotools). For
+  ``segm_ap`` a detection with an empty mask is no object on either side (COCO scores two
+  empty masks as IoU 0, which would count agreeing empty masks as misses).
 * :func:`array_agreement` (ops): largest absolute difference.
 """
 from __future__ import annotations
@@ -51,13 +53,17 @@ def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    if len(reference) == 0:
-        return 1.0 if len(result) == 0 else 0.0
-    if len(result) == 0:
+    keep_ref, keep_out = range(len(reference)), range(len(result))
+    if iou_type == "segm":  # an empty mask is no object: COCO would score two empty masks as IoU 0
+        keep_ref = [i for i in keep_ref if reference.masks[i].any()]
+        keep_out = [i for i in keep_out if result.masks[i].any()]
+    if len(keep_ref) == 0:
+        return 1.0 if len(keep_out) == 0 else 0.0
+    if len(keep_out) == 0:
         return 0.0
     h, w = reference.image_hw
     anns = []
-    for i in range(len(reference)):
+    for i in keep_ref:
         box = bbox_xywh(reference.boxes[i])
         ann = {"id": i + 1, "image_id": 1, "category_id": int(reference.labels[i]), "bbox": box,
                "area": float(box[2] * box[3]), "iscrowd": 0}
@@ -67,7 +73,7 @@ def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
         anns.append(ann)
     cats = sorted({int(c) for c in reference.labels} | {int(c) for c in result.labels})
     dets = []
-    for i in range(len(result)):
+    for i in keep_out:
         d = {"image_id": 1, "category_id": int(result.labels[i]), "bbox": bbox_xywh(result.boxes[i]),
              "score": float(result.scores[i])}
         if iou_type == "segm":
@@ -79,7 +85,7 @@ def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
                       "categories": [{"id": c, "name": str(c)} for c in cats]}
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dets), iou_type)
-        ev.params.maxDets = [1, 10, max(100, len(result))]
+        ev.params.maxDets = [1, 10, max(100, len(keep_out))]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,8 +56,7 @@ def environment() -> dict[str, Any]:
     import sdk
     ctx: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpus": default_threads(),
                            "segrt": sdk.__version__, "numpy": numpy.__version__}
-    for module in ("onnxruntime", "openvino", "torch"):
-        import sys
+    for module in ("onnxruntime", "openvino", "torch"):  # the versions of the runtimes this process loaded
         if module in sys.modules:
             ctx[module] = getattr(sys.modules[module], "__version__", "?")
     return ctx

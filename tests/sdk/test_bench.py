@@ -183,6 +183,10 @@ def test_instances_agreement_is_coco_ap_against_the_reference():
     none = instances_agreement(_instances([], []), ref)
     assert none["bbox_ap"] == 0.0 and none["detections"] == 0.0
     assert instances_agreement(_instances([], []), _instances([], []))["segm_ap"] == 1.0
+    # masks empty on both sides agree (COCO alone would score them IoU 0, i.e. as misses)
+    with_empty = _instances([[2, 2, 12, 12], [20, 20, 20, 20]], [0.9, 0.8])
+    assert not with_empty.masks[1].any()
+    assert instances_agreement(with_empty, with_empty)["segm_ap"] == pytest.approx(1.0)
 
 
 def test_array_agreement():
