@@ -261,7 +261,7 @@ def run_variants(variants: list[Variant], runs: int = 10, warmup: int = 2, *, rs
         agreement: dict[str, float] = {}
         if v.reference:
             ref_out[key], ref_p50[key] = out, timing.p50_ms
-        if v.agreement is not None and key in ref_out:
+        elif v.agreement is not None and key in ref_out:
             agreement = {k: float(x) for k, x in v.agreement(out, ref_out[key]).items()}
         speedup = ref_p50[key] / timing.p50_ms if key in ref_p50 and timing.p50_ms > 0 else None
         rows.append(Row(**asdict(timing), variant=v.name, group=v.group, mode=v.mode, reference=v.reference,

@@ -102,7 +102,8 @@ def plot(report: Report, path: str | Path, log: Any = print) -> Path | None:
                       yerr=[[0.0] * len(rows), [r.p90_ms - r.p50_ms for r in rows]], capsize=4,
                       color=["#999999" if r.reference else "#4a90d9" for r in rows])
         for b, r in zip(bars, rows):
-            label = f"{r.p50_ms:.3g} ms" + ("" if r.reference or r.speedup is None else f"\n{r.speedup:.2f}x")
+            ms = f"{r.p50_ms:.0f}" if r.p50_ms >= 100 else f"{r.p50_ms:.3g}"
+            label = f"{ms} ms" + ("" if r.reference or r.speedup is None else f"\n{r.speedup:.2f}x")
             ax.text(b.get_x() + b.get_width() / 2, r.p50_ms, label, ha="center", va="bottom", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_title(f"{group + ', ' if group else ''}{MODE_TITLES.get(mode, mode)}", fontsize=9)
