@@ -86,8 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", nargs="+", default=None, metavar="NAME[:PRECISION]",
                    help="run each artifact on these backends, e.g. onnxruntime openvino:bf16 "
                         "(default: the one its suffix picks)")
-    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="synthetic image size (default: U-Net 512 512, Mask R-CNN the export size)")
+    p.add_argument("--size", type=int, nargs=2, action="append", default=None, metavar=("H", "W"),
+                   help="image size; repeat it to compare sizes, one group each (with --rss: peak memory "
+                        "against size). Default: U-Net 512 512, Mask R-CNN the export size")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="what to time (default: both)")
     add_common_arguments(p, "runs/bench_model.json")
 
@@ -116,24 +117,27 @@ def run(args: argparse.Namespace) -> Report:
                          "compare artifacts of one model")
     del first
     agreement, model_agreement, budget = BY_KIND.get(meta.get("kind"), (None, None, {}))
-    hw = tuple(args.size) if args.size else art.default_image_hw(meta)
-    image = art.bench_image(hw, art.image_channels(meta), args.image)
+    sizes = [tuple(hw) for hw in args.size] if args.size else [art.default_image_hw(meta)]
     specs = args.backend or [None]
     variants = []
-    for path in args.artifacts:
-        for spec in specs:
-            options = _backend_options(spec) if spec else {}
-            name = Path(path).name + (f" {spec}" if spec else "")
-            # the reference of each mode: the first artifact on the first backend
-            variants += art.artifact_variants(name, path, image, threads=threads, options=options,
-                                              agreement=agreement, model_agreement=model_agreement,
-                                              reference=not variants,
-                                              modes=tuple(args.modes))
+    for h, w in sizes:
+        # one group per image size; its reference: the first artifact on the first backend
+        group = f"{h}x{w}" if len(sizes) > 1 else ""
+        image = art.bench_image((h, w), art.image_channels(meta), args.image)
+        first_of_group = len(variants)
+        for path in args.artifacts:
+            for spec in specs:
+                options = _backend_options(spec) if spec else {}
+                name = Path(path).name + (f" {spec}" if spec else "")
+                variants += art.artifact_variants(name, path, image, threads=threads, options=options,
+                                                  agreement=agreement, model_agreement=model_agreement, group=group,
+                                                  reference=len(variants) == first_of_group, modes=tuple(args.modes))
+    shown = ", ".join(f"{h}x{w}" for h, w in sizes)
     report = run_variants(variants, args.runs, args.warmup, rss=args.rss,
-                          title=f"{meta.get('kind')} artifacts, image {hw[0]}x{hw[1]}, {threads} threads",
-                          context={"threads": threads, "image": list(image.shape), "kind": meta.get("kind"),
+                          title=f"{meta.get('kind')} artifacts, image {shown}, {threads} threads",
+                          context={"threads": threads, "images": [list(hw) for hw in sizes], "kind": meta.get("kind"),
                                    **environment()})
-    return publish(report, args, {"": budget})
+    return publish(report, args, {v.group: budget for v in variants})
 
 
 def register(cli: Any) -> None:

@@ -109,6 +109,19 @@ def test_bench_model_times_artifacts_without_pytorch(tiny_unet, tmp_path):
     assert report.pick[0]["variant"] == onnx_path.name
 
 
+def test_bench_model_compares_image_sizes(tiny_unet, tmp_path):
+    from sdk.bench import cli as bench_cli
+    _, onnx_path = tiny_unet
+    parser = argparse.ArgumentParser()
+    bench_cli.add_arguments(parser)
+    report = bench_cli.run(parser.parse_args([str(onnx_path), "--size", "24", "24", "--size", "40", "48", "--rss",
+                                              "--modes", "end_to_end", "--out", str(tmp_path / "s.json"), *TINY]))
+    assert [(r.group, r.reference, r.mpixel_per_s is not None) for r in report.rows] == [
+        ("24x24", True, True), ("40x48", True, True)]
+    assert report.rows[1].mpixel_per_s / report.rows[1].throughput == pytest.approx(40 * 48 / 1e6)
+    assert all(r.peak_rss_mb is None or r.peak_rss_mb >= 0 for r in report.rows)
+
+
 def test_bench_model_refuses_what_it_cannot_time(tiny_unet, tmp_path):
     from sdk.bench import cli as bench_cli
     from sdk.errors import InputError
