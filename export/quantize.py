@@ -28,7 +28,7 @@ from sdk.io import atomic_path
 
 def calibration_images(folder: str | Path) -> list[np.ndarray]:
     """The images of a split folder (``folder/images``) or of a plain folder of .png/.tif/.jpg files."""
-    from sdk.datasets import read_image
+    from sdk.imageio import read_image
     folder = Path(folder)
     folder = folder / "images" if (folder / "images").is_dir() else folder
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"))
@@ -45,7 +45,7 @@ def _calibration_tiles(onnx_path: Path, images: Iterable[np.ndarray], max_tile: 
     predictor = sdk.load(onnx_path)
     tiles = []
     for image in images:
-        x = normalize(as_hwc(image, predictor.channels), predictor.meta["normalization"])
+        x = normalize(as_hwc(image, predictor.channels), predictor.metadata["normalization"])
         for k in range(4):  # the 4 rotations: more varied activations from few images
             tiles += [t[None] for t in predictor.tile(np.ascontiguousarray(np.rot90(x, k)), max_tile)[0]]
     return tiles

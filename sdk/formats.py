@@ -1,7 +1,8 @@
 """The one table of artifact formats.
 
-The file suffix picks the backend on load, and the same table tells
-``segrt export --format`` which exporter to run, so the two cannot drift.
+The file suffix picks the backend on load. ``segrt export --format`` takes its
+names from this table too (``export.api.EXPORTERS`` has one entry per format, and a
+test holds the two together), so the two sides cannot drift.
 """
 from __future__ import annotations
 
@@ -19,23 +20,16 @@ class Format:
     name: str                 # value of `segrt export --format`
     suffixes: tuple[str, ...]  # file suffixes recognised on load (first = default on export)
     backend: str              # "module:Class" of the sdk backend that runs it
-    exporter: str             # "module:function" in `export` that writes it
     needs: str                # what must be installed, for messages
 
     def backend_class(self):
         module, name = self.backend.split(":")
         return getattr(importlib.import_module(module), name)
 
-    def exporter_function(self):
-        module, name = self.exporter.split(":")
-        return getattr(importlib.import_module(module), name)
-
 
 FORMATS: tuple[Format, ...] = (
-    Format("onnx", (".onnx",), "sdk.backends.onnxrt:OnnxRuntimeBackend",
-           "export.to_onnx:checkpoint_to_onnx", "onnxruntime (installed with segrt)"),
-    Format("engine", (".engine", ".plan"), "sdk.backends.tensorrt:TensorRTBackend",
-           "export.to_engine:onnx_to_engine", "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')"),
+    Format("onnx", (".onnx",), "sdk.backends.onnxrt:OnnxRuntimeBackend", "onnxruntime (installed with segrt)"),
+    Format("engine", (".engine", ".plan"), "sdk.backends.tensorrt:TensorRTBackend", "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')"),
 )
 
 

@@ -7,20 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import sdk
-from sdk.datasets import write_png
+from sdk.imageio import write_png
 from sdk.io import atomic_path
-from sdk.maskrcnn import evaluate
 
 
 def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     """Train a small resnet18-FPN Mask R-CNN on the left half, evaluate on the right half."""
     from .bench import add_bench_arguments, run_bench
-    from .cli import export_command
+    from export.api import export_maskrcnn
     from .coco import demo_coco
     from .models import MaskRCNNConfig
     from .train import TrainOptions, train
     from export.checkpoint import load_checkpoint
-    import argparse
 
     summary: dict[str, Any] = {}
     print(f"\n== Mask R-CNN: COCO instances files from the same image -> {data / 'coco'}", flush=True)
@@ -38,14 +36,12 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     print(f"   {summary['train']['steps']} steps in {time.monotonic() - t:.0f} s -> {ckpt_path}")
 
     print("\n== Mask R-CNN: export the portable ONNX graph at the held-out image's size (512x256)", flush=True)
-    onnx_path = export_command(argparse.Namespace(out=out / "maskrcnn.onnx", input_size=[512, 256], input_dtype="float32",
-                                                  score_thresh=None, nms_iou=None, max_detections=None,
-                                                  graph="portable", opset=17), ckpt)
+    onnx_path = export_maskrcnn(ckpt, out / "maskrcnn.onnx", input_hw=(512, 256))
     print(f"   {onnx_path}")
 
     print("\n== Mask R-CNN: COCO evaluation on coco/val.json with the sdk runtime (pycocotools)", flush=True)
     predictor = sdk.load(onnx_path)
-    metrics = evaluate(predictor, coco / "val.json", coco / "val")
+    metrics = predictor.evaluate(coco / "val.json")
     summary["eval"] = metrics
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith(("segm", "bbox"))))
 
@@ -53,11 +49,11 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     from export.quantize import calibration_images, quantize_int8
     calibration = calibration_images(coco / "train")
     int8_path = quantize_int8(onnx_path, out / "maskrcnn.int8.onnx", calibration)
-    summary["eval_int8"] = evaluate(sdk.load(int8_path), coco / "val.json", coco / "val")
+    summary["eval_int8"] = sdk.load(int8_path).evaluate(coco / "val.json")
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in summary["eval_int8"].items() if k.startswith(("segm_AP", "bbox_AP"))))
 
     val_image = next(iter(sorted((coco / "val").glob("*.png"))))
-    from sdk.datasets import read_image
+    from sdk.imageio import read_image
     image = read_image(val_image)
     result = predictor.predict(image)
     summary["picture"] = str(write_png(out / "maskrcnn_demo.png", predictor.draw(image, result)))
