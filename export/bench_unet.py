@@ -63,7 +63,7 @@ def run_bench(model: UNet, class_names: list[str], image: np.ndarray, args: argp
         onnx_path = onnx_path or unet_to_onnx(model, workdir / "unet.onnx", class_names, normalization, check=False)
         int8_path = int8_path or bench_common.int8_artifact(Path(onnx_path), args, image)
         predictor = load(onnx_path, threads)
-        metadata = dict(predictor.backend.metadata)
+        metadata = dict(predictor.metadata)
         tiles = np.concatenate([f[predictor.input_name] for f in record_feeds(predictor, image)])
         del predictor
         variants = torch_variants(model, metadata, image, threads)

@@ -27,6 +27,7 @@ from sdk.bench.agreement import BY_KIND
 from sdk.bench.artifacts import bench_image
 from sdk.bench.cli import publish
 from sdk.bench.core import Report, Variant, run_variants
+from sdk.preprocess import to_rgb_uint8
 
 from .. import bench_common
 from ..checkpoint import load_checkpoint
@@ -114,14 +115,14 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
         for name in args.models:
             if name == "small":
                 model, cfg, names = _small(args.checkpoint)
-                image = bench_image(None if args.image else (512, 256), 3, args.image)
+                image = to_rgb_uint8(bench_image(None if args.image else (512, 256), 3, args.image))
                 # export at the image's own size (rounded up to 32): torchvision pads to that too,
                 # so both sides process the same pixels
                 size = (-(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
                 found, found8 = onnx_path, int8_path
             else:  # r50: the image is resized to 800 on its short side and padded to 1344, as by torchvision
                 model, cfg, names = _r50()
-                image = bench_image(None if args.image else (800, 1333), 3, args.image)
+                image = to_rgb_uint8(bench_image(None if args.image else (800, 1333), 3, args.image))
                 size, found, found8 = (800, 1344), None, None
             vs, facts = model_variants(name, model, cfg, names, size, image, workdir, args, threads, found, found8)
             variants += vs

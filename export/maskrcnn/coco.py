@@ -19,7 +19,7 @@ from sdk.datasets import list_pairs
 from sdk.imageio import read_image, write_png
 from sdk.errors import DataError
 from sdk.io import atomic_path
-from sdk.maskrcnn import to_rgb_uint8
+from sdk.preprocess import to_rgb_uint8
 
 
 def _mask_api():

@@ -134,15 +134,6 @@ def artifact_variants(name: str, path: str | Path, image: np.ndarray, *, threads
                               info={"artifact": Path(path).name, **{k: str(v) for k, v in (options or {}).items()}})
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as a numpy array (the runtime's reader)."""
-    try:
-        from ..imageio import read_image as read
-    except ImportError:  # older layout: image I/O in sdk.datasets
-        from ..datasets import read_image as read
-    return read(path)
-
-
 def bench_image(hw: tuple[int, int] | None, channels: int = 1, path: str | Path | None = None,
                 seed: int = 0) -> np.ndarray:
     """The benchmark input, uint8 [H, W] (channels 1) or [H, W, channels].
@@ -154,6 +145,7 @@ def bench_image(hw: tuple[int, int] | None, channels: int = 1, path: str | Path 
     import cv2
 
     if path is not None:
+        from ..imageio import read_image
         img = read_image(path)
         if img.ndim == 3 and channels == 1:
             img = img[..., :3].mean(axis=2).astype(img.dtype)

@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> Report:
     if missing:
         raise InputError(f"artifact not found: {', '.join(missing)}", "pass .onnx or engine files from `segrt export`")
     first = art.load(args.artifacts[0], threads)
-    meta = dict(first.backend.metadata)
-    kinds = {p: art.load(p, threads).backend.metadata.get("kind") for p in args.artifacts[1:]}
+    meta = dict(first.metadata)
+    kinds = {p: art.load(p, threads).metadata.get("kind") for p in args.artifacts[1:]}
     other = {str(p): k for p, k in kinds.items() if k != meta.get("kind")}
     if other:
         raise InputError(f"the artifacts hold different model kinds ({meta.get('kind')} and {other})",
