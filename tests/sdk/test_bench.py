@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,3 +239,17 @@ def test_bench_image(tmp_path):
     tiled = bench_image((40, 50), 1, tmp_path / "small.png")
     assert tiled.shape == (40, 50) and np.array_equal(tiled[15:30, 20:40], tiled[:15, :20])
     assert bench_image(None, 3, tmp_path / "small.png").shape == (15, 20, 3)
+
+
+def test_bench_model_registers_on_the_segrt_command_line():
+    import argparse
+
+    from sdk.bench import cli as bench_cli
+    from sdk.cli import Commands
+    commands = Commands(argparse.ArgumentParser(prog="segrt"))
+    bench_cli.register(commands)
+    args = commands.parser.parse_args(["bench", "model", "a.onnx", "b.onnx", "--backend", "openvino:bf16",
+                                       "--size", "64", "64", "--size", "128", "96", "--runs", "3"])
+    assert args.func is bench_cli.run and args.artifacts == [Path("a.onnx"), Path("b.onnx")]
+    assert args.size == [[64, 64], [128, 96]] and args.runs == 3 and args.warmup == 2 and args.threads is None
+    assert bench_cli._backend_options(args.backend[0]) == {"backend": "openvino", "precision": "bf16"}
