@@ -45,6 +45,7 @@ def add_common_arguments(p: argparse.ArgumentParser, out: str, images: bool = Tr
 
 
 def check_counts(args: argparse.Namespace) -> None:
+    """Refuse run, warm-up and thread counts out of range (InputError: exit code 2 on the CLI)."""
     if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise InputError(f"--runs {args.runs}, --warmup {args.warmup}, --threads {args.threads}: out of range",
                          "use --runs >= 1, --warmup >= 0 and --threads >= 1")
