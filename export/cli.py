@@ -159,17 +159,7 @@ def _add_export(cli: Commands) -> None:
     g.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
 
 
-# -- bench, demo ------------------------------------------------------------------------------
-def cmd_bench_unet(args: argparse.Namespace) -> None:
-    from .bench_unet import bench_command
-    bench_command(args)
-
-
-def cmd_bench_maskrcnn(args: argparse.Namespace) -> None:
-    from .maskrcnn.cli import bench_command
-    bench_command(args)
-
-
+# -- demo ------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
     run_demo(args)
@@ -190,11 +180,8 @@ def register(cli: Commands) -> None:
     _add_train(cli)
     _add_export(cli)
 
-    from .bench_unet import add_bench_arguments as add_unet_bench
-    from .maskrcnn.cli import add_bench_arguments as add_maskrcnn_bench
-    add_unet_bench(cli.add_sub("bench", "unet", cmd_bench_unet, help="U-Net: PyTorch eager vs ONNX Runtime vs sdk"))
-    add_maskrcnn_bench(cli.add_sub("bench", "maskrcnn", cmd_bench_maskrcnn,
-                                   help="Mask R-CNN: torchvision eager vs sdk on ONNX Runtime"))
+    from .bench_common import register as register_bench
+    register_bench(cli)  # bench unet, bench maskrcnn
 
     p = cli.add("demo", cmd_demo, help="data -> train -> export -> eval -> predict -> bench, on the CPU",
                 description="The whole pipeline on the shipped DSB2018 nuclei image, on ONNX Runtime (CPU).")

@@ -35,7 +35,13 @@ def _step(title: str) -> float:
 
 
 def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str, Any]:
-    from .bench_unet import format_report, plot, run_bench
+    from sdk.bench.agreement import BY_KIND
+    from sdk.bench.artifacts import bench_image
+    from sdk.bench.cli import publish
+    from sdk.bench.report import summarize
+
+    from .bench_common import demo_bench_args
+    from .bench_unet import add_bench_arguments, run_bench
     from .models.unet import UNetConfig
     from .api import export_unet
     from .to_onnx import build_unet
@@ -80,13 +86,14 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     print(f"   {summary['picture']}: image | ground truth | prediction ({result.count} objects)")
 
     _step("U-Net: benchmark at 512x512 (PyTorch eager vs ONNX Runtime vs sdk end to end)")
-    bench = run_bench(build_unet(ckpt), ckpt["class_names"], 512, runs=bench_runs, warmup=2, threads=2,
-                      onnx_path=onnx_path, normalization=ckpt["extra"]["normalization"], int8_path=int8_path)
-    with atomic_path(out / "bench_unet.json") as tmp:
-        tmp.write_text(json.dumps(bench, indent=2) + "\n")
-    plot(bench, out / "bench_unet.png")
-    print(format_report(bench))
-    summary["bench"] = {"ratios": bench["ratios"], "p50_ms": {k: v["p50_ms"] for k, v in bench["results"].items()}}
+    image_file = next(iter(sorted((data / "val" / "images").iterdir())))
+    args = demo_bench_args(add_bench_arguments, out / "bench_unet.json", bench_runs, "--image", str(image_file))
+    model = build_unet(ckpt)
+    image = bench_image((512, 512), model.config.in_channels, image_file)
+    report = publish(run_bench(model, ckpt["class_names"], image, args, onnx_path=onnx_path,
+                               int8_path=int8_path, normalization=ckpt["extra"]["normalization"]),
+                     args, {"": BY_KIND["unet"][2]})
+    summary["bench"] = summarize(report)
     return summary
 
 

@@ -19,9 +19,9 @@ from typing import Any, Callable
 from .errors import SegrtError
 
 ENTRY_POINT_GROUP = "segrt.commands"
-# verbs that other segrt extras provide, for the message when one is missing
-EXTRA_VERBS = {"data": "train", "train": "train", "export": "train", "bench": "train", "demo": "train",
-               "serve": "serve"}
+# verbs (and `bench` sub-verbs) that other segrt extras provide, for the message when one is missing
+EXTRA_VERBS = {"data": "train", "train": "train", "export": "train", "demo": "train", "bench unet": "train",
+               "bench maskrcnn": "train", "serve": "serve"}
 
 DESCRIPTION = ("segrt: U-Net and Mask R-CNN from training to low-latency inference. Every command has --help; "
                "errors say what is wrong and how to fix it, with exit code 2.")
@@ -70,7 +70,11 @@ class Commands:
         return p
 
     def has(self, name: str) -> bool:
-        return name in self._verbs.choices
+        """Whether ``name`` ("predict", or "bench unet" for a nested verb) is registered."""
+        verb, _, sub = name.partition(" ")
+        if not sub:
+            return verb in self._verbs.choices
+        return verb in self._groups and sub in self._groups[verb].choices
 
 
 # -- runtime verbs ----------------------------------------------------------------------------
@@ -139,6 +143,9 @@ def register_runtime(cli: Commands) -> None:
     p.add_argument("model", type=Path, help=".onnx or TensorRT engine")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    from .bench.cli import register as register_bench
+    register_bench(cli)
+
 
 # -- assembly ---------------------------------------------------------------------------------
 def providers() -> list[Callable[[Commands], None]]:
@@ -158,7 +165,7 @@ def build_commands(verb: str | None = None) -> Commands:
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli = Commands(parser)
     register_runtime(cli)
-    if verb is None or not cli.has(verb) or verb in EXTRA_VERBS:
+    if verb is None or not cli.has(verb) or verb in {v.split()[0] for v in EXTRA_VERBS}:
         for register in providers():
             try:
                 register(cli)
@@ -180,12 +187,13 @@ def _report(problem: str, fix: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    verb = next((a for a in argv if not a.startswith("-")), None)
-    cli = build_commands(verb)
-    if verb in EXTRA_VERBS and not cli.has(verb):
-        extra = EXTRA_VERBS[verb]
-        return _report(f"`segrt {verb}` is part of the segrt[{extra}] extra, which is not installed",
-                       f"pip install 'segrt[{extra}]'")
+    words = [a for a in argv if not a.startswith("-")][:2]
+    cli = build_commands(words[0] if words else None)
+    for name in (" ".join(words), words[0] if words else ""):
+        if name in EXTRA_VERBS and not cli.has(name):
+            extra = EXTRA_VERBS[name]
+            return _report(f"`segrt {name}` is part of the segrt[{extra}] extra, which is not installed",
+                           f"pip install 'segrt[{extra}]'")
     args = cli.parser.parse_args(argv)
     try:
         args.func(args)

@@ -13,7 +13,7 @@ from sdk.io import atomic_path
 
 def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     """Train a small resnet18-FPN Mask R-CNN on the left half, evaluate on the right half."""
-    from .bench import run_bench
+    from .bench import add_bench_arguments, run_bench
     from export.api import export_maskrcnn
     from .coco import demo_coco
     from .models import MaskRCNNConfig
@@ -60,15 +60,15 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     print(f"   {summary['picture']}: {len(result)} instances")
 
     print("\n== Mask R-CNN: benchmark (torchvision eager vs sdk on ONNX Runtime, same weights and threads)", flush=True)
-    bench = run_bench(checkpoint=ckpt_path, models=["small"], image_path=val_image, runs=args.bench_runs, warmup=2,
-                      threads=2, workdir=out / "bench_maskrcnn", json_path=out / "bench_maskrcnn.json",
-                      int8_calibration=calibration)
-    small = bench["models"]["small"]
-    summary["bench"] = {k: small[k]["p50_ms"] for k in ("torchvision_e2e", "torchvision_model", "sdk_e2e", "sdk_model")}
-    summary["bench"].update(sdk_int8_e2e=small["sdk_int8_e2e"]["p50_ms"], speedup_e2e_p50=small["speedup_e2e_p50"],
-                            speedup_int8_e2e_p50=small["speedup_int8_e2e_p50"])
-    print(f"   p50 end to end: torchvision {small['torchvision_e2e']['p50_ms']:.0f} ms, sdk fp32 {small['sdk_e2e']['p50_ms']:.0f} ms "
-          f"({small['speedup_e2e_p50']:.2f}x), sdk int8 {small['sdk_int8_e2e']['p50_ms']:.0f} ms ({small['speedup_int8_e2e_p50']:.2f}x)")
+    from sdk.bench.agreement import BY_KIND
+    from sdk.bench.cli import publish
+    from sdk.bench.report import summarize
+    from export.bench_common import demo_bench_args
+    bench_opts = demo_bench_args(add_bench_arguments, out / "bench_maskrcnn.json", args.bench_runs, "--image", str(val_image),
+                            "--models", "small", "--checkpoint", str(ckpt_path))
+    report = run_bench(bench_opts, onnx_path=onnx_path, int8_path=int8_path)
+    report = publish(report, bench_opts, {g: BY_KIND["maskrcnn"][2] for g in {r.group for r in report.rows}})
+    summary["bench"] = summarize(report)
     with atomic_path(out / "maskrcnn_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -73,8 +73,9 @@ def test_help_lists_runtime_verbs_and_each_has_help():
         assert out.returncode == 0 and f"usage: segrt {verb}" in out.stdout
 
 
-def test_missing_extra_names_the_install(tmp_path):
-    out = segrt("train", "unet")
+@pytest.mark.parametrize("argv", [["train", "unet"], ["bench", "unet", "--runs", "1"], ["demo"]])
+def test_missing_extra_names_the_install(argv):
+    out = segrt(*argv)
     assert out.returncode == 2 and "pip install 'segrt[train]'" in out.stderr and "Traceback" not in out.stderr
 
 
