@@ -9,9 +9,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
+
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,31 @@ class TensorInfo:
     name: str
     shape: tuple[int | None, ...]
     dtype: np.dtype
+
+
+def check_feed(inputs: list[TensorInfo], feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``feed`` as numpy arrays in model-input order, checked against ``inputs``.
+
+    Raises:
+        InputError: an input is missing, has another dtype than the model takes
+            (runtimes would either refuse it deep inside or convert it silently), or another rank.
+    """
+    missing = [t.name for t in inputs if t.name not in feed]
+    if missing:
+        raise InputError(f"missing model input(s): {', '.join(missing)}",
+                         f"pass a dict with keys {[t.name for t in inputs]}")
+    arrays = {}
+    for info in inputs:
+        x = np.asarray(feed[info.name])
+        if x.dtype != info.dtype:
+            raise InputError(f"model input {info.name!r} is {x.dtype}, the model takes {info.dtype}",
+                             f"convert it first, e.g. x.astype(np.{info.dtype.name})")
+        if x.ndim != len(info.shape):
+            raise InputError(f"model input {info.name!r} has shape {list(x.shape)}, the model takes "
+                             f"{len(info.shape)} dimensions {['?' if d is None else d for d in info.shape]}",
+                             "pass one array per input with the model's layout (e.g. NCHW for images)")
+        arrays[info.name] = x
+    return arrays
 
 
 class Backend(abc.ABC):
