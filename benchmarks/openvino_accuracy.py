@@ -48,6 +48,8 @@ VARIANTS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("openvino int8", "int8", "openvino", {"precision": "fp32"}),
     ("openvino int8+bf16", "int8", "openvino", {"precision": "bf16"}),
 ]
+# what sdk.load(path, backend="auto") opens (a row of its own, not a candidate of the picker)
+AUTO: tuple[str, str, str, dict[str, Any]] = ("backend='auto'", "fp32", "auto", {})
 # Mask R-CNN only: bf16 with RoIAlign kept float32 (the box and mask features are sampled in fp32)
 MASKRCNN_EXTRA: list[tuple[str, str, str, dict[str, Any]]] = [
     ("openvino bf16, fp32 RoIAlign", "fp32", "openvino", {"precision": "bf16", "fp32_ops": ["ROIAlign"]}),
@@ -108,7 +110,7 @@ def run_unet(args, out: Path) -> dict[str, Any]:
     net = torch.nn.Sequential(build_unet(ckpt), torch.nn.Softmax(dim=1)).eval()  # the exported graph ends in softmax
     torch_pred = UNetPredictor(TorchBackend(net, meta, ["image"], ["probs"], threads=args.threads))
     predictors = {"pytorch fp32": torch_pred}
-    for label, artifact, backend, opts in VARIANTS:
+    for label, artifact, backend, opts in VARIANTS + [AUTO]:
         predictors[label] = sdk.load(paths[artifact], backend=backend, threads=args.threads, **opts)
 
     image = load_split(args.data / "val")[0][0]
@@ -124,6 +126,8 @@ def run_unet(args, out: Path) -> dict[str, Any]:
             row.update(unet_agreement(pred, torch_pred, views, ref_results))
         row["eval_s"] = time.perf_counter() - t
         rows[label] = row
+        if hasattr(pred, "backend") and hasattr(pred.backend, "precision"):
+            row["runs_as"] = pred.backend.name
         print(f"  {label}: iou {row['iou']:.4f}", flush=True)
     latency = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, args.rounds)
     for k, v in latency.items():
@@ -197,7 +201,7 @@ def run_maskrcnn(args, out: Path, extra_variants: list[tuple[str, str, str, dict
     paths["int8"] = quantize_int8(paths["fp32"], out / "maskrcnn.int8.onnx", calibration_images(coco / "train"))
     reference = TorchvisionPredictor(model, names, canvas_hw=hw)
     predictors: dict[str, Any] = {"pytorch fp32": reference}
-    for label, artifact, backend, opts in VARIANTS + extra_variants:
+    for label, artifact, backend, opts in VARIANTS + extra_variants + [AUTO]:
         predictors[label] = sdk.load(paths[artifact], backend=backend, threads=args.threads, **opts)
 
     from sdk.datasets import read_image
@@ -213,6 +217,8 @@ def run_maskrcnn(args, out: Path, extra_variants: list[tuple[str, str, str, dict
             row.update(maskrcnn_agreement(pred, views, ref_results))
         row["eval_s"] = time.perf_counter() - t
         rows[label] = row
+        if hasattr(pred, "backend") and hasattr(pred.backend, "precision"):
+            row["runs_as"] = pred.backend.name
         print(f"  {label}: segm_AP {row['segm_AP']:.4f} bbox_AP {row['bbox_AP']:.4f}", flush=True)
     latency = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, args.rounds)
     for k, v in latency.items():

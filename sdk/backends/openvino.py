@@ -11,10 +11,19 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
 * ``"fp32"``: float32 everywhere; agrees with ONNX Runtime to float rounding.
   Set explicitly, because OpenVINO's own default is bf16 on CPUs that have it.
 * ``"bf16"``: bfloat16 kernels (about 2x faster where the CPU has AVX512-BF16 or AMX);
-  8 bits of mantissa, so probabilities move by ~1e-2 (see the README's accuracy table).
-  Ops named in ``fp32_ops`` stay float32 (OpenVINO's per-node ``disable_fp16_compression``
-  mark, which its CPU plugin honours for bf16 too).
+  8 bits of mantissa. Measured on the demo models (README, OpenVINO section): the U-Net keeps
+  its IoU and 99.97% of its labels; Mask R-CNN keeps its AP within ~0.006 but detection scores
+  move by up to ~0.15, so detections near a score threshold or overlapping boxes in NMS can
+  change. Loading a Mask R-CNN in bf16 therefore warns.
 * ``"auto"``: ``"bf16"`` where OpenVINO reports the ``BF16`` capability of the CPU, else ``"fp32"``.
+* a function ``(metadata, capabilities) -> "fp32" | "bf16"``: decided per artifact
+  (``backend="auto"`` passes ``sdk.backends.select.measured_precision``).
+
+Keeping parts of the graph in float32 under bf16 (``fp32_ops=``): OpenVINO's per-node mark
+(``precise_0`` rt_info). In OpenVINO 2026.4 its CPU plugin honours it for RoiAlign but not
+for FullyConnected (the Mask R-CNN box head), and marking every convolution fails to compile; keeping RoiAlign in fp32 left the demo Mask R-CNN's scores
+unchanged. So the box/score tail cannot be pinned to fp32 this way; use ``precision="fp32"``
+where score parity matters.
 """
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ import queue
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -40,6 +49,11 @@ _HINTS = {"fp32": "f32", "bf16": "bf16"}
 # plugin ignores; OpenVINO's serializer turns it into the real attribute, so marked models
 # go through an IR file once (see ``keep_fp32``).
 KEEP_FP32_KEY = "precise_0"
+MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to ~0.15 on the demo model against "
+                         "PyTorch fp32), so detections near the score threshold and overlapping boxes in NMS can "
+                         "change; use precision='fp32' for parity (README, OpenVINO section)")
+# (metadata, OpenVINO CPU capabilities) -> "fp32" | "bf16"
+PrecisionRule = Callable[[Mapping[str, Any], Sequence[str]], str]
 
 def import_openvino():
     """Return the ``openvino`` module, or raise ``BackendUnavailableError`` with the pip command."""
@@ -107,44 +121,51 @@ def keep_fp32(ov, core, model, op_types: Iterable[str]):
         xml_bytes, weight_bytes = xml.read_bytes(), weights.read_bytes()
     return core.read_model(xml_bytes, weight_bytes), count  # from memory: nothing stays on disk
 
+def _first_line(exc: Exception) -> str:
+    """The informative line of an OpenVINO exception (its first lines name C++ source files)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(exc).__name__])[-1][:300]
+
+
 class OpenVINOBackend(Backend):
     """Runs an ``.onnx`` file (fp32 or int8 QDQ) with OpenVINO on the CPU.
 
     Args:
         path: the ``.onnx`` file (must carry segrt metadata unless ``require_metadata=False``).
-        precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (see the module doc).
+        precision: ``"fp32"`` (default), ``"bf16"``, ``"auto"`` or a function (see the module doc).
         threads: inference threads (``INFERENCE_NUM_THREADS``); default: OpenVINO's choice
             (one per physical core).
-        fp32_ops: OpenVINO op type names (e.g. ``"NonMaxSuppression"``, ``"Softmax"``) kept in
-            float32 under bf16. Default: none for U-Net; for Mask R-CNN the ops listed in
-            ``MASKRCNN_FP32_OPS`` (the score/box tail).
+        fp32_ops: OpenVINO op type names (e.g. ``"ROIAlign"``) kept in float32 under bf16
+            (see the module doc for what the CPU plugin honours).
         device: OpenVINO device name.
         config: extra OpenVINO properties, passed to ``compile_model`` last (they win).
     """
 
-    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None,
-                 fp32_ops: Iterable[str] | None = None, device: str = "CPU",
+    def __init__(self, path: str | Path, precision: str | PrecisionRule = "fp32", threads: int | None = None,
+                 fp32_ops: Iterable[str] = (), device: str = "CPU",
                  config: Mapping[str, Any] | None = None, require_metadata: bool = True) -> None:
         ov = import_openvino()
         self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(f"model file not found: {self.path}", "check the path (export one with `segrt export`)")
-        if str(precision).lower() not in PRECISIONS:  # before the (slow) read
+        if not callable(precision) and str(precision).lower() not in PRECISIONS:  # before the (slow) read
             resolve_precision(precision, ())
         if threads is not None and int(threads) < 1:
             raise InputError(f"threads must be >= 1, got {threads}", "pass threads=None for OpenVINO's choice")
         core = ov.Core()
         self.capabilities = cpu_capabilities(core) if device == "CPU" else ()
-        self.precision = resolve_precision(precision, self.capabilities)
         try:
             model = core.read_model(os.fspath(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
-            first = str(exc).strip().splitlines()[0][:300]
-            raise ArtifactError(f"{self.path} could not be read by OpenVINO {ov.__version__}: {first}",
+            raise ArtifactError(f"{self.path} could not be read by OpenVINO {ov.__version__}: {_first_line(exc)}",
                                 "the file may be truncated or not an ONNX model; re-export it with `segrt export`") from None
         self.metadata: dict[str, Any] = md.from_props(_onnx_props(model), str(self.path), required=require_metadata)
-        if fp32_ops is None:
-            fp32_ops = default_fp32_ops(self.metadata)
+        if callable(precision):
+            precision = precision(self.metadata, self.capabilities)
+        self.precision = resolve_precision(precision, self.capabilities)
+        if self.precision == "bf16" and self.metadata.get("kind") in ("maskrcnn", "keypointrcnn"):
+            warnings.warn(MASKRCNN_BF16_WARNING.format(name=self.path.name), stacklevel=2)
         self.fp32_ops = tuple(fp32_ops)
         self.fp32_nodes = 0
         if self.precision != "fp32" and self.fp32_ops:
@@ -158,8 +179,8 @@ class OpenVINOBackend(Backend):
         try:
             self.compiled = core.compile_model(model, device, properties)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300]
-            raise ArtifactError(f"OpenVINO {ov.__version__} could not compile {self.path.name} for {device}: {first}",
+            raise ArtifactError(f"OpenVINO {ov.__version__} could not compile {self.path.name} for {device}: "
+                                f"{_first_line(exc)}",
                                 "use the ONNX Runtime backend (backend='onnxruntime') and report the model") from None
         # names from the model as read (the ONNX graph's): compiling may merge internal tensor names into them
         self.inputs = [_tensor_info(p) for p in model.inputs]
@@ -182,9 +203,8 @@ class OpenVINOBackend(Backend):
             try:
                 request.infer({i: arrays[t.name] for i, t in enumerate(self.inputs)})
             except RuntimeError as exc:  # e.g. a height/width the graph's shapes cannot take
-                first = str(exc).strip().splitlines()[-1][:300]
                 shapes = {k: list(v.shape) for k, v in arrays.items()}
-                raise InputError(f"OpenVINO could not run {self.path.name} on inputs {shapes}: {first}",
+                raise InputError(f"OpenVINO could not run {self.path.name} on inputs {shapes}: {_first_line(exc)}",
                                  f"pass shapes the model takes: {[(t.name, t.shape) for t in self.inputs]}") from None
             # the request reuses its output memory on the next call: copy out
             return {name: np.array(request.get_output_tensor(i).data)
@@ -205,13 +225,3 @@ class OpenVINOBackend(Backend):
         self._requests = queue.SimpleQueue()
         self.compiled = None
 
-
-# The Mask R-CNN ops kept float32 under bf16 (see ``default_fp32_ops``).
-MASKRCNN_FP32_OPS: tuple[str, ...] = ()
-
-
-def default_fp32_ops(metadata: Mapping[str, Any]) -> tuple[str, ...]:
-    """The op types kept in float32 under bf16 for an artifact of this kind."""
-    if metadata.get("kind") in ("maskrcnn", "keypointrcnn"):
-        return MASKRCNN_FP32_OPS
-    return ()

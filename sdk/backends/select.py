@@ -7,11 +7,10 @@ measurements from this machine). ``auto_backend`` is the fixed rule behind
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from ..errors import InputError
+from ..errors import BackendUnavailableError, InputError
 
 if TYPE_CHECKING:
     from ..formats import Format
@@ -96,24 +95,47 @@ def pick_backend(candidates: Iterable[Candidate], reference: Mapping[str, float]
 
 
 def openvino_installed() -> bool:
-    return importlib.util.find_spec("openvino") is not None
+    from .openvino import import_openvino
+    try:
+        import_openvino()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+def measured_precision(metadata: Mapping[str, Any], capabilities: Sequence[str]) -> str:
+    """The OpenVINO precision ``backend="auto"`` uses for an artifact: "bf16" or "fp32".
+
+    From ``benchmarks/openvino_accuracy.py`` on the demo models (README, OpenVINO section):
+
+    * U-Net, fp32 file, CPU with native bf16: **bf16** (IoU unchanged within 0.001, 99.97% of
+      labels equal to PyTorch fp32, 2.3x faster than OpenVINO fp32);
+    * Mask R-CNN: **fp32** (bf16 lost 0.006 bbox AP, outside the 0.005 budget, and moved scores
+      by up to ~0.15; OpenVINO fp32 is still faster than ONNX Runtime fp32);
+    * int8 files: **fp32** for the float ops (bf16 was not faster on top of int8);
+    * CPUs without native bf16: fp32.
+    """
+    if "BF16" not in set(capabilities) or "quantization" in metadata:
+        return "fp32"
+    return "bf16" if metadata.get("kind") == "unet" else "fp32"
 
 
 def auto_backend(fmt: "Format", options: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """The backend (and options) ``backend="auto"`` opens a file of format ``fmt`` with.
 
-    Rule (from the measurements in the README's OpenVINO section, 2-core AMD EPYC with AVX512-BF16):
-    for ``.onnx`` files, OpenVINO with ``precision="auto"`` (bf16 where the CPU has native bf16,
-    else fp32) when the ``openvino`` package is installed, else ONNX Runtime. Other formats:
-    their only runtime. An explicit ``precision=`` in ``options`` is kept.
+    Rule (measured, see ``measured_precision``): ``.onnx`` files run on OpenVINO when the
+    ``openvino`` package is installed (its fp32 and int8 were at least as fast as ONNX Runtime's
+    on both demo models), with ``precision=measured_precision`` unless ``options`` name one;
+    without OpenVINO on ONNX Runtime. Other formats: their only runtime.
     """
     options = dict(options)
-    if fmt.name == "onnx":
-        if openvino_installed():
-            options.setdefault("precision", "auto")
-            return "openvino", options
-        if options.get("precision") not in (None, "fp32", "auto"):
-            raise InputError(f"precision={options['precision']!r} needs the OpenVINO backend, which is not installed",
-                             "pip install 'segrt[openvino]'")
-        options.pop("precision", None)
-    return None, options
+    if fmt.name != "onnx":
+        return None, options
+    if openvino_installed():
+        options.setdefault("precision", measured_precision)
+        return "openvino", options
+    if options.get("precision", "fp32") not in ("fp32", "auto"):
+        raise BackendUnavailableError(f"precision={options['precision']!r} needs the OpenVINO backend, "
+                                      "which is not installed", "pip install 'segrt[openvino]'")
+    options.pop("precision", None)
+    return "onnxruntime", options
