@@ -248,7 +248,7 @@ def print_table(title: str, result: dict[str, Any], keys: list[tuple[str, str]],
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for label, row in rows.items():
-        cells = [label]
+        cells = [f"{label} = {row['runs_as']}" if label == AUTO[0] and "runs_as" in row else label]
         for _, key in keys:
             v = row.get(key)
             cells.append("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
