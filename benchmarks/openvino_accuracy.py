@@ -36,25 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sdk  # noqa: E402
-from sdk.backends.select import Candidate, judge  # noqa: E402
+from sdk.backends.select import CPU_VARIANTS, Variant, judge  # noqa: E402
 from sdk.io import atomic_path  # noqa: E402
 
-# (label, artifact, backend, options): artifact "fp32" = NAME.onnx, "int8" = NAME.int8.onnx
-VARIANTS: list[tuple[str, str, str, dict[str, Any]]] = [
-    ("onnxruntime fp32", "fp32", "onnxruntime", {}),
-    ("onnxruntime int8", "int8", "onnxruntime", {}),
-    ("openvino fp32", "fp32", "openvino", {"precision": "fp32"}),
-    ("openvino bf16", "fp32", "openvino", {"precision": "bf16"}),
-    ("openvino int8", "int8", "openvino", {"precision": "fp32"}),
-    ("openvino int8+bf16", "int8", "openvino", {"precision": "bf16"}),
-]
 # what sdk.load(path, backend="auto") opens (a row of its own, not a candidate of the picker)
-AUTO: tuple[str, str, str, dict[str, Any]] = ("backend='auto'", "fp32", "auto", {})
-# Mask R-CNN only: bf16 with RoIAlign kept float32 (the box and mask features are sampled in fp32)
-MASKRCNN_EXTRA: list[tuple[str, str, str, dict[str, Any]]] = [
-    ("openvino bf16, fp32 RoIAlign", "fp32", "openvino", {"precision": "bf16", "fp32_ops": ["ROIAlign"]}),
-]
-
+AUTO = Variant("backend='auto'", "fp32", "auto")
+# Mask R-CNN only: bf16 with RoIAlign kept float32 (the box and mask features sampled in fp32)
+MASKRCNN_EXTRA = (Variant("openvino bf16, fp32 RoIAlign", "fp32", "openvino", {"precision": "bf16", "fp32_ops": ["ROIAlign"]}),)
 
 def dihedral(image: np.ndarray) -> list[np.ndarray]:
     """The 8 flips/rotations of an image (more pixels and objects to compare than one view)."""
@@ -81,9 +69,29 @@ def interleaved_latency(calls: dict[str, Callable[[], Any]], rounds: int, warmup
             for k, v in samples.items()}
 
 
+def measure(predictors: dict[str, Any], metrics: Callable[[Any], dict[str, float]],
+            agreement: Callable[[Any], dict[str, float]], image: np.ndarray, rounds: int) -> dict[str, dict[str, Any]]:
+    """Per predictor: held-out metrics, agreement with the first (reference) predictor, e2e latency on ``image``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for i, (label, pred) in enumerate(predictors.items()):
+        t = time.perf_counter()
+        row = dict(metrics(pred))
+        if i:
+            row.update(agreement(pred))
+        row["eval_s"] = time.perf_counter() - t
+        if hasattr(getattr(pred, "backend", None), "precision"):
+            row["runs_as"] = pred.backend.name
+        rows[label] = row
+        print(f"  {label}: " + ", ".join(f"{k} {row[k]:.4f}" for k in ("iou", "segm_AP", "bbox_AP") if k in row), flush=True)
+    latency = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, rounds)
+    for k, v in latency.items():
+        rows[k]["e2e"] = v
+    return rows
+
+
 # ----------------------------------------------------------------------------------------- U-Net
 
-def unet_agreement(pred, ref, views: list[np.ndarray], ref_results: list) -> dict[str, float]:
+def unet_agreement(pred, views: list[np.ndarray], ref_results: list) -> dict[str, float]:
     agree, dprob, dcount = [], 0.0, []
     for view, r in zip(views, ref_results):
         p = pred.predict(view)
@@ -110,28 +118,15 @@ def run_unet(args, out: Path) -> dict[str, Any]:
     net = torch.nn.Sequential(build_unet(ckpt), torch.nn.Softmax(dim=1)).eval()  # the exported graph ends in softmax
     torch_pred = UNetPredictor(TorchBackend(net, meta, ["image"], ["probs"], threads=args.threads))
     predictors = {"pytorch fp32": torch_pred}
-    for label, artifact, backend, opts in VARIANTS + [AUTO]:
-        predictors[label] = sdk.load(paths[artifact], backend=backend, threads=args.threads, **opts)
+    for variant in CPU_VARIANTS + (AUTO,):
+        predictors[variant.label] = variant.load(paths, threads=args.threads)
 
     image = load_split(args.data / "val")[0][0]
     views = dihedral(image)
     ref_results = [torch_pred.predict(v) for v in views]
-    rows: dict[str, dict[str, Any]] = {}
-    for label, pred in predictors.items():
-        t = time.perf_counter()
-        report = evaluate(pred, args.data / "val")
-        row = {k: report[k] for k in ("iou", "rand_error", "warping_error", "pixel_error",
-                                      "objects_predicted", "objects_true")}
-        if label != "pytorch fp32":
-            row.update(unet_agreement(pred, torch_pred, views, ref_results))
-        row["eval_s"] = time.perf_counter() - t
-        rows[label] = row
-        if hasattr(pred, "backend") and hasattr(pred.backend, "precision"):
-            row["runs_as"] = pred.backend.name
-        print(f"  {label}: iou {row['iou']:.4f}", flush=True)
-    latency = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, args.rounds)
-    for k, v in latency.items():
-        rows[k]["e2e"] = v
+    keys = ("iou", "rand_error", "warping_error", "pixel_error", "objects_predicted", "objects_true")
+    rows = measure(predictors, lambda pred: {k: v for k, v in evaluate(pred, args.data / "val").items() if k in keys},
+                   lambda pred: unet_agreement(pred, views, ref_results), image, args.rounds)
     return {"rows": rows, "image_hw": list(image.shape[:2]), "artifacts": {k: str(v) for k, v in paths.items()}}
 
 
@@ -184,7 +179,7 @@ def maskrcnn_agreement(pred, views, ref_results) -> dict[str, float]:
             "views": len(views)}
 
 
-def run_maskrcnn(args, out: Path, extra_variants: list[tuple[str, str, str, dict[str, Any]]]) -> dict[str, Any]:
+def run_maskrcnn(args, out: Path) -> dict[str, Any]:
     import torch
     from export.checkpoint import load_checkpoint
     from export.maskrcnn.models import model_from_checkpoint
@@ -201,43 +196,21 @@ def run_maskrcnn(args, out: Path, extra_variants: list[tuple[str, str, str, dict
     paths["int8"] = quantize_int8(paths["fp32"], out / "maskrcnn.int8.onnx", calibration_images(coco / "train"))
     reference = TorchvisionPredictor(model, names, canvas_hw=hw)
     predictors: dict[str, Any] = {"pytorch fp32": reference}
-    for label, artifact, backend, opts in VARIANTS + extra_variants + [AUTO]:
-        predictors[label] = sdk.load(paths[artifact], backend=backend, threads=args.threads, **opts)
+    for variant in CPU_VARIANTS + MASKRCNN_EXTRA + (AUTO,):
+        predictors[variant.label] = variant.load(paths, threads=args.threads)
 
     from sdk.datasets import read_image
     image = read_image(sorted((coco / "val").glob("*.png"))[0])
     views = flips(image)
     ref_results = [reference.predict(v) for v in views]
-    rows: dict[str, dict[str, Any]] = {}
-    for label, pred in predictors.items():
-        t = time.perf_counter()
-        metrics = evaluate(pred, coco / "val.json", coco / "val")
-        row = {k: v for k, v in metrics.items() if k.startswith(("segm_AP", "bbox_AP")) and k[-1] not in "SML"}
-        if label != "pytorch fp32":
-            row.update(maskrcnn_agreement(pred, views, ref_results))
-        row["eval_s"] = time.perf_counter() - t
-        rows[label] = row
-        if hasattr(pred, "backend") and hasattr(pred.backend, "precision"):
-            row["runs_as"] = pred.backend.name
-        print(f"  {label}: segm_AP {row['segm_AP']:.4f} bbox_AP {row['bbox_AP']:.4f}", flush=True)
-    latency = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, args.rounds)
-    for k, v in latency.items():
-        rows[k]["e2e"] = v
+    rows = measure(predictors, lambda pred: {k: v for k, v in evaluate(pred, coco / "val.json", coco / "val").items()
+                                             if k.startswith(("segm_AP", "bbox_AP")) and k[-1] not in "SML"},
+                   lambda pred: maskrcnn_agreement(pred, views, ref_results), image, args.rounds)
     return {"rows": rows, "image_hw": list(image.shape[:2]), "input_size": list(hw),
             "artifacts": {k: str(v) for k, v in paths.items()}}
 
 
 # ------------------------------------------------------------------------------------ reporting
-
-def candidates(result: dict[str, Any], variants) -> list[Candidate]:
-    out = []
-    for label, artifact, backend, opts in variants:
-        row = result["rows"][label]
-        metrics = {k: row[k] for k in ("iou", "bbox_AP", "segm_AP") if k in row}
-        out.append(Candidate(backend, opts.get("precision", "fp32"), artifact, row["e2e"]["p50_ms"], metrics,
-                             {k: v for k, v in opts.items()}))
-    return out
-
 
 def print_table(title: str, result: dict[str, Any], keys: list[tuple[str, str]], verdicts: dict[str, Any]) -> None:
     """Markdown table: metrics, agreement, e2e p50 and ratio to PyTorch, and the budget verdict."""
@@ -248,7 +221,7 @@ def print_table(title: str, result: dict[str, Any], keys: list[tuple[str, str]],
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for label, row in rows.items():
-        cells = [f"{label} = {row['runs_as']}" if label == AUTO[0] and "runs_as" in row else label]
+        cells = [f"{label} = {row['runs_as']}" if label == AUTO.label and "runs_as" in row else label]
         for _, key in keys:
             v = row.get(key)
             cells.append("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
@@ -258,9 +231,13 @@ def print_table(title: str, result: dict[str, Any], keys: list[tuple[str, str]],
         print("| " + " | ".join(cells) + " |")
 
 
-def pick(result: dict[str, Any], variants) -> tuple[str, dict[str, Any]]:
+def pick(result: dict[str, Any], variants: tuple[Variant, ...]) -> tuple[str, dict[str, Any]]:
     """(label of the fastest variant within the accuracy budget, verdict per label)."""
-    verdicts = dict(zip([v[0] for v in variants], judge(candidates(result, variants))))
+    cands = []
+    for v in variants:
+        row = result["rows"][v.label]
+        cands.append(v.candidate(row["e2e"]["p50_ms"], {k: row[k] for k in ("iou", "bbox_AP", "segm_AP") if k in row}))
+    verdicts = dict(zip([v.label for v in variants], judge(cands)))
     ok = [label for label, v in verdicts.items() if v.within_budget]
     return min(ok, key=lambda label: verdicts[label].candidate.latency_ms), verdicts
 
@@ -288,22 +265,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.unet:
         print("U-Net", flush=True)
         report["unet"] = res = run_unet(args, args.out)
-        res["pick"], verdicts = pick(res, VARIANTS)
+        res["pick"], verdicts = pick(res, CPU_VARIANTS)
         print_table("U-Net (held-out half; agreement over 8 views vs PyTorch fp32)", res,
                     [("IoU", "iou"), ("Rand err", "rand_error"), ("warp err", "warping_error"),
                      ("label agree %", "label_agreement_pct"), ("max |dprob|", "max_abs_dprob")], verdicts)
-        print(f"pick (fastest within IoU - 0.005 of fp32): {res['pick']}")
+        print(f"pick (fastest with IoU within 0.005 of fp32, either way): {res['pick']}")
     if args.maskrcnn:
         print("Mask R-CNN", flush=True)
-        variants = VARIANTS + MASKRCNN_EXTRA
-        report["maskrcnn"] = res = run_maskrcnn(args, args.out, MASKRCNN_EXTRA)
-        res["pick"], verdicts = pick(res, variants)
+        report["maskrcnn"] = res = run_maskrcnn(args, args.out)
+        res["pick"], verdicts = pick(res, CPU_VARIANTS + MASKRCNN_EXTRA)
         print_table("Mask R-CNN (held-out half; agreement over 4 flips vs torchvision fp32)", res,
                     [("segm AP", "segm_AP"), ("AP50", "segm_AP50"), ("AP75", "segm_AP75"), ("bbox AP", "bbox_AP"),
                      ("bbox AP50", "bbox_AP50"), ("bbox AP75", "bbox_AP75"), ("matched", "matched"),
                      ("ref dets", "reference"), ("max |dscore|", "max_abs_dscore"),
                      ("unmatched max score", "unmatched_max_score")], verdicts)
-        print(f"pick (fastest within AP - 0.005 of fp32): {res['pick']}")
+        print(f"pick (fastest with segm and bbox AP within 0.005 of fp32, either way): {res['pick']}")
     with atomic_path(args.out / "openvino_accuracy.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out / 'openvino_accuracy.json'}")

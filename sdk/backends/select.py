@@ -15,7 +15,8 @@ from ..errors import BackendUnavailableError, InputError
 if TYPE_CHECKING:
     from ..formats import Format
 
-# Accuracy budget: how far below the fp32 result each metric may fall (higher is better for all).
+# Accuracy budget: how far each metric may move from the fp32 result, either way. A gain counts
+# too: on held-out data of this size it is as much a sign of changed predictions as a loss.
 BUDGETS: dict[str, float] = {"iou": 0.005, "bbox_AP": 0.005, "segm_AP": 0.005}
 
 
@@ -28,7 +29,7 @@ class Candidate:
         precision: "fp32" | "bf16" (compute precision of the float ops).
         artifact: "fp32" (the ``.onnx`` export) | "int8" (its ``.int8.onnx`` QDQ copy).
         latency_ms: measured latency (e.g. p50 end to end), milliseconds.
-        metrics: accuracy on held-out data, higher is better: "iou" (U-Net), "bbox_AP"/"segm_AP" (Mask R-CNN).
+        metrics: accuracy on held-out data: "iou" (U-Net), "bbox_AP"/"segm_AP" (Mask R-CNN).
         options: what to pass to ``sdk.load`` besides ``backend`` (e.g. {"precision": "bf16"}).
     """
 
@@ -46,16 +47,50 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A candidate with its accuracy drops against the fp32 reference and whether they fit the budget."""
+    """A candidate with its accuracy changes against the fp32 reference and whether they fit the budget."""
 
     candidate: Candidate
-    drops: dict[str, float]
+    deltas: dict[str, float]  # candidate - reference, per budgeted metric
     within_budget: bool
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run an exported model on the CPU, as a benchmark declares it.
+
+    ``artifact`` names the file ("fp32": ``NAME.onnx``, "int8": ``NAME.int8.onnx``);
+    ``sdk.load(paths[artifact], backend=backend, **options)`` opens it.
+    """
+
+    label: str
+    artifact: str
+    backend: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self, paths: Mapping[str, Any], **common: Any):
+        """The predictor of this variant; ``common`` (e.g. ``threads=2``) goes to every backend."""
+        import sdk
+        return sdk.load(paths[self.artifact], backend=self.backend, **{**common, **self.options})
+
+    def candidate(self, latency_ms: float, metrics: Mapping[str, float]) -> Candidate:
+        return Candidate(self.backend, str(self.options.get("precision", "fp32")), self.artifact, latency_ms,
+                         dict(metrics), dict(self.options))
+
+
+# Every CPU way to run a segrt .onnx export (with its int8 copy): what `segrt bench --pick` compares.
+CPU_VARIANTS: tuple[Variant, ...] = (
+    Variant("onnxruntime fp32", "fp32", "onnxruntime"),
+    Variant("onnxruntime int8", "int8", "onnxruntime"),
+    Variant("openvino fp32", "fp32", "openvino", {"precision": "fp32"}),
+    Variant("openvino bf16", "fp32", "openvino", {"precision": "bf16"}),
+    Variant("openvino int8", "int8", "openvino", {"precision": "fp32"}),
+    Variant("openvino int8+bf16", "int8", "openvino", {"precision": "bf16"}),
+)
 
 
 def judge(candidates: Iterable[Candidate], reference: Mapping[str, float] | None = None,
           budgets: Mapping[str, float] = BUDGETS) -> list[Verdict]:
-    """Accuracy drop of every candidate on the budgeted metrics it reports.
+    """Accuracy change of every candidate on the budgeted metrics, and whether |change| <= budget.
 
     Args:
         reference: the fp32 metrics; default: the first candidate that runs the fp32 artifact in fp32.
@@ -78,9 +113,9 @@ def judge(candidates: Iterable[Candidate], reference: Mapping[str, float] | None
         missing = [k for k in keys if k not in c.metrics]
         if missing:
             raise InputError(f"candidate {c.label} lacks the metric(s) {missing}", "measure every candidate alike")
-        drops = {k: float(reference[k]) - float(c.metrics[k]) for k in keys}
-        # a tiny tolerance: fp32 runs that agree to float rounding must not fail the budget by 1e-12
-        verdicts.append(Verdict(c, drops, all(drops[k] <= budgets[k] + 1e-9 for k in keys)))
+        deltas = {k: float(c.metrics[k]) - float(reference[k]) for k in keys}
+        # a tiny tolerance: runs that agree to float rounding must not fail the budget by 1e-12
+        verdicts.append(Verdict(c, deltas, all(abs(deltas[k]) <= budgets[k] + 1e-9 for k in keys)))
     return verdicts
 
 
@@ -106,16 +141,16 @@ def openvino_installed() -> bool:
 def measured_precision(metadata: Mapping[str, Any], capabilities: Sequence[str]) -> str:
     """The OpenVINO precision ``backend="auto"`` uses for an artifact: "bf16" or "fp32".
 
-    From ``benchmarks/openvino_accuracy.py`` on the demo models (README, OpenVINO section):
+    From ``benchmarks/openvino_accuracy.py`` on the demo models (README, OpenVINO section),
+    with the budget of ``BUDGETS``:
 
-    * U-Net, fp32 file, CPU with native bf16: **bf16** (IoU unchanged within 0.001, 99.97% of
-      labels equal to PyTorch fp32, 2.3x faster than OpenVINO fp32);
-    * Mask R-CNN: **fp32** (bf16 lost 0.006 bbox AP, outside the 0.005 budget, and moved scores
-      by up to ~0.15; OpenVINO fp32 is still faster than ONNX Runtime fp32);
-    * int8 files: **fp32** for the float ops (bf16 was not faster on top of int8);
+    * U-Net on a CPU with native bf16: **bf16** (IoU within 0.0005 of fp32, 99.97% of the labels
+      equal to PyTorch fp32's; the int8 file in bf16 within 0.0015; about 1.6x faster than fp32);
+    * Mask R-CNN: **fp32** (bf16 moved bbox AP by 0.006, outside the budget, and detection scores by
+      up to 0.14; the int8 file with bf16 moved AP by 0.007-0.012);
     * CPUs without native bf16: fp32.
     """
-    if "BF16" not in set(capabilities) or "quantization" in metadata:
+    if "BF16" not in set(capabilities):
         return "fp32"
     return "bf16" if metadata.get("kind") == "unet" else "fp32"
 

@@ -18,7 +18,7 @@ def test_fastest_within_budget_wins_and_over_budget_is_skipped():
     assert (best.backend, best.precision, best.artifact) == ("openvino", "bf16", "fp32")  # 0.0045 <= 0.005
     verdicts = {v.candidate.label: v for v in judge(cands)}
     assert not verdicts["openvino fp32 int8"].within_budget  # 0.010 below fp32: too costly, though fastest
-    assert verdicts["openvino fp32 int8"].drops["iou"] == pytest.approx(0.010)
+    assert verdicts["openvino fp32 int8"].deltas["iou"] == pytest.approx(-0.010)
 
 
 def test_every_budgeted_metric_must_fit():
@@ -28,10 +28,12 @@ def test_every_budgeted_metric_must_fit():
     assert pick_backend([ref, segm_ok_bbox_not], budgets={**BUDGETS, "bbox_AP": 0.01}) is segm_ok_bbox_not
 
 
-def test_improvements_are_within_budget_and_reference_can_be_given():
-    cands = [_unet("onnxruntime", "fp32", 100, 0.80), _unet("openvino", "bf16", 60, 0.81)]
+def test_changes_count_both_ways_and_reference_can_be_given():
+    cands = [_unet("onnxruntime", "fp32", 100, 0.80), _unet("openvino", "bf16", 60, 0.804),
+             _unet("openvino", "fp32", 40, 0.81, "int8")]
+    # +0.010 is as far from fp32 as -0.010: the int8 run predicts differently, though "better" here
     assert pick_backend(cands).precision == "bf16"
-    # against a better reference (e.g. PyTorch fp32 measured separately) neither fits
+    # against another reference (e.g. PyTorch fp32 measured separately) none fits
     with pytest.raises(InputError, match="no candidate is within the accuracy budget"):
         pick_backend(cands, reference={"iou": 0.9})
 

@@ -189,13 +189,13 @@ def test_precision_auto_resolves_from_the_bf16_capability(tiny_unet, monkeypatch
 
 def test_backend_auto_applies_the_measured_rule(tiny_unet, unet_int8):
     _, path = tiny_unet
-    for file, kind_precision in [(path, "bf16" if HAS_BF16 else "fp32"), (unet_int8, "fp32")]:
+    for file in (path, unet_int8):
         backend = sdk.open_backend(file, backend="auto", threads=2)
-        assert isinstance(backend, OpenVINOBackend) and backend.precision == kind_precision
+        assert isinstance(backend, OpenVINOBackend) and backend.precision == ("bf16" if HAS_BF16 else "fp32")
     caps = ("BF16", "FP32")
     assert measured_precision({"kind": "unet"}, caps) == "bf16"
     assert measured_precision({"kind": "maskrcnn"}, caps) == "fp32"
-    assert measured_precision({"kind": "unet", "quantization": {"format": "QDQ"}}, caps) == "fp32"
+    assert measured_precision({"kind": "unet", "quantization": {"format": "QDQ"}}, caps) == "bf16"
     assert measured_precision({"kind": "unet"}, ("FP32",)) == "fp32"
     # an explicit precision wins over the rule
     assert sdk.open_backend(path, backend="auto", precision="fp32").precision == "fp32"
