@@ -12,8 +12,8 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
   Set explicitly, because OpenVINO's own default is bf16 on CPUs that have it.
 * ``"bf16"``: bfloat16 kernels (about 2x faster where the CPU has AVX512-BF16 or AMX);
   8 bits of mantissa. Measured on the demo models (README, OpenVINO section): the U-Net keeps
-  its IoU and 99.97% of its labels; Mask R-CNN keeps its AP within ~0.006 but detection scores
-  move by up to ~0.15, so detections near a score threshold or overlapping boxes in NMS can
+  its IoU and 99.97% of its labels; Mask R-CNN keeps its AP within 0.006 but detection scores
+  move by up to 0.14, so detections near a score threshold or overlapping boxes in NMS can
   change. Loading a Mask R-CNN in bf16 therefore warns.
 * ``"auto"``: ``"bf16"`` where OpenVINO reports the ``BF16`` capability of the CPU, else ``"fp32"``.
 * a function ``(metadata, capabilities) -> "fp32" | "bf16"``: decided per artifact
@@ -49,7 +49,7 @@ _HINTS = {"fp32": "f32", "bf16": "bf16"}
 # plugin ignores; OpenVINO's serializer turns it into the real attribute, so marked models
 # go through an IR file once (see ``keep_fp32``).
 KEEP_FP32_KEY = "precise_0"
-MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to ~0.15 on the demo model against "
+MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to 0.14 on the demo model against "
                          "PyTorch fp32), so detections near the score threshold and overlapping boxes in NMS can "
                          "change; use precision='fp32' for parity (README, OpenVINO section)")
 # (metadata, OpenVINO CPU capabilities) -> "fp32" | "bf16"

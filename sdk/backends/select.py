@@ -145,7 +145,7 @@ def measured_precision(metadata: Mapping[str, Any], capabilities: Sequence[str])
     with the budget of ``BUDGETS``:
 
     * U-Net on a CPU with native bf16: **bf16** (IoU within 0.0005 of fp32, 99.97% of the labels
-      equal to PyTorch fp32's; the int8 file in bf16 within 0.0015; about 1.6x faster than fp32);
+      equal to PyTorch fp32's; the int8 file in bf16 within 0.0015; 2.2x faster than fp32);
     * Mask R-CNN: **fp32** (bf16 moved bbox AP by 0.006, outside the budget, and detection scores by
       up to 0.14; the int8 file with bf16 moved AP by 0.007-0.012);
     * CPUs without native bf16: fp32.
