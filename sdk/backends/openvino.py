@@ -21,8 +21,8 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
 
 Keeping parts of the graph in float32 under bf16 (``fp32_ops=``): OpenVINO's per-node mark
 (``precise_0`` rt_info). In OpenVINO 2026.4 its CPU plugin honours it for RoiAlign but not
-for FullyConnected (the Mask R-CNN box head), and marking every convolution fails to compile; keeping RoiAlign in fp32 left the demo Mask R-CNN's scores
-unchanged. So the box/score tail cannot be pinned to fp32 this way; use ``precision="fp32"``
+for FullyConnected (the Mask R-CNN box head), and marking every convolution fails to compile;
+keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. So the box/score tail cannot be pinned to fp32 this way; use ``precision="fp32"``
 where score parity matters.
 """
 from __future__ import annotations
@@ -55,6 +55,7 @@ MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up 
 # (metadata, OpenVINO CPU capabilities) -> "fp32" | "bf16"
 PrecisionRule = Callable[[Mapping[str, Any], Sequence[str]], str]
 
+
 def import_openvino():
     """Return the ``openvino`` module, or raise ``BackendUnavailableError`` with the pip command."""
     try:
@@ -75,7 +76,7 @@ def resolve_precision(precision: str, capabilities: Iterable[str]) -> str:
     """``"fp32"`` | ``"bf16"`` for the requested ``precision`` on a CPU with ``capabilities``.
 
     ``"auto"`` is ``"bf16"`` exactly when ``"BF16"`` is among the capabilities. An explicit
-    ``"bf16"`` on a CPU without it still runs (OpenVINO emulates it, slowly): a warning says so.
+    ``"bf16"`` on a CPU without it is passed on to OpenVINO, with a warning that it will not be faster.
     """
     name = str(precision).lower()
     if name not in PRECISIONS:
@@ -85,8 +86,8 @@ def resolve_precision(precision: str, capabilities: Iterable[str]) -> str:
     if name == "auto":
         return "bf16" if has_bf16 else "fp32"
     if name == "bf16" and not has_bf16:
-        warnings.warn("this CPU has no native bf16 (OpenVINO does not report the BF16 capability); "
-                      "bf16 will be slower than fp32 here: use precision='fp32' or 'auto'", stacklevel=3)
+        warnings.warn("this CPU has no native bf16 (OpenVINO does not report the BF16 capability), so bf16 "
+                      "will not be faster than fp32 here: use precision='fp32' or 'auto'", stacklevel=3)
     return name
 
 
@@ -105,8 +106,8 @@ def _onnx_props(model) -> dict[str, str]:
 def keep_fp32(ov, core, model, op_types: Iterable[str]):
     """``model`` with every node whose type is in ``op_types`` kept float32; returns (model, marked count).
 
-    The marks become effective by a round trip through a temporary IR (OpenVINO's documented way
-    from Python: its serializer converts the ``precise_0`` string into the precision attribute).
+    The marks become effective by a round trip through a temporary IR file: OpenVINO's serializer
+    converts the ``precise_0`` string set from Python into the precision attribute its plugins read.
     """
     wanted, count = set(op_types), 0
     for node in model.get_ops():

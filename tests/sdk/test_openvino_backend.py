@@ -173,6 +173,22 @@ def test_maskrcnn_bf16_warns_and_stays_close(tiny_maskrcnn):
         assert iou[j] >= 0.5 and abs(a.scores[j] - b.scores[i]) <= 0.15, (i, iou[j], a.scores[j], b.scores[i])
 
 
+def test_fp32_ops_keep_roialign_in_fp32_under_bf16(tiny_maskrcnn):
+    """The per-node fp32 mark reaches the CPU plugin (the README lists which ops it honours)."""
+    if not HAS_BF16:
+        pytest.skip("this CPU has no native bf16 (OpenVINO lacks the BF16 capability): nothing to keep in fp32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Mask R-CNN bf16 warning, tested above
+        plain = OpenVINOBackend(tiny_maskrcnn, precision="bf16", threads=2)
+        marked = OpenVINOBackend(tiny_maskrcnn, precision="bf16", threads=2, fp32_ops=["ROIAlign"])
+
+    def roialign_precisions(backend):
+        return {str(n.get_rt_info()["runtimePrecision"].astype(str)) for n in backend.compiled.get_runtime_model().get_ops()
+                if str(n.get_rt_info()["layerType"].astype(str)) == "ROIAlign"}
+    assert marked.fp32_nodes > 0 and roialign_precisions(marked) == {"f32"}
+    assert "bf16" in roialign_precisions(plain)
+
+
 # --------------------------------------------------------------------- precision and selection
 
 def test_precision_auto_resolves_from_the_bf16_capability(tiny_unet, monkeypatch):
