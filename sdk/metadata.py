@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .errors import ArtifactError
 
@@ -118,6 +118,17 @@ def decode(text: str | None, source: str) -> dict[str, Any]:
                             "re-export the model with `segrt export`") from None
     validate(meta, source)
     return meta
+
+
+def from_props(props: Mapping[str, str], source: str, required: bool = True) -> dict[str, Any]:
+    """The metadata of an ONNX model from its ``metadata_props`` (key -> string), as any runtime exposes them.
+
+    Without a ``segrt`` entry: ``ArtifactError`` if ``required``, else ``{}``.
+    """
+    text = props.get(METADATA_KEY)
+    if text is None and not required:
+        return {}
+    return decode(text, source)
 
 
 def validate(meta: Any, source: str) -> None:

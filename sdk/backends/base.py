@@ -59,11 +59,11 @@ class Backend(abc.ABC):
 
 
 def check_feed(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> None:
-    """Every model input is in ``feed`` with the dtype the model declares; ``InputError`` otherwise.
+    """Every model input is in ``feed`` with the dtype and rank the model declares; ``InputError`` otherwise.
 
     Backends never cast: a float64 image fed to a float32 model is a mistake upstream
     (and a silent copy), so every backend refuses it with the same message.
-    ``feed`` values may be numpy arrays or anything with a numpy-compatible ``dtype``.
+    ``feed`` values may be numpy arrays or anything with a numpy-compatible ``dtype`` and ``shape``.
     """
     missing = [t.name for t in inputs if t.name not in feed]
     if missing:
@@ -71,11 +71,16 @@ def check_feed(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> None:
                          f"pass a dict with keys {[t.name for t in inputs]}")
     for info in inputs:
         x = feed[info.name]
-        dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        if not hasattr(x, "dtype"):
+            x = np.asarray(x)
         try:
-            same = np.dtype(dtype) == info.dtype
+            same = np.dtype(x.dtype) == info.dtype
         except TypeError:  # a torch dtype: compare by name (torch.float32 -> "float32")
-            same = str(dtype).rsplit(".", 1)[-1] == info.dtype.name
+            same = str(x.dtype).rsplit(".", 1)[-1] == info.dtype.name
         if not same:
-            raise InputError(f"input {info.name!r} has dtype {dtype}, the model expects {info.dtype.name}",
+            raise InputError(f"input {info.name!r} has dtype {x.dtype}, the model expects {info.dtype.name}",
                              f"convert it before the call, e.g. x.astype(np.{info.dtype.name})")
+        if len(x.shape) != len(info.shape):
+            raise InputError(f"input {info.name!r} has shape {list(x.shape)}, the model takes "
+                             f"{len(info.shape)} dimensions {['?' if d is None else d for d in info.shape]}",
+                             "pass one array per input with the model's layout (e.g. NCHW for images)")

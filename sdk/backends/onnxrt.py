@@ -160,10 +160,8 @@ class OnnxRuntimeBackend(Backend):
             first = str(exc).strip().splitlines()[0][:300]
             raise ArtifactError(f"{self.path} could not be loaded by ONNX Runtime: {first}",
                                 "the file may be truncated or not an ONNX model; re-export it with `segrt export`") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        text = meta.get(md.METADATA_KEY)
-        self.metadata: dict[str, Any] = (md.decode(text, str(self.path))
-                                         if (require_metadata or text is not None) else {})
+        self.metadata: dict[str, Any] = md.from_props(self.session.get_modelmeta().custom_metadata_map,
+                                                      str(self.path), required=require_metadata)
         self.inputs = [_tensor_info(a) for a in self.session.get_inputs()]
         self.outputs = [_tensor_info(a) for a in self.session.get_outputs()]
         self.providers = tuple(self.session.get_providers())
