@@ -243,7 +243,7 @@ def test_feed_errors_match_onnxruntime(tiny_unet):
     _, path = tiny_unet
     backends = [_open(path), OnnxRuntimeBackend(path)]
     x = np.zeros((1, 1, 124, 124), np.float32)
-    for feed, pattern in [({}, "missing model input"), ({"image": x.astype(np.float64)}, "is float64, the model takes float32"),
+    for feed, pattern in [({}, "missing model input"), ({"image": x.astype(np.float64)}, "has dtype float64, the model expects float32"),
                           ({"image": x[0]}, "has shape \\[1, 124, 124\\], the model takes 4 dimensions")]:
         messages = set()
         for backend in backends:
