@@ -79,10 +79,29 @@ class Commands:
 
 # -- runtime verbs ----------------------------------------------------------------------------
 def load_predictor(args: argparse.Namespace):
-    """The predictor of ``args.model`` with the CLI's backend options (``--threads``)."""
+    """The predictor of ``args.model`` with the CLI's backend options (--backend, --precision, --threads)."""
     from . import load
-    options = {"threads": args.threads} if getattr(args, "threads", None) and Path(args.model).suffix == ".onnx" else {}
-    return load(args.model, **options)
+    options: dict[str, Any] = {}
+    if args.threads and Path(args.model).suffix == ".onnx":
+        options["threads"] = args.threads
+    if args.precision:
+        if args.backend not in ("openvino", "auto"):
+            raise SegrtError(f"--precision {args.precision} needs --backend openvino (or auto)",
+                             "ONNX Runtime runs the precision the file was exported in (use the .int8.onnx for int8)")
+        options["precision"] = args.precision
+    return load(args.model, backend=args.backend, **options)
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    """--backend, --precision and --threads: how a predictor runs its artifact."""
+    from .formats import FORMATS
+    names = [r.name for f in FORMATS for r in f.runtimes] + ["auto"]
+    p.add_argument("--backend", choices=names, default=None,
+                   help="runtime (default: the file's default: onnxruntime for .onnx, tensorrt for engines; "
+                        "auto: the fastest measured within the accuracy budget on this CPU)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
+                   help="OpenVINO compute precision (auto: bf16 where the CPU has it natively)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -124,7 +143,7 @@ def register_runtime(cli: Commands) -> None:
     p.add_argument("--tta", action="store_true", help="U-Net: average the 8 flips/rotations")
     p.add_argument("--tile", type=int, default=None, help="U-Net: largest input tile edge (default: the model's)")
     p.add_argument("--batch", type=int, default=None, help="U-Net: tiles per network call (default: 4)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    add_backend_arguments(p)
 
     p = cli.add("eval", cmd_eval, help="score a model on held-out data",
                 description="U-Net: pixel error, IoU, adapted Rand error and warping error (and their best over "
@@ -134,7 +153,7 @@ def register_runtime(cli: Commands) -> None:
     p.add_argument("data", type=Path, help="U-Net: split folder (images/, labels/); Mask R-CNN: COCO instances JSON")
     p.add_argument("--images", type=Path, default=None, help="Mask R-CNN: image folder (default: next to the JSON)")
     p.add_argument("--tta", action="store_true", help="U-Net: average the 8 flips/rotations")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    add_backend_arguments(p)
     p.add_argument("--json", type=Path, help="also write the report here")
 
     p = cli.add("info", cmd_info, help="show what an artifact holds, without loading it",

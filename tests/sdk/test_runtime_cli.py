@@ -131,3 +131,12 @@ def test_missing_model_and_unknown_suffix(tmp_path, rgb_image):
     assert out.returncode == 2 and "not found" in out.stderr and "fix:" in out.stderr
     out = segrt("info", rgb_image)
     assert out.returncode == 2 and "cannot tell the model format" in out.stderr
+
+
+def test_backend_and_precision_options(tiny_unet, tiny_split, tmp_path):
+    pytest.importorskip("openvino")
+    image = tiny_split / "images" / "img0.png"
+    out = segrt("predict", tiny_unet[1], image, "--out", tmp_path, "--backend", "openvino", "--precision", "bf16")
+    assert out.returncode == 0, out.stderr
+    out = segrt("predict", tiny_unet[1], image, "--out", tmp_path, "--precision", "bf16")
+    assert out.returncode == 2 and "--precision bf16 needs --backend openvino" in out.stderr
