@@ -1,4 +1,8 @@
 """segrt training and export side (needs torch): models, training loops, ONNX / TensorRT export.
 
-The runtime (``sdk``) never imports this package.
+Dependencies point one way: this package uses ``sdk`` (errors, metadata, the runtime
+it exports for); ``sdk`` never imports it. Its ``segrt`` verbs are registered
+through the ``segrt.commands`` entry point (``export.cli:register``).
 """
+
+DEFAULT_OPSET = 17  # ONNX opset of every exported graph (RoiAlign's coordinate_transformation_mode needs >= 16)

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 import sdk
-from sdk.datasets import load_split, prepare_dsb2018, write_png
+from sdk.datasets import load_split
+from sdk.imageio import write_png
+
+from .data.dsb2018 import prepare_dsb2018
 from sdk.io import atomic_path
-from sdk.unet import evaluate
 from sdk.viz import label, overlay_instances, side_by_side
 
 # A U-Net small enough to learn the demo image in a few CPU minutes; the
@@ -33,9 +35,16 @@ def _step(title: str) -> float:
 
 
 def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str, Any]:
-    from .bench_unet import format_report, plot, run_bench
+    from sdk.bench.agreement import BY_KIND
+    from sdk.bench.artifacts import bench_image
+    from sdk.bench.cli import publish
+    from sdk.bench.report import summarize
+
+    from .bench_common import demo_bench_args
+    from .bench_unet import add_bench_arguments, run_bench
     from .models.unet import UNetConfig
-    from .to_onnx import build_unet, checkpoint_to_onnx
+    from .api import export_unet
+    from .to_onnx import build_unet
     from .checkpoint import load_checkpoint
     from .train_unet import TrainConfig, train
 
@@ -48,12 +57,12 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     print(f"   {summary['train']['steps']} steps in {time.monotonic() - t:.0f} s -> {ckpt_path}")
 
     t = _step("U-Net: export to ONNX (parity vs PyTorch checked on an unseen input size)")
-    onnx_path = checkpoint_to_onnx(ckpt, out / "unet.onnx")
+    onnx_path = export_unet(ckpt, out / "unet.onnx")
     print(f"   {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - t:.1f} s")
 
     _step(f"U-Net: evaluate on the held-out half {data / 'val'} (sdk runtime, ONNX Runtime CPU)")
     predictor = sdk.load(onnx_path)
-    report = evaluate(predictor, data / "val")
+    report = predictor.evaluate(data / "val")
     summary["eval"] = report
     print("   " + ", ".join(f"{k} {report[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error"))
           + f"; objects {report['objects_predicted']:.0f} predicted / {report['objects_true']:.0f} true")
@@ -61,7 +70,7 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     t = _step("U-Net: int8 ONNX for the CPU (static quantization calibrated on the training half), evaluated alike")
     from .quantize import quantize_int8
     int8_path = quantize_int8(onnx_path, out / "unet.int8.onnx", [im for im, _ in load_split(data / "train")])
-    report8 = evaluate(sdk.load(int8_path), data / "val")
+    report8 = sdk.load(int8_path).evaluate(data / "val")
     summary["eval_int8"] = report8
     print(f"   {int8_path} in {time.monotonic() - t:.1f} s: "
           + ", ".join(f"{k} {report8[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error")))
@@ -77,13 +86,14 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     print(f"   {summary['picture']}: image | ground truth | prediction ({result.count} objects)")
 
     _step("U-Net: benchmark at 512x512 (PyTorch eager vs ONNX Runtime vs sdk end to end)")
-    bench = run_bench(build_unet(ckpt), ckpt["class_names"], 512, runs=bench_runs, warmup=2, threads=2,
-                      onnx_path=onnx_path, normalization=ckpt["extra"]["normalization"], int8_path=int8_path)
-    with atomic_path(out / "bench_unet.json") as tmp:
-        tmp.write_text(json.dumps(bench, indent=2) + "\n")
-    plot(bench, out / "bench_unet.png")
-    print(format_report(bench))
-    summary["bench"] = {"ratios": bench["ratios"], "p50_ms": {k: v["p50_ms"] for k, v in bench["results"].items()}}
+    image_file = next(iter(sorted((data / "val" / "images").iterdir())))
+    args = demo_bench_args(add_bench_arguments, out / "bench_unet.json", bench_runs, "--image", str(image_file))
+    model = build_unet(ckpt)
+    image = bench_image((512, 512), model.config.in_channels, image_file)
+    report = publish(run_bench(model, ckpt["class_names"], image, args, onnx_path=onnx_path,
+                               int8_path=int8_path, normalization=ckpt["extra"]["normalization"]),
+                     args, {"": BY_KIND["unet"][2]})
+    summary["bench"] = summarize(report)
     return summary
 
 

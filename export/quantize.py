@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import onnx
@@ -28,7 +27,7 @@ from sdk.io import atomic_path
 
 def calibration_images(folder: str | Path) -> list[np.ndarray]:
     """The images of a split folder (``folder/images``) or of a plain folder of .png/.tif/.jpg files."""
-    from sdk.datasets import read_image
+    from sdk.imageio import read_image
     folder = Path(folder)
     folder = folder / "images" if (folder / "images").is_dir() else folder
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"))
@@ -37,31 +36,37 @@ def calibration_images(folder: str | Path) -> list[np.ndarray]:
     return [read_image(p) for p in paths]
 
 
-def _calibration_tiles(onnx_path: Path, images: Iterable[np.ndarray], max_tile: int | None) -> list[np.ndarray]:
-    """The tile batches the predictor feeds its backend for each image (one [1, C, h, w] array per tile)."""
+class _RecordingBackend:
+    """Stands between a predictor and its backend and keeps a copy of every feed."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.feeds = backend, []
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.feeds.append({k: np.array(v) for k, v in feed.items()})
+        return self.backend.run(feed)
+
+
+def _calibration_feeds(onnx_path: Path, images: list[np.ndarray], max_tile: int | None) -> list[dict]:
+    """The feeds the predictor gives its backend for the calibration images, exactly as at inference.
+
+    The predictor runs on every image, so calibration always sees what ``predict`` feeds
+    (U-Net tiles, one per feed; the Mask R-CNN canvas). More varied activations from few
+    images: U-Net sees the 4 rotations, Mask R-CNN the image and its mirror.
+    """
     import sdk
-    from sdk.preprocess import as_hwc, normalize
 
     predictor = sdk.load(onnx_path)
-    tiles = []
-    for image in images:
-        x = normalize(as_hwc(image, predictor.channels), predictor.meta["normalization"])
-        for k in range(4):  # the 4 rotations: more varied activations from few images
-            tiles += [t[None] for t in predictor.tile(np.ascontiguousarray(np.rot90(x, k)), max_tile)[0]]
-    return tiles
-
-
-def _calibration_feeds(onnx_path: Path, meta: dict, images: list[np.ndarray], max_tile: int | None) -> list[dict]:
-    """One model feed per calibration sample, exactly as the predictor builds it."""
-    if meta["kind"] == "unet":
-        return [{meta.get("input_name", "image"): t} for t in _calibration_tiles(onnx_path, images, max_tile)]
-    import sdk
-    predictor = sdk.load(onnx_path)
-    feeds = []
-    for image in images:
-        for flipped in (image, np.ascontiguousarray(image[:, ::-1])):  # 2 views per image
-            feeds.append(predictor.preprocess(flipped)[0])
-    return feeds
+    recorder = predictor.backend = _RecordingBackend(predictor.backend)
+    if predictor.kind == "unet":
+        views = [np.ascontiguousarray(np.rot90(image, k)) for image in images for k in range(4)]
+        options = {"batch": 1, **({"tile": max_tile} if max_tile else {})}
+    else:
+        views = [v for image in images for v in (image, np.ascontiguousarray(image[:, ::-1]))]
+        options = {}
+    for view in views:
+        predictor.predict(view, **options)
+    return recorder.feeds
 
 
 def quantize_int8(onnx_path: str | Path, out: str | Path, calibration_images: list[np.ndarray],
@@ -91,7 +96,7 @@ def quantize_int8(onnx_path: str | Path, out: str | Path, calibration_images: li
     meta = md.decode({p.key: p.value for p in source.metadata_props}.get(md.METADATA_KEY), str(onnx_path))
     if meta.get("graph") == "tensorrt":
         raise InputError(f"{onnx_path} is a TensorRT graph (plugin nodes)", "quantize the portable graph instead")
-    feeds = _calibration_feeds(onnx_path, meta, calibration_images, max_tile)
+    feeds = _calibration_feeds(onnx_path, calibration_images, max_tile)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

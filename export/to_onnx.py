@@ -1,7 +1,6 @@
-"""PyTorch -> ONNX: checkpoint in, self-describing ``.onnx`` out.
+"""U-Net: PyTorch -> self-describing ``.onnx`` (Mask R-CNN's export lives in ``export.maskrcnn``).
 
-``checkpoint_to_onnx`` dispatches on the checkpoint's ``kind``; U-Net export
-lives here, Mask R-CNN's in ``export.maskrcnn``.
+``export.api`` is the typed entry point for both.
 """
 from __future__ import annotations
 
@@ -20,10 +19,10 @@ from sdk.errors import ArtifactError
 from sdk.io import atomic_path
 from sdk.preprocess import DEFAULT_NORMALIZATION
 
-from .checkpoint import load_checkpoint
+from export import DEFAULT_OPSET
+
 from .models.unet import UNet, UNetConfig, geometry
 
-DEFAULT_OPSET = 17
 
 
 def build_unet(ckpt: dict[str, Any]) -> UNet:
@@ -115,19 +114,3 @@ def check_parity(model: torch.nn.Module, onnx_path: str | Path, channels: int, h
                             f"(shapes {got.shape} vs {expected.shape}, max |diff| {diff:.3g})",
                             "report this as a bug with the checkpoint; try another --opset")
     return float(np.abs(got - expected).max())
-
-
-def checkpoint_to_onnx(checkpoint: str | Path | dict[str, Any], out: str | Path, **options: Any) -> Path:
-    """Export any segrt checkpoint to ONNX; ``options`` go to the model kind's exporter."""
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    if ckpt["kind"] == "unet":
-        extra = ckpt.get("extra", {})
-        return unet_to_onnx(build_unet(ckpt), out, ckpt["class_names"],
-                            normalization=extra.get("normalization"), **options)
-    if ckpt["kind"] in ("maskrcnn", "keypointrcnn"):
-        import argparse
-        from .maskrcnn.cli import export_command
-        defaults = dict(input_size=None, input_dtype="float32", score_thresh=None, nms_iou=None,
-                        max_detections=None, graph="portable", opset=DEFAULT_OPSET)
-        return export_command(argparse.Namespace(**{**defaults, **options, "out": out}), ckpt)
-    raise ArtifactError(f"unknown checkpoint kind {ckpt['kind']!r}", "use a checkpoint written by `segrt train`")

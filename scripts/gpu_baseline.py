@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from sdk.timing import time_call  # noqa: E402
+from sdk.bench import measure  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -84,10 +84,9 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
 
 
 def timed(fn: Callable[[], Any], device: torch.device, runs: int, warmup: int, images: int) -> dict[str, float]:
-    def call():
-        fn()
-        sync(device)  # latency = until the result is ready, as a TensorRT run() would measure
-    return time_call(call, runs=runs, warmup=warmup, images_per_call=images)
+    # latency = until the result is ready, as a TensorRT run() would measure
+    timing, _ = measure(fn, runs, warmup, sync=lambda: sync(device), images_per_call=images)
+    return {k: v for k, v in vars(timing).items() if v is not None}
 
 
 # ----------------------------------------------------------------------------- U-Net
@@ -244,7 +243,7 @@ def print_table(rows: list[dict]) -> None:
         checks = [v for k, v in r.items() if k.startswith("graph_vs_eager")]
         check = ", ".join(("equal" if c["equal"] else f"max|d|={c['max_abs_diff']:.2e}") for c in checks) or ""
         print(f"{r['model']:<22} {shape:<20} {r['precision']:<5} {r['mode']:<20} {r['p50_ms']:>8.2f} "
-              f"{r['p90_ms']:>8.2f} {r['images_per_s']:>8.1f}  {check}")
+              f"{r['p90_ms']:>8.2f} {r['throughput']:>8.1f}  {check}")
 
 
 def main(argv: list[str] | None = None) -> int:

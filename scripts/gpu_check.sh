@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the RoIAlign kernels (issue 3), for a fresh GPU machine with PyTorch+CUDA and nvcc
+# GPU check of the RoIAlign kernels, for a fresh GPU machine with PyTorch+CUDA and nvcc
 # (no TensorRT needed). Budget: under 5 minutes on an H100. Run from anywhere:
 #
 #     OUT=/some/dir bash scripts/gpu_check.sh
@@ -81,6 +81,7 @@ fi
 export SEGRT_ROI_ALIGN_LIB=$BUILD/libsegrt_roi_align_cpu.so
 export SEGRT_ROI_ALIGN_CUDA_LIB=$BUILD/libsegrt_roi_align_cuda.so
 export SEGRT_REQUIRE_GPU_TESTS=1
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}  # sdk and tests importable without pip install
 
 # ---------------------------------------------------------------- 2. parity
 if "$PY" -c "import pytest" 2>/dev/null; then
@@ -107,7 +108,7 @@ done
 
 # ---------------------------------------------------------------- 4. timings
 run_step "timings vs torchvision (CUDA)" 180 "$PY" benchmarks/roi_align_bench.py --device cuda \
-    --json "$OUT_DIR/roi_align_bench_gpu.json"
+    --out "$OUT_DIR/roi_align_bench_gpu.json"
 
 # ---------------------------------------------------------------- summary
 "$PY" - "$OUT_DIR" "${STEPS[@]}" <<'EOF'
@@ -122,12 +123,13 @@ bench = json.loads(bench_file.read_text()) if bench_file.is_file() else {}
 print("\n%-55s %-6s %s" % ("step", "result", "seconds"))
 for s in steps:
     print("%-55s %-6s %d" % (s["step"], s["result"], s["seconds"]))
-rows = bench.get("rows", [])
+rows = [r for r in bench.get("rows", []) if r["variant"] == "segrt"]  # segrt-bench/1 report (sdk.bench)
 if rows:
     print("\n%-18s %-6s %-8s %10s %14s %8s %8s" % ("op", "out", "dtype", "ours ms", "torchvision ms", "speedup", "% copy bw"))
     for r in rows:
-        print("%-18s %-6s %-8s %10.3f %14.3f %8.2f %8.0f" % (r["op"], "%dx%d" % (r["output"], r["output"]), r["dtype"],
-              r["ours_ms"], r["torchvision_ms"], r["speedup"], 100 * r.get("fraction_of_copy_bw", 0)))
+        i = r["info"]
+        print("%-18s %-6s %-8s %10.3f %14.3f %8.2f %8.0f" % (i["op"], "%dx%d" % (i["output"], i["output"]), i["dtype"],
+              r["p50_ms"], r["p50_ms"] * r["speedup"], r["speedup"], 100 * i.get("fraction_of_copy_bw", 0)))
 summary = dict(passed=all(s["result"] != "FAIL" for s in steps),
                skipped=[s["step"] for s in steps if s["result"] == "SKIP"], steps=steps, bench=bench)
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=2))

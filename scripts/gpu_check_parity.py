@@ -3,23 +3,20 @@
 scripts/gpu_check.sh runs tests/kernels/test_roi_align_cuda.py with pytest when
 pytest is installed, and this script otherwise (a fresh GPU machine may have
 torch but no pytest). Same inputs and tolerances as the tests; exits 1 on any
-mismatch. Needs libsegrt_roi_align_cuda.so ($SEGRT_ROI_ALIGN_CUDA_LIB or build/).
+mismatch. Needs libsegrt_roi_align_cuda.so (found by sdk.native: $SEGRT_ROI_ALIGN_CUDA_LIB,
+sdk/_lib/ or build/) and the repository on the import path (gpu_check.sh sets PYTHONPATH).
 """
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
+import torch
+import torchvision
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "kernels")]
-
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes  # noqa: E402
-from _cuda_roi_align import BUILD_HINT, CudaRoiAlign, find_library  # noqa: E402
+from sdk import native, ops
+from sdk.errors import BackendUnavailableError
+from tests.kernels._roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3)}
 
@@ -36,11 +33,11 @@ def check(name: str, got, want, dtype, failures: list[str]) -> None:
 
 
 def main() -> int:
-    path = find_library()
-    if path is None:
-        print(f"libsegrt_roi_align_cuda.so not found; {BUILD_HINT}")
+    try:
+        native.find_library(native.CUDA_ROI_ALIGN)
+    except BackendUnavailableError as exc:
+        print(exc)
         return 1
-    ops = CudaRoiAlign(path)
     failures: list[str] = []
     rng = np.random.default_rng(100)
     x_np = rng.standard_normal((2, 33, 120, 160)).astype(np.float32)

@@ -23,32 +23,42 @@ PREDICTORS = {
 }
 
 
-def open_backend(path: str | Path, **backend_options: Any):
-    """Open ``path`` with the backend its suffix names (see ``sdk.formats.FORMATS``)."""
+def open_backend(path: str | Path, backend: str | None = None, **backend_options: Any):
+    """Open ``path`` with a backend that runs its format (see ``sdk.formats.FORMATS``).
+
+    ``backend``: None for the format's default (ONNX Runtime for ``.onnx``), a runtime name
+    (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``), or ``"auto"`` for the rule measured
+    for this machine's CPU (``sdk.backends.select.auto_backend``).
+    """
     fmt = format_for_path(path)
+    if backend == "auto":
+        from .backends.select import auto_backend
+        backend, backend_options = auto_backend(fmt, backend_options)
+    runtime = fmt.runtime(backend)
     try:
-        backend_class = fmt.backend_class()
+        backend_class = runtime.backend_class()
     except ImportError as exc:
-        raise BackendUnavailableError(f"the {fmt.name} backend cannot be imported ({exc})",
-                                      f"install {fmt.needs}") from None
+        raise BackendUnavailableError(f"the {runtime.name} backend cannot be imported ({exc})",
+                                      f"install {runtime.needs}") from None
     return backend_class(path, **backend_options)
 
 
-def load(path: str | Path, **backend_options: Any):
+def load(path: str | Path, backend: str | None = None, **backend_options: Any):
     """Load an artifact and return the predictor its metadata asks for.
 
     Args:
         path: an ``.onnx`` file or a TensorRT engine written by ``segrt export``.
-        **backend_options: passed to the backend (e.g. ``threads=2``,
-            ``providers=[...]`` for ONNX Runtime).
+        backend: None (the format's default), a runtime name or "auto" (see ``open_backend``).
+        **backend_options: passed to the backend (e.g. ``threads=2``; ``providers=[...]`` for
+            ONNX Runtime; ``precision="bf16"`` for OpenVINO).
 
     Returns:
         ``sdk.unet.UNetPredictor`` or ``sdk.maskrcnn.MaskRCNNPredictor``.
     """
-    backend = open_backend(path, **backend_options)
-    kind = backend.metadata["kind"]
+    opened = open_backend(path, backend, **backend_options)
+    kind = opened.metadata["kind"]
     module, name = PREDICTORS[kind].split(":")
-    return getattr(importlib.import_module(module), name)(backend)
+    return getattr(importlib.import_module(module), name)(opened)
 
 
 __all__ = ["load", "open_backend", "FORMATS", "SegrtError", "InputError", "ArtifactError",

@@ -1,4 +1,6 @@
-"""COCO run-length encoding in numpy (no pycocotools needed at run time).
+"""COCO formats: run-length encoded masks, result dicts, and evaluation with pycocotools.
+
+Encoding needs numpy only; evaluation imports pycocotools when called.
 
 COCO stores a binary mask as run lengths over the pixels in column-major
 order, starting with a run of zeros, and compresses the counts to an ASCII
@@ -8,9 +10,19 @@ against it), with ``counts`` as a ``str`` ready for JSON.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from .errors import InputError
+from .errors import DataError, InputError
+from .imageio import read_image
+
+if TYPE_CHECKING:
+    from .maskrcnn import Instances
+    from .predictor import Predictor
 
 
 def run_lengths(mask: np.ndarray) -> list[int]:
@@ -55,3 +67,66 @@ def bbox_xywh(box_xyxy: np.ndarray) -> list[float]:
     """COCO box [x, y, width, height] from x1y1x2y2."""
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     return [x1, y1, x2 - x1, y2 - y1]
+
+
+def instances_to_coco(result: Instances, image_id: int | None = None) -> list[dict[str, Any]]:
+    """COCO result dicts (one per instance) for ``pycocotools`` ``loadRes`` or JSON output."""
+    out = []
+    for i in range(len(result)):
+        d: dict[str, Any] = {"bbox": bbox_xywh(result.boxes[i]), "score": float(result.scores[i]),
+                             "category_id": int(result.labels[i]), "category_name": result.class_names[i]}
+        if image_id is not None:
+            d["image_id"] = image_id
+        if result.masks is not None:
+            d["segmentation"] = encode_rle(result.masks[i])
+        if result.keypoints is not None:
+            kp = result.keypoints[i]
+            d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp))) for v in xyv]
+            d["keypoint_scores"] = [float(v) for v in kp[:, 2]]
+        out.append(d)
+    return out
+
+
+def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
+    """COCO box and segm metrics of ``predictor`` on a COCO instances file (pycocotools).
+
+    Returns:
+        {"bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APS", "bbox_APM", "bbox_APL", and the same
+        with the "segm_" prefix (masks, when the model predicts them), "images": n}; AP in [0, 1],
+        -1 where COCO has no ground truth of that size.
+    """
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise InputError("COCO evaluation needs pycocotools", "pip install 'segrt[eval]' (or pycocotools)") from None
+    coco_json, image_dir = Path(coco_json), Path(image_dir)
+    if not coco_json.is_file():
+        raise DataError(f"COCO annotation file not found: {coco_json}", "check the path")
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_json))
+    results: list[dict[str, Any]] = []
+    has_masks = True
+    missing = [gt.imgs[i]["file_name"] for i in gt.getImgIds()
+               if not (image_dir / gt.imgs[i]["file_name"]).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} image(s) listed in {coco_json.name} are not in {image_dir}: "
+                        f"{', '.join(missing[:5])}", "pass the folder that holds the COCO file's images")
+    for img_id in sorted(gt.getImgIds()):
+        res = predictor.predict(read_image(image_dir / gt.imgs[img_id]["file_name"]))
+        has_masks = has_masks and res.masks is not None
+        results.extend(instances_to_coco(res, image_id=img_id))
+    metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
+    names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
+    for iou_type in (["bbox", "segm"] if has_masks else ["bbox"]):
+        if not results:
+            metrics.update({f"{iou_type}_{n}": 0.0 for n in names})
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            dt = gt.loadRes([dict(r) for r in results])
+            ev = COCOeval(gt, dt, iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6])})
+    return metrics

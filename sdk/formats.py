@@ -1,7 +1,10 @@
 """The one table of artifact formats.
 
-The file suffix picks the backend on load, and the same table tells
-``segrt export --format`` which exporter to run, so the two cannot drift.
+The file suffix picks the backend on load. ``segrt export --format`` takes its
+names from this table too (``export.api.EXPORTERS`` has one entry per format, and a
+test holds the two together), so the two sides cannot drift. A format may have
+several runtimes (``.onnx``: ONNX Runtime, the default, and OpenVINO);
+``sdk.load(path, backend=NAME)`` picks one.
 """
 from __future__ import annotations
 
@@ -9,7 +12,20 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ArtifactError
+from .errors import ArtifactError, InputError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One backend that can run a format: ``sdk.load(path, backend=name)``."""
+
+    name: str                 # value of ``backend=`` (and of the CLI's --backend)
+    target: str               # "module:Class" of the sdk backend
+    needs: str                # what must be installed, for messages
+
+    def backend_class(self):
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -18,24 +34,33 @@ class Format:
 
     name: str                 # value of `segrt export --format`
     suffixes: tuple[str, ...]  # file suffixes recognised on load (first = default on export)
-    backend: str              # "module:Class" of the sdk backend that runs it
-    exporter: str             # "module:function" in `export` that writes it
-    needs: str                # what must be installed, for messages
+    runtimes: tuple[Runtime, ...]  # backends that run it, the default first
 
-    def backend_class(self):
-        module, name = self.backend.split(":")
-        return getattr(importlib.import_module(module), name)
+    @property
+    def needs(self) -> str:
+        return self.runtimes[0].needs
 
-    def exporter_function(self):
-        module, name = self.exporter.split(":")
-        return getattr(importlib.import_module(module), name)
+    def runtime(self, backend: str | None = None) -> Runtime:
+        """The runtime called ``backend`` (None: the default one)."""
+        if backend is None:
+            return self.runtimes[0]
+        for rt in self.runtimes:
+            if rt.name == backend:
+                return rt
+        raise InputError(f"no backend {backend!r} for {self.name} files",
+                         f"use one of: {', '.join(r.name for r in self.runtimes)} (or 'auto')")
+
+    def backend_class(self, backend: str | None = None):
+        return self.runtime(backend).backend_class()
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("onnx", (".onnx",), "sdk.backends.onnxrt:OnnxRuntimeBackend",
-           "export.to_onnx:checkpoint_to_onnx", "onnxruntime (installed with segrt)"),
-    Format("engine", (".engine", ".plan"), "sdk.backends.tensorrt:TensorRTBackend",
-           "export.to_engine:onnx_to_engine", "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')"),
+    Format("onnx", (".onnx",),
+           (Runtime("onnxruntime", "sdk.backends.onnxrt:OnnxRuntimeBackend", "onnxruntime (installed with segrt)"),
+            Runtime("openvino", "sdk.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"))),
+    Format("engine", (".engine", ".plan"),
+           (Runtime("tensorrt", "sdk.backends.tensorrt:TensorRTBackend",
+                    "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')"),)),
 )
 
 

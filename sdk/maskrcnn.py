@@ -17,32 +17,30 @@ Metadata keys read here (besides the common ones in ``sdk.metadata``)::
     mask_size       28 (maskrcnn)
     num_keypoints   17 (keypointrcnn)
 
-Image conventions: HxW grey is replicated to RGB; HxWx4 drops alpha; HxWx3 is
-taken as RGB. uint8 is divided by 255; uint16 (and other integer types) by the
-image's own maximum (microscopy images rarely use the full 16-bit range, and
-the demo data is converted the same way); float images are taken as [0, 1]
-and clipped.
+Image conventions: see ``sdk.preprocess.to_rgb_float`` (grey, RGB or RGBA; uint8, uint16
+or float). Drawing lives in ``sdk.viz``, COCO output and evaluation in ``sdk.coco``,
+keypoint decoding in ``sdk.keypoints``.
 """
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .coco import bbox_xywh, encode_rle
-from .errors import DataError, InputError
+from .coco import evaluate as coco_evaluate
+from .coco import instances_to_coco
+from .imageio import write_png
 from .io import atomic_path
+from .keypoints import heatmaps_to_keypoints
 from .masks import paste_masks
-
-# COCO person keypoint skeleton (1-based pairs, as in the COCO annotations) for drawing
-COCO_SKELETON = [(16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
-                 (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)]
+from .predictor import Timer, check_options
+from .preprocess import to_rgb_float
+from .viz import draw_instances
 
 
 @dataclass
@@ -67,37 +65,6 @@ class Instances:
         return int(self.boxes.shape[0])
 
 
-def to_rgb_float(image: np.ndarray) -> np.ndarray:
-    """Any supported image -> float32 [H, W, 3] RGB in [0, 1] (rules in the module doc)."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    elif not (image.ndim == 3 and image.shape[2] == 3):
-        raise InputError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}",
-                         "pass one image at a time as a numpy array (grey, RGB or RGBA)")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise InputError(f"empty image of shape {image.shape}", "pass an image with at least one pixel")
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / np.float32(255.0)
-    if np.issubdtype(image.dtype, np.integer) or image.dtype == np.bool_:
-        peak = float(image.max()) if image.size else 0.0
-        return image.astype(np.float32) / np.float32(peak if peak > 0 else 1.0)
-    if np.issubdtype(image.dtype, np.floating):
-        return np.clip(image.astype(np.float32), 0.0, 1.0)
-    raise InputError(f"unsupported image dtype {image.dtype}", "pass uint8, uint16 or float images")
-
-
-def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """Any supported image -> uint8 [H, W, 3] RGB (same conversion as the model input)."""
-    if np.asarray(image).dtype == np.uint8 and np.asarray(image).ndim == 3 and image.shape[2] == 3:
-        return np.asarray(image)
-    return np.round(to_rgb_float(image) * 255.0).astype(np.uint8)
-
-
 @dataclass(frozen=True)
 class Geometry:
     """How an image was placed in the graph input: resized to (new_h, new_w) at the top-left."""
@@ -118,10 +85,6 @@ def resized_size(image_hw: tuple[int, int], input_hw: tuple[int, int], min_size:
     return max(new_h, 1), max(new_w, 1)
 
 
-class Predictor(Protocol):
-    def predict(self, image: np.ndarray) -> Instances: ...
-
-
 class MaskRCNNPredictor:
     """Runs an exported Mask R-CNN / Keypoint R-CNN on images of any size.
 
@@ -129,7 +92,7 @@ class MaskRCNNPredictor:
         backend: an ``sdk.backends`` backend holding a graph written by ``segrt export``.
         mask_threshold: probability above which a mask pixel is foreground (torchvision users use 0.5).
 
-    After each ``predict``, ``last_timings`` holds preprocess/model/postprocess milliseconds.
+    After each ``predict``, ``last_timings`` holds the network's and the whole call's milliseconds.
     """
 
     def __init__(self, backend, mask_threshold: float = 0.5) -> None:
@@ -185,17 +148,13 @@ class MaskRCNNPredictor:
         names = [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in labels]
         return Instances(boxes, scores, labels, names, masks, keypoints, (h, w), image)
 
-    def predict(self, image: np.ndarray) -> Instances:
-        """Detect instances in one image (HxW, HxWx3 RGB or HxWx4; uint8, uint16 or float)."""
-        t0 = time.perf_counter()
+    def predict(self, image: np.ndarray, **unknown: Any) -> Instances:
+        """Detect instances in one image ([H, W], [H, W, 3] RGB or [H, W, 4]; uint8, uint16 or float)."""
+        check_options(self.kind, unknown, ())
+        timer = Timer(self.backend)
         feed, geometry = self.preprocess(image)
-        t1 = time.perf_counter()
-        outputs = self.backend.run(feed)
-        t2 = time.perf_counter()
-        result = self.postprocess(outputs, geometry, image=np.asarray(image))
-        t3 = time.perf_counter()
-        self.last_timings = {"preprocess_ms": (t1 - t0) * 1e3, "model_ms": (t2 - t1) * 1e3,
-                             "postprocess_ms": (t3 - t2) * 1e3}
+        result = self.postprocess(timer.run(feed), geometry, image=image)
+        self.last_timings = timer.timings()
         return result
 
     __call__ = predict
@@ -212,18 +171,10 @@ class MaskRCNNPredictor:
         ``category_id``, ``category_name``, ``segmentation`` (compressed RLE), ``keypoints``.
         """
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         paths = []
         image = result.image if image is None else image
         if image is not None:
-            overlay = self.draw(image, result)
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-            if not ok:
-                raise DataError(f"cannot encode the overlay for {stem}", "check the output folder")
-            path = out_dir / f"{stem}_overlay.png"
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(buf.tobytes())
-            paths.append(path)
+            paths.append(write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result)))
         path = out_dir / f"{stem}.json"
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps({"image_size": list(result.image_hw),
@@ -231,134 +182,11 @@ class MaskRCNNPredictor:
         paths.append(path)
         return paths
 
+    def evaluate(self, data: str | Path, *, images: str | Path | None = None, **unknown: Any) -> dict[str, Any]:
+        """COCO box/segm AP on an instances JSON (``sdk.coco.evaluate``).
 
-def instances_to_coco(result: Instances, image_id: int | None = None) -> list[dict[str, Any]]:
-    """COCO result dicts (one per instance) for ``pycocotools`` ``loadRes`` or JSON output."""
-    out = []
-    for i in range(len(result)):
-        d: dict[str, Any] = {"bbox": bbox_xywh(result.boxes[i]), "score": float(result.scores[i]),
-                             "category_id": int(result.labels[i]), "category_name": result.class_names[i]}
-        if image_id is not None:
-            d["image_id"] = image_id
-        if result.masks is not None:
-            d["segmentation"] = encode_rle(result.masks[i])
-        if result.keypoints is not None:
-            kp = result.keypoints[i]
-            d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp))) for v in xyv]
-            d["keypoint_scores"] = [float(v) for v in kp[:, 2]]
-        out.append(d)
-    return out
-
-
-def heatmaps_to_keypoints(maps: np.ndarray, rois: np.ndarray) -> np.ndarray:
-    """torchvision's ``heatmaps_to_keypoints`` with OpenCV's bicubic resize.
-
-    Args:
-        maps: float [N, K, S, S] keypoint heatmap logits; rois: float [N, 4] x1y1x2y2 boxes.
-
-    Returns:
-        float32 [N, K, 3]: x, y in the rois' pixel frame (Heckbert: centre of the argmax cell)
-        and the resized heatmap's value there.
-    """
-    n, k = maps.shape[:2]
-    out = np.zeros((n, k, 3), dtype=np.float32)
-    for i in range(n):
-        x1, y1, x2, y2 = (float(v) for v in rois[i])
-        bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-        mw, mh = int(math.ceil(bw)), int(math.ceil(bh))
-        # cv2 resizes each channel of an HxWxC array; OpenCV caps channels at 512, K is 17
-        roi_map = cv2.resize(np.ascontiguousarray(maps[i].transpose(1, 2, 0)), (mw, mh),
-                             interpolation=cv2.INTER_CUBIC).reshape(mh, mw, k)
-        flat = roi_map.reshape(-1, k)
-        pos = flat.argmax(axis=0)
-        xi, yi = pos % mw, pos // mw
-        out[i, :, 0] = (xi + 0.5) * (bw / mw) + x1
-        out[i, :, 1] = (yi + 0.5) * (bh / mh) + y1
-        out[i, :, 2] = flat[pos, np.arange(k)]
-    return out
-
-
-def _colour(i: int) -> tuple[int, int, int]:
-    """A distinct, stable RGB colour per instance (golden-ratio hue steps)."""
-    hue = int((i * 0.618033988749895 % 1.0) * 179)
-    hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
-    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
-
-
-def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) -> np.ndarray:
-    """uint8 [H, W, 3] RGB overlay of ``result`` on ``image`` (any supported image type)."""
-    canvas = to_rgb_uint8(image).copy()
-    for i in range(len(result)):
-        colour = np.array(_colour(i), dtype=np.float32)
-        if result.masks is not None:
-            m = result.masks[i]
-            canvas[m] = (canvas[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
-        x1, y1, x2, y2 = (int(round(v)) for v in result.boxes[i])
-        c = tuple(int(v) for v in colour)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), c, 1)
-        cv2.putText(canvas, f"{result.class_names[i]} {result.scores[i]:.2f}", (x1, max(y1 - 3, 8)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)
-        if result.keypoints is not None:
-            kp = result.keypoints[i]
-            if len(kp) == 17:
-                for a, b in COCO_SKELETON:
-                    pa, pb = kp[a - 1, :2], kp[b - 1, :2]
-                    cv2.line(canvas, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), c, 1, cv2.LINE_AA)
-            for x, y, _ in kp:
-                cv2.circle(canvas, (int(x), int(y)), 2, c, -1)
-    return canvas
-
-
-def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
-    """COCO box and segm metrics of ``predictor`` on a COCO instances file (pycocotools).
-
-    Returns:
-        {"bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APS", "bbox_APM", "bbox_APL", and the same
-        with the "segm_" prefix (masks, when the model predicts them), "images": n}; AP in [0, 1],
-        -1 where COCO has no ground truth of that size.
-    """
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError:
-        raise InputError("COCO evaluation needs pycocotools", "pip install 'segrt[eval]' (or pycocotools)") from None
-    import contextlib
-    import io
-
-    coco_json, image_dir = Path(coco_json), Path(image_dir)
-    if not coco_json.is_file():
-        raise DataError(f"COCO annotation file not found: {coco_json}", "check the path")
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(coco_json))
-    results: list[dict[str, Any]] = []
-    has_masks = True
-    missing = [gt.imgs[i]["file_name"] for i in gt.getImgIds()
-               if not (image_dir / gt.imgs[i]["file_name"]).is_file()]
-    if missing:
-        raise DataError(f"{len(missing)} image(s) listed in {coco_json.name} are not in {image_dir}: "
-                        f"{', '.join(missing[:5])}", "pass the folder that holds the COCO file's images")
-    for img_id in sorted(gt.getImgIds()):
-        info = gt.imgs[img_id]
-        data = np.fromfile(image_dir / info["file_name"], dtype=np.uint8)
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise DataError(f"cannot decode {image_dir / info['file_name']}", "use PNG/JPEG/TIFF images")
-        if img.ndim == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        res = predictor.predict(img)
-        has_masks = has_masks and res.masks is not None
-        results.extend(instances_to_coco(res, image_id=img_id))
-    metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
-    names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
-    for iou_type in (["bbox", "segm"] if has_masks else ["bbox"]):
-        if not results:
-            metrics.update({f"{iou_type}_{n}": 0.0 for n in names})
-            continue
-        with contextlib.redirect_stdout(io.StringIO()):
-            dt = gt.loadRes([dict(r) for r in results])
-            ev = COCOeval(gt, dt, iou_type)
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6])})
-    return metrics
+        ``images`` is the folder of the JSON's images; by default the folder named like the JSON
+        beside it (``coco/val.json`` -> ``coco/val/``).
+        """
+        check_options(self.kind, unknown, ("images",))
+        return coco_evaluate(self, data, images if images is not None else Path(data).with_suffix(""))

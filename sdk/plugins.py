@@ -1,22 +1,22 @@
-"""Find and load segrt's TensorRT plugin library before an engine is deserialized.
+"""Load segrt's TensorRT plugin library before an engine is deserialized.
 
 An engine built from a segrt Mask R-CNN graph contains ``SegrtRoiAlign`` /
 ``SegrtMultiLevelRoiAlign`` layers (plugin version "1", namespace "segrt").
 TensorRT can only deserialize it once ``libsegrt_trt_plugins.so`` is loaded:
 loading the library registers its plugin creators in TensorRT's registry.
 :func:`load_plugins` does that (idempotently) and, when it cannot, says which
-places were searched and how to build the library.
+places were searched (:mod:`sdk.native`) and how to build the library.
 
 Importing this module needs neither TensorRT nor a GPU.
 """
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from pathlib import Path
 from typing import Sequence
 
+from . import native
 from .errors import BackendUnavailableError
 
 __all__ = [
@@ -30,57 +30,29 @@ __all__ = [
     "plugin_search_paths",
 ]
 
-PLUGIN_LIBRARY = "libsegrt_trt_plugins.so"
+PLUGIN_LIBRARY = native.TRT_PLUGINS.filename
 PLUGIN_NAMES = ("SegrtRoiAlign", "SegrtMultiLevelRoiAlign")
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "segrt"
-BUILD_COMMAND = ("cmake -S . -B build -DTensorRT_ROOT=/path/to/TensorRT "
-                 "(or -DTensorRT_INCLUDE_DIR=... -DTensorRT_LIB_DIR=...) && cmake --build build -j")
+BUILD_COMMAND = native.TRT_PLUGINS.build
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
 _lock = threading.Lock()
 _loaded: dict[Path, ctypes.CDLL] = {}
 
 
-def _as_library(entry: Path) -> Path:
-    return entry / PLUGIN_LIBRARY if entry.is_dir() or not entry.suffix else entry
-
-
 def plugin_search_paths(extra_dirs: Sequence[str | Path] = ()) -> list[Path]:
-    """Candidate library paths, in search order.
-
-    1. ``extra_dirs`` (folders, e.g. the engine's folder, or library files);
-    2. ``$SEGRT_PLUGIN_PATH`` (files or folders, ``os.pathsep``-separated);
-    3. ``sdk/_lib/`` (where ``pip install`` puts native libraries);
-    4. the CMake build folder ``build/`` of this checkout (and its subfolders).
-    """
-    out: list[Path] = [_as_library(Path(d)) for d in extra_dirs]
-    for entry in filter(None, os.environ.get("SEGRT_PLUGIN_PATH", "").split(os.pathsep)):
-        out.append(_as_library(Path(entry)))
-    out.append(Path(__file__).resolve().parent / "_lib" / PLUGIN_LIBRARY)
-    build = _REPO_ROOT / "build"
-    out.append(build / PLUGIN_LIBRARY)
-    if build.is_dir():
-        out.extend(sorted(build.glob(f"*/{PLUGIN_LIBRARY}")))
-    return out
+    """Candidate plugin library paths, in search order: ``extra_dirs`` (e.g. the engine's folder),
+    ``$SEGRT_PLUGIN_PATH``, ``sdk/_lib/``, ``build/`` (see :func:`sdk.native.search_paths`)."""
+    return native.search_paths(native.TRT_PLUGINS, extra_dirs)
 
 
 def find_plugin_library(extra_dirs: Sequence[str | Path] = ()) -> Path:
-    """Path of the first ``libsegrt_trt_plugins.so`` found by :func:`plugin_search_paths`.
+    """Path of the first ``libsegrt_trt_plugins.so`` of :func:`plugin_search_paths`.
 
     Raises:
         BackendUnavailableError: none found; names every place searched and the build command.
     """
-    candidates = plugin_search_paths(extra_dirs)
-    for path in candidates:
-        if path.is_file():
-            return path
-    searched = "\n    ".join(str(p) for p in candidates)
-    raise BackendUnavailableError(
-        f"the TensorRT plugin library {PLUGIN_LIBRARY} (plugins {', '.join(PLUGIN_NAMES)}) was not found; "
-        f"searched:\n    {searched}",
-        f"build it on a machine with CUDA and TensorRT from the repository root: {BUILD_COMMAND}; "
-        f"then put it next to the engine or point SEGRT_PLUGIN_PATH at it")
+    return native.find_library(native.TRT_PLUGINS, extra_dirs)
 
 
 def _import_tensorrt():
@@ -92,10 +64,9 @@ def _import_tensorrt():
 
 
 def _registry_has(registry, name: str) -> bool:
-    get = getattr(registry, "get_creator", None) or getattr(registry, "get_plugin_creator")
-    try:
-        return get(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
-    except Exception:  # older bindings raise instead of returning None
+    try:  # IPluginRegistry.get_creator: TensorRT 10 and 11 (get_plugin_creator is gone in 11)
+        return registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
+    except Exception:  # some releases raise instead of returning None
         return False
 
 
@@ -132,14 +103,7 @@ def load_plugins(extra_dirs: Sequence[str | Path] = ()) -> Path:
         # tensorrt first: it loads libnvinfer, which the plugin library links against.
         trt = _import_tensorrt()
         if key not in _loaded:
-            try:
-                lib = ctypes.CDLL(str(key), mode=ctypes.RTLD_GLOBAL)
-            except OSError as exc:
-                raise BackendUnavailableError(
-                    f"the TensorRT plugin library {key} cannot be loaded ({exc})",
-                    "it needs the libnvinfer it was built against: `pip install tensorrt` (matching major "
-                    "version) or add TensorRT's lib folder to LD_LIBRARY_PATH; or rebuild it against your "
-                    f"TensorRT: {BUILD_COMMAND}") from None
+            lib = native.open_library(native.TRT_PLUGINS, key, mode=ctypes.RTLD_GLOBAL)
             register = getattr(lib, "segrt_trt_plugins_register", None)
             if register is not None:  # registers the creators if the load-time registration was switched off
                 register.restype = ctypes.c_int32

@@ -14,29 +14,39 @@ from .errors import InputError
 DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "percentile", "low": 1.0, "high": 99.8}
 
 
-def as_hwc(image: np.ndarray, channels: int, name: str = "image") -> np.ndarray:
-    """Check an image and return it as [H, W, C] with C == ``channels``.
+def check_image(image: Any, name: str = "image") -> np.ndarray:
+    """The one input check every predictor runs first; returns ``image`` unchanged.
 
-    Accepts [H, W] (grey) or [H, W, C]; numeric dtypes only; rejects empty
-    images and NaN/inf with an error that says what to do.
+    Accepts a numpy array of shape [H, W] or [H, W, C] with H, W >= 1 and an integer
+    or floating dtype. Refuses, with an ``InputError`` that names the fix: other
+    types, bool/complex/object/string dtypes, any other rank, empty images, and
+    NaN or infinite values.
     """
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name} must be a numpy array, got {type(image).__name__}",
-                         "read it with sdk.datasets.read_image(path) or cv2.imread(path, cv2.IMREAD_UNCHANGED)")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3:
+                         "read it with sdk.imageio.read_image(path) or cv2.imread(path, cv2.IMREAD_UNCHANGED)")
+    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer)
+                                       or np.issubdtype(image.dtype, np.floating)):
+        raise InputError(f"{name} has dtype {image.dtype}; pixels must be integers or real floats",
+                         "convert it, e.g. image.astype(np.uint8) for a mask, np.abs(z) for complex data")
+    if image.ndim not in (2, 3):
         raise InputError(f"{name} has shape {image.shape}; expected [H, W] or [H, W, C]",
                          "pass one image at a time (drop batch dimensions)")
-    if image.shape[0] == 0 or image.shape[1] == 0:
+    if image.shape[0] == 0 or image.shape[1] == 0 or (image.ndim == 3 and image.shape[2] == 0):
         raise InputError(f"{name} is empty (shape {image.shape})", "pass an image with at least one pixel")
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise InputError(f"{name} contains NaN or infinite values", "replace them, e.g. np.nan_to_num(image)")
+    return image
+
+
+def as_hwc(image: np.ndarray, channels: int, name: str = "image") -> np.ndarray:
+    """Check an image (``check_image``) and return it as [H, W, C] with C == ``channels``."""
+    image = check_image(image, name)
+    if image.ndim == 2:
+        image = image[:, :, None]
     if image.shape[2] != channels:
         raise InputError(f"{name} has {image.shape[2]} channel(s) but the model takes {channels}",
                          "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
-    if image.dtype == np.bool_ or not np.issubdtype(image.dtype, np.number):
-        raise InputError(f"{name} has dtype {image.dtype}", "use uint8, uint16 or float pixel values")
-    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-        raise InputError(f"{name} contains NaN or infinite values", "replace them, e.g. np.nan_to_num(img)")
     return image
 
 
@@ -62,3 +72,36 @@ def normalize(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
         std = np.asarray(spec.get("std", 1.0), np.float32)
         return ((x * np.float32(spec.get("scale", 1.0)) - mean) / std).astype(np.float32, copy=False)
     raise InputError(f"unknown normalization mode {mode!r} in model metadata", "re-export the model")
+
+
+def to_rgb_float(image: np.ndarray) -> np.ndarray:
+    """Any checked image (``check_image``) -> float32 [H, W, 3] RGB in [0, 1].
+
+    [H, W] and [H, W, 1] grey is replicated to RGB; [H, W, 4] drops alpha; [H, W, 3] is taken
+    as RGB. uint8 is divided by 255; other integer types by the image's own maximum
+    (microscopy images rarely use the full 16-bit range, and training data is converted
+    the same way); float images are taken as [0, 1] and clipped.
+    """
+    image = check_image(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif image.shape[2] != 3:
+        raise InputError(f"image has {image.shape[2]} channels; this model takes grey, RGB or RGBA",
+                         "pass an [H, W], [H, W, 3] or [H, W, 4] image")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / np.float32(255.0)
+    if np.issubdtype(image.dtype, np.integer):
+        peak = float(image.max())
+        return image.astype(np.float32) / np.float32(peak if peak > 0 else 1.0)
+    return np.clip(image.astype(np.float32), 0.0, 1.0)
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Any supported image -> uint8 [H, W, 3] RGB (same conversion as the model input)."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return image
+    return np.round(to_rgb_float(image) * 255.0).astype(np.uint8)

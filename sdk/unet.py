@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from .backends.base import Backend
-from .datasets import write_png
 from .errors import ArtifactError, InputError
+from .imageio import write_png
+from .predictor import Timer, check_options
 from .preprocess import as_hwc, normalize
 from .tiling import AxisPlan, extract_tiles, mirror_pad, plan_axis, stitch
 from .viz import overlay_instances
@@ -47,7 +48,12 @@ class SegmentationResult:
 
     @property
     def count(self) -> int:
+        """Number of instances (connected components of the foreground)."""
         return int(self.instances.max())
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return (int(self.classes.shape[0]), int(self.classes.shape[1]))
 
     def __len__(self) -> int:
         return self.count
@@ -69,45 +75,59 @@ class UNetPredictor:
             raise ArtifactError(f"{backend.path} holds a {meta.get('kind')!r} model, not a U-Net",
                                 "load it with sdk.load(path), which picks the right predictor")
         self.backend = backend
-        self.meta: dict[str, Any] = meta
+        self.kind = "unet"
+        self.metadata: dict[str, Any] = meta
+        self.last_timings: dict[str, float] = {}
         self.class_names: list[str] = list(meta["class_names"])
         self.channels = int(meta["input_channels"])
         self.size_min, self.size_step = int(meta["size_min"]), int(meta["size_step"])
         self.border, self.margin = int(meta["border"]), int(meta.get("margin", 0))
         self.max_tile = int(max_tile or meta["tile_size"])
-        profiles = getattr(backend, "profiles", None)  # TensorRT engines: never exceed the built profile
-        if profiles and meta.get("input_name", "image") in profiles:
-            self.max_tile = min(self.max_tile, int(profiles[meta.get("input_name", "image")][2][-1]))
         self.batch_size = max(1, int(batch_size))
+        profiles = getattr(backend, "profiles", None)  # TensorRT engines: stay inside the built profile
+        if profiles and meta.get("input_name", "image") in profiles:
+            lo, _, hi = profiles[meta.get("input_name", "image")]  # [N, C, H, W] each
+            self.max_tile = min(self.max_tile, int(hi[-2]), int(hi[-1]))
+            self.batch_size = min(self.batch_size, int(hi[0]))
+            smallest = max(int(lo[-2]), int(lo[-1]))  # tiles below the profile's min are rejected: start there
+            self.size_min += -(-max(0, smallest - self.size_min) // self.size_step) * self.size_step
         self.tta = tta
         self.input_name = meta.get("input_name", backend.inputs[0].name)
         self.output_name = meta.get("output_name", backend.outputs[0].name)
         self.foreground = int(meta.get("foreground_class", 1))
 
     # -- the pipeline -------------------------------------------------------------------------
-    def predict(self, image: np.ndarray, tta: bool | None = None) -> SegmentationResult:
+    def predict(self, image: np.ndarray, *, tta: bool | None = None, tile: int | None = None,
+                batch: int | None = None, **unknown: Any) -> SegmentationResult:
         """Segment one image.
 
         Args:
             image: [H, W] or [H, W, C] uint8/uint16/float array, any H and W.
             tta: override the predictor's test-time-augmentation setting.
+            tile: largest input tile edge for this call (default: the predictor's ``max_tile``).
+            batch: tiles per backend call for this call (default: the predictor's ``batch_size``).
 
         Returns:
             :class:`SegmentationResult` with everything at H x W.
         """
-        x = normalize(as_hwc(image, self.channels), self.meta["normalization"])
+        check_options(self.kind, unknown, ("tta", "tile", "batch"))
+        timer = Timer(self.backend)
+        x = normalize(as_hwc(image, self.channels), self.metadata["normalization"])
+        run = lambda t: self.predict_probs(t, max_tile=tile, batch_size=batch, run=timer.run)  # noqa: E731
         if self.tta if tta is None else tta:
             probs = np.zeros((len(self.class_names),) + x.shape[:2], np.float32)
             for k, flip in DIHEDRAL:
                 t = np.rot90(x[:, ::-1] if flip else x, k)
-                p = np.rot90(self.predict_probs(np.ascontiguousarray(t)), -k, axes=(1, 2))
+                p = np.rot90(run(np.ascontiguousarray(t)), -k, axes=(1, 2))
                 probs += p[:, :, ::-1] if flip else p
             probs /= len(DIHEDRAL)
         else:
-            probs = self.predict_probs(x)
+            probs = run(x)
         # two classes: one comparison instead of a strided argmax (ties go to class 0 in both)
         classes = (probs[1] > probs[0]).view(np.uint8) if len(probs) == 2 else probs.argmax(axis=0).astype(np.uint8)
-        return SegmentationResult(probs, classes, self.instances(classes))
+        result = SegmentationResult(probs, classes, self.instances(classes))
+        self.last_timings = timer.timings()
+        return result
 
     def tile(self, x: np.ndarray, max_tile: int | None = None) -> tuple[np.ndarray, AxisPlan, AxisPlan]:
         """The tile batch float32 [T, C, h, w] fed to the backend for a normalized [H, W, C] image, and its plans."""
@@ -116,11 +136,12 @@ class UNetPredictor:
         padded = mirror_pad(x, (ys.pad_before, ys.pad_after), (xs.pad_before, xs.pad_after))
         return extract_tiles(padded, ys, xs), ys, xs
 
-    def predict_probs(self, x: np.ndarray) -> np.ndarray:
+    def predict_probs(self, x: np.ndarray, max_tile: int | None = None, batch_size: int | None = None,
+                      run=None) -> np.ndarray:
         """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
-        tiles, ys, xs = self.tile(x)
-        outs = [self.backend.run({self.input_name: tiles[i:i + self.batch_size]})[self.output_name]
-                for i in range(0, len(tiles), self.batch_size)]
+        tiles, ys, xs = self.tile(x, max_tile)
+        run, batch = run or self.backend.run, max(1, int(batch_size or self.batch_size))
+        outs = [run({self.input_name: tiles[i:i + batch]})[self.output_name] for i in range(0, len(tiles), batch)]
         return stitch(np.concatenate(outs), ys, xs, self.margin)
 
     def instances(self, classes: np.ndarray, connectivity: int = 4) -> np.ndarray:
@@ -145,6 +166,11 @@ class UNetPredictor:
         if image is not None:
             paths.append(write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result)))
         return paths
+
+    def evaluate(self, data: str | Path, *, tta: bool = False, **unknown: Any) -> dict[str, Any]:
+        """Score the model on an image/label split folder (see :func:`evaluate`)."""
+        check_options(self.kind, unknown, ("tta",))
+        return evaluate(self, data, tta=tta)
 
 
 def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False) -> dict[str, Any]:

@@ -1,8 +1,16 @@
 """Pictures: overlays of predictions on images (numpy/OpenCV only)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+from .keypoints import COCO_SKELETON
+from .preprocess import to_rgb_uint8
+
+if TYPE_CHECKING:
+    from .maskrcnn import Instances
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
@@ -64,3 +72,34 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
             p = np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
         parts += [p] if i == 0 else [spacer, p]
     return np.concatenate(parts, axis=1)
+
+
+def _colour(i: int) -> tuple[int, int, int]:
+    """A distinct, stable RGB colour per instance (golden-ratio hue steps)."""
+    hue = int((i * 0.618033988749895 % 1.0) * 179)
+    hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) -> np.ndarray:
+    """uint8 [H, W, 3] RGB overlay of ``result`` on ``image`` (any supported image type)."""
+    canvas = to_rgb_uint8(image).copy()
+    for i in range(len(result)):
+        colour = np.array(_colour(i), dtype=np.float32)
+        if result.masks is not None:
+            m = result.masks[i]
+            canvas[m] = (canvas[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        x1, y1, x2, y2 = (int(round(v)) for v in result.boxes[i])
+        c = tuple(int(v) for v in colour)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), c, 1)
+        cv2.putText(canvas, f"{result.class_names[i]} {result.scores[i]:.2f}", (x1, max(y1 - 3, 8)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)
+        if result.keypoints is not None:
+            kp = result.keypoints[i]
+            if len(kp) == 17:
+                for a, b in COCO_SKELETON:
+                    pa, pb = kp[a - 1, :2], kp[b - 1, :2]
+                    cv2.line(canvas, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), c, 1, cv2.LINE_AA)
+            for x, y, _ in kp:
+                cv2.circle(canvas, (int(x), int(y)), 2, c, -1)
+    return canvas

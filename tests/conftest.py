@@ -1,9 +1,11 @@
 """Shared test setup: repo root on sys.path, GPU/TensorRT markers that skip with a reason."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +47,7 @@ def dsb2018(tmp_path_factory) -> Path:
     Uses ./data/dsb2018 when it was already prepared, else downloads the stardist
     wheel with pip (PyPI is reachable in CI) into a temporary folder.
     """
-    from sdk.datasets import prepare_dsb2018
+    from export.data.dsb2018 import prepare_dsb2018
     local = ROOT / "data" / "dsb2018"
     if (local / "source.json").is_file():
         return local
@@ -62,3 +64,82 @@ def tiny_unet(tmp_path_factory):
     model = UNet(UNetConfig(depth=3, base_channels=8)).eval()
     path = unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "tiny.onnx", ["background", "nucleus"], tile_size=124)
     return model, path
+
+
+@pytest.fixture(scope="session")
+def tiny_maskrcnn(tmp_path_factory) -> Path:
+    """A random-weight resnet18-FPN Mask R-CNN exported as a portable 128x128 ONNX graph."""
+    import torch
+    from export.api import export_maskrcnn
+    from export.maskrcnn.models import MaskRCNNConfig, build_model
+    torch.manual_seed(0)
+    cfg = MaskRCNNConfig(min_size=128, max_size=128)
+    ckpt = {"kind": "maskrcnn", "config": dataclasses.asdict(cfg), "class_names": ["__background__", "nucleus"],
+            "model": build_model(cfg).state_dict(), "extra": {}}
+    return export_maskrcnn(ckpt, tmp_path_factory.mktemp("mrcnn") / "tiny_mrcnn.onnx", input_hw=(128, 128))
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tmp_path_factory) -> Path:
+    """A synthetic image/label split folder: two 150x170 uint16 images of bright discs."""
+    import cv2
+    from sdk.imageio import write_png
+    root = tmp_path_factory.mktemp("split")
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        labels = np.zeros((150, 170), np.uint16)
+        for k in range(1, 7):
+            cv2.circle(labels, (int(rng.integers(15, 155)), int(rng.integers(15, 135))), int(rng.integers(5, 12)), k, -1)
+        image = (labels > 0) * 3000 + rng.integers(0, 400, labels.shape)
+        write_png(root / "images" / f"img{i}.png", image.astype(np.uint16))
+        write_png(root / "labels" / f"img{i}.png", labels)
+    return root
+
+
+# ----------------------------------------------------------------------------- TensorRT without a GPU
+
+@pytest.fixture(scope="session")
+def trt_api():
+    """``describe(version)`` of TensorRT's real Python bindings (tests/doubles/trt_api.py), for each version
+    in ``VERSIONS``: downloaded from PyPI once, cached; skips with the reason when that is impossible."""
+    from tests.doubles import trt_api as api
+    described = {}
+    for version in api.VERSIONS:
+        try:
+            described[version] = api.describe(version)
+        except api.Unavailable as exc:
+            pytest.skip(f"TensorRT's real Python bindings are not available here: {exc}")
+    return described
+
+
+@pytest.fixture(scope="session")
+def plugin_library_standin(tmp_path_factory) -> Path:
+    """A folder with a loadable ``libsegrt_trt_plugins.so`` that registers nothing itself: with the TensorRT
+    double, ``IPluginRegistry.load_library`` of that name registers segrt's creators (CPU kernel)."""
+    import shutil
+    import subprocess
+    folder = tmp_path_factory.mktemp("plugin")
+    (folder / "empty.c").write_text("int segrt_plugin_standin;\n")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the plugin library stand-in")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(folder / "libsegrt_trt_plugins.so"), str(folder / "empty.c")],
+                   check=True)
+    return folder
+
+
+@pytest.fixture
+def trt_double(monkeypatch):
+    """TensorRT and the CUDA runtime replaced by the CPU execution double (tests/doubles) for one test.
+
+    ``import tensorrt`` gives ``tests.doubles.tensorrt_double``; ``sdk.backends.cuda_rt`` uses
+    ``tests.doubles.cudart_double``. Yields the TensorRT double; its ``cudart_double`` is the CUDA one.
+    """
+    from sdk.backends import cuda_rt
+    from tests.doubles import cudart_double, tensorrt_double
+    cudart_double.reset()
+    tensorrt_double.reset()
+    monkeypatch.setitem(sys.modules, "tensorrt", tensorrt_double)
+    monkeypatch.setattr(cuda_rt, "import_cudart", lambda: cudart_double)
+    monkeypatch.delenv("SEGRT_PLUGIN_PATH", raising=False)
+    yield tensorrt_double

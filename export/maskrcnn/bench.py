@@ -1,19 +1,21 @@
-"""Benchmark: torchvision eager vs the segrt runtime on ONNX Runtime, same weights, same threads.
+"""``segrt bench maskrcnn``: the Mask R-CNN benchmark variants, timed by the shared harness (``sdk.bench``).
 
-For each model, on one image:
+Per model (``small``: the demo resnet18-FPN at the image's size rounded up to 32; ``r50``:
+random-weight ``maskrcnn_resnet50_fpn`` at 800x1344), same weights, image and threads:
 
-* ``torchvision_e2e``: ``model([image])`` (its transform, network, postprocessing with
-  ``paste_masks_in_image``) plus the mask threshold, from a numpy image.
-* ``torchvision_model``: transform + backbone + RPN + RoI heads only (no paste, no un-resize).
-* ``sdk_e2e``: ``sdk.load(onnx).predict(image)`` (resize/pad, ONNX Runtime, mask pasting).
-* ``sdk_model``: the ONNX Runtime call alone.
+* ``torchvision eager fp32`` (the reference): end to end = ``model([image])`` with its own
+  transform and postprocessing (``paste_masks_in_image``) plus the mask threshold, from a
+  numpy image; model only = transform + backbone + RPN + RoI heads (no paste, no un-resize).
+* every installed runtime of ``sdk.bench.artifacts.RUNTIMES`` on the exported portable ONNX (and
+  its int8 copy with ``--int8``): model only = ``backend.run`` on the predictor's feed, end to end
+  = ``sdk.load(onnx).predict(image)`` (resize/pad, the network, mask pasting).
 
-Latencies in milliseconds (p50, p90) and FPS = 1000 / mean.
+End-to-end agreement: COCO AP of each variant's detections against torchvision's.
 """
 from __future__ import annotations
 
-import json
-import platform
+import argparse
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,111 +23,130 @@ from typing import Any
 import numpy as np
 import torch
 
-import sdk
-from export.checkpoint import load_checkpoint
-from sdk.io import atomic_path
-from sdk.timing import time_call
+from sdk.bench.agreement import BY_KIND
+from sdk.bench.artifacts import bench_image
+from sdk.bench.cli import publish
+from sdk.bench.core import Report, Variant, run_variants
+from sdk.preprocess import to_rgb_uint8
 
+from .. import bench_common
+from ..checkpoint import load_checkpoint
 from .models import MaskRCNNConfig, build_model, model_from_checkpoint
 from .onnx_export import torch_to_onnx
 from .reference import TorchvisionPredictor
 
-
-def synthetic_image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """uint8 RGB image with bright blobs on a dark background (nuclei-like, deterministic)."""
-    rng = np.random.default_rng(seed)
-    import cv2
-    img = np.full((h, w, 3), 20, np.uint8)
-    for _ in range(max(h * w // 4000, 10)):
-        c = (int(rng.integers(w)), int(rng.integers(h)))
-        cv2.ellipse(img, c, (int(rng.integers(5, 15)), int(rng.integers(5, 15))), float(rng.integers(180)),
-                    0, 360, tuple(int(v) for v in rng.integers(120, 255, 3)), -1)
-    return img
+MODELS = ("small", "r50")
 
 
-def bench_one(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: list[str], input_size: tuple[int, int],
-              image: np.ndarray, workdir: Path, runs: int, warmup: int, threads: int | None,
-              int8_calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
-    onnx_path = workdir / f"{name}_{input_size[0]}x{input_size[1]}.onnx"
-    t = time.perf_counter()
-    torch_to_onnx(model, cfg, names, onnx_path, input_size)
-    export_s = time.perf_counter() - t
-    runtime = sdk.load(onnx_path, threads=threads)
-    tv = TorchvisionPredictor(model, names)
-    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
+def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.ndarray, group: str) -> list[Variant]:
+    """torchvision eager fp32, end to end and model only: the references of ``group``."""
+    pixels = float(image.shape[0] * image.shape[1])
+    info = {"backend": "pytorch", "precision": "fp32"}
 
-    @torch.no_grad()
-    def tv_model_only():
-        images, _ = model.transform([tensor])
-        feats = model.backbone(images.tensors)
-        props, _ = model.rpn(images, feats)
-        return model.roi_heads(feats, props, images.image_sizes)
+    def e2e():
+        predictor = TorchvisionPredictor(model, names)
+        return lambda: predictor.predict(image)
 
-    feed, _ = runtime.preprocess(image)
-    res = {
-        "input_size": list(input_size), "image_hw": list(image.shape[:2]), "export_s": export_s,
-        "torchvision_e2e": time_call(lambda: tv.predict(image), runs, warmup),
-        "torchvision_model": time_call(tv_model_only, runs, warmup),
-        "sdk_e2e": time_call(lambda: runtime.predict(image), runs, warmup),
-        "sdk_model": time_call(lambda: runtime.backend.run(feed), runs, warmup),
-    }
-    r = runtime.predict(image)
-    res["detections_sdk"] = len(r)
-    res["detections_torchvision"] = len(tv.predict(image))
-    res["sdk_timings_last_ms"] = runtime.last_timings
-    res["speedup_e2e_p50"] = res["torchvision_e2e"]["p50_ms"] / res["sdk_e2e"]["p50_ms"]
-    if int8_calibration:
-        from export.quantize import quantize_int8
-        int8 = sdk.load(quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"), int8_calibration), threads=threads)
-        res["sdk_int8_model"] = time_call(lambda: int8.backend.run(feed), runs, warmup)
-        res["sdk_int8_e2e"] = time_call(lambda: int8.predict(image), runs, warmup)
-        res["detections_sdk_int8"] = len(int8.predict(image))
-        res["speedup_int8_e2e_p50"] = res["torchvision_e2e"]["p50_ms"] / res["sdk_int8_e2e"]["p50_ms"]
-    return res
+    def model_only():
+        model.eval()  # exporting may leave the model in training mode
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
+
+        @torch.no_grad()
+        def call():
+            images, _ = model.transform([tensor])
+            feats = model.backbone(images.tensors)
+            props, _ = model.rpn(images, feats)
+            return model.roi_heads(feats, props, images.image_sizes)
+        return call
+
+    return [Variant("torchvision eager fp32", model_only, "model", reference=True, group=group, pixels_per_call=pixels,
+                    info=info),
+            Variant("torchvision eager fp32", e2e, "end_to_end", reference=True, group=group, pixels_per_call=pixels,
+                    info=info)]
 
 
-def run_bench(checkpoint: Path | None = None, models: list[str] = ("small", "r50"), image_path: Path | None = None,
-              runs: int = 10, warmup: int = 2, threads: int | None = None,
-              workdir: Path = Path("runs/bench_maskrcnn"), json_path: Path | None = None,
-              int8_calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
-    """Benchmark the requested models; returns (and optionally writes) the results.
+def model_variants(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: list[str],
+                   input_size: tuple[int, int], image: np.ndarray, workdir: Path, args: argparse.Namespace,
+                   threads: int, onnx_path: Path | None = None,
+                   int8_path: Path | None = None) -> tuple[list[Variant], dict[str, Any]]:
+    """Export ``model`` at ``input_size`` (unless ``onnx_path`` is given) and declare its variants.
 
-    With ``int8_calibration`` images, each model's int8 ONNX (``export.quantize``) is timed too.
+    A given ``int8_path`` is timed as is; otherwise ``--int8`` quantizes the export.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    image = None
-    if image_path is not None:
-        from sdk.datasets import read_image
-        from sdk.maskrcnn import to_rgb_uint8
-        image = to_rgb_uint8(read_image(image_path))
-    results: dict[str, Any] = {"threads": threads or torch.get_num_threads(), "torch": torch.__version__,
-                               "cpu": platform.processor() or platform.machine(), "models": {}}
-    for name in models:
-        if name == "small":
-            if checkpoint:
-                model, cfg, names = model_from_checkpoint(load_checkpoint(checkpoint))
-            else:
-                torch.manual_seed(0)
-                cfg = MaskRCNNConfig(min_size=256, max_size=512)
-                model, names = build_model(cfg).eval(), ["__background__", "nucleus"]
-            img = image if image is not None else synthetic_image(512, 256)
-            # export at the image's own size (rounded up to 32): torchvision pads to that too,
-            # so both sides process the same pixels
-            size = (-(-img.shape[0] // 32) * 32, -(-img.shape[1] // 32) * 32)
-            results["models"]["small"] = bench_one("small", model, cfg, names, size, img, workdir,
-                                                   runs, warmup, threads, int8_calibration)
-        elif name == "r50":
-            torch.manual_seed(0)
-            cfg = MaskRCNNConfig.paper()
-            model = build_model(cfg).eval()
-            names = ["__background__"] + [f"class{i}" for i in range(1, 91)]
-            img = image if image is not None else synthetic_image(800, 1333)
-            results["models"]["r50"] = bench_one("r50", model, cfg, names, (800, 1344), img, workdir,
-                                                 runs, warmup, threads, int8_calibration)
-    if json_path:
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(results, indent=1))
-    return results
+    model = model.eval()
+    group = f"{name} {input_size[0]}x{input_size[1]}"
+    facts: dict[str, Any] = {"input_size": list(input_size), "image_hw": list(image.shape[:2])}
+    if onnx_path is None:
+        onnx_path = workdir / f"{name}_{input_size[0]}x{input_size[1]}.onnx"
+        t = time.perf_counter()
+        torch_to_onnx(model, cfg, names, onnx_path, input_size)
+        facts["export_s"] = round(time.perf_counter() - t, 2)
+    int8 = int8_path or bench_common.int8_artifact(onnx_path, args, image)
+    variants = torchvision_variants(model, names, image, group)
+    variants += bench_common.runtime_variants("maskrcnn", onnx_path, int8, image, threads, group)
+    return variants, facts
+
+
+def _small(checkpoint: Path | None):
+    if checkpoint:
+        return model_from_checkpoint(load_checkpoint(checkpoint))
+    torch.manual_seed(0)
+    cfg = MaskRCNNConfig(min_size=256, max_size=512)
+    return build_model(cfg).eval(), cfg, ["__background__", "nucleus"]
+
+
+def _r50():
+    torch.manual_seed(0)
+    cfg = MaskRCNNConfig.paper()
+    return build_model(cfg).eval(), cfg, ["__background__"] + [f"class{i}" for i in range(1, 91)]
+
+
+def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path: Path | None = None) -> Report:
+    """Declare and time the variants of every model in ``args.models``.
+
+    ``onnx_path`` / ``int8_path``: the small model's exports, when they exist already.
+    """
+    threads = bench_common.setup(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        variants: list[Variant] = []
+        groups: dict[str, Any] = {}
+        for name in args.models:
+            if name == "small":
+                model, cfg, names = _small(args.checkpoint)
+                image = to_rgb_uint8(bench_image(None if args.image else (512, 256), 3, args.image))
+                # export at the image's own size (rounded up to 32): torchvision pads to that too,
+                # so both sides process the same pixels
+                size = (-(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
+                found, found8 = onnx_path, int8_path
+            else:  # r50: the image is resized to 800 on its short side and padded to 1344, as by torchvision
+                model, cfg, names = _r50()
+                image = to_rgb_uint8(bench_image(None if args.image else (800, 1333), 3, args.image))
+                size, found, found8 = (800, 1344), None, None
+            vs, facts = model_variants(name, model, cfg, names, size, image, workdir, args, threads, found, found8)
+            variants += vs
+            groups[vs[0].group] = facts
+        ctx = bench_common.context(threads, groups=groups)
+        return run_variants(variants, args.runs, args.warmup, rss=args.rss,
+                            title=f"Mask R-CNN, torchvision eager vs the sdk, {threads} threads", context=ctx)
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``segrt bench maskrcnn``."""
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="segrt checkpoint of the small model (default: random-weight resnet18-FPN)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                   help="small: the demo model at the image's size (512x256); "
+                        "r50: random-weight maskrcnn_resnet50_fpn at 800x1344")
+    bench_common.add_arguments(p, "runs/bench_maskrcnn.json")
+
+
+def bench_command(args: argparse.Namespace) -> Report:
+    """Run ``segrt bench maskrcnn``: time, print the table, write the JSON report and the plot."""
+    report = run_bench(args)
+    budget = BY_KIND["maskrcnn"][2]
+    return publish(report, args, {g: budget for g in dict.fromkeys(r.group for r in report.rows)})
+
+
+__all__ = ["add_bench_arguments", "bench_command", "run_bench", "model_variants", "torchvision_variants"]

@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import torch
 
-from sdk.datasets import list_pairs, read_image, write_png
+from sdk.datasets import list_pairs
+from sdk.imageio import read_image, write_png
 from sdk.errors import DataError
 from sdk.io import atomic_path
-from sdk.maskrcnn import to_rgb_uint8
+from sdk.preprocess import to_rgb_uint8
 
 
 def _mask_api():
@@ -190,7 +191,7 @@ def labels_to_coco(label_images: list[tuple[str, np.ndarray]], category: str, us
 
 
 def demo_coco(data_root: str | Path) -> Path:
-    """Write COCO files for the prepared DSB2018 folders (``sdk.datasets.prepare_dsb2018``).
+    """Write COCO files for the prepared DSB2018 folders (``export.data.dsb2018.prepare_dsb2018``).
 
     Layout written under ``data_root/coco``::
 

@@ -7,20 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import sdk
-from sdk.datasets import write_png
+from sdk.imageio import write_png
 from sdk.io import atomic_path
-from sdk.maskrcnn import evaluate
 
 
 def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     """Train a small resnet18-FPN Mask R-CNN on the left half, evaluate on the right half."""
-    from .bench import run_bench
-    from .cli import export_command
+    from .bench import add_bench_arguments, run_bench
+    from export.api import export_maskrcnn
     from .coco import demo_coco
     from .models import MaskRCNNConfig
     from .train import TrainOptions, train
     from export.checkpoint import load_checkpoint
-    import argparse
 
     summary: dict[str, Any] = {}
     print(f"\n== Mask R-CNN: COCO instances files from the same image -> {data / 'coco'}", flush=True)
@@ -38,14 +36,12 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     print(f"   {summary['train']['steps']} steps in {time.monotonic() - t:.0f} s -> {ckpt_path}")
 
     print("\n== Mask R-CNN: export the portable ONNX graph at the held-out image's size (512x256)", flush=True)
-    onnx_path = export_command(argparse.Namespace(out=out / "maskrcnn.onnx", input_size=[512, 256], input_dtype="float32",
-                                                  score_thresh=None, nms_iou=None, max_detections=None,
-                                                  graph="portable", opset=17), ckpt)
+    onnx_path = export_maskrcnn(ckpt, out / "maskrcnn.onnx", input_hw=(512, 256))
     print(f"   {onnx_path}")
 
     print("\n== Mask R-CNN: COCO evaluation on coco/val.json with the sdk runtime (pycocotools)", flush=True)
     predictor = sdk.load(onnx_path)
-    metrics = evaluate(predictor, coco / "val.json", coco / "val")
+    metrics = predictor.evaluate(coco / "val.json")
     summary["eval"] = metrics
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith(("segm", "bbox"))))
 
@@ -53,26 +49,26 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     from export.quantize import calibration_images, quantize_int8
     calibration = calibration_images(coco / "train")
     int8_path = quantize_int8(onnx_path, out / "maskrcnn.int8.onnx", calibration)
-    summary["eval_int8"] = evaluate(sdk.load(int8_path), coco / "val.json", coco / "val")
+    summary["eval_int8"] = sdk.load(int8_path).evaluate(coco / "val.json")
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in summary["eval_int8"].items() if k.startswith(("segm_AP", "bbox_AP"))))
 
     val_image = next(iter(sorted((coco / "val").glob("*.png"))))
-    from sdk.datasets import read_image
+    from sdk.imageio import read_image
     image = read_image(val_image)
     result = predictor.predict(image)
     summary["picture"] = str(write_png(out / "maskrcnn_demo.png", predictor.draw(image, result)))
     print(f"   {summary['picture']}: {len(result)} instances")
 
     print("\n== Mask R-CNN: benchmark (torchvision eager vs sdk on ONNX Runtime, same weights and threads)", flush=True)
-    bench = run_bench(checkpoint=ckpt_path, models=["small"], image_path=val_image, runs=args.bench_runs, warmup=2,
-                      threads=2, workdir=out / "bench_maskrcnn", json_path=out / "bench_maskrcnn.json",
-                      int8_calibration=calibration)
-    small = bench["models"]["small"]
-    summary["bench"] = {k: small[k]["p50_ms"] for k in ("torchvision_e2e", "torchvision_model", "sdk_e2e", "sdk_model")}
-    summary["bench"].update(sdk_int8_e2e=small["sdk_int8_e2e"]["p50_ms"], speedup_e2e_p50=small["speedup_e2e_p50"],
-                            speedup_int8_e2e_p50=small["speedup_int8_e2e_p50"])
-    print(f"   p50 end to end: torchvision {small['torchvision_e2e']['p50_ms']:.0f} ms, sdk fp32 {small['sdk_e2e']['p50_ms']:.0f} ms "
-          f"({small['speedup_e2e_p50']:.2f}x), sdk int8 {small['sdk_int8_e2e']['p50_ms']:.0f} ms ({small['speedup_int8_e2e_p50']:.2f}x)")
+    from sdk.bench.agreement import BY_KIND
+    from sdk.bench.cli import publish
+    from sdk.bench.report import summarize
+    from export.bench_common import demo_bench_args
+    bench_opts = demo_bench_args(add_bench_arguments, out / "bench_maskrcnn.json", args.bench_runs, "--image", str(val_image),
+                            "--models", "small", "--checkpoint", str(ckpt_path))
+    report = run_bench(bench_opts, onnx_path=onnx_path, int8_path=int8_path)
+    report = publish(report, bench_opts, {g: BY_KIND["maskrcnn"][2] for g in {r.group for r in report.rows}})
+    summary["bench"] = summarize(report)
     with atomic_path(out / "maskrcnn_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

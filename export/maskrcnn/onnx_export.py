@@ -23,10 +23,11 @@ from sdk import metadata as md
 from sdk.errors import InputError
 from sdk.io import atomic_path
 
+from export import DEFAULT_OPSET
+
 from .deploy import DeployRCNN
 from .models import MaskRCNNConfig
 
-DEFAULT_OPSET = 17
 # A fixed example the trace runs on; parity is always checked on other images.
 _TRACE_SEED = 1234
 

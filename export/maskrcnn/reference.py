@@ -18,7 +18,8 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from sdk.errors import InputError
-from sdk.maskrcnn import Instances, to_rgb_float
+from sdk.maskrcnn import Instances
+from sdk.preprocess import to_rgb_float
 
 
 class _PadToCanvas(GeneralizedRCNNTransform):

@@ -80,6 +80,11 @@ extern "C" int32_t segrt_roi_align_cuda_abi_version(void)
     return SEGRT_ROI_ALIGN_CUDA_ABI_VERSION;
 }
 
+extern "C" const char* segrt_roi_align_cuda_error_string(int32_t status)
+{
+    return cudaGetErrorString(static_cast<cudaError_t>(status));
+}
+
 extern "C" cudaError_t segrt_roi_align_cuda(int32_t dtype, const void* x, int64_t n, int64_t c, int64_t h, int64_t w,
     const float* rois, const int32_t* batch_indices, int64_t k, int32_t out_h, int32_t out_w, float spatial_scale,
     int32_t sampling_ratio, int32_t mode, int32_t aligned, void* y, cudaStream_t stream)

@@ -40,6 +40,9 @@ extern "C" {
 /* Returns SEGRT_ROI_ALIGN_CUDA_ABI_VERSION. */
 SEGRT_CUDA_API int32_t segrt_roi_align_cuda_abi_version(void);
 
+/* cudaGetErrorString of a launcher's status, for callers without the CUDA runtime (ctypes). */
+SEGRT_CUDA_API const char* segrt_roi_align_cuda_error_string(int32_t status);
+
 /* ONNX RoiAlign: x [n, c, h, w] -> y [k, c, out_h, out_w]. mode 0 avg, 1 max; aligned 1 = half_pixel. */
 SEGRT_CUDA_API cudaError_t segrt_roi_align_cuda(int32_t dtype, const void* x, int64_t n, int64_t c, int64_t h,
     int64_t w, const float* rois, const int32_t* batch_indices, int64_t k, int32_t out_h, int32_t out_w,

@@ -66,7 +66,9 @@ struct KernelArgs
     int32_t chunks;           //!< grid.y, set by planGrid()
 };
 
-SEGRT_HD float loadValue(float const* p)
+//! Read-only load: through the texture cache on the GPU (__ldg), plain on the host (the CPU emulator).
+template <typename T>
+SEGRT_HD T loadReadOnly(T const* p)
 {
 #if defined(__CUDA_ARCH__)
     return __ldg(p);
@@ -75,13 +77,14 @@ SEGRT_HD float loadValue(float const* p)
 #endif
 }
 
+SEGRT_HD float loadValue(float const* p)
+{
+    return loadReadOnly(p);
+}
+
 SEGRT_HD int32_t loadIndex(int32_t const* p)
 {
-#if defined(__CUDA_ARCH__)
-    return __ldg(p);
-#else
-    return *p;
-#endif
+    return loadReadOnly(p);
 }
 
 SEGRT_HD float loadBox(float const* p)
@@ -282,25 +285,11 @@ inline bool planGrid(KernelArgs& a)
     return true;
 }
 
-//! Arguments of one single-level RoIAlign; false when unusable (the launcher returns cudaErrorInvalidValue).
-inline bool makeRoiAlignArgs(KernelArgs& a, void const* x, int64_t n, int64_t c, int64_t h, int64_t w,
-    float const* rois, int32_t const* batch, int64_t k, int32_t outH, int32_t outW, float spatialScale,
-    int32_t samplingRatio, int32_t mode, int32_t aligned, void* y)
+//! The RoI, output and sampling fields both ops share; the levels are filled in by the caller.
+inline KernelArgs roiArgs(float const* rois, int32_t const* batch, void* y, int64_t n, int64_t c, int64_t k,
+    int32_t outH, int32_t outW, int32_t samplingRatio, int32_t aligned, int32_t mode)
 {
-    if (!commonOk(n, c, k, outH, outW, samplingRatio) || (mode != kRoiAlignAvg && mode != kRoiAlignMax)
-        || !levelOk(h, w))
-    {
-        return false;
-    }
-    a = KernelArgs{};
-    a.levels.data[0] = x;
-    a.levels.height[0] = static_cast<int32_t>(h);
-    a.levels.width[0] = static_cast<int32_t>(w);
-    a.levels.scale[0] = spatialScale;
-    a.numLevels = 1;
-    a.kMin = 0;
-    a.canonicalScale = 224.F;
-    a.canonicalLevel = 4;
+    KernelArgs a{};
     a.rois = rois;
     a.batch = batch;
     a.out = y;
@@ -312,6 +301,28 @@ inline bool makeRoiAlignArgs(KernelArgs& a, void const* x, int64_t n, int64_t c,
     a.samplingRatio = samplingRatio;
     a.aligned = aligned != 0 ? 1 : 0;
     a.mode = mode;
+    return a;
+}
+
+//! Arguments of one single-level RoIAlign; false when unusable (the launcher returns cudaErrorInvalidValue).
+inline bool makeRoiAlignArgs(KernelArgs& a, void const* x, int64_t n, int64_t c, int64_t h, int64_t w,
+    float const* rois, int32_t const* batch, int64_t k, int32_t outH, int32_t outW, float spatialScale,
+    int32_t samplingRatio, int32_t mode, int32_t aligned, void* y)
+{
+    if (!commonOk(n, c, k, outH, outW, samplingRatio) || (mode != kRoiAlignAvg && mode != kRoiAlignMax)
+        || !levelOk(h, w))
+    {
+        return false;
+    }
+    a = roiArgs(rois, batch, y, n, c, k, outH, outW, samplingRatio, aligned, mode);
+    a.levels.data[0] = x;
+    a.levels.height[0] = static_cast<int32_t>(h);
+    a.levels.width[0] = static_cast<int32_t>(w);
+    a.levels.scale[0] = spatialScale;
+    a.numLevels = 1;
+    a.kMin = 0;
+    a.canonicalScale = 224.F;
+    a.canonicalLevel = 4;
     bool const work = k > 0 && c > 0;
     return (!work || (x != nullptr && rois != nullptr && batch != nullptr && y != nullptr)) && planGrid(a);
 }
@@ -329,7 +340,7 @@ inline bool makeMultiLevelArgs(KernelArgs& a, void const* const* features, int64
         return false;
     }
     bool const work = k > 0 && c > 0;
-    a = KernelArgs{};
+    a = roiArgs(rois, batch, y, n, c, k, outH, outW, samplingRatio, aligned, kRoiAlignAvg);
     for (int32_t l = 0; l < numLevels; ++l)
     {
         if (!levelOk(heights[l], widths[l]) || !(scales[l] > 0.F) || (work && features[l] == nullptr))
@@ -345,17 +356,6 @@ inline bool makeMultiLevelArgs(KernelArgs& a, void const* const* features, int64
     a.kMin = fpnKMin(scales[0]);
     a.canonicalScale = canonicalScale;
     a.canonicalLevel = canonicalLevel;
-    a.rois = rois;
-    a.batch = batch;
-    a.out = y;
-    a.n = n;
-    a.c = c;
-    a.k = k;
-    a.outH = outH;
-    a.outW = outW;
-    a.samplingRatio = samplingRatio;
-    a.aligned = aligned != 0 ? 1 : 0;
-    a.mode = kRoiAlignAvg;
     return (!work || (rois != nullptr && batch != nullptr && y != nullptr)) && planGrid(a);
 }
 

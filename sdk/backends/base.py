@@ -9,9 +9,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -54,3 +56,31 @@ class Backend(abc.ABC):
     def __repr__(self) -> str:
         ins = ", ".join(f"{t.name}{list(t.shape)}" for t in self.inputs)
         return f"{self.name}({self.path.name}: {ins})"
+
+
+def check_feed(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> None:
+    """Every model input is in ``feed`` with the dtype and rank the model declares; ``InputError`` otherwise.
+
+    Backends never cast: a float64 image fed to a float32 model is a mistake upstream
+    (and a silent copy), so every backend refuses it with the same message.
+    ``feed`` values may be numpy arrays or anything with a numpy-compatible ``dtype`` and ``shape``.
+    """
+    missing = [t.name for t in inputs if t.name not in feed]
+    if missing:
+        raise InputError(f"missing model input(s): {', '.join(missing)}",
+                         f"pass a dict with keys {[t.name for t in inputs]}")
+    for info in inputs:
+        x = feed[info.name]
+        if not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        try:
+            same = np.dtype(x.dtype) == info.dtype
+        except TypeError:  # a torch dtype: compare by name (torch.float32 -> "float32")
+            same = str(x.dtype).rsplit(".", 1)[-1] == info.dtype.name
+        if not same:
+            raise InputError(f"input {info.name!r} has dtype {x.dtype}, the model expects {info.dtype.name}",
+                             f"convert it before the call, e.g. x.astype(np.{info.dtype.name})")
+        if len(x.shape) != len(info.shape):
+            raise InputError(f"input {info.name!r} has shape {list(x.shape)}, the model takes "
+                             f"{len(info.shape)} dimensions {['?' if d is None else d for d in info.shape]}",
+                             "pass one array per input with the model's layout (e.g. NCHW for images)")

@@ -25,12 +25,13 @@ import onnxruntime as ort
 
 from .. import metadata as md
 from ..errors import ArtifactError, BackendUnavailableError, InputError
-from .base import Backend, TensorInfo
+from .base import Backend, TensorInfo, check_feed
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+    "tensor(int64)": np.int64, "tensor(bool)": np.bool_, "tensor(uint16)": np.uint16, "tensor(int16)": np.int16,
+    "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64,
 }
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
@@ -159,10 +160,8 @@ class OnnxRuntimeBackend(Backend):
             first = str(exc).strip().splitlines()[0][:300]
             raise ArtifactError(f"{self.path} could not be loaded by ONNX Runtime: {first}",
                                 "the file may be truncated or not an ONNX model; re-export it with `segrt export`") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        text = meta.get(md.METADATA_KEY)
-        self.metadata: dict[str, Any] = (md.decode(text, str(self.path))
-                                         if (require_metadata or text is not None) else {})
+        self.metadata: dict[str, Any] = md.from_props(self.session.get_modelmeta().custom_metadata_map,
+                                                      str(self.path), required=require_metadata)
         self.inputs = [_tensor_info(a) for a in self.session.get_inputs()]
         self.outputs = [_tensor_info(a) for a in self.session.get_outputs()]
         self.providers = tuple(self.session.get_providers())
@@ -180,10 +179,7 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [o.name for o in self.outputs]
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [t.name for t in self.inputs if t.name not in feed]
-        if missing:
-            raise InputError(f"missing model input(s): {', '.join(missing)}",
-                             f"pass a dict with keys {[t.name for t in self.inputs]}")
+        check_feed(self.inputs, feed)
         results = self.session.run(self._output_names, feed)
         return dict(zip(self._output_names, results))
 

@@ -50,6 +50,18 @@ def _split_error(message: str) -> tuple[str, str | None]:
     return problem.strip(), (fix.strip() or None)
 
 
+class TritonEndpoint:
+    """Stands where a local predictor has its backend: which server and model run the network."""
+
+    name = "triton"
+
+    def __init__(self, url: str, model: str) -> None:
+        self.path = f"{url}/v2/models/{model}"
+
+    def __repr__(self) -> str:
+        return f"TritonEndpoint({self.path!r})"
+
+
 class RemotePredictor:
     """A segrt pipeline model on a Triton server, used like a local predictor.
 
@@ -60,12 +72,12 @@ class RemotePredictor:
         probs: U-Net: also fetch the class probabilities float32 [K, H, W] (off: ``result.probs`` is None,
             and the response is K x 4 bytes per pixel smaller).
 
-    After each ``predict``, ``last_timings`` holds preprocess_ms (client-side checks and conversion),
-    model_ms (the round trip: transfer, queueing, the server's whole pipeline) and postprocess_ms
-    (decoding the response). Usable from several threads (one connection per thread).
+    Implements the predictor protocol (``sdk.predictor``): ``kind``, ``metadata``, ``backend``
+    (a :class:`TritonEndpoint`), ``predict``, ``draw``, ``save``, ``evaluate``, ``last_timings``.
+    After each ``predict``, ``last_timings`` holds model_ms (the request's round trip: transfer,
+    queueing and the server's whole pipeline) and total_ms (with the client's checks and decoding).
+    Usable from several threads (one connection per thread).
     """
-
-    backend = "triton"
 
     def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 60.0, probs: bool = True) -> None:
         self.protocol, self.address = parse_url(url)
@@ -87,6 +99,8 @@ class RemotePredictor:
         self.max_pixels = int(params.get("max_pixels", {}).get("string_value", protocol.DEFAULT_MAX_PIXELS))
         self.batching = int(config.get("max_batch_size", 0)) > 0
         self.outputs = [n for n in protocol.outputs_for(self.kind) if n != "probs" or probs]
+        self.foreground = int(self.metadata.get("foreground_class", 1))
+        self.backend = TritonEndpoint(self.url, self.model)
         self.last_timings: dict[str, float] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -159,28 +173,34 @@ class RemotePredictor:
         return out
 
     # -- predictor interface -----------------------------------------------------------------
-    def predict(self, image: np.ndarray, tta: bool | None = None) -> Any:
-        """Like local ``predict``: [H, W] or [H, W, C] uint8/uint16/float image -> SegmentationResult / Instances."""
+    def predict(self, image: np.ndarray, **options: Any) -> Any:
+        """Like local ``predict``: [H, W] or [H, W, C] uint8/uint16/float image -> SegmentationResult / Instances.
+
+        Options: ``tta`` (U-Net). Tiling and batching are the server's (set when its repository was written).
+        """
         t0 = time.perf_counter()
+        inputs = self._options(options)
         array = protocol.as_request_image(image)
         protocol.check_pixels(array.shape[0], array.shape[1], self.max_pixels)
-        inputs = {protocol.image_input_name(array): array}
-        if tta is not None and self.kind == "unet":
-            inputs[protocol.TTA_INPUT] = np.array([int(bool(tta))], np.uint8)
+        inputs[protocol.image_input_name(array)] = array
         t1 = time.perf_counter()
         tensors = self.infer(inputs, self.outputs)
         t2 = time.perf_counter()
         result = protocol.decode_result(self.kind, tensors, self.class_names, image=np.asarray(image))
-        # model_ms is the whole round trip: transfer, queueing and the server's pre/post-processing included
-        self.last_timings = {"preprocess_ms": (t1 - t0) * 1e3, "model_ms": (t2 - t1) * 1e3,
-                             "postprocess_ms": (time.perf_counter() - t2) * 1e3}
+        self.last_timings = {"model_ms": (t2 - t1) * 1e3, "total_ms": (time.perf_counter() - t0) * 1e3}
         return result
 
-    def predict_encoded(self, data: bytes, tta: bool | None = None) -> Any:
+    def _options(self, options: dict[str, Any]) -> dict[str, np.ndarray]:
+        from ..predictor import check_options
+        check_options(self.kind, options, ("tta",) if self.kind == "unet" else ())
+        if options.get("tta") is None:
+            return {}
+        return {protocol.TTA_INPUT: np.array([int(bool(options["tta"]))], np.uint8)}
+
+    def predict_encoded(self, data: bytes, **options: Any) -> Any:
         """Predict on PNG/JPEG/TIFF file bytes, decoded by the server (``result.image`` is None for Mask R-CNN)."""
-        inputs = {protocol.ENCODED_INPUT: np.frombuffer(data, np.uint8)}
-        if tta is not None and self.kind == "unet":
-            inputs[protocol.TTA_INPUT] = np.array([int(bool(tta))], np.uint8)
+        inputs = self._options(options)
+        inputs[protocol.ENCODED_INPUT] = np.frombuffer(data, np.uint8)
         return protocol.decode_result(self.kind, self.infer(inputs, self.outputs), self.class_names)
 
     __call__ = predict
@@ -198,6 +218,12 @@ class RemotePredictor:
     def save(self, result: Any, out_dir: str | Path, stem: str, image: np.ndarray | None = None) -> list[Path]:
         """The same files as the local predictor writes."""
         return self._local_class().save(self, result, out_dir, stem, image=image)
+
+    def evaluate(self, data: str | Path, **options: Any) -> dict[str, Any]:
+        """The local predictor's evaluation (same metrics), every image predicted by the server."""
+        if self.kind == "unet" and not self.probs:
+            raise InputError("U-Net evaluation needs the probabilities", "use RemotePredictor(url, model, probs=True)")
+        return self._local_class().evaluate(self, data, **options)
 
     def close(self) -> None:
         for client in self._clients:

@@ -32,10 +32,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..imageio import decode_image
+from ..preprocess import check_image
 
 IMAGE_INPUTS: dict[str, str] = {"uint8": "image", "uint16": "image_uint16", "float32": "image_float32"}
 ENCODED_INPUT = "encoded"
@@ -97,14 +98,9 @@ def check_pixels(h: int, w: int, max_pixels: int) -> None:
 
 
 def check_request_image(image: np.ndarray, max_pixels: int) -> np.ndarray:
-    """Server-side checks of an [H, W, C] request array: rank, emptiness, size, NaN/inf."""
-    if image.ndim != 3:
-        raise InputError(f"image has shape {image.shape}; expected [H, W, C]", "send one image of rank 3")
-    if image.shape[0] == 0 or image.shape[1] == 0 or image.shape[2] == 0:
-        raise InputError(f"image is empty (shape {image.shape})", "send an image with at least one pixel")
+    """Server-side checks of an [H, W, C] request array: the predictors' own check, then the size limit."""
+    check_image(image)
     check_pixels(image.shape[0], image.shape[1], max_pixels)
-    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-        raise InputError("image contains NaN or infinite values", "replace them, e.g. np.nan_to_num(img)")
     return image
 
 
@@ -130,7 +126,7 @@ def encoded_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def decode_image(data: np.ndarray, max_pixels: int) -> np.ndarray:
+def decode_request_image(data: np.ndarray, max_pixels: int) -> np.ndarray:
     """Decode PNG/JPEG/TIFF bytes (uint8 [n]) as ``read_image`` reads a file: unchanged depth, colour as RGB."""
     data = np.ascontiguousarray(np.asarray(data, dtype=np.uint8).reshape(-1))
     if data.size == 0:
@@ -138,13 +134,11 @@ def decode_image(data: np.ndarray, max_pixels: int) -> np.ndarray:
     hw = encoded_size(data)
     if hw is not None:
         check_pixels(*hw, max_pixels)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    img = decode_image(data)
     if img is None:
         raise InputError(f"the encoded image ({data.size} bytes) cannot be decoded",
                          "send the complete bytes of a PNG, JPEG or TIFF file")
     check_pixels(img.shape[0], img.shape[1], max_pixels)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return img
 
 

@@ -118,7 +118,7 @@ class TritonPythonModel:
                                  "send one request per image; the server batches requests itself")
             array = array[0]
         if name == protocol.ENCODED_INPUT:
-            image = protocol.check_request_image(_hwc(protocol.decode_image(array, self.max_pixels)), self.max_pixels)
+            image = protocol.check_request_image(_hwc(protocol.decode_request_image(array, self.max_pixels)), self.max_pixels)
         else:
             image = protocol.check_request_image(array, self.max_pixels)
         options: dict[str, Any] = {}

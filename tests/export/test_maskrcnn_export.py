@@ -25,9 +25,9 @@ from export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
 from export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
 from export.maskrcnn.train import TrainOptions, train  # noqa: E402
 from export.checkpoint import load_checkpoint  # noqa: E402
-from sdk.datasets import read_image  # noqa: E402
+from sdk.imageio import read_image  # noqa: E402
 from sdk.errors import ArtifactError, DataError  # noqa: E402
-from sdk.maskrcnn import evaluate  # noqa: E402
+from sdk.coco import evaluate  # noqa: E402
 
 EXPORT_HW = (512, 512)
 
@@ -112,7 +112,7 @@ def test_portable_onnx_matches_torchvision(trained, portable, coco_demo):
 
 def test_coco_ap_matches_torchvision(trained, portable, coco_demo):
     model, cfg, names, _ = trained
-    ours = evaluate(sdk.load(portable), coco_demo / "val.json", coco_demo / "val")
+    ours = sdk.load(portable).evaluate(coco_demo / "val.json")
     theirs = evaluate(TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW), coco_demo / "val.json", coco_demo / "val")
     for key in ("bbox_AP", "segm_AP", "segm_AP50"):
         assert abs(ours[key] - theirs[key]) <= 0.005, (key, ours[key], theirs[key])
@@ -183,7 +183,7 @@ def test_coco_missing_images_and_degenerate_annotations(coco_demo, tmp_path):
 
 def test_keypoint_head_and_decoding_match_torchvision():
     """Keypoint R-CNN: graph heatmaps + sdk decoding (bicubic resize, argmax) equal torchvision's keypoints."""
-    from sdk.maskrcnn import heatmaps_to_keypoints
+    from sdk.keypoints import heatmaps_to_keypoints
     torch.manual_seed(0)
     cfg = MaskRCNNConfig.paper("keypointrcnn_resnet50_fpn", 2)
     cfg.min_size, cfg.max_size, cfg.rpn_pre_nms_top_n_test, cfg.rpn_post_nms_top_n_test = 256, 320, 200, 100
@@ -207,7 +207,7 @@ def test_int8_graph_keeps_coco_ap_close(portable, coco_demo, tmp_path):
     from export.quantize import calibration_images, quantize_int8
     int8 = quantize_int8(portable, tmp_path / "int8.onnx", calibration_images(coco_demo / "train"))
     assert sdk.load(int8).backend.metadata["quantization"]["ops"] == ["Conv"]
-    fp32_ap = evaluate(sdk.load(portable), coco_demo / "val.json", coco_demo / "val")
-    int8_ap = evaluate(sdk.load(int8), coco_demo / "val.json", coco_demo / "val")
+    fp32_ap = sdk.load(portable).evaluate(coco_demo / "val.json")
+    int8_ap = sdk.load(int8).evaluate(coco_demo / "val.json")
     assert fp32_ap["segm_AP50"] > 0.1  # a (briefly) trained model, or the comparison says nothing
     assert abs(int8_ap["segm_AP50"] - fp32_ap["segm_AP50"]) < 0.05

@@ -12,8 +12,8 @@ def test_int8_model_loads_and_tracks_the_fp32_model(tiny_unet, tmp_path):
     calibration = [rng.integers(0, 4000, (90, 110)).astype(np.uint16) for _ in range(2)]
     path = quantize_int8(tiny_unet[1], tmp_path / "tiny.int8.onnx", calibration)
     fp32, int8 = sdk.load(tiny_unet[1]), sdk.load(path)
-    assert int8.meta["quantization"]["weights"] == "int8 per-channel"
-    assert {k: v for k, v in int8.meta.items() if k != "quantization"} == fp32.meta
+    assert int8.metadata["quantization"]["weights"] == "int8 per-channel"
+    assert {k: v for k, v in int8.metadata.items() if k != "quantization"} == fp32.metadata
     image = rng.integers(0, 4000, (70, 95)).astype(np.uint16)  # not a calibration image
     p32, p8 = fp32.predict(image).probs, int8.predict(image).probs
     assert p8.shape == p32.shape

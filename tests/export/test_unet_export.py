@@ -7,7 +7,8 @@ import torch
 import sdk
 from export.checkpoint import load_checkpoint, save_checkpoint
 from export.models.unet import UNet, UNetConfig, geometry
-from export.to_onnx import _WithSoftmax, check_parity, checkpoint_to_onnx, unet_to_onnx
+from export.api import export_onnx
+from export.to_onnx import _WithSoftmax, check_parity, unet_to_onnx
 from sdk.errors import ArtifactError
 
 
@@ -52,7 +53,7 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch, tiny_un
 def test_checkpoint_round_trip_and_export(tmp_path, tiny_unet):
     model = tiny_unet[0]
     ckpt = save_checkpoint(tmp_path / "u.pt", "unet", vars(model.config).copy(), ["bg", "fg"], model.state_dict())
-    out = checkpoint_to_onnx(ckpt, tmp_path / "u.onnx")
+    out = export_onnx(ckpt, tmp_path / "u.onnx")
     assert sdk.load(out).class_names == ["bg", "fg"]
 
 
@@ -69,4 +70,4 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "obj.pt")
     torch.save({"kind": "unet", "config": {"depth": 3, "base_channels": 4}, "model": {}, "class_names": ["a"]}, tmp_path / "empty.pt")
     with pytest.raises(ArtifactError, match="do not fit"):
-        checkpoint_to_onnx(tmp_path / "empty.pt", tmp_path / "x.onnx")
+        export_onnx(tmp_path / "empty.pt", tmp_path / "x.onnx")

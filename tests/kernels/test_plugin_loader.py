@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import sdk.plugins as plugins
-import sdk.roi_align as ra
+from sdk import native
 from sdk.errors import BackendUnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +25,8 @@ def test_imports_without_tensorrt():
 
 def test_missing_library_names_every_place_and_the_cmake_command(monkeypatch, tmp_path):
     monkeypatch.setenv("SEGRT_PLUGIN_PATH", str(tmp_path / "env_dir"))
-    monkeypatch.setattr(plugins, "_REPO_ROOT", tmp_path / "repo")
-    monkeypatch.setattr(plugins, "__file__", str(tmp_path / "pkg" / "plugins.py"))
+    monkeypatch.setattr(native, "BUILD_DIR", tmp_path / "repo" / "build")
+    monkeypatch.setattr(native, "PACKAGE_LIB_DIR", tmp_path / "pkg" / "_lib")
     with pytest.raises(BackendUnavailableError) as err:
         plugins.find_plugin_library([tmp_path / "engine_dir"])
     text = str(err.value)
@@ -52,7 +52,7 @@ def test_load_is_idempotent_and_global(monkeypatch, tmp_path):
     """Loads any shared library under the plugin's name (the real one needs libnvinfer), once."""
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # behave as on a machine without TensorRT
     fake = tmp_path / plugins.PLUGIN_LIBRARY
-    shutil.copy(ra.library_path(), fake)
+    shutil.copy(native.find_library(native.CPU_ROI_ALIGN), fake)
     monkeypatch.setattr(plugins, "_loaded", {})
     assert plugins.load_plugins([tmp_path]) == fake
     first = plugins._loaded[fake.resolve()]

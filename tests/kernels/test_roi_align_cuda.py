@@ -1,4 +1,5 @@
-"""CUDA kernels (libsegrt_roi_align_cuda.so) against torchvision's CUDA ops; GPU only.
+"""CUDA kernels (libsegrt_roi_align_cuda.so, through sdk.ops on torch CUDA tensors) against
+torchvision's CUDA ops; GPU only.
 
 fp32 must match torchvision to float rounding; fp16 features (fp32 boxes, fp32
 maths inside) are compared with torchvision in fp32 on the same fp16-rounded
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 
 from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
-from _cuda_roi_align import BUILD_HINT, CudaRoiAlign, find_library
-from sdk.roi_align import roi_align as cpu_roi_align
+from sdk import native
+from sdk.errors import BackendUnavailableError
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -27,13 +28,16 @@ FP16_TOL = dict(rtol=2e-3, atol=2e-3)
 
 
 @pytest.fixture(scope="module")
-def ops() -> CudaRoiAlign:
-    path = find_library()
-    if path is None:
+def ops():
+    """sdk.ops, once the CUDA library is found (numpy inputs still run on the CPU library)."""
+    try:
+        native.find_library(native.CUDA_ROI_ALIGN)
+    except BackendUnavailableError as exc:
         if os.environ.get("SEGRT_REQUIRE_GPU_TESTS"):  # set by scripts/gpu_check.sh: a skip there is a failure
-            pytest.fail(f"libsegrt_roi_align_cuda.so is not built; {BUILD_HINT}")
-        pytest.skip(f"libsegrt_roi_align_cuda.so is not built; {BUILD_HINT}")
-    return CudaRoiAlign(path)
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    import sdk.ops
+    return sdk.ops
 
 
 def _cuda(a, dtype=None):
@@ -70,7 +74,7 @@ def test_max_mode_matches_cpu_implementation(ops, aligned):
     x = rng.standard_normal((2, 9, 40, 50)).astype(np.float32)
     rois = np.concatenate([random_boxes(rng, 50, (40, 50)), EDGE_BOXES / 4])
     idx = rng.integers(0, 2, len(rois))
-    want = cpu_roi_align(x, rois, idx, (6, 5), 1.0, 0, "max", aligned)
+    want = ops.roi_align(x, rois, idx, (6, 5), 1.0, 0, "max", aligned)
     got = ops.roi_align(_cuda(x), _cuda(rois), _cuda(idx.astype(np.int32)), (6, 5), 1.0, 0, "max", aligned)
     np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-5, atol=1e-5)
 
@@ -92,9 +96,8 @@ def test_zero_rois_and_bad_batch_index(ops):
     empty = ops.roi_align(x, torch.zeros(0, 4, device="cuda"), torch.zeros(0, dtype=torch.int32, device="cuda"), 7,
                           1.0, 2)
     assert empty.shape == (0, 4, 7, 7)
-    out = torch.full((2, 4, 7, 7), float("nan"), device="cuda")
     rois = torch.tensor([[0, 0, 8, 8], [0, 0, 8, 8]], dtype=torch.float32, device="cuda")
-    ops.roi_align(x, rois, torch.tensor([0, 3], dtype=torch.int32, device="cuda"), 7, 1.0, 2, out=out)
+    out = ops.roi_align(x, rois, torch.tensor([0, 3], dtype=torch.int32, device="cuda"), 7, 1.0, 2)
     torch.cuda.synchronize()
     assert torch.isfinite(out[0]).all() and (out[1] == 0).all(), "an out-of-range image index must give zeros"
 
@@ -124,13 +127,12 @@ def test_multi_level_matches_torchvision_cuda(ops, output_size, dtype):
 
 
 def test_multi_level_matches_cpu_implementation(ops):
-    from sdk.roi_align import multi_scale_roi_align
     rng = np.random.default_rng(104)
     feats = pyramid(rng, 2, 5, (96, 128))
     rois = np.concatenate([boxes_all_levels(rng, 60, (96, 128)), EDGE_BOXES])
     idx = rng.integers(0, 2, len(rois))
     scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
-    want = multi_scale_roi_align(feats, rois, idx, 7, scales, 0, aligned=True)
+    want = ops.multi_scale_roi_align(feats, rois, idx, 7, scales, 0, aligned=True)
     got = ops.multi_scale_roi_align([_cuda(f) for f in feats], _cuda(rois), _cuda(idx.astype(np.int32)), 7, scales, 0,
                                     aligned=True)
     np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-5, atol=1e-5)

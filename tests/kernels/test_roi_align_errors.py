@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sdk.roi_align as ra
+import sdk.ops as ra
+from sdk import native
 from sdk.errors import BackendUnavailableError, InputError
+from sdk.ops import _cpu
 
 X = np.zeros((2, 3, 8, 8), np.float32)
 ROIS = np.array([[0, 0, 4, 4], [1, 1, 6, 7]], np.float32)
@@ -75,7 +77,7 @@ def test_multi_scale_rejects(kwargs, needle):
 def test_native_layer_rejects_out_of_range_batch_index_itself():
     """The C ABI re-checks what Python validated: no out-of-bounds read even if called directly."""
     import ctypes
-    lib = ra._lib()
+    lib = _cpu._lib()
     y = np.zeros((1, 3, 2, 2), np.float32)
     idx = np.array([5], np.int64)
     f32p, i64p = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int64)
@@ -85,21 +87,25 @@ def test_native_layer_rejects_out_of_range_batch_index_itself():
     assert b"outside [0, 2)" in lib.segrt_roi_align_last_error()
 
 
-def test_missing_library_says_how_to_build(monkeypatch, tmp_path):
-    monkeypatch.setattr(ra, "_candidates", lambda: [tmp_path / ra.LIBRARY_NAME])
-    ra._lib.cache_clear()
+def test_missing_library_says_where_it_looked_and_how_to_build(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEGRT_ROI_ALIGN_LIB", str(tmp_path / "env"))
+    monkeypatch.setattr(native, "PACKAGE_LIB_DIR", tmp_path / "pkg")
+    monkeypatch.setattr(native, "BUILD_DIR", tmp_path / "build")
+    _cpu._lib.cache_clear()
     try:
         with pytest.raises(BackendUnavailableError) as err:
             ra.roi_align(X, ROIS, IDX, 2)
     finally:
-        ra._lib.cache_clear()
+        _cpu._lib.cache_clear()
     text = str(err.value)
-    assert str(tmp_path) in text and "pip install -e ." in text and "cmake -S . -B build" in text
+    for place in ("env", "pkg", "build"):
+        assert str(tmp_path / place / "libsegrt_roi_align_cpu.so") in text
+    assert "pip install -e ." in text and "cmake -S . -B build" in text and "SEGRT_ROI_ALIGN_LIB" in text
 
 
 def test_env_var_points_at_library(monkeypatch, tmp_path):
-    real = ra.library_path()
+    real = native.find_library(native.CPU_ROI_ALIGN)
     monkeypatch.setenv("SEGRT_ROI_ALIGN_LIB", str(real.parent))
-    assert ra._candidates()[0] == real
+    assert native.search_paths(native.CPU_ROI_ALIGN)[0] == real
     monkeypatch.setenv("SEGRT_ROI_ALIGN_LIB", str(tmp_path / "nowhere.so"))
-    assert ra._candidates()[0] == tmp_path / "nowhere.so"
+    assert native.search_paths(native.CPU_ROI_ALIGN)[0] == tmp_path / "nowhere.so"

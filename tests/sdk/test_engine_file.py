@@ -24,7 +24,7 @@ def engine_meta(**engine_extra) -> dict:
     eng.update(engine_extra)
     return {"format_version": md.FORMAT_VERSION, "kind": "unet", "class_names": ["background", "cell"],
             "input_channels": 1, "normalization": {"scale": 1 / 255, "mean": [0.5], "std": [0.25]},
-            "size_min": 188, "size_step": 16, "border": 92, "tile_size": 572, "engine": eng}
+            "padding": "valid", "size_min": 188, "size_step": 16, "border": 92, "tile_size": 572, "engine": eng}
 
 
 @pytest.fixture

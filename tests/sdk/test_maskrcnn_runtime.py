@@ -6,7 +6,10 @@ import pytest
 
 from sdk.coco import encode_rle
 from sdk.errors import InputError
-from sdk.maskrcnn import Instances, draw_instances, instances_to_coco, resized_size, to_rgb_float
+from sdk.coco import instances_to_coco
+from sdk.maskrcnn import Instances, resized_size
+from sdk.preprocess import to_rgb_float
+from sdk.viz import draw_instances
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 48), (203, 301)])
@@ -29,7 +32,7 @@ def test_image_conversions_grey_rgba_uint16():
     assert np.array_equal(to_rgb_float(grey), np.repeat((grey / np.float32(255))[:, :, None], 3, 2))
     u16 = grey.astype(np.uint16) * 3
     assert np.isclose(to_rgb_float(u16).max(), 1.0)  # scaled by the image's own maximum
-    with pytest.raises(InputError, match="HxW, HxWx3 or HxWx4"):
+    with pytest.raises(InputError, match=r"expected \[H, W\] or \[H, W, C\]"):
         to_rgb_float(np.zeros((2, 3, 4, 5)))
 
 

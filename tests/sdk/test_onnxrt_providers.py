@@ -73,7 +73,8 @@ def tiny_model(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     helper.set_model_props(model, {md.METADATA_KEY: md.encode(
         {"kind": "unet", "class_names": ["a", "b", "c"], "input_channels": 3,
-         "normalization": {"scale": 1.0, "mean": [0, 0, 0], "std": [1, 1, 1]}})})
+         "normalization": {"scale": 1.0, "mean": [0, 0, 0], "std": [1, 1, 1]},
+         "padding": "same", "border": 0, "size_min": 8, "size_step": 8, "tile_size": 64})})
     path = tmp_path / "tiny.onnx"
     onnx.save(model, str(path))
     return path

@@ -108,11 +108,11 @@ def test_encoded_size_and_decode():
     png = cv2.imencode(".png", img)[1]
     jpg = cv2.imencode(".jpg", img)[1]
     assert protocol.encoded_size(png) == (30, 70) == protocol.encoded_size(jpg)
-    assert protocol.decode_image(png, 10_000).shape == (30, 70, 3)
+    assert protocol.decode_request_image(png, 10_000).shape == (30, 70, 3)
     with pytest.raises(InputError, match="exceeds this server's limit"):
-        protocol.decode_image(png, 2000)
+        protocol.decode_request_image(png, 2000)
     with pytest.raises(InputError, match="cannot be decoded"):
-        protocol.decode_image(png[:40], 10_000)
+        protocol.decode_request_image(png[:40], 10_000)
     with pytest.raises(InputError, match="uint8, uint16 or float32"):
         protocol.as_request_image(np.zeros((4, 4), np.int32))
     assert protocol.as_request_image(np.zeros((4, 4))).dtype == np.float32

@@ -100,6 +100,9 @@ def test_unet_results_equal_local_predict(server, tiny_unet, scheme, tmp_path):
     got = remote.predict_encoded(cv2.imencode(".png", image)[1].tobytes(), tta=True)
     np.testing.assert_array_equal(got.probs, local.predict(image, tta=True).probs)
     assert RemotePredictor(remote.url, "tiny", probs=False).predict(image).probs is None
+    with pytest.raises(InputError, match="take no option 'tile'"):
+        remote.predict(image, tile=124)
+    assert 0 < remote.last_timings["model_ms"] <= remote.last_timings["total_ms"]
     mine = remote.save(remote.predict(image), tmp_path / "remote", "u", image=image)
     theirs = local.save(local.predict(image), tmp_path / "local", "u", image=image)
     assert [p.name for p in mine] == [p.name for p in theirs] == ["u_classes.png", "u_instances.png", "u_overlay.png"]

@@ -31,7 +31,7 @@ def engine_meta(**eng) -> dict:
     base.update(eng)
     return {"format_version": 1, "kind": "unet", "class_names": ["bg", "fg"], "input_channels": 1,
             "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]}, "size_min": 188, "size_step": 16,
-            "border": 92, "tile_size": 572, "input_name": "image", "engine": base}
+            "border": 92, "tile_size": 572, "input_name": "image", "padding": "valid", "engine": base}
 
 
 # ----------------------------------------------------------------------------- imports and availability
@@ -222,6 +222,87 @@ def test_context_pool_gives_back_the_place_when_creation_fails():
         trt_backend.ContextPool(factory, size=0)
 
 
+def test_a_creation_failure_wakes_a_thread_waiting_for_a_context():
+    """Thread A creates the only context and fails while thread B waits: B must not wait forever."""
+    started, fail = threading.Event(), threading.Event()
+
+    def factory():
+        if not started.is_set():
+            started.set()
+            fail.wait(5)
+            raise RuntimeError("out of memory")
+        return "ctx"
+
+    pool = trt_backend.ContextPool(factory, size=1)
+    results: dict[str, object] = {}
+
+    def creator():
+        try:
+            pool.acquire()
+        except RuntimeError as exc:
+            results["a"] = exc
+
+    def waiter():
+        results["b"] = pool.acquire()
+
+    a = threading.Thread(target=creator, daemon=True)
+    a.start()
+    started.wait(5)
+    b = threading.Thread(target=waiter, daemon=True)
+    b.start()
+    time.sleep(0.05)  # B is waiting now
+    fail.set()
+    a.join(5)
+    b.join(5)
+    assert isinstance(results.get("a"), RuntimeError)
+    assert not b.is_alive() and results.get("b") == "ctx"
+
+
+class _Closable:
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_closing_the_pool_frees_idle_slots_now_and_lent_ones_on_release():
+    pool = trt_backend.ContextPool(_Closable, size=2)
+    lent, idle = pool.acquire(), pool.acquire()
+    pool.release(idle)
+    pool.close()
+    assert idle.closed and not lent.closed  # a running call keeps its context
+    pool.release(lent)
+    assert lent.closed
+    with pytest.raises(trt_backend.PoolClosedError, match="was closed"):
+        pool.acquire()
+
+
+def test_threads_waiting_for_a_context_fail_clearly_when_the_pool_closes():
+    pool = trt_backend.ContextPool(_Closable, size=1)
+    held = pool.acquire()
+    errors = []
+
+    def waiter():
+        try:
+            pool.acquire()
+        except trt_backend.PoolClosedError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    time.sleep(0.05)
+    pool.close()
+    t.join(5)
+    assert not t.is_alive() and len(errors) == 1
+    pool.release(held)
+    assert held.closed
+
+
+def test_alignment_rule():
+    assert trt_backend.is_aligned(0x7f0000000100) and not trt_backend.is_aligned(0x7f0000000104)
+
+
 # ----------------------------------------------------------------------------- plugins
 
 def test_missing_plugin_library_names_the_library_and_ops(tmp_path, monkeypatch):
@@ -267,8 +348,11 @@ def test_cuda_graph_replay_equals_the_plain_run(two_layer_engine):
         ref = plain.run({"image": x})["probs"]
         for _ in range(3):  # first call captures, later ones replay
             np.testing.assert_array_equal(graphed.run({"image": x})["probs"], ref)
-        y = x[:, :, :32, :48].copy()  # a new shape drops the graph and captures again
-        np.testing.assert_array_equal(graphed.run({"image": y})["probs"], plain.run({"image": y})["probs"])
+        y = x[:, :, :32, :48].copy()  # a new shape captures its own graph
+        ref_y = plain.run({"image": y})["probs"]
+        for _ in range(3):  # alternating shapes replay each shape's graph after a switch
+            np.testing.assert_array_equal(graphed.run({"image": y})["probs"], ref_y)
+            np.testing.assert_array_equal(graphed.run({"image": x})["probs"], ref)
 
 
 @pytest.mark.tensorrt

@@ -14,7 +14,7 @@ def test_predictor_matches_eager_pytorch_through_the_same_tiling(tiny_unet, hw):
     from export.torch_backend import TorchBackend
     model, path = tiny_unet
     predictor = sdk.load(path)
-    reference = UNetPredictor(TorchBackend(_WithSoftmax(model), predictor.meta, ["image"], ["probs"]))
+    reference = UNetPredictor(TorchBackend(_WithSoftmax(model), predictor.metadata, ["image"], ["probs"]))
     image = np.random.default_rng(1).integers(0, 4000, hw).astype(np.uint16)
     got, want = predictor.predict(image), reference.predict(image)
     assert got.probs.shape == (2,) + hw and got.classes.shape == hw

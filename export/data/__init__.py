@@ -1,0 +1,1 @@
+"""Training data: the shipped demo data and generated datasets."""

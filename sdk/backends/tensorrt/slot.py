@@ -1,0 +1,86 @@
+"""One execution slot: a TensorRT execution context, its CUDA stream, and per-shape buffers and CUDA graphs.
+
+A slot is used by one thread at a time (``ContextPool`` lends it). For each set of input
+shapes it keeps device and page-locked host buffers and, once captured, the CUDA graph of
+the inference on those buffers: a graph bakes in the addresses and shapes, so buffers and
+graph live and die together. The last ``MAX_CACHED_SHAPES`` shape sets are kept, least
+recently used first out, so a U-Net's tiles (full batches, then the remainder) keep
+their graphs instead of recapturing on every shape switch.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .. import cuda_rt
+
+MAX_CACHED_SHAPES = 4  # shape sets kept per slot; tiling uses 1-3 distinct shapes
+
+ShapeKey = tuple[tuple[int, ...], ...]  # one shape per engine input, in input order
+
+
+class ShapeEntry:
+    """Device + pinned host buffers for one set of I/O shapes, and the CUDA graph captured on them."""
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, np.dtype]) -> None:
+        self.shapes = dict(shapes)
+        self.device: dict[str, cuda_rt.DeviceBuffer] = {}
+        self.host: dict[str, cuda_rt.PinnedBuffer] = {}
+        self.graph: cuda_rt.CudaGraph | None = None
+        try:
+            for n, s in shapes.items():
+                self.device[n] = cuda_rt.DeviceBuffer(int(np.prod(s, dtype=np.int64)) * np.dtype(dtypes[n]).itemsize)
+                self.host[n] = cuda_rt.PinnedBuffer(s, dtypes[n])
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.graph is not None:
+            self.graph.destroy()
+            self.graph = None
+        for b in (*self.device.values(), *self.host.values()):
+            b.free()
+        self.device.clear()
+        self.host.clear()
+
+
+class Slot:
+    """One execution context with its stream, its per-shape entries and its output allocator."""
+
+    def __init__(self, engine: Any, cache_size: int = MAX_CACHED_SHAPES) -> None:
+        self.engine = engine  # the context must not outlive its engine
+        self.context = engine.create_execution_context()
+        if self.context is None:
+            raise cuda_rt.CudaError("TensorRT could not create an execution context (out of GPU memory?)",
+                                    "use fewer contexts, or a smaller engine profile")
+        self.stream = cuda_rt.Stream()
+        self.cache_size = int(cache_size)
+        self.entries: collections.OrderedDict[ShapeKey, ShapeEntry] = collections.OrderedDict()
+        self.shape_key: ShapeKey | None = None  # the input shapes the context is set to
+        self.use_graph = True  # cleared for this slot only when a capture fails here
+        self.allocator: Any = None
+
+    def entry(self, key: ShapeKey, make: Callable[[], ShapeEntry]) -> ShapeEntry:
+        """The entry for ``key`` (created by ``make`` if absent), marked most recently used."""
+        found = self.entries.get(key)
+        if found is None:
+            while len(self.entries) >= self.cache_size:
+                _, old = self.entries.popitem(last=False)
+                old.close()
+            found = self.entries[key] = make()
+        self.entries.move_to_end(key)
+        return found
+
+    def close(self) -> None:
+        for e in self.entries.values():
+            e.close()
+        self.entries.clear()
+        if self.allocator is not None:
+            self.allocator.free()
+            self.allocator = None
+        self.stream.destroy()
+        self.context = None
+        self.engine = None

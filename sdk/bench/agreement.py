@@ -1,0 +1,123 @@
+"""How close a variant's output is to its reference's: named numbers for the report and ``--pick``.
+
+* :func:`segmentation_agreement` (U-Net): ``iou`` is the mean over foreground classes of the
+  IoU between the variant's and the reference's class maps. IoU distance (1 - IoU) is a metric,
+  so ``|IoU(variant, truth) - IoU(reference, truth)| <= 1 - iou`` for any ground truth: a
+  budget of ``iou >= 0.995`` keeps the accuracy within 0.005 IoU of the reference's.
+* :func:`instances_agreement` (Mask R-CNN): COCO AP (IoU 0.50:0.95) of the variant's
+  detections scored against the reference's detections as ground truth (pycocotools). For
+  ``segm_ap`` a detection with an empty mask is no object on either side (COCO scores two
+  empty masks as IoU 0, which would count agreeing empty masks as misses).
+* :func:`array_agreement` (ops): largest absolute difference.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import numpy as np
+
+from ..coco import bbox_xywh, encode_rle
+
+
+def _probs(out: Any) -> np.ndarray:
+    """Class probabilities [..., K, H, W] from a SegmentationResult, a backend output dict or a list of them."""
+    if hasattr(out, "probs"):
+        return np.asarray(out.probs)
+    if isinstance(out, dict):
+        return np.asarray(out["probs"] if "probs" in out else next(iter(out.values())))
+    if isinstance(out, (list, tuple)):
+        return np.concatenate([_probs(o) for o in out])
+    return np.asarray(out)
+
+
+def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
+    """``iou`` (mean foreground-class IoU of the argmax maps), ``label_agreement`` (fraction of
+    pixels with the same class) and ``max_abs_dprob`` between two probability outputs."""
+    p, q = _probs(out).astype(np.float32), _probs(ref).astype(np.float32)
+    if p.shape != q.shape:
+        raise ValueError(f"outputs differ in shape: {p.shape} vs reference {q.shape}")
+    a, b = p.argmax(axis=-3), q.argmax(axis=-3)
+    ious = []
+    for k in range(1, p.shape[-3]):
+        union = np.count_nonzero((a == k) | (b == k))
+        if union:
+            ious.append(np.count_nonzero((a == k) & (b == k)) / union)
+    return {"iou": float(np.mean(ious)) if ious else 1.0, "label_agreement": float((a == b).mean()),
+            "max_abs_dprob": float(np.abs(p - q).max()) if p.size else 0.0}
+
+
+def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
+    """AP@[.5:.95] of ``result`` against ``reference`` as ground truth (both ``sdk.maskrcnn.Instances``)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    keep_ref, keep_out = range(len(reference)), range(len(result))
+    if iou_type == "segm":  # an empty mask is no object: COCO would score two empty masks as IoU 0
+        keep_ref = [i for i in keep_ref if reference.masks[i].any()]
+        keep_out = [i for i in keep_out if result.masks[i].any()]
+    if len(keep_ref) == 0:
+        return 1.0 if len(keep_out) == 0 else 0.0
+    if len(keep_out) == 0:
+        return 0.0
+    h, w = reference.image_hw
+    anns = []
+    for i in keep_ref:
+        box = bbox_xywh(reference.boxes[i])
+        ann = {"id": i + 1, "image_id": 1, "category_id": int(reference.labels[i]), "bbox": box,
+               "area": float(box[2] * box[3]), "iscrowd": 0}
+        if iou_type == "segm":
+            ann["segmentation"] = encode_rle(reference.masks[i])
+            ann["area"] = float(np.count_nonzero(reference.masks[i]))
+        anns.append(ann)
+    cats = sorted({int(c) for c in reference.labels} | {int(c) for c in result.labels})
+    dets = []
+    for i in keep_out:
+        d = {"image_id": 1, "category_id": int(result.labels[i]), "bbox": bbox_xywh(result.boxes[i]),
+             "score": float(result.scores[i])}
+        if iou_type == "segm":
+            d["segmentation"] = encode_rle(result.masks[i])
+        dets.append(d)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": [{"id": 1, "height": int(h), "width": int(w)}], "annotations": anns,
+                      "categories": [{"id": c, "name": str(c)} for c in cats]}
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(dets), iou_type)
+        ev.params.maxDets = [1, 10, max(100, len(keep_out))]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return max(float(ev.stats[0]), 0.0)
+
+
+def instances_agreement(out: Any, ref: Any) -> dict[str, float]:
+    """``detections`` and ``reference_detections`` (counts), ``bbox_ap`` and, with masks on both sides,
+    ``segm_ap``: COCO AP of ``out`` against ``ref`` as ground truth (1.0 = the same detections)."""
+    numbers = {"detections": float(len(out)), "reference_detections": float(len(ref))}
+    try:
+        import pycocotools  # noqa: F401
+    except ImportError:  # counts only: AP needs the eval extra
+        return numbers
+    numbers["bbox_ap"] = _coco_ap(out, ref, "bbox")
+    if out.masks is not None and ref.masks is not None:
+        numbers["segm_ap"] = _coco_ap(out, ref, "segm")
+    return numbers
+
+
+def array_agreement(out: Any, ref: Any) -> dict[str, float]:
+    """``max_abs_diff`` between two arrays (anything ``np.asarray`` takes, e.g. CPU tensors)."""
+    a, b = np.asarray(out, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"outputs differ in shape: {a.shape} vs reference {b.shape}")
+    return {"max_abs_diff": float(np.abs(a - b).max()) if a.size else 0.0}
+
+
+# per artifact kind: the agreement of end-to-end outputs, of model-only outputs (None: not
+# compared, e.g. padded detection tensors), and the default --pick budget
+BY_KIND = {
+    "unet": (segmentation_agreement, segmentation_agreement, {"iou": 0.995}),
+    "maskrcnn": (instances_agreement, None, {"segm_ap": 0.995}),
+    "keypointrcnn": (instances_agreement, None, {"bbox_ap": 0.995}),
+}

@@ -1,0 +1,86 @@
+"""The one protocol every predictor implements, so callers never ask which model they hold.
+
+``sdk.load(path)`` returns a predictor for the artifact's model kind. The CLI, the
+benchmarks, int8 calibration and the demo use only what is declared here::
+
+    predictor.kind            "unet" | "maskrcnn" | "keypointrcnn"
+    predictor.metadata        the artifact's metadata (validated, see sdk.metadata)
+    predictor.backend         the runtime that runs the network (sdk.backends.base.Backend)
+    predictor.predict(image, **options) -> Result
+    predictor.draw(image, result)       -> uint8 RGB [H, W, 3]
+    predictor.save(result, out_dir, stem, image=None) -> list[Path]
+    predictor.evaluate(data, **options) -> dict[str, float]
+    predictor.last_timings    {"model_ms", "total_ms"} of the last predict: network calls alone,
+                              and the whole pipeline (model_ms <= total_ms)
+
+Results (``sdk.unet.SegmentationResult``, ``sdk.maskrcnn.Instances``) are typed
+dataclasses; ``len(result)`` is the number of objects found.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .backends.base import Backend
+from .errors import InputError
+
+
+@runtime_checkable
+class Result(Protocol):
+    """What every prediction result offers."""
+
+    def __len__(self) -> int:
+        """Number of objects found (instances or connected components)."""
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A loaded model that turns images into results (see the module docstring)."""
+
+    kind: str
+    metadata: dict[str, Any]
+    backend: Backend
+    last_timings: dict[str, float]
+
+    def predict(self, image: np.ndarray, **options: Any) -> Result:
+        """Run the whole pipeline on one image ([H, W] or [H, W, C] numpy array)."""
+
+    def draw(self, image: np.ndarray, result: Result) -> np.ndarray:
+        """uint8 RGB [H, W, 3] picture of ``result`` over ``image``."""
+
+    def save(self, result: Result, out_dir: str | Path, stem: str, image: np.ndarray | None = None) -> list[Path]:
+        """Write the result's files (atomically) into ``out_dir``; return their paths."""
+
+    def evaluate(self, data: str | Path, **options: Any) -> dict[str, Any]:
+        """Score the model on a held-out dataset; returns named metrics."""
+
+
+def check_options(kind: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse ``predict``/``evaluate`` options this model kind does not take, naming those it does."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InputError(f"{kind} models take no option {', '.join(map(repr, unknown))}",
+                         f"options for {kind}: {', '.join(allowed) or 'none'}")
+
+
+class Timer:
+    """Times one ``predict``: the backend calls alone (``model_ms``) and the whole call (``total_ms``)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.model_s = 0.0
+        self.start = time.perf_counter()
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``backend.run(feed)``, with its time added to ``model_ms``."""
+        t = time.perf_counter()
+        try:
+            return self.backend.run(feed)
+        finally:
+            self.model_s += time.perf_counter() - t
+
+    def timings(self) -> dict[str, float]:
+        return {"model_ms": self.model_s * 1e3, "total_ms": (time.perf_counter() - self.start) * 1e3}
