@@ -21,7 +21,7 @@ from .errors import SegrtError
 ENTRY_POINT_GROUP = "segrt.commands"
 # verbs (and `bench` sub-verbs) that other segrt extras provide, for the message when one is missing
 EXTRA_VERBS = {"data": "train", "train": "train", "export": "train", "demo": "train", "bench unet": "train",
-               "bench maskrcnn": "train", "serve": "serve"}
+               "bench maskrcnn": "train"}
 
 DESCRIPTION = ("segrt: U-Net and Mask R-CNN from training to low-latency inference. Every command has --help; "
                "errors say what is wrong and how to fix it, with exit code 2.")
@@ -79,7 +79,11 @@ class Commands:
 
 # -- runtime verbs ----------------------------------------------------------------------------
 def load_predictor(args: argparse.Namespace):
-    """The predictor of ``args.model`` with the CLI's backend options (--backend, --precision, --threads)."""
+    """The predictor of ``args.model``: local with the CLI's backend options (--backend, --precision,
+    --threads), or the model of that name on a Triton server (--server)."""
+    if args.server:
+        from .serve.client import RemotePredictor
+        return RemotePredictor(args.server, Path(args.model).stem)
     from . import load
     options: dict[str, Any] = {}
     if args.threads and Path(args.model).suffix == ".onnx":
@@ -102,6 +106,9 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
                    help="OpenVINO compute precision (auto: bf16 where the CPU has it natively)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="run on a Triton server (`segrt serve`) instead: MODEL is the served model's name "
+                        "(or its file: the stem is used), e.g. --server http://localhost:8000")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -163,7 +170,9 @@ def register_runtime(cli: Commands) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     from .bench.cli import register as register_bench
+    from .serve.cli import register as register_serve
     register_bench(cli)
+    register_serve(cli)
 
 
 # -- assembly ---------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
+"""``python -m sdk.serve ...`` is ``segrt serve ...``."""
 import sys
 
-from .cli import main
+from ..cli import main
 
-sys.exit(main())
+sys.exit(main(["serve", *sys.argv[1:]]))

@@ -1,6 +1,6 @@
 """``segrt serve``: write a model repository for artifacts (or take one) and run Triton on it.
 
-Registered into ``segrt`` by :func:`register`; also runnable as ``python -m sdk.serve``.
+Registered into ``segrt`` by :func:`register` (``python -m sdk.serve`` runs the same command).
 """
 from __future__ import annotations
 
@@ -97,17 +97,3 @@ def register(cli) -> None:
     """Add ``segrt serve`` to the command line (``cli.add(name, handler, help=..., description=...)``)."""
     add_arguments(cli.add("serve", cmd_serve, help="serve models on Triton Inference Server (HTTP/gRPC)",
                           description=DESCRIPTION))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdk.serve", description=DESCRIPTION)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        cmd_serve(args)
-    except SegrtError as exc:
-        print(f"segrt: error: {exc.problem}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        return 2
-    return 0

@@ -119,14 +119,14 @@ def test_encoded_size_and_decode():
 
 
 def test_cli_errors_name_problem_and_fix(tmp_path, capsys, tiny_unet):
-    from sdk.serve.cli import main
-    assert main([str(tmp_path / "missing.onnx")]) == 2
+    from sdk.cli import main
+    assert main(["serve", str(tmp_path / "missing.onnx")]) == 2
     err = capsys.readouterr().err
     assert "artifact not found" in err and "fix:" in err
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "empty")]) == 2
+    assert main(["serve", str(tmp_path / "empty")]) == 2
     assert "holds no segrt pipeline model" in capsys.readouterr().err
-    assert main([str(tiny_unet[1]), "--write-repo", str(tmp_path / "repo"), "--max-batch", "0"]) == 0
+    assert main(["serve", str(tiny_unet[1]), "--write-repo", str(tmp_path / "repo"), "--max-batch", "0"]) == 0
     assert parse_config((tmp_path / "repo/tiny/config.pbtxt").read_text()).max_batch_size == 0
 
 

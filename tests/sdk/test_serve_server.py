@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import json
 import time
 import urllib.request
 from pathlib import Path
@@ -338,3 +339,20 @@ def test_bls_pipeline_calls_its_network_model(tiny_unet, tmp_path):
         got, want = RemotePredictor(srv.grpc_url, "tiny").predict(image), sdk.load(tiny_unet[1]).predict(image)
         for k in ("probs", "classes", "instances"):
             np.testing.assert_array_equal(getattr(got, k), getattr(want, k), err_msg=k)
+
+
+def test_segrt_predict_and_eval_through_the_server(server, tiny_unet, tiny_split, tmp_path, capsys):
+    """`segrt predict --server URL` writes the same files as a local `segrt predict`; `eval` works the same."""
+    from sdk.cli import main
+    image = tiny_split / "images" / "img0.png"
+    assert main(["predict", "tiny", str(image), "--server", server.http_url, "--out", str(tmp_path / "remote")]) == 0
+    assert main(["predict", str(tiny_unet[1]), str(image), "--out", str(tmp_path / "local")]) == 0
+    remote, local = sorted((tmp_path / "remote").iterdir()), sorted((tmp_path / "local").iterdir())
+    assert [p.name for p in remote] == [p.name for p in local] and len(remote) == 3
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(remote, local))
+    capsys.readouterr()
+    assert main(["eval", "tiny", str(tiny_split), "--server", server.grpc_url]) == 0
+    remote_report = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(tiny_unet[1]), str(tiny_split)]) == 0
+    local_report = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in remote_report.items() if k != "model"} == {k: v for k, v in local_report.items() if k != "model"}
