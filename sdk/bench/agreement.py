@@ -38,7 +38,7 @@ def _probs(out: Any) -> np.ndarray:
 def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
     """``iou`` (mean foreground-class IoU of the argmax maps), ``label_agreement`` (fraction of
     pixels with the same class) and ``max_abs_dprob`` between two probability outputs; between two
-    ``SegmentationResult``\ s also ``abs_dcount``, the difference in objects counted."""
+    ``sdk.unet.SegmentationResult`` also ``abs_dcount``, the difference in objects counted."""
     p, q = _probs(out).astype(np.float32), _probs(ref).astype(np.float32)
     if p.shape != q.shape:
         raise ValueError(f"outputs differ in shape: {p.shape} vs reference {q.shape}")
@@ -50,7 +50,7 @@ def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
             ious.append(np.count_nonzero((a == k) & (b == k)) / union)
     numbers = {"iou": float(np.mean(ious)) if ious else 1.0, "label_agreement": float((a == b).mean()),
                "max_abs_dprob": float(np.abs(p - q).max()) if p.size else 0.0}
-    if hasattr(out, "count") and hasattr(ref, "count"):  # SegmentationResults: objects counted
+    if hasattr(out, "instances") and hasattr(ref, "instances"):  # two SegmentationResults: objects counted
         numbers["abs_dcount"] = float(abs(out.count - ref.count))
     return numbers
 
