@@ -93,7 +93,8 @@ def measure(title: str, predictors: dict[str, Any], metrics: Callable[[Any], dic
         if hasattr(getattr(pred, "backend", None), "precision"):
             info["runs_as"] = pred.backend.name
         scores[label] = (m, a, info)
-        print(f"  {label}: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("iou", "segm_AP", "bbox_AP") if k in m), flush=True)
+        print(f"  {label}: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("iou", "segm_AP", "bbox_AP") if k in m),
+              flush=True)
     warmup = 1
     samples = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, rounds, warmup)
     timings = {k: timing_from_samples(v, warmup, pixels_per_call=float(image.shape[0] * image.shape[1]))

@@ -14,7 +14,8 @@ benchmarks, int8 calibration and the demo use only what is declared here::
                               and the whole pipeline (model_ms <= total_ms)
 
 Results (``sdk.unet.SegmentationResult``, ``sdk.maskrcnn.Instances``) are typed
-dataclasses; ``len(result)`` is the number of objects found.
+dataclasses; ``len(result)`` is the number of objects found. :class:`FeedRecorder` records the
+feeds ``predict`` gives ``predictor.backend`` (for model-only benchmarks and int8 calibration).
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from typing import Any, Callable, Collection, Iterable, Mapping
 
 import numpy as np
 
+from ..errors import InputError
+
 SCHEMA = "segrt-bench/1"
 MODES = ("model", "end_to_end")
 
@@ -316,8 +318,6 @@ def pick(report: Report, budget: Budget, mode: str = "end_to_end", group: str | 
     Raises:
         InputError: no rows to pick from, or a Within budget without reference metrics to hold it to.
     """
-    from ..errors import InputError
-
     rows = [r for r in report.rows if r.mode == mode and (group is None or r.group == group)]
     if not rows:
         raise InputError(f"no {mode} rows{f' in group {group!r}' if group is not None else ''} to pick from",

@@ -213,7 +213,8 @@ def test_detection_matching_pairs_by_label_and_box_iou():
     out.masks = out.masks[:, :32, :32]
     m = detection_matching(out, ref)
     assert m["matched"] == 2.0 and m["max_abs_dscore"] == pytest.approx(0.1)
-    assert m["min_box_iou"] == pytest.approx(13 * 14 / (14 * 14)) and m["mean_mask_iou"] == pytest.approx((1 + 13 / 14) / 2)
+    assert m["min_box_iou"] == pytest.approx(13 / 14)  # 14 x 13 inside 14 x 14
+    assert m["mean_mask_iou"] == pytest.approx((1 + 13 / 14) / 2)
     assert m["unmatched_reference_max_score"] == pytest.approx(0.3) and m["unmatched_max_score"] == pytest.approx(0.2)
     out.labels[1] = 2  # another class: no pair
     assert detection_matching(out, ref)["matched"] == 1.0
