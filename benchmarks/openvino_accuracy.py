@@ -13,7 +13,13 @@ For the demo U-Net and the demo Mask R-CNN (checkpoints from ``segrt train`` / `
   score deltas, mask IoU, and the scores of unmatched detections: near the score threshold means
   threshold flicker, high means NMS or ranking changed);
 * end-to-end latency (``predict`` on the held-out image), all variants interleaved round by round
-  so that load from other processes hits them alike, and the pick of ``sdk.backends.select``.
+  so that load from other processes hits them alike;
+* the pick (``sdk.bench.pick``): the fastest runtime whose IoU (U-Net) or segm and bbox AP
+  (Mask R-CNN) is within 0.005 of PyTorch fp32's, either way.
+
+The runtimes are the rows of ``sdk.bench.artifacts.RUNTIMES``; the agreement numbers are the
+harness's (``sdk.bench.agreement``), taken per view and summarized over the views; the results
+are ``segrt-bench/1`` reports, one per model.
 
     python benchmarks/openvino_accuracy.py --data data/dsb2018 --unet runs/unet.pt \\
         --maskrcnn runs/maskrcnn.pt --out runs/ov_accuracy --threads 2
@@ -27,6 +33,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,13 +43,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sdk  # noqa: E402
-from sdk.backends.select import CPU_VARIANTS, Variant, judge  # noqa: E402
+from sdk.bench import Report, Row, Within, pick, timing_from_samples  # noqa: E402
+from sdk.bench.agreement import detection_matching, instances_agreement, segmentation_agreement  # noqa: E402
+from sdk.bench.artifacts import Runtime, runtimes_for  # noqa: E402
 from sdk.io import atomic_path  # noqa: E402
 
-# what sdk.load(path, backend="auto") opens (a row of its own, not a candidate of the picker)
-AUTO = Variant("backend='auto'", "fp32", "auto")
-# Mask R-CNN only: bf16 with RoIAlign kept float32 (the box and mask features sampled in fp32)
-MASKRCNN_EXTRA = (Variant("openvino bf16, fp32 RoIAlign", "fp32", "openvino", {"precision": "bf16", "fp32_ops": ["ROIAlign"]}),)
+REFERENCE = "pytorch fp32"
+# what sdk.load(path, backend="auto") opens (a row of its own, not a candidate of the pick)
+AUTO = Runtime("backend='auto'", "fp32", {"backend": "auto"})
+# the accuracy budget of the pick, per model kind: each metric within 0.005 of PyTorch fp32's, either way
+BUDGETS = {"unet": {"iou": Within(0.005)}, "maskrcnn": {"segm_AP": Within(0.005), "bbox_AP": Within(0.005)}}
+
 
 def dihedral(image: np.ndarray) -> list[np.ndarray]:
     """The 8 flips/rotations of an image (more pixels and objects to compare than one view)."""
@@ -54,8 +65,9 @@ def flips(image: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(v) for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])]
 
 
-def interleaved_latency(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, dict[str, float]]:
-    """p50/p90 ms of each call, timed round-robin (one call of each per round) so machine load hits all alike."""
+def interleaved_latency(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Latency samples (ms) of each call, timed round-robin (one call of each per round) so machine load
+    hits all alike."""
     for _ in range(warmup):
         for fn in calls.values():
             fn()
@@ -65,48 +77,56 @@ def interleaved_latency(calls: dict[str, Callable[[], Any]], rounds: int, warmup
             t0 = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: {"p50_ms": float(np.percentile(v, 50)), "p90_ms": float(np.percentile(v, 90)), "runs": len(v)}
-            for k, v in samples.items()}
+    return samples
 
 
-def measure(predictors: dict[str, Any], metrics: Callable[[Any], dict[str, float]],
-            agreement: Callable[[Any], dict[str, float]], image: np.ndarray, rounds: int) -> dict[str, dict[str, Any]]:
-    """Per predictor: held-out metrics, agreement with the first (reference) predictor, e2e latency on ``image``."""
-    rows: dict[str, dict[str, Any]] = {}
+def measure(title: str, predictors: dict[str, Any], metrics: Callable[[Any], dict[str, float]],
+            agreement: Callable[[Any], dict[str, float]], image: np.ndarray, rounds: int) -> Report:
+    """One row per predictor: held-out ``metrics``, ``agreement`` with the first (reference) predictor,
+    end-to-end latency on ``image`` and the speedup over the reference."""
+    scores: dict[str, tuple[dict[str, float], dict[str, float], dict[str, Any]]] = {}
     for i, (label, pred) in enumerate(predictors.items()):
         t = time.perf_counter()
-        row = dict(metrics(pred))
-        if i:
-            row.update(agreement(pred))
-        row["eval_s"] = time.perf_counter() - t
+        m = {k: float(v) for k, v in metrics(pred).items()}
+        a = agreement(pred) if i else {}
+        info: dict[str, Any] = {"eval_s": time.perf_counter() - t}
         if hasattr(getattr(pred, "backend", None), "precision"):
-            row["runs_as"] = pred.backend.name
-        rows[label] = row
-        print(f"  {label}: " + ", ".join(f"{k} {row[k]:.4f}" for k in ("iou", "segm_AP", "bbox_AP") if k in row), flush=True)
-    latency = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, rounds)
-    for k, v in latency.items():
-        rows[k]["e2e"] = v
-    return rows
+            info["runs_as"] = pred.backend.name
+        scores[label] = (m, a, info)
+        print(f"  {label}: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("iou", "segm_AP", "bbox_AP") if k in m),
+              flush=True)
+    warmup = 1
+    samples = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, rounds, warmup)
+    timings = {k: timing_from_samples(v, warmup, pixels_per_call=float(image.shape[0] * image.shape[1]))
+               for k, v in samples.items()}
+    ref_p50 = timings[next(iter(predictors))].p50_ms
+    rows = [Row(**asdict(timings[label]), variant=label, mode="end_to_end", reference=i == 0,
+                speedup=ref_p50 / timings[label].p50_ms, agreement=a, metrics=m, info=info)
+            for i, (label, (m, a, info)) in enumerate(scores.items())]
+    return Report(title, rows)
+
+
+def load_runtimes(kind: str, paths: dict[str, Path], threads: int) -> dict[str, Any]:
+    """The predictor of every installed runtime of ``RUNTIMES`` for ``kind``, then the ``backend='auto'`` row."""
+    return {rt.name: rt.load(paths, threads) for rt in runtimes_for(paths, kind) + [AUTO]}
 
 
 # ----------------------------------------------------------------------------------------- U-Net
 
 def unet_agreement(pred, views: list[np.ndarray], ref_results: list) -> dict[str, float]:
-    agree, dprob, dcount = [], 0.0, []
-    for view, r in zip(views, ref_results):
-        p = pred.predict(view)
-        agree.append(float((p.classes == r.classes).mean()))
-        dprob = max(dprob, float(np.abs(p.probs - r.probs).max()))
-        dcount.append(abs(p.count - r.count))
+    """``sdk.bench.agreement.segmentation_agreement`` on each view, summarized over the views."""
+    per = [segmentation_agreement(pred.predict(v), r) for v, r in zip(views, ref_results)]
+    agree = [p["label_agreement"] for p in per]
     return {"label_agreement_pct": 100.0 * float(np.mean(agree)), "label_agreement_min_pct": 100.0 * min(agree),
-            "max_abs_dprob": dprob, "max_abs_dcount": float(max(dcount)), "views": len(views)}
+            "min_iou": min(p["iou"] for p in per), "max_abs_dprob": max(p["max_abs_dprob"] for p in per),
+            "max_abs_dcount": max(p["abs_dcount"] for p in per), "views": float(len(views))}
 
 
 def run_unet(args, out: Path) -> dict[str, Any]:
     import torch
+    from export.api import export_unet
     from export.checkpoint import load_checkpoint
     from export.quantize import quantize_int8
-    from export.api import export_unet
     from export.to_onnx import build_unet
     from export.torch_backend import TorchBackend
     from sdk.datasets import load_split
@@ -118,66 +138,39 @@ def run_unet(args, out: Path) -> dict[str, Any]:
     meta = sdk.open_backend(paths["fp32"]).metadata
     net = torch.nn.Sequential(build_unet(ckpt), torch.nn.Softmax(dim=1)).eval()  # the exported graph ends in softmax
     torch_pred = UNetPredictor(TorchBackend(net, meta, ["image"], ["probs"], threads=args.threads))
-    predictors = {"pytorch fp32": torch_pred}
-    for variant in CPU_VARIANTS + (AUTO,):
-        predictors[variant.label] = variant.load(paths, threads=args.threads)
+    predictors = {REFERENCE: torch_pred, **load_runtimes("unet", paths, args.threads)}
 
     image = load_split(args.data / "val")[0][0]
     views = dihedral(image)
     ref_results = [torch_pred.predict(v) for v in views]
     keys = ("iou", "rand_error", "warping_error", "pixel_error", "objects_predicted", "objects_true")
-    rows = measure(predictors, lambda pred: {k: v for k, v in evaluate(pred, args.data / "val").items() if k in keys},
-                   lambda pred: unet_agreement(pred, views, ref_results), image, args.rounds)
-    return {"rows": rows, "image_hw": list(image.shape[:2]), "artifacts": {k: str(v) for k, v in paths.items()}}
+    report = measure("U-Net (held-out half; agreement over 8 views vs PyTorch fp32)", predictors,
+                     lambda pred: {k: v for k, v in evaluate(pred, args.data / "val").items() if k in keys},
+                     lambda pred: unet_agreement(pred, views, ref_results), image, args.rounds)
+    report.context = {"threads": args.threads, "image_hw": list(image.shape[:2]), "views": len(views),
+                      "artifacts": {k: str(v) for k, v in paths.items()}}
+    return report
 
 
 # ------------------------------------------------------------------------------------ Mask R-CNN
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of x1y1x2y2 boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: (x[:, 2] - x[:, 0]).clip(0) * (x[:, 3] - x[:, 1]).clip(0)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
-def match_detections(run, ref, iou_thresh: float = 0.5) -> dict[str, Any]:
-    """Greedy matching in the reference's score order: same label, box IoU >= ``iou_thresh``."""
-    ious = box_iou(ref.boxes, run.boxes) if len(ref) and len(run) else np.zeros((len(ref), len(run)))
-    used, pairs = set(), []
-    for i in np.argsort(-ref.scores):
-        cand = [(ious[i, j], j) for j in range(len(run)) if j not in used and run.labels[j] == ref.labels[i]
-                and ious[i, j] >= iou_thresh]
-        if cand:
-            iou, j = max(cand)
-            used.add(j)
-            pairs.append((int(i), int(j), float(iou)))
-    dscore = [abs(float(run.scores[j]) - float(ref.scores[i])) for i, j, _ in pairs]
-    mask_iou = []
-    if ref.masks is not None and run.masks is not None:
-        for i, j, _ in pairs:
-            union = (ref.masks[i] | run.masks[j]).sum()
-            mask_iou.append(float((ref.masks[i] & run.masks[j]).sum() / union) if union else 1.0)
-    matched_ref = {i for i, _, _ in pairs}
-    return {"matched": len(pairs), "reference": len(ref), "runtime": len(run),
-            "max_abs_dscore": max(dscore, default=0.0), "min_box_iou": min((p[2] for p in pairs), default=1.0),
-            "mean_mask_iou": float(np.mean(mask_iou)) if mask_iou else 1.0,
-            "unmatched_ref_max_score": max((float(ref.scores[i]) for i in range(len(ref)) if i not in matched_ref),
-                                           default=0.0),
-            "unmatched_run_max_score": max((float(run.scores[j]) for j in range(len(run)) if j not in used),
-                                           default=0.0)}
-
-
 def maskrcnn_agreement(pred, views, ref_results) -> dict[str, float]:
-    per = [match_detections(pred.predict(v), r) for v, r in zip(views, ref_results)]
-    return {"matched": sum(p["matched"] for p in per), "reference": sum(p["reference"] for p in per),
-            "runtime": sum(p["runtime"] for p in per),
-            "max_abs_dscore": max(p["max_abs_dscore"] for p in per),
-            "min_box_iou": min(p["min_box_iou"] for p in per),
-            "mean_mask_iou": float(np.mean([p["mean_mask_iou"] for p in per])),
-            "unmatched_max_score": max(max(p["unmatched_ref_max_score"], p["unmatched_run_max_score"]) for p in per),
-            "views": len(views)}
+    """``instances_agreement`` and ``detection_matching`` (``sdk.bench.agreement``) on each view,
+    summarized over the views."""
+    per = [instances_agreement(out, r) | detection_matching(out, r)
+           for out, r in ((pred.predict(v), r) for v, r in zip(views, ref_results))]
+    numbers = {"matched": sum(p["matched"] for p in per), "reference": sum(p["reference_detections"] for p in per),
+               "runtime": sum(p["detections"] for p in per),
+               "max_abs_dscore": max(p["max_abs_dscore"] for p in per),
+               "min_box_iou": min(p["min_box_iou"] for p in per),
+               "mean_mask_iou": float(np.mean([p["mean_mask_iou"] for p in per])),
+               "unmatched_max_score": max(max(p["unmatched_reference_max_score"], p["unmatched_max_score"])
+                                          for p in per),
+               "views": float(len(views))}
+    for k in ("bbox_ap", "segm_ap"):  # AP against the reference's detections (needs pycocotools)
+        if all(k in p for p in per):
+            numbers[f"min_{k}"] = min(p[k] for p in per)
+    return numbers
 
 
 def run_maskrcnn(args, out: Path) -> dict[str, Any]:
@@ -196,51 +189,46 @@ def run_maskrcnn(args, out: Path) -> dict[str, Any]:
     paths = {"fp32": torch_to_onnx(model, cfg, names, out / "maskrcnn.onnx", hw)}
     paths["int8"] = quantize_int8(paths["fp32"], out / "maskrcnn.int8.onnx", calibration_images(coco / "train"))
     reference = TorchvisionPredictor(model, names, canvas_hw=hw)
-    predictors: dict[str, Any] = {"pytorch fp32": reference}
-    for variant in CPU_VARIANTS + MASKRCNN_EXTRA + (AUTO,):
-        predictors[variant.label] = variant.load(paths, threads=args.threads)
+    predictors = {REFERENCE: reference, **load_runtimes("maskrcnn", paths, args.threads)}
 
     from sdk.imageio import read_image
     image = read_image(sorted((coco / "val").glob("*.png"))[0])
     views = flips(image)
     ref_results = [reference.predict(v) for v in views]
-    rows = measure(predictors, lambda pred: {k: v for k, v in evaluate(pred, coco / "val.json", coco / "val").items()
-                                             if k.startswith(("segm_AP", "bbox_AP")) and k[-1] not in "SML"},
-                   lambda pred: maskrcnn_agreement(pred, views, ref_results), image, args.rounds)
-    return {"rows": rows, "image_hw": list(image.shape[:2]), "input_size": list(hw),
-            "artifacts": {k: str(v) for k, v in paths.items()}}
+    report = measure("Mask R-CNN (held-out half; agreement over 4 flips vs torchvision fp32)", predictors,
+                     lambda pred: {k: v for k, v in evaluate(pred, coco / "val.json", coco / "val").items()
+                                   if k.startswith(("segm_AP", "bbox_AP")) and k[-1] not in "SML"},
+                     lambda pred: maskrcnn_agreement(pred, views, ref_results), image, args.rounds)
+    report.context = {"threads": args.threads, "image_hw": list(image.shape[:2]), "input_size": list(hw),
+                      "views": len(views), "artifacts": {k: str(v) for k, v in paths.items()}}
+    return report
 
 
 # ------------------------------------------------------------------------------------ reporting
 
-def print_table(title: str, result: dict[str, Any], keys: list[tuple[str, str]], verdicts: dict[str, Any]) -> None:
+def choose(report: Report, kind: str) -> dict[str, Any]:
+    """The pick among the runtimes (not PyTorch, not the ``backend='auto'`` row), kept in ``report.pick``."""
+    answer = pick(report, BUDGETS[kind], "end_to_end",
+                  among=[r.variant for r in report.rows if not r.reference and r.variant != AUTO.name])
+    report.pick = [answer]
+    return answer
+
+
+def print_table(report: Report, keys: list[tuple[str, str]], answer: dict[str, Any]) -> None:
     """Markdown table: metrics, agreement, e2e p50 and ratio to PyTorch, and the budget verdict."""
-    rows = result["rows"]
-    base = rows["pytorch fp32"]["e2e"]["p50_ms"]
     header = ["variant"] + [h for h, _ in keys] + ["e2e p50 ms", "vs PyTorch", "within budget"]
-    print(f"\n{title}")
+    print(f"\n{report.title}")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for label, row in rows.items():
-        cells = [f"{label} = {row['runs_as']}" if label == AUTO.label and "runs_as" in row else label]
+    for row in report.rows:
+        runs_as = row.info.get("runs_as")
+        cells = [f"{row.variant} = {runs_as}" if row.variant == AUTO.name and runs_as else row.variant]
         for _, key in keys:
-            v = row.get(key)
-            cells.append("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
-        p50 = row["e2e"]["p50_ms"]
-        verdict = verdicts.get(label)
-        cells += [f"{p50:.1f}", f"{base / p50:.2f}x", "" if verdict is None else ("yes" if verdict.within_budget else "no")]
+            v = row.metrics.get(key, row.agreement.get(key))
+            cells.append("" if v is None else f"{v:.4g}")
+        verdict = "yes" if row.variant in answer["qualified"] else "no" if row.variant in answer["rejected"] else ""
+        cells += [f"{row.p50_ms:.1f}", f"{row.speedup:.2f}x", verdict]
         print("| " + " | ".join(cells) + " |")
-
-
-def pick(result: dict[str, Any], variants: tuple[Variant, ...]) -> tuple[str, dict[str, Any]]:
-    """(label of the fastest variant within the accuracy budget, verdict per label)."""
-    cands = []
-    for v in variants:
-        row = result["rows"][v.label]
-        cands.append(v.candidate(row["e2e"]["p50_ms"], {k: row[k] for k in ("iou", "bbox_AP", "segm_AP") if k in row}))
-    verdicts = dict(zip([v.label for v in variants], judge(cands)))
-    ok = [label for label, v in verdicts.items() if v.within_budget]
-    return min(ok, key=lambda label: verdicts[label].candidate.latency_ms), verdicts
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -265,22 +253,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["machine"]["onnxruntime"] = onnxruntime.__version__
     if args.unet:
         print("U-Net", flush=True)
-        report["unet"] = res = run_unet(args, args.out)
-        res["pick"], verdicts = pick(res, CPU_VARIANTS)
-        print_table("U-Net (held-out half; agreement over 8 views vs PyTorch fp32)", res,
-                    [("IoU", "iou"), ("Rand err", "rand_error"), ("warp err", "warping_error"),
-                     ("label agree %", "label_agreement_pct"), ("max |dprob|", "max_abs_dprob")], verdicts)
-        print(f"pick (fastest with IoU within 0.005 of fp32, either way): {res['pick']}")
+        res = run_unet(args, args.out)
+        answer = choose(res, "unet")
+        report["unet"] = res.to_dict()
+        print_table(res, [("IoU", "iou"), ("Rand err", "rand_error"), ("warp err", "warping_error"),
+                          ("label agree %", "label_agreement_pct"), ("max |dprob|", "max_abs_dprob")], answer)
+        print(f"pick (fastest with IoU within 0.005 of fp32, either way): {answer['variant']}")
     if args.maskrcnn:
         print("Mask R-CNN", flush=True)
-        report["maskrcnn"] = res = run_maskrcnn(args, args.out)
-        res["pick"], verdicts = pick(res, CPU_VARIANTS + MASKRCNN_EXTRA)
-        print_table("Mask R-CNN (held-out half; agreement over 4 flips vs torchvision fp32)", res,
-                    [("segm AP", "segm_AP"), ("AP50", "segm_AP50"), ("AP75", "segm_AP75"), ("bbox AP", "bbox_AP"),
-                     ("bbox AP50", "bbox_AP50"), ("bbox AP75", "bbox_AP75"), ("matched", "matched"),
-                     ("ref dets", "reference"), ("max |dscore|", "max_abs_dscore"),
-                     ("unmatched max score", "unmatched_max_score")], verdicts)
-        print(f"pick (fastest with segm and bbox AP within 0.005 of fp32, either way): {res['pick']}")
+        res = run_maskrcnn(args, args.out)
+        answer = choose(res, "maskrcnn")
+        report["maskrcnn"] = res.to_dict()
+        print_table(res, [("segm AP", "segm_AP"), ("AP50", "segm_AP50"), ("AP75", "segm_AP75"), ("bbox AP", "bbox_AP"),
+                          ("bbox AP50", "bbox_AP50"), ("bbox AP75", "bbox_AP75"), ("matched", "matched"),
+                          ("ref dets", "reference"), ("max |dscore|", "max_abs_dscore"),
+                          ("unmatched max score", "unmatched_max_score")], answer)
+        print(f"pick (fastest with segm and bbox AP within 0.005 of fp32, either way): {answer['variant']}")
     with atomic_path(args.out / "openvino_accuracy.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out / 'openvino_accuracy.json'}")

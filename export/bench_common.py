@@ -51,7 +51,7 @@ def runtime_variants(kind: str, fp32: Path, int8: Path | None, image: np.ndarray
     """The rows of every installed runtime (``sdk.bench.artifacts.RUNTIMES``) for the exported files."""
     agreement, model_agreement, _ = BY_KIND[kind]
     variants: list[Variant] = []
-    for rt in runtimes_for({"fp32": fp32, "int8": int8}):
+    for rt in runtimes_for({"fp32": fp32, "int8": int8}, kind):
         variants += artifact_variants(rt.name, fp32 if rt.artifact == "fp32" else int8, image, threads=threads,
                                       options=rt.options, agreement=agreement, model_agreement=model_agreement,
                                       group=group)

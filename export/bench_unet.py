@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from sdk.bench.agreement import BY_KIND, segmentation_agreement
-from sdk.bench.artifacts import bench_image, load, predictor_variants, record_feeds
+from sdk.bench.artifacts import bench_image, load, predictor_variants
 from sdk.bench.cli import publish
 from sdk.bench.core import Report, Variant, run_variants
+from sdk.predictor import record_feeds
 from sdk.unet import UNetPredictor
 
 from . import bench_common

@@ -36,17 +36,6 @@ def calibration_images(folder: str | Path) -> list[np.ndarray]:
     return [read_image(p) for p in paths]
 
 
-class _RecordingBackend:
-    """Stands between a predictor and its backend and keeps a copy of every feed."""
-
-    def __init__(self, backend) -> None:
-        self.backend, self.feeds = backend, []
-
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.feeds.append({k: np.array(v) for k, v in feed.items()})
-        return self.backend.run(feed)
-
-
 def _calibration_feeds(onnx_path: Path, images: list[np.ndarray], max_tile: int | None) -> list[dict]:
     """The feeds the predictor gives its backend for the calibration images, exactly as at inference.
 
@@ -55,17 +44,18 @@ def _calibration_feeds(onnx_path: Path, images: list[np.ndarray], max_tile: int 
     images: U-Net sees the 4 rotations, Mask R-CNN the image and its mirror.
     """
     import sdk
+    from sdk.predictor import FeedRecorder
 
     predictor = sdk.load(onnx_path)
-    recorder = predictor.backend = _RecordingBackend(predictor.backend)
     if predictor.kind == "unet":
         views = [np.ascontiguousarray(np.rot90(image, k)) for image in images for k in range(4)]
         options = {"batch": 1, **({"tile": max_tile} if max_tile else {})}
     else:
         views = [v for image in images for v in (image, np.ascontiguousarray(image[:, ::-1]))]
         options = {}
-    for view in views:
-        predictor.predict(view, **options)
+    with FeedRecorder(predictor) as recorder:
+        for view in views:
+            predictor.predict(view, **options)
     return recorder.feeds
 
 

@@ -14,7 +14,8 @@ benchmarks, int8 calibration and the demo use only what is declared here::
                               and the whole pipeline (model_ms <= total_ms)
 
 Results (``sdk.unet.SegmentationResult``, ``sdk.maskrcnn.Instances``) are typed
-dataclasses; ``len(result)`` is the number of objects found.
+dataclasses; ``len(result)`` is the number of objects found. :class:`FeedRecorder` records the
+feeds ``predict`` gives ``predictor.backend`` (for model-only benchmarks and int8 calibration).
 """
 from __future__ import annotations
 
@@ -84,3 +85,43 @@ class Timer:
 
     def timings(self) -> dict[str, float]:
         return {"model_ms": self.model_s * 1e3, "total_ms": (time.perf_counter() - self.start) * 1e3}
+
+
+class FeedRecorder:
+    """Records the feeds a predictor gives its backend: every ``backend.run(feed)`` while it is active.
+
+    ``with FeedRecorder(predictor) as rec: predictor.predict(image, **options)`` leaves in
+    ``rec.feeds`` a copy of each feed, in call order (``{input name: array}``, e.g. U-Net tile
+    batches ``float32 [T, C, h, w]``; the Mask R-CNN canvas). The backend still runs every call,
+    and the real backend is put back on exit. The model-only benchmark replays these feeds, and
+    int8 calibration reads its activation ranges from them, so both see exactly what ``predict``
+    sends at inference.
+    """
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self.feeds: list[dict[str, np.ndarray]] = []
+        self._backend: Any = None
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.feeds.append({k: np.array(v, copy=True) for k, v in feed.items()})
+        return self._backend.run(feed)
+
+    def __getattr__(self, name: str) -> Any:  # the predictor may read its backend's facts (inputs, names)
+        if name.startswith("__") or self.__dict__.get("_backend") is None:
+            raise AttributeError(name)
+        return getattr(self._backend, name)
+
+    def __enter__(self) -> "FeedRecorder":
+        self._backend, self.predictor.backend = self.predictor.backend, self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.predictor.backend, self._backend = self._backend, None
+
+
+def record_feeds(predictor: Any, image: np.ndarray, **options: Any) -> list[dict[str, np.ndarray]]:
+    """The feeds ``predictor.predict(image, **options)`` passes to ``predictor.backend.run``, in order."""
+    with FeedRecorder(predictor) as recorder:
+        predictor.predict(image, **options)
+    return recorder.feeds

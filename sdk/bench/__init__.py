@@ -7,13 +7,15 @@
 1.0
 
 ``sdk.bench.core``: timing (p50/p90, throughput, Mpixel/s, peak RSS), ``Variant``, the result
-schema (``Row``, ``Report``) and ``pick``; ``sdk.bench.report``: the table, the plot and the JSON;
-``sdk.bench.agreement``: agreement with the reference's output; ``sdk.bench.artifacts``: the
-runtime table and the variants of an exported artifact; ``sdk.bench.cli``: ``segrt bench model``
-and the options all benchmark commands share.
+schema (``Row``, ``Report``) and ``pick`` (the fastest variant within an accuracy ``Budget``:
+agreement floors, or ``Within`` a tolerance of the reference's metrics); ``sdk.bench.report``:
+the table, the plot and the JSON; ``sdk.bench.agreement``: agreement with the reference's
+output; ``sdk.bench.artifacts``: the runtime table and the variants of an exported artifact;
+``sdk.bench.cli``: ``segrt bench model`` and the options all benchmark commands share.
 """
-from .core import MODES, SCHEMA, Report, Row, Timing, Variant, measure, pick, run_variants, timing_from_samples
+from .core import (MODES, SCHEMA, Budget, Report, Row, Timing, Variant, Within, measure, pick, run_variants,
+                   timing_from_samples)
 from .report import format_table, plot, read_json, write_json
 
-__all__ = ["MODES", "SCHEMA", "Report", "Row", "Timing", "Variant", "measure", "pick", "run_variants",
-           "timing_from_samples", "format_table", "plot", "read_json", "write_json"]
+__all__ = ["MODES", "SCHEMA", "Budget", "Report", "Row", "Timing", "Variant", "Within", "measure", "pick",
+           "run_variants", "timing_from_samples", "format_table", "plot", "read_json", "write_json"]

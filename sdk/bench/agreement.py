@@ -8,6 +8,9 @@
   detections scored against the reference's detections as ground truth (pycocotools). For
   ``segm_ap`` a detection with an empty mask is no object on either side (COCO scores two
   empty masks as IoU 0, which would count agreeing empty masks as misses).
+* :func:`detection_matching` (Mask R-CNN): detections paired one to one with the reference's,
+  and how far the pairs moved (score, box, mask) and what was left unpaired: a high unpaired
+  score means NMS or the ranking changed, one near the score threshold means threshold flicker.
 * :func:`array_agreement` (ops): largest absolute difference.
 """
 from __future__ import annotations
@@ -34,7 +37,8 @@ def _probs(out: Any) -> np.ndarray:
 
 def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
     """``iou`` (mean foreground-class IoU of the argmax maps), ``label_agreement`` (fraction of
-    pixels with the same class) and ``max_abs_dprob`` between two probability outputs."""
+    pixels with the same class) and ``max_abs_dprob`` between two probability outputs; between two
+    ``sdk.unet.SegmentationResult`` also ``abs_dcount``, the difference in objects counted."""
     p, q = _probs(out).astype(np.float32), _probs(ref).astype(np.float32)
     if p.shape != q.shape:
         raise ValueError(f"outputs differ in shape: {p.shape} vs reference {q.shape}")
@@ -44,8 +48,11 @@ def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
         union = np.count_nonzero((a == k) | (b == k))
         if union:
             ious.append(np.count_nonzero((a == k) & (b == k)) / union)
-    return {"iou": float(np.mean(ious)) if ious else 1.0, "label_agreement": float((a == b).mean()),
-            "max_abs_dprob": float(np.abs(p - q).max()) if p.size else 0.0}
+    numbers = {"iou": float(np.mean(ious)) if ious else 1.0, "label_agreement": float((a == b).mean()),
+               "max_abs_dprob": float(np.abs(p - q).max()) if p.size else 0.0}
+    if hasattr(out, "instances") and hasattr(ref, "instances"):  # two SegmentationResults: objects counted
+        numbers["abs_dcount"] = float(abs(out.count - ref.count))
+    return numbers
 
 
 def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
@@ -104,6 +111,55 @@ def instances_agreement(out: Any, ref: Any) -> dict[str, float]:
     if out.masks is not None and ref.masks is not None:
         numbers["segm_ap"] = _coco_ap(out, ref, "segm")
     return numbers
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix float [len(a), len(b)] of boxes [N, 4] and [M, 4], x1y1x2y2 in pixels."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def detection_matching(out: Any, ref: Any, iou_thresh: float = 0.5) -> dict[str, float]:
+    """How ``out``'s detections pair with ``ref``'s (both ``sdk.maskrcnn.Instances``).
+
+    Greedy, in the reference's score order: each reference detection takes the unpaired detection of
+    the same label with the highest box IoU, if that IoU is at least ``iou_thresh``.
+
+    Returns:
+        ``matched`` (pairs), ``max_abs_dscore`` and ``min_box_iou`` over the pairs, ``mean_mask_iou``
+        (with masks on both sides; 1.0 without pairs), and the highest score left unpaired on each
+        side: ``unmatched_reference_max_score``, ``unmatched_max_score`` (0.0 if none).
+    """
+    n, m = len(ref), len(out)
+    ious = box_iou(ref.boxes, out.boxes) if n and m else np.zeros((n, m))
+    used: set[int] = set()
+    pairs: list[tuple[int, int, float]] = []
+    for i in np.argsort(-np.asarray(ref.scores)):
+        free = [(ious[i, j], j) for j in range(m) if j not in used and out.labels[j] == ref.labels[i]
+                and ious[i, j] >= iou_thresh]
+        if free:
+            iou, j = max(free)
+            used.add(j)
+            pairs.append((int(i), int(j), float(iou)))
+    mask_ious = []
+    if ref.masks is not None and out.masks is not None:
+        for i, j, _ in pairs:
+            union = np.count_nonzero(ref.masks[i] | out.masks[j])
+            mask_ious.append(np.count_nonzero(ref.masks[i] & out.masks[j]) / union if union else 1.0)
+    paired_ref = {i for i, _, _ in pairs}
+    return {"matched": float(len(pairs)),
+            "max_abs_dscore": max((abs(float(out.scores[j]) - float(ref.scores[i])) for i, j, _ in pairs),
+                                  default=0.0),
+            "min_box_iou": min((iou for _, _, iou in pairs), default=1.0),
+            "mean_mask_iou": float(np.mean(mask_ious)) if mask_ious else 1.0,
+            "unmatched_reference_max_score": max((float(ref.scores[i]) for i in range(n) if i not in paired_ref),
+                                                 default=0.0),
+            "unmatched_max_score": max((float(out.scores[j]) for j in range(m) if j not in used), default=0.0)}
 
 
 def array_agreement(out: Any, ref: Any) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """Benchmark variants of exported artifacts (no torch): which runtimes exist, and how each is timed.
 
 :data:`RUNTIMES` is the extension point: one line per backend and precision. A line whose
-``needs`` module is not installed, or whose artifact (fp32 or int8) was not given, is left out.
+``needs`` module is not installed, whose ``kinds`` leave the model out, or whose artifact (fp32 or
+int8) was not given, is left out.
 :func:`artifact_variants` turns an artifact and a runtime into two variants: ``model``
 (``backend.run`` on the exact feeds the predictor builds for the image) and ``end_to_end``
 (``predictor.predict(image)``).
@@ -16,41 +17,57 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import InputError
+from ..predictor import record_feeds
 from .core import MODES, Agreement, Variant
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """One backend and precision to time an artifact with.
+    """One backend and precision to run an artifact with.
 
-    name: the row label; artifact: which exported file it runs ("fp32" or "int8");
-    options: ``sdk.load`` options besides ``threads``; needs: modules that must be importable.
+    name: the row label; artifact: which exported file it runs ("fp32": ``NAME.onnx``, "int8": its
+    ``NAME.int8.onnx`` QDQ copy); options: ``sdk.load`` options besides ``threads``; needs: modules
+    that must be importable; kinds: the model kinds it applies to (empty: every kind).
     """
 
     name: str
     artifact: str
     options: Mapping[str, Any] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
 
     @property
     def available(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.needs)
 
+    def applies_to(self, kind: str | None) -> bool:
+        return not self.kinds or kind is None or kind in self.kinds
+
+    def load(self, artifacts: Mapping[str, str | Path], threads: int | None):
+        """The predictor of this runtime for the exported files ``artifacts`` ({"fp32": path, "int8": path})."""
+        return load(artifacts[self.artifact], threads, self.options)
+
 
 OPENVINO = ("openvino", "sdk.backends.openvino")  # the library and segrt's backend for it
 
+# Every CPU way to run a segrt .onnx export (and its int8 copy): the rows of `segrt bench unet|maskrcnn`,
+# the candidates of their --pick, and the rows of benchmarks/openvino_accuracy.py.
 RUNTIMES: tuple[Runtime, ...] = (
     Runtime("onnxruntime fp32", "fp32"),
     Runtime("onnxruntime int8", "int8"),
     Runtime("openvino fp32", "fp32", {"backend": "openvino", "precision": "fp32"}, OPENVINO),
     Runtime("openvino bf16", "fp32", {"backend": "openvino", "precision": "bf16"}, OPENVINO),
     Runtime("openvino int8", "int8", {"backend": "openvino", "precision": "fp32"}, OPENVINO),
+    Runtime("openvino int8+bf16", "int8", {"backend": "openvino", "precision": "bf16"}, OPENVINO),
+    # bf16 with the RoIAlign sampling of box and mask features kept in float32
+    Runtime("openvino bf16, fp32 RoIAlign", "fp32", {"backend": "openvino", "precision": "bf16",
+                                                    "fp32_ops": ("ROIAlign",)}, OPENVINO, ("maskrcnn",)),
 )
 
 
-def runtimes_for(artifacts: Mapping[str, Path | None]) -> list[Runtime]:
-    """The installed runtimes whose artifact ("fp32"/"int8") is present in ``artifacts``."""
-    return [r for r in RUNTIMES if r.available and artifacts.get(r.artifact) is not None]
+def runtimes_for(artifacts: Mapping[str, Path | None], kind: str | None = None) -> list[Runtime]:
+    """The installed runtimes for model ``kind`` whose artifact ("fp32"/"int8") is present in ``artifacts``."""
+    return [r for r in RUNTIMES if r.available and r.applies_to(kind) and artifacts.get(r.artifact) is not None]
 
 
 def load(path: str | Path, threads: int | None, options: Mapping[str, Any] | None = None):
@@ -66,33 +83,6 @@ def load(path: str | Path, threads: int | None, options: Mapping[str, Any] | Non
     except TypeError as exc:
         raise InputError(f"{path}: the backend does not take the options {dict(options or {})} ({exc})",
                          "install the backend's extra, or leave --backend out") from None
-
-
-class _RecordingBackend:
-    """Passes calls through to a backend and keeps a copy of every feed."""
-
-    def __init__(self, backend: Any) -> None:
-        self._backend = backend
-        self.feeds: list[dict[str, np.ndarray]] = []
-
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.feeds.append({k: np.array(v, copy=True) for k, v in feed.items()})
-        return self._backend.run(feed)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-
-def record_feeds(predictor: Any, image: np.ndarray) -> list[dict[str, np.ndarray]]:
-    """The feeds ``predictor.predict(image)`` passes to ``predictor.backend.run``, in order."""
-    backend = predictor.backend
-    recorder = _RecordingBackend(backend)
-    predictor.backend = recorder
-    try:
-        predictor.predict(image)
-    finally:
-        predictor.backend = backend
-    return recorder.feeds
 
 
 def model_call(backend: Any, feeds: list[dict[str, np.ndarray]]) -> Callable[[], list[dict[str, np.ndarray]]]:

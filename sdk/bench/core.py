@@ -16,9 +16,11 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 import numpy as np
+
+from ..errors import InputError
 
 SCHEMA = "segrt-bench/1"
 MODES = ("model", "end_to_end")
@@ -185,10 +187,13 @@ class Row(Timing):
     speedup: float | None = None      # reference p50 / this p50, same group and mode; None without a reference
     agreement: dict[str, float] = field(default_factory=dict)  # named numbers against the reference's output
     info: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # accuracy on labelled data, where measured
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able, with the variant's identity first."""
+        """JSON-able, with the variant's identity first; ``metrics`` only where measured."""
         d = asdict(self)
+        if not d["metrics"]:
+            del d["metrics"]
         return {k: d.pop(k) for k in ("variant", "group", "mode", "reference")} | d
 
 
@@ -270,32 +275,92 @@ def run_variants(variants: list[Variant], runs: int = 10, warmup: int = 2, *, rs
     return Report(title=title, rows=rows, context=dict(context or {}))
 
 
-def pick(report: Report, budget: Mapping[str, float], mode: str = "end_to_end",
-         group: str | None = None) -> dict[str, Any]:
-    """The fastest variant (lowest p50) of ``mode`` whose agreement meets every floor in ``budget``.
+@dataclass(frozen=True)
+class Within:
+    """A budget on an accuracy metric: it may move at most ``tolerance`` from the reference's, either way.
 
-    ``budget`` maps agreement names to their lowest allowed value (e.g. ``{"iou": 0.995}`` = the
-    foreground IoU against the fp32 reference's output is at least 0.995). The reference itself
-    always qualifies; a variant missing a budgeted number does not.
+    A gain counts as much as a loss: on held-out data this small it is as much a sign of changed
+    predictions. (A tiny slack of 1e-9 keeps runs that agree to float rounding inside.)
+    """
+
+    tolerance: float
+
+
+Budget = Mapping[str, float | Within]  # agreement floors and metric tolerances, by name
+
+
+def budget_json(budget: Budget) -> dict[str, Any]:
+    """A budget as JSON: a floor stays a number, ``Within(t)`` becomes ``{"within": t}``."""
+    return {k: {"within": v.tolerance} if isinstance(v, Within) else v for k, v in budget.items()}
+
+
+def pick(report: Report, budget: Budget, mode: str = "end_to_end", group: str | None = None, *,
+         reference: Mapping[str, float] | None = None, among: Collection[str] | None = None) -> dict[str, Any]:
+    """The fastest variant (lowest p50) of ``mode`` (and ``group``) within every entry of ``budget``.
+
+    ``budget`` maps a name to either
+      * a number, the lowest allowed value of that **agreement** number (e.g. ``{"iou": 0.995}`` =
+        the foreground IoU against the reference's output is at least 0.995). The reference row
+        qualifies without it (its output is the reference);
+      * ``Within(tolerance)``: that **metric** (``Row.metrics``, accuracy on labelled data, e.g.
+        ``{"segm_AP": Within(0.005)}``) differs from the reference's by at most ``tolerance``, either
+        way. The reference's metrics are ``reference`` if given, else those of the reference row of
+        the group and mode; every row, the reference row too, is judged against them.
+    A variant missing a budgeted number is rejected. ``among``: only these variants compete
+    (default: every row of the mode and group).
 
     Returns:
-        {"mode", "group", "budget", "variant" (name or None), "p50_ms", "speedup", "rejected":
-        {variant: reason}}.
+        {"mode", "group", "budget" (JSON form, see ``budget_json``), "variant" (name, or None when none
+        qualifies), "p50_ms", "speedup", "qualified": [names], "rejected": {variant: reason},
+        "reference": the reference metrics used (Within budgets only),
+        "deltas": {variant: {metric: value - reference}} (Within budgets only)}.
+
+    Raises:
+        InputError: no rows to pick from, or a Within budget without reference metrics to hold it to.
     """
     rows = [r for r in report.rows if r.mode == mode and (group is None or r.group == group)]
+    if not rows:
+        raise InputError(f"no {mode} rows{f' in group {group!r}' if group is not None else ''} to pick from",
+                         "time at least the reference variant in that mode")
+    floors = {k: v for k, v in budget.items() if not isinstance(v, Within)}
+    within = {k: v.tolerance for k, v in budget.items() if isinstance(v, Within)}
+    ref_metrics: dict[str, float] = {}
+    if within:
+        if reference is None:
+            refs = [r for r in rows if r.reference]
+            if not refs:
+                raise InputError(f"no reference row for {mode}{f' in group {group!r}' if group else ''} to hold the "
+                                 f"metrics {sorted(within)} to", "declare a reference variant or pass reference=")
+            reference = refs[0].metrics
+        lacking = sorted(k for k in within if k not in reference)
+        if lacking:
+            raise InputError(f"the reference metrics {sorted(reference)} lack the budgeted {lacking}",
+                             "measure those metrics on the reference (iou for U-Net, segm_AP/bbox_AP for Mask R-CNN)")
+        ref_metrics = {k: float(reference[k]) for k in within}
+    candidates = [r for r in rows if among is None or r.variant in among]
     rejected: dict[str, str] = {}
+    deltas: dict[str, dict[str, float]] = {}
     ok = []
-    for r in rows:
-        if r.reference:
-            ok.append(r)
-            continue
-        misses = [f"{k} {'missing' if k not in r.agreement else f'{r.agreement[k]:.4g} < {floor:g}'}"
-                  for k, floor in budget.items() if k not in r.agreement or not r.agreement[k] >= floor]
+    for r in candidates:
+        misses = [] if r.reference else [
+            f"{k} {'missing' if k not in r.agreement else f'{r.agreement[k]:.4g} < {floor:g}'}"
+            for k, floor in floors.items() if k not in r.agreement or not r.agreement[k] >= floor]
+        if within:
+            deltas[r.variant] = {k: float(r.metrics[k]) - ref_metrics[k] for k in within if k in r.metrics}
+        for k, tol in within.items():
+            if k not in r.metrics:
+                misses.append(f"{k} missing")
+            elif not abs(deltas[r.variant][k]) <= tol + 1e-9:
+                misses.append(f"{k} {deltas[r.variant][k]:+.4g} from the reference's {ref_metrics[k]:.4g} "
+                              f"(budget {tol:g} either way)")
         if misses:
             rejected[r.variant] = "; ".join(misses)
         else:
             ok.append(r)
     best = min(ok, key=lambda r: r.p50_ms, default=None)
-    return {"mode": mode, "group": group, "budget": dict(budget), "variant": best.variant if best else None,
-            "p50_ms": best.p50_ms if best else None, "speedup": best.speedup if best else None,
-            "rejected": rejected}
+    answer = {"mode": mode, "group": group, "budget": budget_json(budget), "variant": best.variant if best else None,
+              "p50_ms": best.p50_ms if best else None, "speedup": best.speedup if best else None,
+              "qualified": [r.variant for r in ok], "rejected": rejected}
+    if within:
+        answer |= {"reference": ref_metrics, "deltas": deltas}
+    return answer

@@ -19,8 +19,17 @@ def _agreement_text(numbers: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())
 
 
+def budget_text(budget: dict[str, Any]) -> str:
+    """A budget in its JSON form (``sdk.bench.core.budget_json``) as words: "iou >= 0.995, segm_AP within 0.005"."""
+    return ", ".join(f"{k} within {v['within']:g}" if isinstance(v, dict) else f"{k} >= {v:g}"
+                     for k, v in budget.items())
+
+
 def format_table(report: Report) -> str:
-    """Plain-text table: one line per row, grouped by group and mode, with the context above."""
+    """Plain-text table: one line per row, grouped by group and mode, with the context above.
+
+    The last column holds the agreement with the reference, after ``[metrics]`` where a row has them.
+    """
     lines = [report.title] if report.title else []
     ctx = ", ".join(f"{k} {v}" for k, v in report.context.items() if not isinstance(v, (dict, list)))
     if ctx:
@@ -36,12 +45,14 @@ def format_table(report: Report) -> str:
             seen = (r.group, r.mode)
             lines += ["", f"[{r.group + ', ' if r.group else ''}{MODE_TITLES.get(r.mode, r.mode)}]", header]
         mark = "reference" if r.reference else _agreement_text(r.agreement)
+        if r.metrics:
+            mark = f"[{_agreement_text(r.metrics)}] {mark}"
         lines.append(f"{r.variant:<{width}}{r.p50_ms:>10.1f}{r.p90_ms:>10.1f}{r.throughput:>9.2f}"
                      + (f"{_fmt(r.mpixel_per_s, '.2f'):>8}" if has_mpx else "")
                      + (f"{_fmt(r.peak_rss_mb, '.0f'):>9}" if has_rss else "")
                      + f"{_fmt(r.speedup, '.2f') + ('x' if r.speedup is not None else ''):>9}  {mark}")
     for p in report.pick or []:
-        budget = ", ".join(f"{k} >= {v:g}" for k, v in p["budget"].items())
+        budget = budget_text(p["budget"])
         where = f"{p['group']}, " if p.get("group") else ""
         if p["variant"] is None:
             lines.append(f"\npick ({where}{MODE_TITLES.get(p['mode'], p['mode'])}, {budget}): no variant qualifies")

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.bench import (SCHEMA, Report, Variant, format_table, measure, pick, plot, read_json, run_variants,
+from sdk.bench import (SCHEMA, Report, Variant, Within, format_table, measure, pick, plot, read_json, run_variants,
                        timing_from_samples, write_json)
-from sdk.bench.agreement import array_agreement, instances_agreement, segmentation_agreement
-from sdk.bench.artifacts import bench_image, predictor_variants, record_feeds
+from sdk.bench.agreement import (array_agreement, box_iou, detection_matching, instances_agreement,
+                                 segmentation_agreement)
+from sdk.bench.artifacts import RUNTIMES, bench_image, predictor_variants, runtimes_for
+from sdk.predictor import FeedRecorder, record_feeds
 
 
 class FakeClock:
@@ -135,6 +137,13 @@ def test_table_json_and_plot(tmp_path, monkeypatch):
                                    "agreement", "info"}
     assert read_json(path) == report
     assert [p.name for p in path.parent.iterdir()] == ["bench.json"]  # nothing half-written left behind
+    # accuracy metrics, where a benchmark measured them, are kept and printed before the agreement
+    report.row("fast").metrics = {"iou": 0.85}
+    report.pick = [pick(report, {"iou": Within(0.005)}, "end_to_end", "g", reference={"iou": 0.851})]
+    assert "metrics" not in report.row("wrong").to_dict() and report.row("fast").to_dict()["metrics"] == {"iou": 0.85}
+    assert read_json(write_json(report, tmp_path / "m.json")) == report
+    text = format_table(report)
+    assert "[iou 0.85] same 1" in text and "pick (g, end to end, iou within 0.005): fast" in text
     with pytest.raises(ValueError):
         Report.from_dict({**raw, "schema": "other"})
 
@@ -159,6 +168,12 @@ def test_segmentation_agreement_by_hand():
     # backend outputs (lists of dicts of [T, K, h, w]) compare the same way
     assert segmentation_agreement([{"probs": out[None]}], [{"probs": ref[None]}]) == a
     assert segmentation_agreement(ref, ref)["iou"] == 1.0
+    # between results, also the difference in objects counted
+    from sdk.unet import SegmentationResult
+    two, one = np.zeros((2, 4), np.int32), np.zeros((2, 4), np.int32)  # 2 objects, 1 object
+    two[0, 0], two[1, 3], one[0, 0] = 1, 2, 1
+    as_result = lambda probs, inst: SegmentationResult(probs, probs.argmax(0).astype(np.uint8), inst)  # noqa: E731
+    assert segmentation_agreement(as_result(out, two), as_result(ref, one)) == {**a, "abs_dcount": 1.0}
     with pytest.raises(ValueError):
         segmentation_agreement(ref, ref[:, :1])
 
@@ -188,6 +203,24 @@ def test_instances_agreement_is_coco_ap_against_the_reference():
     with_empty = _instances([[2, 2, 12, 12], [20, 20, 20, 20]], [0.9, 0.8])
     assert not with_empty.masks[1].any()
     assert instances_agreement(with_empty, with_empty)["segm_ap"] == pytest.approx(1.0)
+
+
+def test_detection_matching_pairs_by_label_and_box_iou():
+    assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])) == \
+        pytest.approx(np.array([[1.0, 50 / 150, 0.0]]))
+    ref = _instances([[2, 2, 12, 12], [16, 16, 30, 30], [0, 20, 8, 30]], [0.9, 0.8, 0.3])
+    out = _instances([[16, 16, 30, 29], [2, 2, 12, 12], [40, 40, 50, 50]], [0.7, 0.95, 0.2], masks_hw=(64, 64))
+    out.masks = out.masks[:, :32, :32]
+    m = detection_matching(out, ref)
+    assert m["matched"] == 2.0 and m["max_abs_dscore"] == pytest.approx(0.1)
+    assert m["min_box_iou"] == pytest.approx(13 / 14)  # 14 x 13 inside 14 x 14
+    assert m["mean_mask_iou"] == pytest.approx((1 + 13 / 14) / 2)
+    assert m["unmatched_reference_max_score"] == pytest.approx(0.3) and m["unmatched_max_score"] == pytest.approx(0.2)
+    out.labels[1] = 2  # another class: no pair
+    assert detection_matching(out, ref)["matched"] == 1.0
+    assert detection_matching(_instances([], []), _instances([], [])) == {
+        "matched": 0.0, "max_abs_dscore": 0.0, "min_box_iou": 1.0, "mean_mask_iou": 1.0,
+        "unmatched_reference_max_score": 0.0, "unmatched_max_score": 0.0}
 
 
 def test_array_agreement():
@@ -222,6 +255,16 @@ def test_model_only_variant_replays_the_feeds_the_predictor_built():
     assert isinstance(predictor.backend, _Backend)  # the real backend is put back
     assert [f["x"].tolist() for f in feeds] == [[[0.0, 1.0]], [[2.0, 3.0]]]
 
+    # the recorder stands in for the backend only while active, passing its facts through
+    predictor.backend.name = "fake backend"
+    with FeedRecorder(predictor) as recorder:
+        assert predictor.backend is recorder and recorder.name == "fake backend"
+        predictor.predict(image)
+    assert isinstance(predictor.backend, _Backend) and len(recorder.feeds) == 2
+    with pytest.raises(RuntimeError), FeedRecorder(predictor):
+        raise RuntimeError("predict failed")
+    assert isinstance(predictor.backend, _Backend)  # put back after an error too
+
     model, e2e = predictor_variants("fake", lambda: predictor, image, agreement=None)
     assert (model.mode, e2e.mode, model.pixels_per_call) == ("model", "end_to_end", 4.0)
     predictor.backend.seen.clear()
@@ -253,3 +296,13 @@ def test_bench_model_registers_on_the_segrt_command_line():
     assert args.func is bench_cli.run and args.artifacts == [Path("a.onnx"), Path("b.onnx")]
     assert args.size == [[64, 64], [128, 96]] and args.runs == 3 and args.warmup == 2 and args.threads is None
     assert bench_cli._backend_options(args.backend[0]) == {"backend": "openvino", "precision": "bf16"}
+
+
+def test_runtime_table_rows_by_artifact_and_kind():
+    names = [r.name for r in RUNTIMES]
+    assert len(set(names)) == len(names) and all(r.artifact in ("fp32", "int8") for r in RUNTIMES)
+    fp32_only = runtimes_for({"fp32": Path("m.onnx"), "int8": None}, "unet")
+    assert fp32_only[0].name == "onnxruntime fp32" and all(r.artifact == "fp32" and r.available for r in fp32_only)
+    assert "openvino bf16, fp32 RoIAlign" not in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, "unet")]
+    if "openvino fp32" in [r.name for r in fp32_only]:  # the OpenVINO rows, where it is installed
+        assert "openvino bf16, fp32 RoIAlign" in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, "maskrcnn")]
