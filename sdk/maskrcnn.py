@@ -38,12 +38,8 @@ import numpy as np
 from .coco import bbox_xywh, encode_rle
 from .errors import DataError, InputError
 from .io import atomic_path
+from .keypoints import COCO_SKELETON, draw_skeleton, heatmaps_to_keypoints, keypoint_metrics  # noqa: F401
 from .masks import paste_masks
-
-# COCO person keypoint skeleton (1-based pairs, as in the COCO annotations) for drawing
-COCO_SKELETON = [(16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
-                 (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)]
-
 
 @dataclass
 class Instances:
@@ -250,34 +246,6 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
     return out
 
 
-def heatmaps_to_keypoints(maps: np.ndarray, rois: np.ndarray) -> np.ndarray:
-    """torchvision's ``heatmaps_to_keypoints`` with OpenCV's bicubic resize.
-
-    Args:
-        maps: float [N, K, S, S] keypoint heatmap logits; rois: float [N, 4] x1y1x2y2 boxes.
-
-    Returns:
-        float32 [N, K, 3]: x, y in the rois' pixel frame (Heckbert: centre of the argmax cell)
-        and the resized heatmap's value there.
-    """
-    n, k = maps.shape[:2]
-    out = np.zeros((n, k, 3), dtype=np.float32)
-    for i in range(n):
-        x1, y1, x2, y2 = (float(v) for v in rois[i])
-        bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-        mw, mh = int(math.ceil(bw)), int(math.ceil(bh))
-        # cv2 resizes each channel of an HxWxC array; OpenCV caps channels at 512, K is 17
-        roi_map = cv2.resize(np.ascontiguousarray(maps[i].transpose(1, 2, 0)), (mw, mh),
-                             interpolation=cv2.INTER_CUBIC).reshape(mh, mw, k)
-        flat = roi_map.reshape(-1, k)
-        pos = flat.argmax(axis=0)
-        xi, yi = pos % mw, pos // mw
-        out[i, :, 0] = (xi + 0.5) * (bw / mw) + x1
-        out[i, :, 1] = (yi + 0.5) * (bh / mh) + y1
-        out[i, :, 2] = flat[pos, np.arange(k)]
-    return out
-
-
 def _colour(i: int) -> tuple[int, int, int]:
     """A distinct, stable RGB colour per instance (golden-ratio hue steps)."""
     hue = int((i * 0.618033988749895 % 1.0) * 179)
@@ -299,22 +267,17 @@ def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) ->
         cv2.putText(canvas, f"{result.class_names[i]} {result.scores[i]:.2f}", (x1, max(y1 - 3, 8)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)
         if result.keypoints is not None:
-            kp = result.keypoints[i]
-            if len(kp) == 17:
-                for a, b in COCO_SKELETON:
-                    pa, pb = kp[a - 1, :2], kp[b - 1, :2]
-                    cv2.line(canvas, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), c, 1, cv2.LINE_AA)
-            for x, y, _ in kp:
-                cv2.circle(canvas, (int(x), int(y)), 2, c, -1)
+            draw_skeleton(canvas, result.keypoints[i], c)
     return canvas
 
 
 def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
-    """COCO box and segm metrics of ``predictor`` on a COCO instances file (pycocotools).
+    """COCO box, segm and keypoint metrics of ``predictor`` on a COCO instances file (pycocotools).
 
     Returns:
         {"bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APS", "bbox_APM", "bbox_APL", and the same
-        with the "segm_" prefix (masks, when the model predicts them), "images": n}; AP in [0, 1],
+        with the "segm_" prefix (masks, when the model predicts them), keypoint OKS AP as
+        "keypoints_AP", "_AP50", "_AP75", "_APM", "_APL" (Keypoint R-CNN), "images": n}; AP in [0, 1],
         -1 where COCO has no ground truth of that size.
     """
     try:
@@ -331,7 +294,7 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(coco_json))
     results: list[dict[str, Any]] = []
-    has_masks = True
+    has_masks, has_keypoints = True, False
     missing = [gt.imgs[i]["file_name"] for i in gt.getImgIds()
                if not (image_dir / gt.imgs[i]["file_name"]).is_file()]
     if missing:
@@ -347,6 +310,7 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
         res = predictor.predict(img)
         has_masks = has_masks and res.masks is not None
+        has_keypoints = res.keypoints is not None
         results.extend(instances_to_coco(res, image_id=img_id))
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
     names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
@@ -361,4 +325,6 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
             ev.accumulate()
             ev.summarize()
         metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6])})
+    if has_keypoints:
+        metrics.update(keypoint_metrics(gt, results))
     return metrics
