@@ -1,6 +1,8 @@
 """`segrt` sub-command hooks for Mask R-CNN (the lead's ``sdk/cli.py`` wires them).
 
     segrt train maskrcnn --train-json J --train-images D --out ckpt.pt [--steps N ...]
+    segrt train keypointrcnn --train-json pose/train.json --out kp.pt [--time-budget S ...]
+    segrt data pose ROOT
     segrt export CKPT --format onnx [--graph portable|tensorrt] --input-size H W ...
     segrt bench maskrcnn ...
 """
@@ -12,39 +14,65 @@ from typing import Any
 
 from sdk.errors import InputError
 
+from .coco import FLIPS
 from .models import ARCHS, MaskRCNNConfig
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``segrt train maskrcnn``."""
-    d = MaskRCNNConfig()
-    parser.add_argument("--train-json", type=Path, required=True, help="COCO instances file")
-    parser.add_argument("--train-images", type=Path, required=True, help="folder of the COCO file's images")
+def add_train_arguments(parser: argparse.ArgumentParser, kind: str = "maskrcnn") -> None:
+    """Options of ``segrt train maskrcnn`` (``kind="maskrcnn"``) or ``segrt train keypointrcnn``."""
+    archs = sorted(a for a, k in ARCHS.items() if k == kind)
+    keypoints = kind == "keypointrcnn"
+    data = "COCO person-keypoints file" if keypoints else "COCO instances file"
+    parser.add_argument("--train-json", type=Path, required=True, help=data)
+    parser.add_argument("--train-images", type=Path, default=None,
+                        help="folder of the COCO file's images (default: next to the JSON, named like it)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
-    parser.add_argument("--arch", choices=sorted(ARCHS), default=d.arch)
+    parser.add_argument("--arch", choices=archs, default="keypointrcnn_resnet18_fpn" if keypoints else "resnet18_fpn")
     parser.add_argument("--min-size", type=int, default=256, help="shorter image side after resize (px)")
-    parser.add_argument("--max-size", type=int, default=512, help="longer image side cap (px)")
-    parser.add_argument("--anchor-sizes", type=int, nargs="+", default=list(d.anchor_sizes),
+    parser.add_argument("--max-size", type=int, default=256 if keypoints else 512, help="longer image side cap (px)")
+    parser.add_argument("--anchor-sizes", type=int, nargs="+",
+                        default=[16, 32, 64, 128, 256] if keypoints else list(MaskRCNNConfig().anchor_sizes),
                         help="one anchor size per FPN level P2..P6 (px)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--crop", type=int, default=256, help="random square crop side (0 = whole images)")
+    parser.add_argument("--rois-per-image", type=int, default=64 if keypoints else 128,
+                        help="RoIs sampled per image for the heads, 1:3 positive:negative (default: %(default)s)")
+    parser.add_argument("--flips", choices=FLIPS, default="horizontal" if keypoints else "all",
+                        help="random mirror images: all (left-right, up-down, transpose), horizontal, none; "
+                             "keypoints swap left/right with each mirror (default: %(default)s)")
     parser.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def train_command(args: argparse.Namespace) -> Path:
-    """Run ``segrt train maskrcnn``; returns the checkpoint path."""
+    """Run ``segrt train maskrcnn`` / ``segrt train keypointrcnn``; returns the checkpoint path."""
+    from .models import SMALL_BODIES
     from .train import TrainOptions, train
-    cfg = MaskRCNNConfig() if args.arch in ("resnet18_fpn", "resnet34_fpn") else MaskRCNNConfig.paper(args.arch)
+    cfg = MaskRCNNConfig(arch=args.arch) if args.arch in SMALL_BODIES else MaskRCNNConfig.paper(args.arch)
     cfg.arch, cfg.min_size, cfg.max_size = args.arch, args.min_size, args.max_size
     cfg.anchor_sizes = tuple(args.anchor_sizes)
-    opts = TrainOptions(args.train_json, args.train_images, args.out, model=cfg, steps=args.steps,
-                        batch_size=args.batch_size, lr=args.lr, crop=args.crop, time_budget_s=args.time_budget,
-                        threads=args.threads, seed=args.seed)
+    cfg.box_batch_size_per_image = args.rois_per_image
+    images = args.train_images or Path(args.train_json).with_suffix("")
+    opts = TrainOptions(args.train_json, images, args.out, model=cfg, steps=args.steps,
+                        batch_size=args.batch_size, lr=args.lr, crop=args.crop, flips=args.flips,
+                        time_budget_s=args.time_budget, threads=args.threads, seed=args.seed,
+                        progress=getattr(args, "progress", True))
     return train(opts)
+
+
+def register_keypoints(cli) -> None:
+    """Command provider for ``sdk.cli``: ``segrt data pose`` and ``segrt train keypointrcnn``."""
+    from .synthetic_pose import register as register_data
+    register_data(cli)
+    parser = cli.add_sub("train", "keypointrcnn", lambda args: print(f"wrote {train_command(args)}"),
+                         help="torchvision Keypoint R-CNN on COCO person-keypoints data",
+                         description="Keypoint R-CNN (resnet18/34/50-FPN) on COCO person keypoints, "
+                                     "e.g. the synthetic figures of `segrt data pose`.")
+    add_train_arguments(parser, kind="keypointrcnn")
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,5 +164,5 @@ def demo_coco(data_root: str | Path) -> Path:
     return _demo(data_root)
 
 
-__all__ = ["add_train_arguments", "train_command", "add_export_arguments", "export_command",
+__all__ = ["add_train_arguments", "train_command", "register_keypoints", "add_export_arguments", "export_command",
            "add_bench_arguments", "bench_command", "demo_coco"]

@@ -1,4 +1,4 @@
-"""Train a torchvision Mask R-CNN on COCO-format data: one short loop, read top to bottom.
+"""Train a torchvision Mask R-CNN or Keypoint R-CNN on COCO-format data: one short loop, read top to bottom.
 
 Recipe (the paper's defaults, via torchvision): SGD momentum 0.9, weight decay
 1e-4, linear warm-up then step LR (x0.1 at 70% and 90% of the steps), RoI
@@ -41,6 +41,7 @@ class TrainOptions:
     warmup_steps: int = 50
     lr_drops: tuple[float, ...] = (0.7, 0.9)   # fractions of `steps` where LR is multiplied by 0.1
     crop: int = 256                         # random square crops of this side (0 = whole images)
+    flips: str = "all"                      # mirror images: all | horizontal | none (see CocoTrainSet)
     time_budget_s: float | None = None      # stop early (and save) after this many seconds
     seed: int = 0
     threads: int | None = None
@@ -64,19 +65,23 @@ def train(opts: TrainOptions) -> Path:
     coco = load_coco(opts.train_json, opts.train_images)
     cfg = opts.model
     cfg.num_classes = len(coco.class_names)
-    data = CocoTrainSet(coco)
+    keypoints = cfg.kind == "keypointrcnn"
+    data = CocoTrainSet(coco, keypoints=keypoints)
+    if keypoints:
+        cfg.keypoint_names = tuple(coco.keypoint_names or ())
+        cfg.num_keypoints = len(cfg.keypoint_names)
     model = build_model(cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
     start = time.perf_counter()
     history: list[float] = []
-    bar = tqdm(range(opts.steps), desc="train maskrcnn", disable=not opts.progress, dynamic_ncols=True)
+    bar = tqdm(range(opts.steps), desc=f"train {cfg.kind}", disable=not opts.progress, dynamic_ncols=True)
     step = 0
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, opts)
-        batch = [data.sample(rng, opts.crop) for _ in range(opts.batch_size)]
+        batch = [data.sample(rng, opts.crop, opts.flips) for _ in range(opts.batch_size)]
         images, targets = [b[0] for b in batch], [b[1] for b in batch]
         losses = model(images, targets)
         loss = sum(losses.values())
