@@ -131,21 +131,27 @@ def heatmaps_to_keypoints(maps: np.ndarray, rois: np.ndarray) -> np.ndarray:
 
 
 def draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, colour: tuple[int, int, int],
-                  skeleton: list[tuple[int, int]] | None = None, thickness: int = 2) -> np.ndarray:
+                  skeleton: list[tuple[int, int]] | None = None, thickness: int = 2,
+                  min_score: float | None = None) -> np.ndarray:
     """Draw one person's keypoints (float [K, 2+] x, y in pixels) and limbs onto ``canvas`` (uint8 RGB, in place).
 
     ``skeleton``: 1-based keypoint pairs; default the COCO limbs when K is 17, none otherwise.
+    ``min_score``: skip keypoints whose third column (score, or COCO visibility) is below it, and their limbs.
     Coordinates are continuous (pixel i spans [i, i+1)), so points are drawn at x - 0.5.
     """
     kp = np.asarray(keypoints, dtype=np.float32)
     if skeleton is None:
         skeleton = COCO_SKELETON if len(kp) == 17 else []
+    keep = np.ones(len(kp), bool) if min_score is None else kp[:, 2] >= min_score
+    skeleton = [(a, b) for a, b in skeleton if keep[a - 1] and keep[b - 1]]
     shift = 4  # OpenCV fixed-point sub-pixel drawing
     pts = [(int(round((x - 0.5) * 16)), int(round((y - 0.5) * 16))) for x, y in kp[:, :2]]
     dark = tuple(int(c * 0.45) for c in colour)
     for a, b in skeleton:
         cv2.line(canvas, pts[a - 1], pts[b - 1], colour, thickness, cv2.LINE_AA, shift)
-    for p in pts:
+    for p, k in zip(pts, keep):
+        if not k:
+            continue
         cv2.circle(canvas, p, (thickness + 1) * 16, dark, -1, cv2.LINE_AA, shift)
         cv2.circle(canvas, p, (thickness + 1) * 16, colour, 1, cv2.LINE_AA, shift)
     return canvas

@@ -74,7 +74,7 @@ def train(opts: TrainOptions) -> Path:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     history: list[float] = []
     bar = tqdm(range(opts.steps), desc=f"train {cfg.kind}", disable=not opts.progress, dynamic_ncols=True)
     step = 0
@@ -99,6 +99,7 @@ def train(opts: TrainOptions) -> Path:
     bar.close()
     model.eval()
     extra: dict[str, Any] = {"steps": step + 1, "seconds": time.perf_counter() - start,
+                             "cpu_seconds": time.process_time() - cpu_start,
                              "final_loss": float(np.mean(history[-20:])) if history else None,
                              "train_json": str(opts.train_json),
                              "options": {k: (str(v) if isinstance(v, Path) else v)
