@@ -1,6 +1,6 @@
 """Keypoint R-CNN demo: synthetic pose data -> train -> export -> OKS AP (fp32, int8, eager) -> picture -> benchmark.
 
-    python -m export.maskrcnn.pose_demo --out pose_demo_out [--minutes 12] [--r50]
+    python -m export.maskrcnn.pose_demo --out pose_demo_out [--minutes 28] [--r50]
 
 Kept apart from ``segrt demo`` (which has a 15-minute budget of its own). Everything it
 reports is written to ``<out>/pose_summary.json``; the picture to ``<out>/keypoint_demo.png``.
@@ -76,7 +76,7 @@ def _draw_labelled(image: np.ndarray, gt: Instances) -> np.ndarray:
     return canvas
 
 
-def run_pose_demo(out: Path, minutes: float = 12.0, steps: int = 250, n_train: int = 600, n_val: int = 100,
+def run_pose_demo(out: Path, minutes: float = 28.0, steps: int = 600, n_train: int = 600, n_val: int = 100,
                   checkpoint: Path | None = None, bench_runs: int = 10, threads: int = 2, r50: bool = False) -> dict[str, Any]:
     from export.checkpoint import load_checkpoint
     from export.quantize import calibration_images, quantize_int8
@@ -146,8 +146,8 @@ def run_pose_demo(out: Path, minutes: float = 12.0, steps: int = 250, n_train: i
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("pose_demo_out"))
-    parser.add_argument("--minutes", type=float, default=12.0, help="training time budget (wall clock)")
-    parser.add_argument("--steps", type=int, default=250, help="training steps (the LR schedule's length)")
+    parser.add_argument("--minutes", type=float, default=28.0, help="training time budget (wall clock)")
+    parser.add_argument("--steps", type=int, default=600, help="most training steps (the LR schedule follows steps or the time budget, whichever ends first)")
     parser.add_argument("--train", type=int, default=600, help="synthetic training images")
     parser.add_argument("--val", type=int, default=100, help="synthetic held-out images")
     parser.add_argument("--checkpoint", type=Path, default=None, help="skip training: use this checkpoint")

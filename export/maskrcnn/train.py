@@ -48,11 +48,18 @@ class TrainOptions:
     progress: bool = True
 
 
-def lr_at(step: int, opts: TrainOptions) -> float:
-    """Warm-up (linear from 0.001x) then step decay."""
+def lr_at(step: int, opts: TrainOptions, elapsed_s: float = 0.0) -> float:
+    """Warm-up (linear from 0.001x) then step decay.
+
+    Progress is the larger of step / steps and, with a time budget, elapsed / budget: on a slow
+    or shared machine the budget ends the run, and the LR drops still happen before it does.
+    """
     if step < opts.warmup_steps:
         return opts.lr * (0.001 + 0.999 * step / max(opts.warmup_steps, 1))
-    drops = sum(step >= int(f * opts.steps) for f in opts.lr_drops)
+    progress = step / max(opts.steps, 1)
+    if opts.time_budget_s:
+        progress = max(progress, elapsed_s / opts.time_budget_s)
+    drops = sum(progress >= f for f in opts.lr_drops)
     return opts.lr * (0.1 ** drops)
 
 
@@ -80,7 +87,7 @@ def train(opts: TrainOptions) -> Path:
     step = 0
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, opts)
+            group["lr"] = lr_at(step, opts, time.perf_counter() - start)
         batch = [data.sample(rng, opts.crop, opts.flips) for _ in range(opts.batch_size)]
         images, targets = [b[0] for b in batch], [b[1] for b in batch]
         losses = model(images, targets)

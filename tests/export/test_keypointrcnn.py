@@ -279,3 +279,13 @@ def test_predictor_draws_skeletons(portable, pose):
     res = runtime.predict(img)
     out = runtime.draw(img, res)
     assert out.shape == img.shape and out.dtype == np.uint8 and (out != img).any()
+
+
+def test_lr_schedule_follows_the_time_budget_when_it_ends_first():
+    from export.maskrcnn.train import TrainOptions, lr_at
+    opts = TrainOptions(Path("t.json"), Path("t"), Path("o.pt"), steps=1000, lr=0.02, warmup_steps=10,
+                        time_budget_s=100.0)
+    assert lr_at(50, opts, elapsed_s=10.0) == pytest.approx(0.02)
+    assert lr_at(50, opts, elapsed_s=75.0) == pytest.approx(0.002)    # 75% of the budget: first drop
+    assert lr_at(50, opts, elapsed_s=95.0) == pytest.approx(0.0002)
+    assert lr_at(950, opts, elapsed_s=0.0) == pytest.approx(0.0002)   # or by steps, as before
