@@ -40,8 +40,8 @@ def _scaled(result: Instances, f: float) -> Instances:
 
 
 def picture(predictor, val_json: Path, val_images: Path, out: Path, count: int = 4, scale: int = 3,
-            min_score: float = 0.5) -> Path:
-    """Held-out images with their ground-truth skeletons (top) and the predicted ones (bottom)."""
+            min_score: float = 0.9) -> Path:
+    """Held-out images: ground-truth skeletons (top), predicted ones with score >= ``min_score`` (bottom)."""
     import cv2
     doc = json.loads(Path(val_json).read_text())
     by_image: dict[int, list] = {}
