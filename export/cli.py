@@ -50,17 +50,48 @@ def cmd_train_unet(args: argparse.Namespace) -> None:
     print(f"wrote {train(cfg)}")
 
 
-def cmd_train_maskrcnn(args: argparse.Namespace) -> None:
-    from .maskrcnn.models import MaskRCNNConfig
+def cmd_train_rcnn(args: argparse.Namespace) -> Path:
+    """``segrt train maskrcnn`` / ``segrt train keypointrcnn``; returns the checkpoint written."""
+    from .maskrcnn.models import SMALL_BODIES, MaskRCNNConfig
     from .maskrcnn.train import TrainOptions, train
-    cfg = MaskRCNNConfig() if args.arch in ("resnet18_fpn", "resnet34_fpn") else MaskRCNNConfig.paper(args.arch)
+    cfg = MaskRCNNConfig(arch=args.arch) if args.arch in SMALL_BODIES else MaskRCNNConfig.paper(args.arch)
     cfg.arch, cfg.min_size, cfg.max_size = args.arch, args.min_size, args.max_size
     cfg.anchor_sizes = tuple(args.anchor_sizes)
+    cfg.box_batch_size_per_image = args.rois_per_image
     images = args.images or Path(args.data).with_suffix("")
     opts = TrainOptions(args.data, images, args.out, model=cfg, steps=args.steps, batch_size=args.batch_size,
-                        lr=args.lr, crop=args.crop, time_budget_s=args.minutes * 60 if args.minutes else None,
-                        threads=args.threads, seed=args.seed)
-    print(f"wrote {train(opts)}")
+                        lr=args.lr, crop=args.crop, flips=args.flips,
+                        time_budget_s=args.minutes * 60 if args.minutes else None,
+                        threads=args.threads, seed=args.seed, progress=args.progress)
+    path = train(opts)
+    print(f"wrote {path}")
+    return path
+
+
+def add_rcnn_train_arguments(p: argparse.ArgumentParser, kind: str) -> None:
+    """Options of ``segrt train maskrcnn`` (``kind="maskrcnn"``) or ``segrt train keypointrcnn``."""
+    from .maskrcnn.coco import FLIPS
+    from .maskrcnn.models import ARCHS, MaskRCNNConfig
+    keypoints = kind == "keypointrcnn"
+    p.add_argument("--data", type=Path, required=True,
+                   help="COCO person-keypoints JSON" if keypoints else "COCO instances JSON (polygons or RLE)")
+    p.add_argument("--images", type=Path, default=None, help="folder of its images (default: next to the JSON, "
+                                                              "coco/train.json -> coco/train/)")
+    _common_train_arguments(p, f"runs/{kind}.pt", steps=600, batch_size=4, lr=0.01)
+    p.add_argument("--arch", choices=sorted(a for a, k in ARCHS.items() if k == kind),
+                   default="keypointrcnn_resnet18_fpn" if keypoints else "resnet18_fpn")
+    p.add_argument("--min-size", type=int, default=256, help="shorter image side after resize (px)")
+    p.add_argument("--max-size", type=int, default=256 if keypoints else 512, help="longer image side cap (px)")
+    p.add_argument("--anchor-sizes", type=int, nargs="+",
+                   default=[16, 32, 64, 128, 256] if keypoints else list(MaskRCNNConfig().anchor_sizes),
+                   help="one anchor size per FPN level P2..P6 (px)")
+    p.add_argument("--crop", type=int, default=256, help="random square crop side (0 = whole images)")
+    p.add_argument("--rois-per-image", type=int, default=64 if keypoints else 128,
+                   help="RoIs sampled per image for the heads, 1:3 positive:negative (default: %(default)s)")
+    p.add_argument("--flips", choices=FLIPS, default="horizontal" if keypoints else "all",
+                   help="random mirror images: all (left-right, up-down, transpose), horizontal, none; "
+                        "keypoints swap left/right with each mirror (default: %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def _add_train(cli: Commands) -> None:
@@ -80,21 +111,14 @@ def _add_train(cli: Commands) -> None:
     p.add_argument("--w0", type=float, default=10.0, help="weight-map border weight (paper: 10)")
     p.add_argument("--sigma", type=float, default=5.0, help="weight-map border width in px (paper: 5)")
 
-    from .maskrcnn.models import ARCHS, MaskRCNNConfig
-    d = MaskRCNNConfig()
-    p = cli.add_sub("train", "maskrcnn", cmd_train_maskrcnn, help="torchvision Mask R-CNN on COCO-format data",
-                    description="Mask R-CNN (torchvision), the paper's recipe: SGD momentum 0.9, weight decay 1e-4, "
-                                "warm-up then step LR; options for small CPU runs.")
-    p.add_argument("--data", type=Path, required=True, help="COCO instances JSON (polygons or RLE)")
-    p.add_argument("--images", type=Path, default=None, help="folder of its images (default: next to the JSON, "
-                                                              "coco/train.json -> coco/train/)")
-    _common_train_arguments(p, "runs/maskrcnn.pt", steps=600, batch_size=4, lr=0.01)
-    p.add_argument("--arch", choices=sorted(ARCHS), default=d.arch)
-    p.add_argument("--min-size", type=int, default=256, help="shorter image side after resize (px)")
-    p.add_argument("--max-size", type=int, default=512, help="longer image side cap (px)")
-    p.add_argument("--anchor-sizes", type=int, nargs="+", default=list(d.anchor_sizes),
-                   help="one anchor size per FPN level P2..P6 (px)")
-    p.add_argument("--crop", type=int, default=256, help="random square crop side (0 = whole images)")
+    add_rcnn_train_arguments(cli.add_sub(
+        "train", "maskrcnn", cmd_train_rcnn, help="torchvision Mask R-CNN on COCO-format data",
+        description="Mask R-CNN (torchvision), the paper's recipe: SGD momentum 0.9, weight decay 1e-4, "
+                    "warm-up then step LR; options for small CPU runs."), "maskrcnn")
+    add_rcnn_train_arguments(cli.add_sub(
+        "train", "keypointrcnn", cmd_train_rcnn, help="torchvision Keypoint R-CNN on COCO person-keypoints data",
+        description="Keypoint R-CNN (resnet18/34/50-FPN) on COCO person keypoints, e.g. the synthetic "
+                    "figures of `segrt data pose`."), "keypointrcnn")
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -169,13 +193,15 @@ def register(cli: Commands) -> None:
     """Add the training side's verbs to ``segrt``; raises ImportError, adding none, without torch."""
     import torch  # noqa: F401
     import torchvision  # noqa: F401
-    p = cli.add("data", cmd_data, help="write demo data (DSB2018 nuclei from the stardist wheel)",
-                description="Write the real DSB2018 nuclei image shipped in the stardist 0.9.2 wheel (pip "
-                            "downloads it, about 3 MB) as train (left half) / val (right half) image+label folders.")
-    p.add_argument("dataset", choices=["dsb2018"])
+    p = cli.add_sub("data", "dsb2018", cmd_data, help="the DSB2018 nuclei image from the stardist wheel",
+                    description="Write the real DSB2018 nuclei image shipped in the stardist 0.9.2 wheel (pip "
+                                "downloads it, about 3 MB) as train (left half) / val (right half) image+label "
+                                "folders.")
     p.add_argument("root", type=Path, nargs="?", default=Path("data/dsb2018"), help="output folder (default: %(default)s)")
     p.add_argument("--wheel", type=Path, help="an already downloaded stardist-0.9.2 wheel (default: pip downloads it)")
     p.add_argument("--coco", action="store_true", help="also write COCO instances files for Mask R-CNN")
+    from .maskrcnn.synthetic_pose import register as register_pose_data
+    register_pose_data(cli)
 
     _add_train(cli)
     _add_export(cli)

@@ -25,7 +25,8 @@ EXTRA_VERBS = {"data": "train", "train": "train", "export": "train", "demo": "tr
 
 DESCRIPTION = ("segrt: U-Net and Mask R-CNN from training to low-latency inference. Every command has --help; "
                "errors say what is wrong and how to fix it, with exit code 2.")
-GROUP_HELP = {"train": "train a model on your data", "bench": "latency benchmarks (p50/p90, throughput, speedups)"}
+GROUP_HELP = {"data": "write training data (the DSB2018 demo image, synthetic pose figures)",
+              "train": "train a model on your data", "bench": "latency benchmarks (p50/p90, throughput, speedups)"}
 
 Handler = Callable[[argparse.Namespace], Any]
 

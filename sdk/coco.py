@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import DataError, InputError
 from .imageio import read_image
+from .keypoints import keypoint_metrics
 
 if TYPE_CHECKING:
     from .maskrcnn import Instances
@@ -88,11 +89,12 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
 
 
 def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
-    """COCO box and segm metrics of ``predictor`` on a COCO instances file (pycocotools).
+    """COCO box, segm and keypoint metrics of ``predictor`` on a COCO instances file (pycocotools).
 
     Returns:
         {"bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APS", "bbox_APM", "bbox_APL", and the same
-        with the "segm_" prefix (masks, when the model predicts them), "images": n}; AP in [0, 1],
+        with the "segm_" prefix (masks, when the model predicts them), keypoint OKS AP as
+        "keypoints_AP", "_AP50", "_AP75", "_APM", "_APL" (Keypoint R-CNN), "images": n}; AP in [0, 1],
         -1 where COCO has no ground truth of that size.
     """
     try:
@@ -106,7 +108,7 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(coco_json))
     results: list[dict[str, Any]] = []
-    has_masks = True
+    has_masks, has_keypoints = True, False
     missing = [gt.imgs[i]["file_name"] for i in gt.getImgIds()
                if not (image_dir / gt.imgs[i]["file_name"]).is_file()]
     if missing:
@@ -115,6 +117,7 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
     for img_id in sorted(gt.getImgIds()):
         res = predictor.predict(read_image(image_dir / gt.imgs[img_id]["file_name"]))
         has_masks = has_masks and res.masks is not None
+        has_keypoints = res.keypoints is not None
         results.extend(instances_to_coco(res, image_id=img_id))
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
     names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
@@ -129,4 +132,6 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
             ev.accumulate()
             ev.summarize()
         metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6])})
+    if has_keypoints:
+        metrics.update(keypoint_metrics(gt, results))
     return metrics

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .keypoints import COCO_SKELETON
+from .keypoints import draw_skeleton
 from .preprocess import to_rgb_uint8
 
 if TYPE_CHECKING:
@@ -95,11 +95,5 @@ def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) ->
         cv2.putText(canvas, f"{result.class_names[i]} {result.scores[i]:.2f}", (x1, max(y1 - 3, 8)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)
         if result.keypoints is not None:
-            kp = result.keypoints[i]
-            if len(kp) == 17:
-                for a, b in COCO_SKELETON:
-                    pa, pb = kp[a - 1, :2], kp[b - 1, :2]
-                    cv2.line(canvas, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), c, 1, cv2.LINE_AA)
-            for x, y, _ in kp:
-                cv2.circle(canvas, (int(x), int(y)), 2, c, -1)
+            draw_skeleton(canvas, result.keypoints[i], c)
     return canvas

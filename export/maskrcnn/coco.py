@@ -57,6 +57,7 @@ class CocoSet:
     records: list[tuple[Path, dict[str, Any], list[dict[str, Any]]]]
     class_names: list[str]           # index = category id; "__background__" at 0, "N/A" for unused ids
     dropped: int                     # degenerate annotations skipped (crowd, empty mask, box < 1 px)
+    keypoint_names: list[str] | None = None   # the categories' "keypoints" (person keypoints files)
 
 
 def load_coco(json_path: str | Path, image_dir: str | Path) -> CocoSet:
@@ -98,11 +99,19 @@ def load_coco(json_path: str | Path, image_dir: str | Path) -> CocoSet:
         raise DataError(f"{json_path} has no usable annotations ({dropped} degenerate or crowd ones dropped)",
                         "each object needs a non-empty segmentation and a bbox of at least 1x1 px")
     records = [(image_dir / images[i]["file_name"], images[i], by_image[i]) for i in sorted(images)]
-    return CocoSet(records, class_names, dropped)
+    kp_names = {tuple(c["keypoints"]) for c in data["categories"] if c.get("keypoints")}
+    if len(kp_names) > 1:
+        raise DataError(f"{json_path}: categories define different keypoint lists",
+                        "Keypoint R-CNN predicts one keypoint set: give every category the same 'keypoints'")
+    return CocoSet(records, class_names, dropped, list(next(iter(kp_names))) if kp_names else None)
 
 
-def targets_from_masks(masks: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
-    """torchvision training target from instance masks [N, H, W]; drops masks smaller than 2x2 px."""
+def targets_from_masks(masks: np.ndarray, labels: np.ndarray,
+                       keypoints: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """torchvision training target from instance masks [N, H, W]; drops masks smaller than 2x2 px.
+
+    ``keypoints`` float32 [N, K, 3] (x, y, visibility; image pixels) become ``target["keypoints"]``.
+    """
     boxes, keep = [], []
     for i, m in enumerate(masks):
         ys, xs = np.nonzero(m)
@@ -110,21 +119,48 @@ def targets_from_masks(masks: np.ndarray, labels: np.ndarray) -> dict[str, torch
             boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
             keep.append(i)
     h, w = masks.shape[1:] if masks.ndim == 3 else (0, 0)
-    return {"boxes": torch.tensor(np.array(boxes, np.float32).reshape(-1, 4)),
-            "labels": torch.tensor(np.asarray(labels)[keep], dtype=torch.int64),
-            "masks": torch.from_numpy(masks[keep].astype(np.uint8)) if keep
-            else torch.zeros((0, h, w), dtype=torch.uint8)}
+    target = {"boxes": torch.tensor(np.array(boxes, np.float32).reshape(-1, 4)),
+              "labels": torch.tensor(np.asarray(labels)[keep], dtype=torch.int64),
+              "masks": torch.from_numpy(masks[keep].astype(np.uint8)) if keep
+              else torch.zeros((0, h, w), dtype=torch.uint8)}
+    if keypoints is not None:
+        target["keypoints"] = torch.from_numpy(np.ascontiguousarray(keypoints[keep], dtype=np.float32))
+    return target
+
+
+def flip_permutation(names: list[str] | None, k: int) -> np.ndarray:
+    """Keypoint order after a mirror image: ``left_*`` and ``right_*`` swap (identity without names)."""
+    perm = np.arange(k)
+    if names:
+        index = {n: i for i, n in enumerate(names)}
+        for i, n in enumerate(names):
+            for a, b in (("left_", "right_"), ("right_", "left_")):
+                if n.startswith(a) and b + n[len(a):] in index:
+                    perm[i] = index[b + n[len(a):]]
+    return perm
+
+
+FLIPS = ("all", "horizontal", "none")
 
 
 class CocoTrainSet:
-    """Decoded images (float32 [3, H, W] in [0, 1]) with instance masks, kept in memory.
+    """Decoded images (float32 [3, H, W] in [0, 1]) with instance masks (and keypoints), kept in memory.
 
-    ``sample(rng, crop)`` returns one random crop (side ``crop``, 0 = whole image) with random
-    flips and 90-degree rotations (for square crops): what a few-image demo needs to not overfit.
+    ``sample(rng, crop, flips)`` returns one random crop (side ``crop``, 0 = whole image) with
+    random mirror images: ``flips="all"`` left-right, up-down and (square crops) transposes (what
+    a few-image nuclei demo needs to not overfit), ``"horizontal"`` left-right only (people),
+    ``"none"``. Keypoints follow every step: a mirror image swaps ``left_*``/``right_*``
+    keypoints, and a keypoint outside the crop gets visibility 0.
     """
 
-    def __init__(self, coco: CocoSet) -> None:
+    def __init__(self, coco: CocoSet, keypoints: bool = False) -> None:
         self.items = []
+        self.keypoint_names = coco.keypoint_names
+        k = len(coco.keypoint_names or [])
+        if keypoints and not k:
+            raise DataError("this COCO file has no keypoint names (category 'keypoints')",
+                            "train Keypoint R-CNN on a person-keypoints file (e.g. `segrt data pose`)")
+        self.flip_perm = flip_permutation(coco.keypoint_names, k)
         for path, info, anns in coco.records:
             img = read_image(path)
             rgb = to_rgb_uint8(img).astype(np.float32) / 255.0
@@ -132,26 +168,55 @@ class CocoTrainSet:
             masks = np.stack([decode_segmentation(a["segmentation"], h, w) for a in anns]) if anns \
                 else np.zeros((0, h, w), np.uint8)
             labels = np.array([int(a["category_id"]) for a in anns], np.int64)
-            self.items.append((rgb, masks, labels))
+            kps = None
+            if keypoints:
+                kps = np.zeros((len(anns), k, 3), np.float32)
+                for i, a in enumerate(anns):
+                    if a.get("keypoints"):
+                        kps[i] = np.asarray(a["keypoints"], np.float32).reshape(k, 3)
+                kps[kps[:, :, 2] <= 0] = 0.0
+            self.items.append((rgb, masks, labels, kps))
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def sample(self, rng: np.random.Generator, crop: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        rgb, masks, labels = self.items[int(rng.integers(len(self.items)))]
+    def sample(self, rng: np.random.Generator, crop: int = 0,
+               flips: str = "all") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rgb, masks, labels, kps = self.items[int(rng.integers(len(self.items)))]
+        kps = None if kps is None else kps.copy()
         h, w = rgb.shape[:2]
         if crop and (h > crop or w > crop):
             ch, cw = min(crop, h), min(crop, w)
             y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
             rgb, masks = rgb[y0:y0 + ch, x0:x0 + cw], masks[:, y0:y0 + ch, x0:x0 + cw]
-        if rng.random() < 0.5:
-            rgb, masks = rgb[:, ::-1], masks[:, :, ::-1]
-        if rng.random() < 0.5:
-            rgb, masks = rgb[::-1], masks[:, ::-1]
-        if rgb.shape[0] == rgb.shape[1] and rng.random() < 0.5:
-            rgb, masks = rgb.transpose(1, 0, 2), masks.transpose(0, 2, 1)
+            if kps is not None:
+                kps[:, :, 0] -= x0
+                kps[:, :, 1] -= y0
+                x, y = kps[:, :, 0], kps[:, :, 1]
+                kps[(x < 0) | (y < 0) | (x >= cw) | (y >= ch)] = 0.0  # out of the crop: not labelled
+        h, w = rgb.shape[:2]
+        if flips not in FLIPS:
+            raise DataError(f"unknown flips setting {flips!r}", f"use one of {', '.join(FLIPS)}")
+        labelled = None if kps is None else kps[:, :, 2:] > 0
+        mirrors = 0
+        if flips != "none" and rng.random() < 0.5:
+            rgb, masks, mirrors = rgb[:, ::-1], masks[:, :, ::-1], mirrors + 1
+            if kps is not None:
+                kps[:, :, 0] = w - kps[:, :, 0]
+        if flips == "all" and rng.random() < 0.5:
+            rgb, masks, mirrors = rgb[::-1], masks[:, ::-1], mirrors + 1
+            if kps is not None:
+                kps[:, :, 1] = h - kps[:, :, 1]
+        if flips == "all" and h == w and rng.random() < 0.5:
+            rgb, masks, mirrors = rgb.transpose(1, 0, 2), masks.transpose(0, 2, 1), mirrors + 1
+            if kps is not None:
+                kps[:, :, :2] = kps[:, :, 1::-1].copy()
+        if kps is not None:
+            kps = np.where(labelled, kps, 0.0).astype(np.float32)
+            if mirrors % 2:  # a mirror image of a person swaps its left and right keypoints
+                kps = kps[:, self.flip_perm]
         image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-        return image, targets_from_masks(np.ascontiguousarray(masks), labels)
+        return image, targets_from_masks(np.ascontiguousarray(masks), labels, kps)
 
 
 # -- demo data ---------------------------------------------------------------

@@ -18,6 +18,7 @@ from torchvision.models.detection import (KeypointRCNN, MaskRCNN, keypointrcnn_r
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -29,8 +30,13 @@ ARCHS: dict[str, str] = {
     "resnet34_fpn": "maskrcnn",
     "maskrcnn_resnet50_fpn": "maskrcnn",
     "maskrcnn_resnet50_fpn_v2": "maskrcnn",
+    "keypointrcnn_resnet18_fpn": "keypointrcnn",
+    "keypointrcnn_resnet34_fpn": "keypointrcnn",
     "keypointrcnn_resnet50_fpn": "keypointrcnn",
 }
+# the small archs: our narrow resnet-FPN, one body per name
+SMALL_BODIES = {"resnet18_fpn": resnet18, "resnet34_fpn": resnet34,
+                "keypointrcnn_resnet18_fpn": resnet18, "keypointrcnn_resnet34_fpn": resnet34}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,6 +45,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass
 class MaskRCNNConfig:
     """Hyperparameters of a torchvision Mask R-CNN / Keypoint R-CNN (all torchvision names).
+
+    ``arch`` picks the model: ``resnet18_fpn``/``resnet34_fpn`` (Mask R-CNN) and
+    ``keypointrcnn_resnet18_fpn``/``keypointrcnn_resnet34_fpn`` are narrow resnet-FPNs
+    (``fpn_channels`` wide, lighter heads); the ``*_resnet50_fpn*`` archs are torchvision's own.
 
     The defaults are the small demo model: resnet18-FPN from random init with
     BatchNorm (trainable from scratch, folded into the convs on export), small
@@ -50,6 +60,7 @@ class MaskRCNNConfig:
     arch: str = "resnet18_fpn"
     num_classes: int = 2                     # including background
     num_keypoints: int = 17                  # keypointrcnn only
+    keypoint_names: tuple[str, ...] = ()     # keypointrcnn: from the training data (empty: COCO's 17)
     min_size: int = 512                      # shorter image side after resize
     max_size: int = 512                      # longer side cap
     image_mean: tuple[float, ...] = IMAGENET_MEAN
@@ -70,6 +81,8 @@ class MaskRCNNConfig:
     fpn_channels: int = 64
     box_head_dim: int = 256
     mask_head_channels: int = 64
+    keypoint_head_channels: int = 64         # torchvision's R50 keypoint head: 8 x 512
+    keypoint_head_layers: int = 4
 
     @staticmethod
     def paper(arch: str = "maskrcnn_resnet50_fpn", num_classes: int = 91) -> "MaskRCNNConfig":
@@ -111,19 +124,24 @@ def build_model(cfg: MaskRCNNConfig) -> MaskRCNN | KeypointRCNN:
     if cfg.arch not in ARCHS:
         raise InputError(f"unknown Mask R-CNN architecture {cfg.arch!r}", f"use one of: {', '.join(ARCHS)}")
     kwargs = _torchvision_kwargs(cfg)
-    if cfg.arch in ("resnet18_fpn", "resnet34_fpn"):
+    if cfg.arch in SMALL_BODIES:
         norm = {"batchnorm": nn.BatchNorm2d}.get(cfg.norm)
         if norm is None:
             from torchvision.ops.misc import FrozenBatchNorm2d
             norm = FrozenBatchNorm2d
-        body = (resnet18 if cfg.arch == "resnet18_fpn" else resnet34)(weights=None, norm_layer=norm)
+        body = SMALL_BODIES[cfg.arch](weights=None, norm_layer=norm)
         c = cfg.fpn_channels
         # torchvision's resnet-FPN recipe (C2..C5 -> P2..P5 + max-pooled P6) with a narrower pyramid
         backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, [64, 128, 256, 512],
                                    c, extra_blocks=LastLevelMaxPool())
-        return MaskRCNN(backbone, num_classes=None,
-                        box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_dim),
-                        box_predictor=FastRCNNPredictor(cfg.box_head_dim, cfg.num_classes),
+        box = dict(box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_dim),
+                   box_predictor=FastRCNNPredictor(cfg.box_head_dim, cfg.num_classes))
+        if cfg.kind == "keypointrcnn":
+            k = cfg.keypoint_head_channels
+            return KeypointRCNN(backbone, num_classes=None, **box,
+                                keypoint_head=KeypointRCNNHeads(c, (k,) * cfg.keypoint_head_layers),
+                                keypoint_predictor=KeypointRCNNPredictor(k, cfg.num_keypoints), **kwargs)
+        return MaskRCNN(backbone, num_classes=None, **box,
                         mask_head=MaskRCNNHeads(c, (cfg.mask_head_channels,) * 4, 1),
                         mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels,
                                                          cfg.num_classes), **kwargs)

@@ -22,6 +22,7 @@ import sdk
 from sdk import metadata as md
 from sdk.errors import InputError
 from sdk.io import atomic_path
+from sdk.keypoints import COCO_KEYPOINT_NAMES
 
 from export import DEFAULT_OPSET
 
@@ -58,7 +59,11 @@ def build_metadata(deploy: DeployRCNN, cfg: MaskRCNNConfig, class_names: list[st
     if deploy.has_masks:
         meta["mask_size"] = 2 * int(deploy.mask_pool.output_size[0])  # the predictor upsamples 2x
     if deploy.has_keypoints:
-        meta["num_keypoints"] = int(model.roi_heads.keypoint_predictor.kps_score_lowres.out_channels)
+        k = int(model.roi_heads.keypoint_predictor.kps_score_lowres.out_channels)
+        meta["num_keypoints"] = k
+        names = list(cfg.keypoint_names) or (list(COCO_KEYPOINT_NAMES) if k == len(COCO_KEYPOINT_NAMES) else [])
+        if names:
+            meta["keypoint_names"] = names
     return meta
 
 

@@ -1,4 +1,4 @@
-"""Train a torchvision Mask R-CNN on COCO-format data: one short loop, read top to bottom.
+"""Train a torchvision Mask R-CNN or Keypoint R-CNN on COCO-format data: one short loop, read top to bottom.
 
 Recipe (the paper's defaults, via torchvision): SGD momentum 0.9, weight decay
 1e-4, linear warm-up then step LR (x0.1 at 70% and 90% of the steps), RoI
@@ -41,17 +41,25 @@ class TrainOptions:
     warmup_steps: int = 50
     lr_drops: tuple[float, ...] = (0.7, 0.9)   # fractions of `steps` where LR is multiplied by 0.1
     crop: int = 256                         # random square crops of this side (0 = whole images)
+    flips: str = "all"                      # mirror images: all | horizontal | none (see CocoTrainSet)
     time_budget_s: float | None = None      # stop early (and save) after this many seconds
     seed: int = 0
     threads: int | None = None
     progress: bool = True
 
 
-def lr_at(step: int, opts: TrainOptions) -> float:
-    """Warm-up (linear from 0.001x) then step decay."""
+def lr_at(step: int, opts: TrainOptions, elapsed_s: float = 0.0) -> float:
+    """Warm-up (linear from 0.001x) then step decay.
+
+    Progress is the larger of step / steps and, with a time budget, elapsed / budget: on a slow
+    or shared machine the budget ends the run, and the LR drops still happen before it does.
+    """
     if step < opts.warmup_steps:
         return opts.lr * (0.001 + 0.999 * step / max(opts.warmup_steps, 1))
-    drops = sum(step >= int(f * opts.steps) for f in opts.lr_drops)
+    progress = step / max(opts.steps, 1)
+    if opts.time_budget_s:
+        progress = max(progress, elapsed_s / opts.time_budget_s)
+    drops = sum(progress >= f for f in opts.lr_drops)
     return opts.lr * (0.1 ** drops)
 
 
@@ -64,19 +72,23 @@ def train(opts: TrainOptions) -> Path:
     coco = load_coco(opts.train_json, opts.train_images)
     cfg = opts.model
     cfg.num_classes = len(coco.class_names)
-    data = CocoTrainSet(coco)
+    keypoints = cfg.kind == "keypointrcnn"
+    data = CocoTrainSet(coco, keypoints=keypoints)
+    if keypoints:
+        cfg.keypoint_names = tuple(coco.keypoint_names or ())
+        cfg.num_keypoints = len(cfg.keypoint_names)
     model = build_model(cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     history: list[float] = []
-    bar = tqdm(range(opts.steps), desc="train maskrcnn", disable=not opts.progress, dynamic_ncols=True)
+    bar = tqdm(range(opts.steps), desc=f"train {cfg.kind}", disable=not opts.progress, dynamic_ncols=True)
     step = 0
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, opts)
-        batch = [data.sample(rng, opts.crop) for _ in range(opts.batch_size)]
+            group["lr"] = lr_at(step, opts, time.perf_counter() - start)
+        batch = [data.sample(rng, opts.crop, opts.flips) for _ in range(opts.batch_size)]
         images, targets = [b[0] for b in batch], [b[1] for b in batch]
         losses = model(images, targets)
         loss = sum(losses.values())
@@ -94,6 +106,7 @@ def train(opts: TrainOptions) -> Path:
     bar.close()
     model.eval()
     extra: dict[str, Any] = {"steps": step + 1, "seconds": time.perf_counter() - start,
+                             "cpu_seconds": time.process_time() - cpu_start,
                              "final_loss": float(np.mean(history[-20:])) if history else None,
                              "train_json": str(opts.train_json),
                              "options": {k: (str(v) if isinstance(v, Path) else v)

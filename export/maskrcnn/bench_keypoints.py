@@ -1,0 +1,110 @@
+"""Keypoint R-CNN latency: torchvision eager vs the segrt runtime (fp32 and int8 ONNX), same weights and threads.
+
+Variants (one image, end to end from a numpy RGB image to keypoints in image pixels):
+
+* ``torchvision_e2e``: ``model([image])`` through ``export.maskrcnn.reference.TorchvisionPredictor``
+  (torchvision's transform, network and ``heatmaps_to_keypoints``);
+* ``sdk_e2e``: ``sdk.load(onnx).predict(image)`` (resize/pad, ONNX Runtime, heatmap decoding);
+* ``sdk_int8_e2e``: the same with the int8 ONNX (``export.quantize``), when calibration images are given;
+* ``torchvision_model`` / ``sdk_model``: the network alone (transform + backbone + RPN + RoI heads /
+  the ONNX Runtime call).
+
+The machine this runs on may be shared, so the variants are interleaved: each round times every
+variant once, in turn, and p50/p90 are taken over rounds; load changes hit all variants alike.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import sdk
+
+from .onnx_export import torch_to_onnx
+from .reference import TorchvisionPredictor
+
+
+def time_interleaved(calls: dict[str, Callable[[], Any]], runs: int = 10, warmup: int = 1) -> dict[str, dict[str, float]]:
+    """Time each call ``runs`` times, round-robin; milliseconds p50/p90/mean and images per second at p50."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, ms in samples.items():
+        a = np.asarray(ms)
+        p50 = float(np.percentile(a, 50))
+        out[name] = {"p50_ms": p50, "p90_ms": float(np.percentile(a, 90)), "mean_ms": float(a.mean()),
+                     "runs": runs, "images_per_s": 1e3 / p50}
+    return out
+
+
+def bench_keypoints(model: torch.nn.Module, cfg, names: list[str], input_size: tuple[int, int], image: np.ndarray,
+                    workdir: Path, runs: int = 10, warmup: int = 1, threads: int | None = None,
+                    int8_calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Export ``model`` at ``input_size``, then time the variants of the module doc on ``image`` (uint8 RGB).
+
+    Returns:
+        {"input_size", "image_hw", "threads", per-variant timings, "speedup_e2e_p50" (torchvision / sdk),
+        "speedup_int8_e2e_p50", "detections": {variant: count}}.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    onnx_path = torch_to_onnx(model, cfg, names, workdir / f"{cfg.arch}_{input_size[0]}x{input_size[1]}.onnx",
+                              input_size)
+    runtime = sdk.load(onnx_path, threads=threads)
+    eager = TorchvisionPredictor(model, names)
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
+
+    @torch.no_grad()
+    def torchvision_model():
+        images, _ = model.transform([tensor])
+        feats = model.backbone(images.tensors)
+        props, _ = model.rpn(images, feats)
+        return model.roi_heads(feats, props, images.image_sizes)
+
+    feed, _ = runtime.preprocess(image)
+    calls: dict[str, Callable[[], Any]] = {
+        "torchvision_e2e": lambda: eager.predict(image), "sdk_e2e": lambda: runtime.predict(image),
+        "torchvision_model": torchvision_model, "sdk_model": lambda: runtime.backend.run(feed)}
+    predictors = {"torchvision_e2e": eager, "sdk_e2e": runtime}
+    if int8_calibration:
+        from export.quantize import quantize_int8
+        int8 = sdk.load(quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"), int8_calibration),
+                        threads=threads)
+        calls["sdk_int8_e2e"] = lambda: int8.predict(image)
+        predictors["sdk_int8_e2e"] = int8
+    result: dict[str, Any] = {"input_size": list(input_size), "image_hw": list(image.shape[:2]),
+                              "threads": threads or torch.get_num_threads(), "arch": cfg.arch,
+                              "timing": "interleaved rounds"}
+    result.update(time_interleaved(calls, runs, warmup))
+    result["detections"] = {k: len(p.predict(image)) for k, p in predictors.items()}
+    base = result["torchvision_e2e"]["p50_ms"]
+    result["speedup_e2e_p50"] = base / result["sdk_e2e"]["p50_ms"]
+    if "sdk_int8_e2e" in result:
+        result["speedup_int8_e2e_p50"] = base / result["sdk_int8_e2e"]["p50_ms"]
+    return result
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    """Printable table of ``{name: bench_keypoints(...)}``."""
+    lines = [f"{'model':<12}{'variant':<20}{'p50 ms':>10}{'p90 ms':>10}{'img/s':>8}"]
+    for name, r in results.items():
+        for v in ("torchvision_model", "torchvision_e2e", "sdk_model", "sdk_e2e", "sdk_int8_e2e"):
+            if v in r:
+                lines.append(f"{name:<12}{v:<20}{r[v]['p50_ms']:>10.1f}{r[v]['p90_ms']:>10.1f}{r[v]['images_per_s']:>8.2f}")
+        line = f"{name:<12}end to end p50, torchvision / sdk: fp32 {r['speedup_e2e_p50']:.2f}x"
+        if "speedup_int8_e2e_p50" in r:
+            line += f", int8 {r['speedup_int8_e2e_p50']:.2f}x"
+        lines.append(line + f" (input {r['input_size'][0]}x{r['input_size'][1]}, {r['threads']} threads)")
+    return "\n".join(lines)
