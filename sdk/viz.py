@@ -74,7 +74,7 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def _colour(i: int) -> tuple[int, int, int]:
+def instance_colour(i: int) -> tuple[int, int, int]:
     """A distinct, stable RGB colour per instance (golden-ratio hue steps)."""
     hue = int((i * 0.618033988749895 % 1.0) * 179)
     hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
@@ -85,7 +85,7 @@ def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) ->
     """uint8 [H, W, 3] RGB overlay of ``result`` on ``image`` (any supported image type)."""
     canvas = to_rgb_uint8(image).copy()
     for i in range(len(result)):
-        colour = np.array(_colour(i), dtype=np.float32)
+        colour = np.array(instance_colour(i), dtype=np.float32)
         if result.masks is not None:
             m = result.masks[i]
             canvas[m] = (canvas[m] * (1 - alpha) + colour * alpha).astype(np.uint8)

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 import sdk
-from sdk.datasets import read_image, write_png
+from sdk.imageio import read_image, write_png
 from sdk.io import atomic_path
-from sdk.maskrcnn import Instances, draw_instances, evaluate
+from sdk.coco import evaluate
+from sdk.maskrcnn import Instances
+from sdk.viz import draw_instances
 
 # the recipe of the README's Keypoint R-CNN table (`segrt train keypointrcnn` options)
 SIZE = 128
@@ -69,10 +71,10 @@ def picture(predictor, val_json: Path, val_images: Path, out: Path, count: int =
 def _draw_labelled(image: np.ndarray, gt: Instances) -> np.ndarray:
     """Ground-truth skeletons; unlabelled keypoints (visibility 0) and their limbs are left out."""
     from sdk.keypoints import draw_skeleton
-    from sdk.maskrcnn import _colour
+    from sdk.viz import instance_colour
     canvas = image.copy()
     for i in range(len(gt)):
-        draw_skeleton(canvas, gt.keypoints[i], _colour(i), min_score=0.5)
+        draw_skeleton(canvas, gt.keypoints[i], instance_colour(i), min_score=0.5)
     return canvas
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sdk.datasets import write_png
+from sdk.imageio import write_png
 from sdk.errors import InputError
 from sdk.io import atomic_path
 from sdk.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON

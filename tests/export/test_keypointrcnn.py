@@ -24,9 +24,9 @@ from export.maskrcnn.models import model_from_checkpoint  # noqa: E402
 from export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
 from export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
 from export.maskrcnn.synthetic_pose import write_pose_dataset  # noqa: E402
-from sdk.datasets import read_image  # noqa: E402
+from sdk.imageio import read_image  # noqa: E402
 from sdk.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON, bicubic_resize, draw_skeleton, heatmaps_to_keypoints  # noqa: E402
-from sdk.maskrcnn import evaluate  # noqa: E402
+from sdk.coco import evaluate  # noqa: E402
 
 SIZE = 128
 HW = (SIZE, SIZE)
@@ -131,7 +131,7 @@ def test_pose_dataset_trains_mask_rcnn_unchanged(pose):
 
 def _coded_dataset(tmp_path: Path) -> dict[str, Path]:
     """One 64x64 image whose red = x and green = y, one figure with all 17 keypoints labelled."""
-    from sdk.datasets import write_png
+    from sdk.imageio import write_png
     yy, xx = np.mgrid[0:64, 0:64]
     write_png(tmp_path / "img" / "a.png", np.stack([xx * 4, yy * 4, np.zeros_like(xx)], -1).astype(np.uint8))
     rng = np.random.default_rng(0)
