@@ -12,6 +12,7 @@ Metadata keys read (written by ``export.to_onnx``)::
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ import numpy as np
 from .backends.base import Backend
 from .datasets import write_png
 from .errors import ArtifactError, InputError
-from .preprocess import as_hwc, normalize
-from .tiling import AxisPlan, extract_tiles, mirror_pad, plan_axis, stitch
+from .preprocess import as_hwc
+from .sources import ArraySource
+from .tiling import AxisPlan
 from .viz import overlay_instances
 
 # The 8 symmetries of the square: (rot90 count, horizontal flip); each is undone after prediction.
@@ -85,43 +87,122 @@ class UNetPredictor:
         self.foreground = int(meta.get("foreground_class", 1))
 
     # -- the pipeline -------------------------------------------------------------------------
-    def predict(self, image: np.ndarray, tta: bool | None = None) -> SegmentationResult:
-        """Segment one image.
+    def predict(self, image: Any, tta: bool | None = None, *, tile: int | None = None, batch: int | None = None,
+                probs: Any = "auto", instances: bool = True, progress: bool | None = None,
+                connectivity: int = 4) -> SegmentationResult:
+        """Segment one image of any size, tile by tile, in memory bounded by the outputs asked for.
 
         Args:
-            image: [H, W] or [H, W, C] uint8/uint16/float array, any H and W.
-            tta: override the predictor's test-time-augmentation setting.
+            image: [H, W] or [H, W, C] uint8/uint16/float array (``np.memmap`` and zarr arrays are
+                read a band at a time), or the path of a TIFF / zarr / PNG image (TIFF and zarr read lazily).
+            tta: override the predictor's test-time-augmentation setting (in-memory arrays only).
+            tile: largest input tile edge (default: the predictor's ``max_tile``). The result does not
+                depend on it for valid-padding nets (see ``sdk.tiling``).
+            batch: tiles per backend call (default: the predictor's ``batch_size``).
+            probs: the probability map to return: ``"auto"`` (float32 up to
+                ``sdk.stream.AUTO_PROBS_MAX_PIXELS`` pixels, else None), ``"float32"``,
+                ``"float16"``, ``"uint8"`` (p * 255, rounded), None (not kept), a ``.zarr`` /
+                ``.npy`` path (float16, written atomically, returned opened read-only), or a
+                writable [K, H, W] array.
+            instances: label the foreground's connected components (int32, 4 bytes per pixel).
+            progress: tqdm bar with tiles done and Mpixel/s (default: for images over 16 Mpixel).
+            connectivity: 4 or 8, for the instance labels.
 
         Returns:
             :class:`SegmentationResult` with everything at H x W.
         """
-        x = normalize(as_hwc(image, self.channels), self.meta["normalization"])
-        if self.tta if tta is None else tta:
-            probs = np.zeros((len(self.class_names),) + x.shape[:2], np.float32)
-            for k, flip in DIHEDRAL:
-                t = np.rot90(x[:, ::-1] if flip else x, k)
-                p = np.rot90(self.predict_probs(np.ascontiguousarray(t)), -k, axes=(1, 2))
-                probs += p[:, :, ::-1] if flip else p
-            probs /= len(DIHEDRAL)
-        else:
-            probs = self.predict_probs(x)
-        # two classes: one comparison instead of a strided argmax (ties go to class 0 in both)
-        classes = (probs[1] > probs[0]).view(np.uint8) if len(probs) == 2 else probs.argmax(axis=0).astype(np.uint8)
-        return SegmentationResult(probs, classes, self.instances(classes))
+        from .components import label_components
+        from .sources import open_image
+        from .stream import (AUTO_PROBS_MAX_PIXELS, PROGRESS_MIN_PIXELS, OutputTarget, classes_of,
+                             normalizer_for, plan_tiles, run_tiles)
+
+        t0 = time.perf_counter()
+        if isinstance(image, np.ndarray):
+            image = as_hwc(image, self.channels)
+        source = open_image(image)
+        H, W, C = source.shape
+        if C != self.channels:
+            raise InputError(f"image has {C} channel(s) but the model takes {self.channels}",
+                             "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
+        if source.dtype == np.bool_ or not np.issubdtype(source.dtype, np.number):
+            raise InputError(f"image has dtype {source.dtype}", "use uint8, uint16 or float pixel values")
+        K = len(self.class_names)
+        tta = self.tta if tta is None else tta
+        batch = max(1, int(batch or self.batch_size))
+        max_tile = int(tile or self.max_tile)
+        progress = H * W > PROGRESS_MIN_PIXELS if progress is None else progress
+        if isinstance(probs, str) and probs == "auto":
+            probs = "float32" if H * W <= AUTO_PROBS_MAX_PIXELS else None
+        target = OutputTarget(probs, (K, H, W))
+        classes = np.empty((H, W), np.uint8)
+        names = (self.input_name, self.output_name)
+        timings = {"model_ms": 0.0}
+        try:
+            if tta:
+                if not isinstance(image, np.ndarray):
+                    raise InputError("test-time augmentation needs the image as an in-memory array",
+                                     "pass a numpy array, or predict without tta")
+                acc = np.zeros((K, H, W), np.float32)  # the sum of 8 maps: TTA's one full-size buffer
+                norm = normalizer_for(source, self.backend.metadata["normalization"])  # of the image, not a view
+                for k, flip in DIHEDRAL:
+                    view = np.rot90(image[:, ::-1] if flip else image, k)
+                    ys, xs = plan_tiles(self.backend.metadata, view.shape[:2], max_tile)
+                    # the same view of acc: what is written there lands un-rotated
+                    sink = np.rot90(acc[:, :, ::-1] if flip else acc, k, axes=(1, 2))
+
+                    def add(region, p, sink=sink):
+                        sink[(slice(None),) + region] += p
+                    t = run_tiles(self.backend, names, open_image(view), ys, xs, self.margin, norm, batch, add,
+                                  progress)
+                    timings["model_ms"] += t["model_ms"]
+                acc /= len(DIHEDRAL)
+                for y0 in range(0, H, 1024):
+                    rows = (slice(y0, min(y0 + 1024, H)), slice(0, W))
+                    classes[rows] = classes_of(acc[:, rows[0]])
+                    target.write(rows, acc[:, rows[0]])
+                del acc
+            else:
+                ys, xs = plan_tiles(self.backend.metadata, (H, W), max_tile)
+
+                def write(region, p):
+                    classes[region] = classes_of(p)
+                    target.write(region, p)
+                t = run_tiles(self.backend, names, source, ys, xs, self.margin,
+                              normalizer_for(source, self.backend.metadata["normalization"]), batch, write, progress)
+                timings["model_ms"] = t["model_ms"]
+            probs_out = target.finish()
+        except BaseException:
+            target.abort()
+            raise
+        t1 = time.perf_counter()
+        labels = label_components(classes == self.foreground, (H, W), connectivity=connectivity)[0] \
+            if instances else None
+        t2 = time.perf_counter()
+        self.last_timings = {"preprocess_ms": (t1 - t0) * 1e3 - timings["model_ms"], "model_ms": timings["model_ms"],
+                             "postprocess_ms": (t2 - t1) * 1e3}
+        return SegmentationResult(probs_out, classes, labels)
 
     def tile(self, x: np.ndarray, max_tile: int | None = None) -> tuple[np.ndarray, AxisPlan, AxisPlan]:
-        """The tile batch float32 [T, C, h, w] fed to the backend for a normalized [H, W, C] image, and its plans."""
-        ys, xs = (plan_axis(n, self.size_min, self.size_step, self.border, max_tile or self.max_tile, self.margin)
-                  for n in x.shape[:2])
-        padded = mirror_pad(x, (ys.pad_before, ys.pad_after), (xs.pad_before, xs.pad_after))
-        return extract_tiles(padded, ys, xs), ys, xs
+        """The tiles float32 [T, C, h, w] fed to the backend for a normalized [H, W, C] image, and their plans.
 
-    def predict_probs(self, x: np.ndarray) -> np.ndarray:
+        Stacks every tile: for calibration and model-only timing of small images (``predict`` streams).
+        """
+        from .stream import iter_tiles, plan_tiles
+        ys, xs = plan_tiles(self.backend.metadata, x.shape[:2], int(max_tile or self.max_tile))
+        tiles = [t for _, _, t in iter_tiles(ArraySource(x), ys, xs, lambda block: block.astype(np.float32))]
+        return np.ascontiguousarray(np.stack(tiles)), ys, xs
+
+    def predict_probs(self, x: np.ndarray, max_tile: int | None = None) -> np.ndarray:
         """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
-        tiles, ys, xs = self.tile(x)
-        outs = [self.backend.run({self.input_name: tiles[i:i + self.batch_size]})[self.output_name]
-                for i in range(0, len(tiles), self.batch_size)]
-        return stitch(np.concatenate(outs), ys, xs, self.margin)
+        from .stream import plan_tiles, run_tiles
+        ys, xs = plan_tiles(self.backend.metadata, x.shape[:2], int(max_tile or self.max_tile))
+        probs = np.empty((len(self.class_names),) + x.shape[:2], np.float32)
+
+        def write(region, p):
+            probs[(slice(None),) + region] = p
+        run_tiles(self.backend, (self.input_name, self.output_name), ArraySource(x), ys, xs, self.margin,
+                  lambda block: block.astype(np.float32), self.batch_size, write)
+        return probs
 
     def instances(self, classes: np.ndarray, connectivity: int = 4) -> np.ndarray:
         """Connected components of the foreground class, int32 [H, W] (0 = background)."""
