@@ -56,7 +56,8 @@ def label_components(mask: Callable[[int, int], np.ndarray] | np.ndarray, shape:
         out: int32 [H, W] array to write the labels into (numpy, memory-mapped or zarr);
             default a new numpy array.
         connectivity: 4 or 8.
-        band: rows labelled at once.
+        band: rows labelled at once (rounded down to even: OpenCV scans rows in pairs, and
+            even bands keep its numbering).
 
     Returns:
         (labels int32 [H, W], 0 = background, 1..n in raster order of first pixel; n).
@@ -64,6 +65,7 @@ def label_components(mask: Callable[[int, int], np.ndarray] | np.ndarray, shape:
     if connectivity not in (4, 8):
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}", "use 4 (edges) or 8 (edges and corners)")
     H, W = int(shape[0]), int(shape[1])
+    band = max(2, int(band) // 2 * 2)
     rows = mask if callable(mask) else (lambda y0, y1, m=mask: np.asarray(m[y0:y1]))
     labels = np.zeros((H, W), np.int32) if out is None else out
     offset = 0
