@@ -35,10 +35,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from .coco import bbox_xywh, encode_rle
+from .coco import bbox_xywh, compress_counts, encode_rle
 from .errors import DataError, InputError
 from .io import atomic_path
-from .masks import paste_masks
+from .masks import MaskCrops, paste_masks
 
 # COCO person keypoint skeleton (1-based pairs, as in the COCO annotations) for drawing
 COCO_SKELETON = [(16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
@@ -52,6 +52,10 @@ class Instances:
     boxes float32 [N, 4] x1y1x2y2; scores float32 [N]; labels int64 [N] class ids;
     class_names list[str] [N] (name of each instance's class); masks bool [N, H, W] or None;
     keypoints float32 [N, K, 3] (x, y, heatmap score) or None; image_hw (H, W) of the input image.
+
+    Large images (predicted through sliding windows, ``sdk.windows``) keep their masks sparse
+    instead: ``masks`` is None and ``mask_crops`` holds one box crop per instance
+    (``sdk.masks.MaskCrops``); :meth:`dense_masks` gives bool [N, H, W] either way.
     """
 
     boxes: np.ndarray
@@ -62,13 +66,30 @@ class Instances:
     keypoints: np.ndarray | None
     image_hw: tuple[int, int]
     image: np.ndarray | None = field(default=None, repr=False)  # the input, kept for drawing
+    mask_crops: MaskCrops | None = field(default=None, repr=False)  # sparse masks of large images
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None or self.mask_crops is not None
 
-def to_rgb_float(image: np.ndarray) -> np.ndarray:
-    """Any supported image -> float32 [H, W, 3] RGB in [0, 1] (rules in the module doc)."""
+    def mask(self, i: int) -> np.ndarray:
+        """Mask of instance ``i``, bool [H, W]."""
+        return self.masks[i] if self.masks is not None else self.mask_crops.mask(i)
+
+    def dense_masks(self) -> np.ndarray | None:
+        """All masks as bool [N, H, W] (densifies sparse masks: N x H x W bytes), or None."""
+        return self.masks if self.masks is not None else None if self.mask_crops is None else self.mask_crops.dense()
+
+
+def to_rgb_float(image: np.ndarray, peak: float | None = None) -> np.ndarray:
+    """Any supported image -> float32 [H, W, 3] RGB in [0, 1] (rules in the module doc).
+
+    ``peak``: the maximum integer images are divided by (default: this image's own; a window
+    of a larger image passes the whole image's).
+    """
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
@@ -84,7 +105,7 @@ def to_rgb_float(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(image.dtype, np.integer) or image.dtype == np.bool_:
-        peak = float(image.max()) if image.size else 0.0
+        peak = (float(image.max()) if image.size else 0.0) if peak is None else float(peak)
         return image.astype(np.float32) / np.float32(peak if peak > 0 else 1.0)
     if np.issubdtype(image.dtype, np.floating):
         return np.clip(image.astype(np.float32), 0.0, 1.0)
@@ -185,8 +206,24 @@ class MaskRCNNPredictor:
         names = [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in labels]
         return Instances(boxes, scores, labels, names, masks, keypoints, (h, w), image)
 
-    def predict(self, image: np.ndarray) -> Instances:
-        """Detect instances in one image (HxW, HxWx3 RGB or HxWx4; uint8, uint16 or float)."""
+    def predict(self, image: np.ndarray, tiles: bool | None = None, overlap: int | None = None,
+                progress: bool | None = None) -> Instances:
+        """Detect instances in one image (HxW, HxWx3 RGB or HxWx4; uint8, uint16 or float).
+
+        Args:
+            tiles: True: sliding windows of the graph's input size at native resolution, detections
+                merged, masks sparse (``sdk.windows``); False: the whole image resized into the graph
+                input; None decides: windows when fitting the image would shrink it more than
+                2x (:meth:`uses_windows`).
+            overlap, progress: for windows (see ``sdk.windows.predict_windows``).
+        """
+        if tiles or (tiles is None and self.uses_windows(image)):
+            from .windows import predict_windows
+            return predict_windows(self, image, overlap=overlap, progress=progress)
+        if not isinstance(image, np.ndarray):
+            from .sources import open_image
+            src = open_image(image)
+            image = src.read(0, src.shape[0], 0, src.shape[1])
         t0 = time.perf_counter()
         feed, geometry = self.preprocess(image)
         t1 = time.perf_counter()
@@ -199,6 +236,13 @@ class MaskRCNNPredictor:
         return result
 
     __call__ = predict
+
+    def uses_windows(self, image: Any) -> bool:
+        """Whether ``predict`` runs sliding windows: when the whole-image resize would shrink ``image`` > 2x."""
+        from .sources import open_image
+        h, w = (int(v) for v in (image.shape if hasattr(image, "shape") else open_image(image).shape)[:2])
+        new_h, new_w = resized_size((h, w), self.input_hw, self.min_size, self.max_size)
+        return new_h * 2 < h or new_w * 2 < w
 
     # -- output ----------------------------------------------------------------
     def draw(self, image: np.ndarray, result: Instances) -> np.ndarray:
@@ -242,6 +286,9 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
             d["image_id"] = image_id
         if result.masks is not None:
             d["segmentation"] = encode_rle(result.masks[i])
+        elif result.mask_crops is not None:
+            d["segmentation"] = {"size": list(result.image_hw),
+                                 "counts": compress_counts(result.mask_crops.run_lengths(i))}
         if result.keypoints is not None:
             kp = result.keypoints[i]
             d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp))) for v in xyv]
@@ -290,9 +337,13 @@ def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) ->
     canvas = to_rgb_uint8(image).copy()
     for i in range(len(result)):
         colour = np.array(_colour(i), dtype=np.float32)
-        if result.masks is not None:
-            m = result.masks[i]
-            canvas[m] = (canvas[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        if result.masks is not None or result.mask_crops is not None:
+            if result.masks is not None:
+                m, (y0, x0) = result.masks[i], (0, 0)
+            else:
+                m, (y0, x0) = result.mask_crops.crops[i], (int(v) for v in result.mask_crops.origins[i])
+            region = canvas[y0:y0 + m.shape[0], x0:x0 + m.shape[1]]
+            region[m] = (region[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
         x1, y1, x2, y2 = (int(round(v)) for v in result.boxes[i])
         c = tuple(int(v) for v in colour)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), c, 1)
@@ -346,7 +397,7 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
         if img.ndim == 3:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
         res = predictor.predict(img)
-        has_masks = has_masks and res.masks is not None
+        has_masks = has_masks and res.has_masks
         results.extend(instances_to_coco(res, image_id=img_id))
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
     names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]

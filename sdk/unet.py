@@ -242,7 +242,7 @@ def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False)
 
     per_image = []
     for image, labels in load_split(split_dir):
-        result = predictor.predict(image, tta=tta)
+        result = predictor.predict(image, tta=tta, probs="float32")
         pred, truth = result.classes == predictor.foreground, labels > 0
         prob = result.probs[predictor.foreground]
         sweep = threshold_sweep(prob, labels)
