@@ -35,6 +35,8 @@ AUTO_PROBS_MAX_PIXELS = 2048 * 2048
 # and show a progress bar (when ``progress`` is None)
 PROGRESS_MIN_PIXELS = 4096 * 4096
 PROBS_DTYPES = ("float32", "float16", "uint8")
+# results above this many pixels are saved as tiled TIFFs, without an overlay picture
+LARGE_OUTPUT_PIXELS = 8192 * 8192
 
 
 def plan_tiles(metadata: dict[str, Any], hw: tuple[int, int], max_tile: int) -> tuple[AxisPlan, AxisPlan]:
@@ -214,3 +216,15 @@ def run_tiles(backend: Any, names: tuple[str, str], source: ImageSource, ys: Axi
             flush(bar)
     t.update(tiles=float(ys.count * xs.count), megapixels=ys.length * xs.length / 1e6)
     return t
+
+
+def write_tiff(path: str | Path, array: np.ndarray) -> Path:
+    """Write an [H, W] label/class image as a tiled, zlib-compressed TIFF, atomically (needs tifffile)."""
+    try:
+        import tifffile
+    except ImportError:
+        raise InputError(f"writing {Path(path).name} needs tifffile", "pip install 'segrt[large]'") from None
+    from .io import atomic_path
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, array, tile=(512, 512), compression="zlib", bigtiff=array.nbytes > 2 ** 31)
+    return Path(path)

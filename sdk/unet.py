@@ -217,12 +217,22 @@ class UNetPredictor:
     def save(self, result: SegmentationResult, out_dir: str | Path, stem: str,
              image: np.ndarray | None = None) -> list[Path]:
         """Write ``<stem>_classes.png`` (uint8 class ids), ``<stem>_instances.png`` (uint16 ids)
-        and, given the input ``image``, ``<stem>_overlay.png``."""
+        and, given the input ``image``, ``<stem>_overlay.png``.
+
+        Large results (over ``sdk.stream.LARGE_OUTPUT_PIXELS`` pixels, or more than 65535
+        instances) are written as tiled, zlib-compressed TIFFs instead (``_classes.tif`` uint8,
+        ``_instances.tif`` int32), and without an overlay.
+        """
+        from .stream import LARGE_OUTPUT_PIXELS, write_tiff
         out_dir = Path(out_dir)
-        if result.count > 65535:
-            raise InputError(f"{result.count} instances do not fit a uint16 label PNG", "save result.instances yourself")
-        paths = [write_png(out_dir / f"{stem}_classes.png", result.classes),
-                 write_png(out_dir / f"{stem}_instances.png", result.instances.astype(np.uint16))]
+        if result.instances is not None and result.count > 65535 or result.classes.size > LARGE_OUTPUT_PIXELS:
+            paths = [write_tiff(out_dir / f"{stem}_classes.tif", result.classes)]
+            if result.instances is not None:
+                paths.append(write_tiff(out_dir / f"{stem}_instances.tif", result.instances))
+            return paths
+        paths = [write_png(out_dir / f"{stem}_classes.png", result.classes)]
+        if result.instances is not None:
+            paths.append(write_png(out_dir / f"{stem}_instances.png", result.instances.astype(np.uint16)))
         if image is not None:
             paths.append(write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result)))
         return paths

@@ -1,0 +1,275 @@
+"""Large images: throughput (Mpixel/s) and peak memory against image size, U-Net and Mask R-CNN.
+
+    python benchmarks/large_image.py unet --sizes 2048 8192 16384 --out runs/large_unet.json
+    python benchmarks/large_image.py maskrcnn --model runs/maskrcnn_256x256.onnx --sizes 1024 2048 \\
+        --coco data/dsb2018/coco --out runs/large_maskrcnn.json
+
+Every measurement runs in a fresh child process on a uint16 TIFF written beforehand:
+the child loads the model and opens the image lazily, then resets the kernel's peak-RSS
+counter (``/proc/self/clear_refs``), so "peak RSS above baseline" is what prediction (and,
+for the U-Net, saving the outputs as ``segrt predict`` does) added on top of the
+loaded model. Throughput = image pixels / wall time of ``predict``.
+
+U-Net: the demo architecture (depth 4, 16 channels, valid padding) with random weights
+(memory and speed do not depend on the weights), classes and int32 instances asked for,
+no probability map unless ``--probs``. Mask R-CNN: a mosaic of the held-out DSB2018 half
+(``segrt data dsb2018 --coco``) tiled to the size, through sliding windows; COCO AP
+against the mosaic's tiled ground truth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _status() -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of this process, in bytes."""
+    out = {}
+    for line in open("/proc/self/status"):
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out[line.split(":")[0]] = int(line.split()[1]) * 1024
+    return out
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+# -- children: one measurement each ----------------------------------------------------------
+def child_unet(args) -> dict:
+    import sdk
+    predictor = sdk.load(args.model, threads=args.threads)
+    from sdk.sources import open_image
+    source = open_image(args.image)
+    H, W, _ = source.shape
+    base = _status()["VmRSS"]
+    _reset_peak()
+    t0 = time.perf_counter()
+    result = predictor.predict(source, tile=args.tile, batch=args.batch, probs=args.probs, progress=args.progress)
+    seconds = time.perf_counter() - t0
+    predict_peak = _status()["VmHWM"]
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:  # what `segrt predict` writes
+        t1 = time.perf_counter()
+        predictor.save(result, tmp, "out")
+        save_s = time.perf_counter() - t1
+    peak = _status()["VmHWM"]
+    return {"image": [H, W], "megapixels": H * W / 1e6, "tile": args.tile, "batch": args.batch, "probs": args.probs,
+            "predict_s": seconds, "save_s": save_s, "mpixel_per_s": H * W / 1e6 / seconds,
+            "baseline_rss_mb": base / 2 ** 20, "peak_above_baseline_mb": (peak - base) / 2 ** 20,
+            "predict_peak_above_baseline_mb": (predict_peak - base) / 2 ** 20,
+            "instances": result.count, "timings_ms": predictor.last_timings}
+
+
+def child_maskrcnn(args) -> dict:
+    import sdk
+    predictor = sdk.load(args.model, threads=args.threads)
+    from sdk.sources import open_image
+    source = open_image(args.image)
+    H, W, _ = source.shape
+    base = _status()["VmRSS"]
+    _reset_peak()
+    t0 = time.perf_counter()
+    result = predictor.predict(source, tiles=True, overlap=args.overlap, progress=args.progress)
+    seconds = time.perf_counter() - t0
+    peak = _status()["VmHWM"]
+    report = {"image": [H, W], "megapixels": H * W / 1e6, "window": list(predictor.input_hw), "overlap": args.overlap,
+              "predict_s": seconds, "mpixel_per_s": H * W / 1e6 / seconds, "baseline_rss_mb": base / 2 ** 20,
+              "peak_above_baseline_mb": (peak - base) / 2 ** 20, "instances": len(result),
+              "timings_ms": predictor.last_timings}
+    if args.gt:
+        report.update(coco_ap(result, args.gt))
+    return report
+
+
+def coco_ap(result, gt_json: str) -> dict:
+    """COCO box/segm AP of one image's Instances against a one-image COCO file."""
+    import contextlib
+    import io
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from sdk.maskrcnn import instances_to_coco
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(gt_json)
+        dets = instances_to_coco(result, image_id=gt.getImgIds()[0])
+        out = {}
+        for kind in ("bbox", "segm"):
+            ev = COCOeval(gt, gt.loadRes(dets), kind)
+            ev.params.maxDets = [1, 10, max(100, len(dets))]  # thousands of objects in one image
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            out[f"{kind}_AP"], out[f"{kind}_AP50"] = float(ev.stats[0]), float(ev.stats[1])
+    return out
+
+
+# -- parent: build inputs, run children -----------------------------------------------------
+def _run_child(argv: list[str], timeout: float) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def unet_image(path: Path, size: int, seed: int = 0) -> Path:
+    """A uint16 size x size TIFF of smooth blobs, written a band at a time (never whole in memory)."""
+    import cv2
+    import tifffile
+    rng = np.random.default_rng(seed)
+    band = 1024
+
+    def bands():
+        for y0 in range(0, size, band):
+            h = min(band, size - y0)
+            noise = cv2.GaussianBlur(rng.random((h, size), dtype=np.float32), (0, 0), 6)
+            yield (np.clip((noise - 0.5) * 8 + 0.5, 0, 1) * 4000).astype(np.uint16)
+
+    tifffile.imwrite(path, data=bands(), shape=(size, size), dtype=np.uint16)  # contiguous, uncompressed
+    return path
+
+
+def demo_unet(path: Path) -> Path:
+    import torch
+    from export.models.unet import UNet, UNetConfig
+    from export.to_onnx import unet_to_onnx
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(depth=4, base_channels=16, padding="valid", dropout=0.5)).eval()
+    return unet_to_onnx(model, path, ["background", "nucleus"], check=False)
+
+
+def run_unet(args) -> dict:
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    model = demo_unet(work / "unet_demo_random.onnx")
+    rows = []
+    for size in args.sizes:
+        image = unet_image(work / f"unet_{size}.tif", size)
+        for probs in args.probs:
+            argv = ["--child", "unet", "--model", str(model), "--image", str(image), "--tile", str(args.tile),
+                    "--batch", str(args.batch), "--threads", str(args.threads), "--probs", probs,
+                    "--workdir", str(work)]
+            row = _run_child(argv, args.timeout)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        if not args.keep:
+            image.unlink()
+    return {"model": "unet depth 4, 16 channels, valid (random weights)", "threads": args.threads, "rows": rows}
+
+
+def mosaic(coco_dir: Path, size: int, out_image: Path, out_json: Path) -> None:
+    """Tile the held-out image (and its instances) into a size x size mosaic; COCO ground truth."""
+    import tifffile
+    from pycocotools import mask as mask_utils
+    from sdk.datasets import read_image
+    gt = json.loads((coco_dir / "val.json").read_text())
+    info = gt["images"][0]
+    img = read_image(coco_dir / "val" / info["file_name"])
+    h, w = img.shape[:2]
+    reps = (-(-size // h), -(-size // w))
+    tiled = np.tile(img, (reps[0], reps[1]) + (1,) * (img.ndim - 2))[:size, :size]
+    tifffile.imwrite(out_image, tiled)
+    masks = [mask_utils.decode(a["segmentation"]) for a in gt["annotations"] if a["image_id"] == info["id"]]
+    anns = []
+    for ry in range(reps[0]):
+        for rx in range(reps[1]):
+            for m in masks:
+                full = np.zeros((size, size), np.uint8, order="F")
+                y0, x0 = ry * h, rx * w
+                part = m[:max(0, min(h, size - y0)), :max(0, min(w, size - x0))]
+                if not part.any():
+                    continue
+                full[y0:y0 + part.shape[0], x0:x0 + part.shape[1]] = part
+                rle = mask_utils.encode(full)
+                rle["counts"] = rle["counts"].decode()
+                anns.append({"id": len(anns) + 1, "image_id": 1, "category_id": 1, "segmentation": rle,
+                             "area": float(part.sum()), "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0})
+    out_json.write_text(json.dumps({"images": [{"id": 1, "file_name": out_image.name, "height": size, "width": size}],
+                                    "annotations": anns, "categories": gt["categories"]}))
+
+
+def run_maskrcnn(args) -> dict:
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in args.sizes:
+        image, gt = work / f"mosaic_{size}.tif", work / f"mosaic_{size}.json"
+        mosaic(Path(args.coco), size, image, gt)
+        argv = ["--child", "maskrcnn", "--model", str(args.model), "--image", str(image), "--gt", str(gt),
+                "--threads", str(args.threads), "--overlap", str(args.overlap)]
+        row = _run_child(argv, args.timeout)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return {"model": str(args.model), "threads": args.threads, "rows": rows}
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, rows in report["series"].items():
+        mp = [r["megapixels"] for r in rows]
+        a.plot(mp, [r["mpixel_per_s"] for r in rows], "o-", label=label)
+        b.plot(mp, [r["peak_above_baseline_mb"] for r in rows], "o-", label=label)
+    a.set(xscale="log", xlabel="image (Mpixel)", ylabel="Mpixel/s", title="throughput")
+    b.set(xscale="log", yscale="log", xlabel="image (Mpixel)", ylabel="MiB", title="peak RSS above baseline")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model_kind", nargs="?", choices=["unet", "maskrcnn"])
+    p.add_argument("--child", choices=["unet", "maskrcnn"], help=argparse.SUPPRESS)
+    p.add_argument("--model", type=Path)
+    p.add_argument("--image", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--gt", help=argparse.SUPPRESS)
+    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384])
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--probs", nargs="+", default=["none"], help="unet: none | float16 | uint8 | float32 (one run each)")
+    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--coco", type=Path, default=Path("data/dsb2018/coco"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    p.add_argument("--workdir", type=Path, default=Path("runs/large_image"))
+    p.add_argument("--keep", action="store_true", help="keep the generated TIFFs")
+    p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=None, help="JSON report (a PNG plot is written next to it)")
+    args = p.parse_args()
+    if args.child:
+        if isinstance(args.probs, list):
+            args.probs = None if args.probs[0] == "none" else args.probs[0]
+        print(json.dumps(child_unet(args) if args.child == "unet" else child_maskrcnn(args)))
+        return
+    report = run_unet(args) if args.model_kind == "unet" else run_maskrcnn(args)
+    series: dict[str, list] = {}
+    for r in report["rows"]:
+        label = f"{args.model_kind} probs={r.get('probs')}" if args.model_kind == "unet" else "maskrcnn windows"
+        series.setdefault(label, []).append(r)
+    report["series"] = series
+    out = args.out or Path(f"runs/large_{args.model_kind}.json")
+    from sdk.io import atomic_path
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps({k: v for k, v in report.items() if k != "series"}, indent=2) + "\n")
+    plot(report, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
