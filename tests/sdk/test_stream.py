@@ -143,3 +143,20 @@ def test_progress_bar_counts_tiles(capsys):
     UNetPredictor(ThresholdBackend()).predict(_image((100, 100)), tile=48, progress=True)
     err = capsys.readouterr().err
     assert "tile" in err and "Mpixel/s" in err
+
+
+def test_a_tiff_file_is_segmented_and_large_results_are_saved_as_tiffs(tmp_path, monkeypatch):
+    """The `segrt predict --tile --batch` path at a small size: TIFF in (read lazily), TIFFs out."""
+    import tifffile
+    image = _image((230, 190), seed=4)
+    tifffile.imwrite(tmp_path / "big.tif", image)
+    predictor = UNetPredictor(ThresholdBackend())
+    result = predictor.predict(tmp_path / "big.tif", tile=52, batch=2, probs=None)
+    assert result.probs is None and result.classes.shape == (230, 190)
+    monkeypatch.setattr(stream, "LARGE_OUTPUT_PIXELS", 100 * 100)
+    paths = predictor.save(result, tmp_path / "out", "big")
+    assert [p.name for p in paths] == ["big_classes.tif", "big_instances.tif"]
+    np.testing.assert_array_equal(tifffile.imread(paths[0]), result.classes)
+    np.testing.assert_array_equal(tifffile.imread(paths[1]), result.instances)
+    monkeypatch.setattr(stream, "LARGE_OUTPUT_PIXELS", 10 ** 9)
+    assert [p.suffix for p in predictor.save(result, tmp_path / "small", "big", image=image)] == [".png"] * 3
