@@ -49,46 +49,46 @@ def _reset_peak() -> None:
 
 
 # -- children: one measurement each ----------------------------------------------------------
-def child_unet(args) -> dict:
+def _measured(args, run):
+    """Load the model, open the image lazily, reset the peak counter, then ``run(predictor, source)``.
+
+    Returns (predictor, (H, W), what run returned, seconds, baseline RSS bytes).
+    """
     import sdk
-    predictor = sdk.load(args.model, threads=args.threads)
     from sdk.sources import open_image
+    predictor = sdk.load(args.model, threads=args.threads)
     source = open_image(args.image)
-    H, W, _ = source.shape
     base = _status()["VmRSS"]
     _reset_peak()
     t0 = time.perf_counter()
-    result = predictor.predict(source, tile=args.tile, batch=args.batch, probs=args.probs, progress=args.progress)
-    seconds = time.perf_counter() - t0
+    out = run(predictor, source)
+    return predictor, source.shape[:2], out, time.perf_counter() - t0, base
+
+
+def _row(hw, seconds, base, peak) -> dict:
+    H, W = hw
+    return {"image": [H, W], "megapixels": H * W / 1e6, "predict_s": seconds, "mpixel_per_s": H * W / 1e6 / seconds,
+            "baseline_rss_mb": base / 2 ** 20, "peak_above_baseline_mb": (peak - base) / 2 ** 20}
+
+
+def child_unet(args) -> dict:
+    predictor, hw, result, seconds, base = _measured(args, lambda p, src: p.predict(
+        src, tile=args.tile, batch=args.batch, probs=args.probs, progress=args.progress))
     predict_peak = _status()["VmHWM"]
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:  # what `segrt predict` writes
         t1 = time.perf_counter()
         predictor.save(result, tmp, "out")
         save_s = time.perf_counter() - t1
-    peak = _status()["VmHWM"]
-    return {"image": [H, W], "megapixels": H * W / 1e6, "tile": args.tile, "batch": args.batch, "probs": args.probs,
-            "predict_s": seconds, "save_s": save_s, "mpixel_per_s": H * W / 1e6 / seconds,
-            "baseline_rss_mb": base / 2 ** 20, "peak_above_baseline_mb": (peak - base) / 2 ** 20,
-            "predict_peak_above_baseline_mb": (predict_peak - base) / 2 ** 20,
+    return {**_row(hw, seconds, base, _status()["VmHWM"]), "tile": args.tile, "batch": args.batch,
+            "probs": args.probs, "save_s": save_s, "predict_peak_above_baseline_mb": (predict_peak - base) / 2 ** 20,
             "instances": result.count, "timings_ms": predictor.last_timings}
 
 
 def child_maskrcnn(args) -> dict:
-    import sdk
-    predictor = sdk.load(args.model, threads=args.threads)
-    from sdk.sources import open_image
-    source = open_image(args.image)
-    H, W, _ = source.shape
-    base = _status()["VmRSS"]
-    _reset_peak()
-    t0 = time.perf_counter()
-    result = predictor.predict(source, tiles=True, overlap=args.overlap, progress=args.progress)
-    seconds = time.perf_counter() - t0
-    peak = _status()["VmHWM"]
-    report = {"image": [H, W], "megapixels": H * W / 1e6, "window": list(predictor.input_hw), "overlap": args.overlap,
-              "predict_s": seconds, "mpixel_per_s": H * W / 1e6 / seconds, "baseline_rss_mb": base / 2 ** 20,
-              "peak_above_baseline_mb": (peak - base) / 2 ** 20, "instances": len(result),
-              "timings_ms": predictor.last_timings}
+    predictor, hw, result, seconds, base = _measured(args, lambda p, src: p.predict(
+        src, tiles=True, overlap=args.overlap, progress=args.progress))
+    report = {**_row(hw, seconds, base, _status()["VmHWM"]), "window": list(predictor.input_hw),
+              "overlap": args.overlap, "instances": len(result), "timings_ms": predictor.last_timings}
     if args.gt:
         report.update(coco_ap(result, args.gt))
     return report

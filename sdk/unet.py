@@ -117,7 +117,7 @@ class UNetPredictor:
                              normalizer_for, plan_tiles, run_tiles)
 
         t0 = time.perf_counter()
-        if isinstance(image, np.ndarray):
+        if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):  # memmaps stay on disk
             image = as_hwc(image, self.channels)
         source = open_image(image)
         H, W, C = source.shape
