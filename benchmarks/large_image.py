@@ -107,11 +107,14 @@ def coco_ap(result, gt_json: str) -> dict:
         out = {}
         for kind in ("bbox", "segm"):
             ev = COCOeval(gt, gt.loadRes(dets), kind)
-            ev.params.maxDets = [1, 10, max(100, len(dets))]  # thousands of objects in one image
+            ev.params.maxDets = [max(100, len(dets))]  # thousands of objects in one image
             ev.evaluate()
             ev.accumulate()
-            ev.summarize()
-            out[f"{kind}_AP"], out[f"{kind}_AP50"] = float(ev.stats[0]), float(ev.stats[1])
+            # COCO's AP (area "all", the one maxDets): mean precision over IoU 0.5:0.95 and recall
+            p = ev.eval["precision"][:, :, :, 0, -1]
+            out[f"{kind}_AP"] = float(p[p > -1].mean())
+            p50 = p[0]
+            out[f"{kind}_AP50"] = float(p50[p50 > -1].mean())
     return out
 
 
@@ -172,7 +175,9 @@ def mosaic(coco_dir: Path, size: int, out_image: Path, out_json: Path) -> None:
     """Tile the held-out image (and its instances) into a size x size mosaic; COCO ground truth."""
     import tifffile
     from pycocotools import mask as mask_utils
+    from sdk.coco import compress_counts
     from sdk.datasets import read_image
+    from sdk.masks import MaskCrops
     gt = json.loads((coco_dir / "val.json").read_text())
     info = gt["images"][0]
     img = read_image(coco_dir / "val" / info["file_name"])
@@ -180,21 +185,27 @@ def mosaic(coco_dir: Path, size: int, out_image: Path, out_json: Path) -> None:
     reps = (-(-size // h), -(-size // w))
     tiled = np.tile(img, (reps[0], reps[1]) + (1,) * (img.ndim - 2))[:size, :size]
     tifffile.imwrite(out_image, tiled)
-    masks = [mask_utils.decode(a["segmentation"]) for a in gt["annotations"] if a["image_id"] == info["id"]]
-    anns = []
+    masks = [mask_utils.decode(a["segmentation"]).astype(bool) for a in gt["annotations"] if a["image_id"] == info["id"]]
+    boxes = [np.argwhere(m) for m in masks]
+    crops, origins = [], []
     for ry in range(reps[0]):
         for rx in range(reps[1]):
-            for m in masks:
-                full = np.zeros((size, size), np.uint8, order="F")
-                y0, x0 = ry * h, rx * w
-                part = m[:max(0, min(h, size - y0)), :max(0, min(w, size - x0))]
-                if not part.any():
-                    continue
-                full[y0:y0 + part.shape[0], x0:x0 + part.shape[1]] = part
-                rle = mask_utils.encode(full)
-                rle["counts"] = rle["counts"].decode()
-                anns.append({"id": len(anns) + 1, "image_id": 1, "category_id": 1, "segmentation": rle,
-                             "area": float(part.sum()), "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0})
+            for m, yx in zip(masks, boxes):
+                (y0, x0), (y1, x1) = yx.min(0), yx.max(0) + 1
+                gy, gx = ry * h + y0, rx * w + x0
+                c = m[y0:y1, x0:x1][:max(0, size - gy), :max(0, size - gx)]
+                if c.any():
+                    crops.append(c)
+                    origins.append((gy, gx))
+    sparse = MaskCrops(crops, np.asarray(origins), (size, size))  # full-size RLE from crops, no full masks
+    anns = []
+    for i, c in enumerate(crops):
+        rle = {"size": [size, size], "counts": compress_counts(sparse.run_lengths(i))}
+        ys, xs = np.nonzero(c)
+        gy, gx = origins[i]
+        anns.append({"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": rle, "area": float(c.sum()),
+                     "bbox": [float(gx + xs.min()), float(gy + ys.min()), float(xs.max() - xs.min() + 1),
+                              float(ys.max() - ys.min() + 1)], "iscrowd": 0})
     out_json.write_text(json.dumps({"images": [{"id": 1, "file_name": out_image.name, "height": size, "width": size}],
                                     "annotations": anns, "categories": gt["categories"]}))
 
