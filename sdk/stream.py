@@ -228,3 +228,69 @@ def write_tiff(path: str | Path, array: np.ndarray) -> Path:
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, tile=(512, 512), compression="zlib", bigtiff=array.nbytes > 2 ** 31)
     return Path(path)
+
+
+def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int, probs: Any = "auto",
+            progress: bool | None = None) -> tuple[Any, np.ndarray, float]:
+    """Class map and probabilities of a U-Net for an image of any size (``UNetPredictor.predict``'s engine).
+
+    Args:
+        predictor: a ``sdk.unet.UNetPredictor`` (backend, tensor names, channels, classes, margin).
+        image: anything ``sdk.sources.open_image`` takes; an in-memory [H, W, C] array for ``tta``.
+        probs, progress: as in ``UNetPredictor.predict``.
+
+    Returns:
+        (probabilities or None, classes uint8 [H, W], milliseconds spent in the backend).
+    """
+    from .sources import open_image
+    meta = predictor.backend.metadata
+    source = open_image(image)
+    H, W, C = source.shape
+    if C != predictor.channels:
+        raise InputError(f"image has {C} channel(s) but the model takes {predictor.channels}",
+                         "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
+    if source.dtype == np.bool_ or not np.issubdtype(source.dtype, np.number):
+        raise InputError(f"image has dtype {source.dtype}", "use uint8, uint16 or float pixel values")
+    if tta and not isinstance(image, np.ndarray):
+        raise InputError("test-time augmentation needs the image as an in-memory array",
+                         "pass a numpy array, or predict without tta")
+    K = len(predictor.class_names)
+    progress = H * W > PROGRESS_MIN_PIXELS if progress is None else progress
+    if isinstance(probs, str) and probs == "auto":
+        probs = "float32" if H * W <= AUTO_PROBS_MAX_PIXELS else None
+    target = OutputTarget(probs, (K, H, W))
+    classes = np.empty((H, W), np.uint8)
+    names = (predictor.input_name, predictor.output_name)
+    norm = normalizer_for(source, meta["normalization"])  # fitted to the image, also for its TTA views
+    model_ms = 0.0
+    try:
+        if tta:
+            from .unet import DIHEDRAL
+            acc = np.zeros((K, H, W), np.float32)  # the sum of 8 maps: TTA's one full-size buffer
+            for k, flip in DIHEDRAL:
+                view = np.rot90(image[:, ::-1] if flip else image, k)
+                ys, xs = plan_tiles(meta, view.shape[:2], max_tile)
+                # the same view of acc: what is written there lands un-rotated
+                sink = np.rot90(acc[:, :, ::-1] if flip else acc, k, axes=(1, 2))
+
+                def add(region, p, sink=sink):
+                    sink[(slice(None),) + region] += p
+                model_ms += run_tiles(predictor.backend, names, open_image(view), ys, xs, predictor.margin, norm,
+                                      batch, add, progress)["model_ms"]
+            acc /= len(DIHEDRAL)
+            for y0 in range(0, H, 1024):
+                rows = (slice(y0, min(y0 + 1024, H)), slice(0, W))
+                classes[rows] = classes_of(acc[:, rows[0]])
+                target.write(rows, acc[:, rows[0]])
+        else:
+            ys, xs = plan_tiles(meta, (H, W), max_tile)
+
+            def write(region, p):
+                classes[region] = classes_of(p)
+                target.write(region, p)
+            model_ms = run_tiles(predictor.backend, names, source, ys, xs, predictor.margin, norm, batch, write,
+                                 progress)["model_ms"]
+        return target.finish(), classes, model_ms
+    except BaseException:
+        target.abort()
+        raise

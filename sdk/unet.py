@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .backends.base import Backend
 from .datasets import write_png
-from .errors import ArtifactError, InputError
+from .errors import ArtifactError
 from .preprocess import as_hwc
 from .sources import ArraySource
 from .tiling import AxisPlan
@@ -111,74 +110,17 @@ class UNetPredictor:
         Returns:
             :class:`SegmentationResult` with everything at H x W.
         """
-        from .components import label_components
-        from .sources import open_image
-        from .stream import (AUTO_PROBS_MAX_PIXELS, PROGRESS_MIN_PIXELS, OutputTarget, classes_of,
-                             normalizer_for, plan_tiles, run_tiles)
-
+        from .stream import segment
         t0 = time.perf_counter()
         if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):  # memmaps stay on disk
             image = as_hwc(image, self.channels)
-        source = open_image(image)
-        H, W, C = source.shape
-        if C != self.channels:
-            raise InputError(f"image has {C} channel(s) but the model takes {self.channels}",
-                             "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
-        if source.dtype == np.bool_ or not np.issubdtype(source.dtype, np.number):
-            raise InputError(f"image has dtype {source.dtype}", "use uint8, uint16 or float pixel values")
-        K = len(self.class_names)
-        tta = self.tta if tta is None else tta
-        batch = max(1, int(batch or self.batch_size))
-        max_tile = int(tile or self.max_tile)
-        progress = H * W > PROGRESS_MIN_PIXELS if progress is None else progress
-        if isinstance(probs, str) and probs == "auto":
-            probs = "float32" if H * W <= AUTO_PROBS_MAX_PIXELS else None
-        target = OutputTarget(probs, (K, H, W))
-        classes = np.empty((H, W), np.uint8)
-        names = (self.input_name, self.output_name)
-        timings = {"model_ms": 0.0}
-        try:
-            if tta:
-                if not isinstance(image, np.ndarray):
-                    raise InputError("test-time augmentation needs the image as an in-memory array",
-                                     "pass a numpy array, or predict without tta")
-                acc = np.zeros((K, H, W), np.float32)  # the sum of 8 maps: TTA's one full-size buffer
-                norm = normalizer_for(source, self.backend.metadata["normalization"])  # of the image, not a view
-                for k, flip in DIHEDRAL:
-                    view = np.rot90(image[:, ::-1] if flip else image, k)
-                    ys, xs = plan_tiles(self.backend.metadata, view.shape[:2], max_tile)
-                    # the same view of acc: what is written there lands un-rotated
-                    sink = np.rot90(acc[:, :, ::-1] if flip else acc, k, axes=(1, 2))
-
-                    def add(region, p, sink=sink):
-                        sink[(slice(None),) + region] += p
-                    t = run_tiles(self.backend, names, open_image(view), ys, xs, self.margin, norm, batch, add,
-                                  progress)
-                    timings["model_ms"] += t["model_ms"]
-                acc /= len(DIHEDRAL)
-                for y0 in range(0, H, 1024):
-                    rows = (slice(y0, min(y0 + 1024, H)), slice(0, W))
-                    classes[rows] = classes_of(acc[:, rows[0]])
-                    target.write(rows, acc[:, rows[0]])
-                del acc
-            else:
-                ys, xs = plan_tiles(self.backend.metadata, (H, W), max_tile)
-
-                def write(region, p):
-                    classes[region] = classes_of(p)
-                    target.write(region, p)
-                t = run_tiles(self.backend, names, source, ys, xs, self.margin,
-                              normalizer_for(source, self.backend.metadata["normalization"]), batch, write, progress)
-                timings["model_ms"] = t["model_ms"]
-            probs_out = target.finish()
-        except BaseException:
-            target.abort()
-            raise
+        probs_out, classes, model_ms = segment(
+            self, image, tta=self.tta if tta is None else tta, max_tile=int(tile or self.max_tile),
+            batch=max(1, int(batch or self.batch_size)), probs=probs, progress=progress)
         t1 = time.perf_counter()
-        labels = label_components(classes == self.foreground, (H, W), connectivity=connectivity)[0] \
-            if instances else None
+        labels = self.instances(classes, connectivity) if instances else None
         t2 = time.perf_counter()
-        self.last_timings = {"preprocess_ms": (t1 - t0) * 1e3 - timings["model_ms"], "model_ms": timings["model_ms"],
+        self.last_timings = {"preprocess_ms": (t1 - t0) * 1e3 - model_ms, "model_ms": model_ms,
                              "postprocess_ms": (t2 - t1) * 1e3}
         return SegmentationResult(probs_out, classes, labels)
 
@@ -205,9 +147,10 @@ class UNetPredictor:
         return probs
 
     def instances(self, classes: np.ndarray, connectivity: int = 4) -> np.ndarray:
-        """Connected components of the foreground class, int32 [H, W] (0 = background)."""
-        _, labels = cv2.connectedComponents((classes == self.foreground).astype(np.uint8), connectivity=connectivity)
-        return labels.astype(np.int32)
+        """Connected components of the foreground class, int32 [H, W] (0 = background), labelled by bands."""
+        from .components import label_components
+        return label_components(lambda y0, y1: classes[y0:y1] == self.foreground, classes.shape,
+                                connectivity=connectivity)[0]
 
     # -- output -------------------------------------------------------------------------------
     def draw(self, image: np.ndarray, result: SegmentationResult) -> np.ndarray:
