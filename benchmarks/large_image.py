@@ -216,8 +216,10 @@ def run_maskrcnn(args) -> dict:
     for size in args.sizes:
         image, gt = work / f"mosaic_{size}.tif", work / f"mosaic_{size}.json"
         mosaic(Path(args.coco), size, image, gt)
-        argv = ["--child", "maskrcnn", "--model", str(args.model), "--image", str(image), "--gt", str(gt),
+        argv = ["--child", "maskrcnn", "--model", str(args.model), "--image", str(image),
                 "--threads", str(args.threads), "--overlap", str(args.overlap)]
+        if size <= args.ap_max_size:  # pycocotools' IoU matrix grows as objects^2: minutes at 4096 px
+            argv += ["--gt", str(gt)]
         row = _run_child(argv, args.timeout)
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -254,6 +256,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--probs", nargs="+", default=["none"], help="unet: none | float16 | uint8 | float32 (one run each)")
     p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--ap-max-size", type=int, default=2048, help="maskrcnn: COCO AP for mosaics up to this size")
     p.add_argument("--coco", type=Path, default=Path("data/dsb2018/coco"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
