@@ -8,7 +8,7 @@ first pixel, which is the numbering ``cv2.connectedComponents`` gives the whole
 image (``tests/sdk/test_components.py`` checks equality).
 
 Memory: the int32 output (4 bytes per pixel, which may be a memory-mapped or
-zarr array) plus one band.
+zarr array) plus one band of about 4 Mpixel.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def merge_pairs(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def label_components(mask: Callable[[int, int], np.ndarray] | np.ndarray, shape: tuple[int, int],
-                     out: Any = None, connectivity: int = 4, band: int = 2048) -> tuple[Any, int]:
+                     out: Any = None, connectivity: int = 4, band: int | None = None) -> tuple[Any, int]:
     """Label the connected components of a large binary mask.
 
     Args:
@@ -56,7 +56,8 @@ def label_components(mask: Callable[[int, int], np.ndarray] | np.ndarray, shape:
         out: int32 [H, W] array to write the labels into (numpy, memory-mapped or zarr);
             default a new numpy array.
         connectivity: 4 or 8.
-        band: rows labelled at once (rounded down to even: OpenCV scans rows in pairs, and
+        band: rows labelled at once (default: about 4 Mpixel worth, so the working set does
+            not grow with the image; rounded down to even: OpenCV scans rows in pairs, and
             even bands keep its numbering).
 
     Returns:
@@ -65,7 +66,7 @@ def label_components(mask: Callable[[int, int], np.ndarray] | np.ndarray, shape:
     if connectivity not in (4, 8):
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}", "use 4 (edges) or 8 (edges and corners)")
     H, W = int(shape[0]), int(shape[1])
-    band = max(2, int(band) // 2 * 2)
+    band = max(2, int(band or (1 << 22) // max(W, 1)) // 2 * 2)
     rows = mask if callable(mask) else (lambda y0, y1, m=mask: np.asarray(m[y0:y1]))
     labels = np.zeros((H, W), np.int32) if out is None else out
     offset = 0
