@@ -7,6 +7,7 @@ Metadata keys read (written by ``export.to_onnx``)::
     size_min, size_step   valid input sizes per axis: size_min + k * size_step
     tile_size    largest input tile to use by default (an engine's opt/max profile)
     margin       output pixels dropped per tile side (context for same-padding nets)
+    pool_factor  2 ** (depth - 1): tiles start on this grid (derived from the depth or size_step if absent)
     input_name, output_name   tensors: image float32 [N, C, H, W] -> probs float32 [N, K, h, w]
     foreground_class          class whose connected components are the instances
 """
