@@ -1,8 +1,10 @@
 """Large images: throughput (Mpixel/s) and peak memory against image size, U-Net and Mask R-CNN.
 
-    python benchmarks/large_image.py unet --sizes 2048 8192 16384 --out runs/large_unet.json
-    python benchmarks/large_image.py maskrcnn --model runs/maskrcnn_256x256.onnx --sizes 1024 2048 \\
+    python -m export.bench_large unet --sizes 2048 8192 16384 --out runs/large_unet.json
+    python -m export.bench_large maskrcnn --model runs/maskrcnn_256x256.onnx --sizes 1024 2048 4096 \\
         --coco data/dsb2018/coco --out runs/large_maskrcnn.json
+
+(``bench_command`` / ``add_bench_arguments`` are the hooks for a ``segrt bench large`` verb.)
 
 Every measurement runs in a fresh child process on a uint16 TIFF written beforehand:
 the child loads the model and opens the image lazily, then resets the kernel's peak-RSS
@@ -27,11 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 
 def _status() -> dict[str, int]:
     """VmRSS and VmHWM (peak) of this process, in bytes."""
@@ -119,7 +116,8 @@ def coco_ap(result, gt_json: str) -> dict:
 
 # -- parent: build inputs, run children -----------------------------------------------------
 def _run_child(argv: list[str], timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", "export.bench_large", *argv], capture_output=True, text=True,
+                          timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -244,18 +242,18 @@ def plot(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the large-image benchmark (``model_kind`` first: unet | maskrcnn)."""
     p.add_argument("model_kind", nargs="?", choices=["unet", "maskrcnn"])
     p.add_argument("--child", choices=["unet", "maskrcnn"], help=argparse.SUPPRESS)
-    p.add_argument("--model", type=Path)
+    p.add_argument("--model", type=Path, help="maskrcnn: the .onnx to run through windows")
     p.add_argument("--image", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--gt", help=argparse.SUPPRESS)
-    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384])
-    p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384], help="square image edges (px)")
+    p.add_argument("--tile", type=int, default=512, help="unet: largest tile")
+    p.add_argument("--batch", type=int, default=4, help="unet: tiles per call")
     p.add_argument("--probs", nargs="+", default=["none"], help="unet: none | float16 | uint8 | float32 (one run each)")
-    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=64, help="maskrcnn: window overlap (px)")
     p.add_argument("--ap-max-size", type=int, default=2048, help="maskrcnn: COCO AP for mosaics up to this size")
     p.add_argument("--coco", type=Path, default=Path("data/dsb2018/coco"))
     p.add_argument("--threads", type=int, default=2)
@@ -264,24 +262,36 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the generated TIFFs")
     p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=None, help="JSON report (a PNG plot is written next to it)")
-    args = p.parse_args()
+
+
+def bench_command(args) -> dict:
+    """Run the benchmark (or, with ``--child``, one measurement); writes JSON and a plot."""
     if args.child:
         if isinstance(args.probs, list):
             args.probs = None if args.probs[0] == "none" else args.probs[0]
-        print(json.dumps(child_unet(args) if args.child == "unet" else child_maskrcnn(args)))
-        return
+        row = child_unet(args) if args.child == "unet" else child_maskrcnn(args)
+        print(json.dumps(row))
+        return row
+    if args.model_kind is None:
+        raise SystemExit("say which model: unet or maskrcnn")
     report = run_unet(args) if args.model_kind == "unet" else run_maskrcnn(args)
     series: dict[str, list] = {}
     for r in report["rows"]:
         label = f"{args.model_kind} probs={r.get('probs')}" if args.model_kind == "unet" else "maskrcnn windows"
         series.setdefault(label, []).append(r)
-    report["series"] = series
     out = args.out or Path(f"runs/large_{args.model_kind}.json")
     from sdk.io import atomic_path
     with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps({k: v for k, v in report.items() if k != "series"}, indent=2) + "\n")
-    plot(report, out.with_suffix(".png"))
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    plot({"series": series}, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
+    return report
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_bench_arguments(p)
+    bench_command(p.parse_args())
 
 
 if __name__ == "__main__":
