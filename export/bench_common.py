@@ -82,5 +82,8 @@ def register(cli: Any) -> None:
         ("maskrcnn", bench_maskrcnn.add_bench_arguments, bench_maskrcnn.bench_command,
          "Mask R-CNN: torchvision eager vs the sdk on each runtime"),
     ]
+    from . import bench_large
+    commands.append(("large", bench_large.add_bench_arguments, bench_large.bench_command,
+                     "large images: Mpixel/s and peak memory against image size (U-Net, Mask R-CNN windows)"))
     for name, add, handler, help_text in commands:
         add(cli.add_sub("bench", name, handler, help=help_text))

@@ -18,6 +18,7 @@ from sdk import metadata as md
 from sdk.errors import ArtifactError
 from sdk.io import atomic_path
 from sdk.preprocess import DEFAULT_NORMALIZATION
+from sdk.tiling import smallest_tile
 
 from export import DEFAULT_OPSET
 
@@ -39,14 +40,31 @@ def build_unet(ckpt: dict[str, Any]) -> UNet:
     return model.eval()
 
 
+def same_padding_margin(config: UNetConfig) -> int:
+    """Output pixels a tile drops per side so that tiling does not change the result (0 for valid padding).
+
+    A same-padding net zero-pads at every tile edge, which changes every output within its
+    receptive radius of that edge. That radius is the border of the valid-padding net of the
+    same depth plus half a pooling cell (the pooling phase): dropping that margin makes the
+    tiled probabilities equal one pass over the whole mirror-padded image, as for valid
+    nets (measured for depths 3-5 in ``tests/sdk/test_tiling.py``; one pixel less leaves
+    up to 1e-3). The cost is the same overlap a valid net of that depth has.
+    """
+    if config.padding == "valid":
+        return 0
+    return geometry(UNetConfig(depth=config.depth, padding="valid")).border + 2 ** (config.depth - 2)
+
+
 def unet_metadata(config: UNetConfig, class_names: list[str], normalization: dict[str, Any], tile_size: int) -> dict[str, Any]:
     g = geometry(config)
+    margin, grid = same_padding_margin(config), 2 ** (config.depth - 1)
     return {
         "kind": "unet", "class_names": list(class_names), "input_channels": config.in_channels,
         "normalization": normalization, "padding": config.padding, "border": g.border,
-        "size_min": g.size_min, "size_step": g.size_step, "tile_size": g.valid_at_least(tile_size),
-        # same-padding nets see zero padding at tile edges: drop a margin of output there
-        "margin": 0 if config.padding == "valid" else g.size_step // 2,
+        "size_min": g.size_min, "size_step": g.size_step,
+        "tile_size": max(g.valid_at_least(tile_size), smallest_tile(g.size_min, g.size_step, g.border, margin, grid)),
+        # tiles start on the pooling grid and drop `margin` output px per side: tiling-invariant results (sdk.tiling)
+        "margin": margin, "pool_factor": grid,
         "input_name": "image", "output_name": "probs", "foreground_class": 1,
         "architecture": asdict(config), "segrt_version": sdk.__version__, "opset": DEFAULT_OPSET,
         "torch_version": torch.__version__,

@@ -21,7 +21,7 @@ from .errors import SegrtError
 ENTRY_POINT_GROUP = "segrt.commands"
 # verbs (and `bench` sub-verbs) that other segrt extras provide, for the message when one is missing
 EXTRA_VERBS = {"data": "train", "train": "train", "export": "train", "demo": "train", "bench unet": "train",
-               "bench maskrcnn": "train"}
+               "bench maskrcnn": "train", "bench large": "train"}
 
 DESCRIPTION = ("segrt: U-Net and Mask R-CNN from training to low-latency inference. Every command has --help; "
                "errors say what is wrong and how to fix it, with exit code 2.")
@@ -112,14 +112,20 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "(or its file: the stem is used), e.g. --server http://localhost:8000")
 
 
+# TIFF and zarr inputs are read lazily, tile by tile: images larger than memory work
+LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from .imageio import read_image
     predictor = load_predictor(args)
-    options = {k: v for k, v in (("tta", args.tta or None), ("tile", args.tile), ("batch", args.batch)) if v}
+    options = {k: v for k, v in (("tta", args.tta or None), ("tile", args.tile), ("batch", args.batch),
+                                 ("tiles", {"on": True, "off": False}.get(args.windows))) if v is not None}
     for image_path in args.images:
-        image = read_image(image_path)
+        lazy = Path(image_path).suffix.lower() in LAZY_SUFFIXES and not args.tta and not args.server
+        image = str(image_path) if lazy else read_image(image_path)
         result = predictor.predict(image, **options)
-        written = predictor.save(result, args.out, Path(image_path).stem, image=image)
+        written = predictor.save(result, args.out, Path(image_path).stem, image=None if lazy else image)
         print(f"{image_path}: {len(result)} objects -> {', '.join(str(p) for p in written)}")
 
 
@@ -151,6 +157,9 @@ def register_runtime(cli: Commands) -> None:
     p.add_argument("--tta", action="store_true", help="U-Net: average the 8 flips/rotations")
     p.add_argument("--tile", type=int, default=None, help="U-Net: largest input tile edge (default: the model's)")
     p.add_argument("--batch", type=int, default=None, help="U-Net: tiles per network call (default: 4)")
+    p.add_argument("--windows", choices=["auto", "on", "off"], default=None,
+                   help="Mask R-CNN: sliding windows at native resolution for large images (default auto: when "
+                        "fitting the image into the model input would shrink it more than 2x)")
     add_backend_arguments(p)
 
     p = cli.add("eval", cmd_eval, help="score a model on held-out data",

@@ -80,6 +80,9 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
             d["image_id"] = image_id
         if result.masks is not None:
             d["segmentation"] = encode_rle(result.masks[i])
+        elif result.mask_crops is not None:
+            d["segmentation"] = {"size": list(result.image_hw),
+                                 "counts": compress_counts(result.mask_crops.run_lengths(i))}
         if result.keypoints is not None:
             kp = result.keypoints[i]
             d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp))) for v in xyv]
@@ -116,7 +119,7 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
                         f"{', '.join(missing[:5])}", "pass the folder that holds the COCO file's images")
     for img_id in sorted(gt.getImgIds()):
         res = predictor.predict(read_image(image_dir / gt.imgs[img_id]["file_name"]))
-        has_masks = has_masks and res.masks is not None
+        has_masks = has_masks and res.has_masks
         has_keypoints = res.keypoints is not None
         results.extend(instances_to_coco(res, image_id=img_id))
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}

@@ -37,7 +37,7 @@ from .coco import instances_to_coco
 from .imageio import write_png
 from .io import atomic_path
 from .keypoints import heatmaps_to_keypoints
-from .masks import paste_masks
+from .masks import MaskCrops, paste_masks
 from .predictor import Timer, check_options
 from .preprocess import to_rgb_float
 from .viz import draw_instances
@@ -50,6 +50,10 @@ class Instances:
     boxes float32 [N, 4] x1y1x2y2; scores float32 [N]; labels int64 [N] class ids;
     class_names list[str] [N] (name of each instance's class); masks bool [N, H, W] or None;
     keypoints float32 [N, K, 3] (x, y, heatmap score) or None; image_hw (H, W) of the input image.
+
+    Large images (predicted through sliding windows, ``sdk.windows``) keep their masks sparse
+    instead: ``masks`` is None and ``mask_crops`` holds one box crop per instance
+    (``sdk.masks.MaskCrops``); :meth:`dense_masks` gives bool [N, H, W] either way.
     """
 
     boxes: np.ndarray
@@ -60,9 +64,22 @@ class Instances:
     keypoints: np.ndarray | None
     image_hw: tuple[int, int]
     image: np.ndarray | None = field(default=None, repr=False)  # the input, kept for drawing
+    mask_crops: MaskCrops | None = field(default=None, repr=False)  # sparse masks of large images
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None or self.mask_crops is not None
+
+    def mask(self, i: int) -> np.ndarray:
+        """Mask of instance ``i``, bool [H, W]."""
+        return self.masks[i] if self.masks is not None else self.mask_crops.mask(i)
+
+    def dense_masks(self) -> np.ndarray | None:
+        """All masks as bool [N, H, W] (densifies sparse masks: N x H x W bytes), or None."""
+        return self.masks if self.masks is not None else None if self.mask_crops is None else self.mask_crops.dense()
 
 
 @dataclass(frozen=True)
@@ -148,9 +165,26 @@ class MaskRCNNPredictor:
         names = [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in labels]
         return Instances(boxes, scores, labels, names, masks, keypoints, (h, w), image)
 
-    def predict(self, image: np.ndarray, **unknown: Any) -> Instances:
-        """Detect instances in one image ([H, W], [H, W, 3] RGB or [H, W, 4]; uint8, uint16 or float)."""
-        check_options(self.kind, unknown, ())
+    def predict(self, image: np.ndarray, *, tiles: bool | None = None, overlap: int | None = None,
+                progress: bool | None = None, **unknown: Any) -> Instances:
+        """Detect instances in one image ([H, W], [H, W, 3] RGB or [H, W, 4]; uint8, uint16 or float).
+
+        Args:
+            image: a numpy array, or a large image read lazily (a memmap, a TIFF / zarr path).
+            tiles: True: sliding windows of the graph's input size at native resolution, detections
+                merged, masks sparse (``sdk.windows``); False: the whole image resized into the graph
+                input; None decides: windows when fitting the image would shrink it more than
+                2x (:meth:`uses_windows`).
+            overlap, progress: for windows (see ``sdk.windows.predict_windows``).
+        """
+        check_options(self.kind, unknown, ("tiles", "overlap", "progress"))
+        if tiles or (tiles is None and self.uses_windows(image)):
+            from .windows import predict_windows
+            return predict_windows(self, image, overlap=overlap, progress=progress)
+        if not isinstance(image, np.ndarray):
+            from .sources import open_image
+            src = open_image(image)
+            image = src.read(0, src.shape[0], 0, src.shape[1])
         timer = Timer(self.backend)
         feed, geometry = self.preprocess(image)
         result = self.postprocess(timer.run(feed), geometry, image=image)
@@ -158,6 +192,13 @@ class MaskRCNNPredictor:
         return result
 
     __call__ = predict
+
+    def uses_windows(self, image: Any) -> bool:
+        """Whether ``predict`` runs sliding windows: when the whole-image resize would shrink ``image`` > 2x."""
+        from .sources import open_image
+        h, w = (int(v) for v in (image.shape if hasattr(image, "shape") else open_image(image).shape)[:2])
+        new_h, new_w = resized_size((h, w), self.input_hw, self.min_size, self.max_size)
+        return new_h * 2 < h or new_w * 2 < w
 
     # -- output ----------------------------------------------------------------
     def draw(self, image: np.ndarray, result: Instances) -> np.ndarray:

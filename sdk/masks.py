@@ -12,6 +12,9 @@ small resize per detection, not per pixel work in Python.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterator
+
 import cv2
 import numpy as np
 
@@ -52,10 +55,23 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
         raise InputError(f"boxes must be [N, 4] for {masks.shape[0]} masks, got {boxes.shape}",
                          "pass one x1y1x2y2 box per mask")
     H, W = int(image_hw[0]), int(image_hw[1])
+    out = np.zeros((masks.shape[0], H, W), dtype=np.float32 if threshold is None else np.bool_)
+    for i, (y0, x0, crop) in enumerate(paste_crops(masks, boxes, (H, W), threshold, padding)):
+        out[i, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+    return out
+
+
+def paste_crops(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int], threshold: float | None = 0.5,
+                padding: int = 1) -> Iterator[tuple[int, int, np.ndarray]]:
+    """What :func:`paste_masks` pastes, per instance: ``(y0, x0, crop)``, the crop [h, w] clipped to the image.
+
+    ``crop`` is bool (or float32 when ``threshold`` is None) and may be empty (0 x 0) for boxes
+    outside the image. Memory is one box per instance, not one image.
+    """
+    H, W = int(image_hw[0]), int(image_hw[1])
     n, m = masks.shape[0], masks.shape[1]
-    out = np.zeros((n, H, W), dtype=np.float32 if threshold is None else np.bool_)
     if n == 0:
-        return out
+        return
     padded = np.pad(masks.astype(np.float32, copy=False), ((0, 0), (padding, padding), (padding, padding)))
     # torchvision: boxes.to(int64) truncates toward zero
     ib = expand_boxes(boxes, float(m + 2 * padding) / m).astype(np.int64)
@@ -65,8 +81,64 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
         x0c, x1c = max(x1, 0), min(x2 + 1, W)
         y0c, y1c = max(y1, 0), min(y2 + 1, H)
         if x1c <= x0c or y1c <= y0c:
+            yield 0, 0, np.zeros((0, 0), np.float32 if threshold is None else np.bool_)
             continue
         resized = cv2.resize(padded[i], (w, h), interpolation=cv2.INTER_LINEAR)
         crop = resized[y0c - y1:y1c - y1, x0c - x1:x1c - x1]
-        out[i, y0c:y1c, x0c:x1c] = crop if threshold is None else crop > threshold
-    return out
+        yield y0c, x0c, (crop if threshold is None else crop > threshold)
+
+
+@dataclass
+class MaskCrops:
+    """Instance masks of an H x W image stored sparsely, as box crops.
+
+    Mask ``i`` is ``crops[i]`` (bool [h_i, w_i]) at rows ``origins[i, 0]..`` and columns
+    ``origins[i, 1]..``, False elsewhere: memory grows with the objects, not N x H x W.
+    """
+
+    crops: list[np.ndarray]
+    origins: np.ndarray  # int64 [N, 2] (y0, x0)
+    image_hw: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def mask(self, i: int) -> np.ndarray:
+        """Mask ``i`` as bool [H, W]."""
+        out = np.zeros(self.image_hw, np.bool_)
+        y0, x0 = (int(v) for v in self.origins[i])
+        c = self.crops[i]
+        out[y0:y0 + c.shape[0], x0:x0 + c.shape[1]] = c
+        return out
+
+    def dense(self) -> np.ndarray:
+        """All masks as bool [N, H, W] (what ``Instances.masks`` holds for ordinary images)."""
+        out = np.zeros((len(self),) + tuple(self.image_hw), np.bool_)
+        for i, c in enumerate(self.crops):
+            y0, x0 = (int(v) for v in self.origins[i])
+            out[i, y0:y0 + c.shape[0], x0:x0 + c.shape[1]] = c
+        return out
+
+    def select(self, keep: np.ndarray) -> "MaskCrops":
+        keep = np.asarray(keep, np.int64).reshape(-1)
+        return MaskCrops([self.crops[i] for i in keep], self.origins[keep].reshape(-1, 2), self.image_hw)
+
+    def areas(self) -> np.ndarray:
+        return np.array([int(c.sum()) for c in self.crops], np.int64)
+
+    def run_lengths(self, i: int) -> list[int]:
+        """COCO counts (column-major runs over the whole image) of mask ``i``, from its crop alone."""
+        from .coco import run_lengths
+        H, W = self.image_hw
+        y0, x0 = (int(v) for v in self.origins[i])
+        c = self.crops[i]
+        strip = np.zeros((H, c.shape[1]), np.bool_)  # the crop's columns, full height
+        strip[y0:y0 + c.shape[0]] = c
+        counts = run_lengths(strip)
+        counts[0] += x0 * H  # columns left of the crop: zeros
+        trailing = (W - x0 - c.shape[1]) * H
+        if len(counts) % 2:  # ends with a run of zeros
+            counts[-1] += trailing
+        elif trailing:
+            counts.append(trailing)
+        return counts

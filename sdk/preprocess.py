@@ -5,7 +5,7 @@ inference exactly the intensities it was trained on.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -58,29 +58,48 @@ def normalize(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
         (robust to the very different ranges of uint8/uint16 microscopy images);
       * ``"fixed"``: ``(x * scale - mean) / std`` per channel.
     """
-    x = image.astype(np.float32, copy=False)
+    flat = image.reshape(-1, image.shape[2])
+    return fit_normalization(spec, flat[::sample_step(flat.shape[0])])(image)
+
+
+def sample_step(n_pixels: int) -> int:
+    """Percentile normalization looks at every ``sample_step``-th pixel (row-major), <= 2^16 pixels.
+
+    A regular subsample is 10x cheaper on large images, and training calls this same
+    rule, so the model sees identical intensities; a streamed image picks the same pixels.
+    """
+    return max(1, n_pixels >> 16)
+
+
+def fit_normalization(spec: dict[str, Any], sample: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The per-pixel map of ``spec`` for an image whose :func:`sample_step` subsample is ``sample`` [n, C].
+
+    The returned function maps any block [..., C] of that image to float32, elementwise,
+    so blocks of a large image are normalized exactly as the whole image would be.
+    """
     mode = spec.get("mode", "fixed")
     if mode == "percentile":
-        flat = x.reshape(-1, x.shape[2])
-        # percentiles of a regular subsample (<= 2^16 px): 10x cheaper on large images, and
-        # training calls this same function, so the model sees identical intensities
-        flat = flat[::max(1, flat.shape[0] >> 16)]
-        lo, hi = np.percentile(flat, [spec["low"], spec["high"]], axis=0)
-        return ((x - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32, copy=False)
+        lo, hi = np.percentile(sample.astype(np.float32, copy=False), [spec["low"], spec["high"]], axis=0)
+        span = np.maximum(hi - lo, 1e-6)
+        return lambda x: ((x.astype(np.float32, copy=False) - lo) / span).astype(np.float32, copy=False)
     if mode == "fixed":
         mean = np.asarray(spec.get("mean", 0.0), np.float32)
         std = np.asarray(spec.get("std", 1.0), np.float32)
-        return ((x * np.float32(spec.get("scale", 1.0)) - mean) / std).astype(np.float32, copy=False)
+        scale = np.float32(spec.get("scale", 1.0))
+        return lambda x: ((x.astype(np.float32, copy=False) * scale - mean) / std).astype(np.float32, copy=False)
     raise InputError(f"unknown normalization mode {mode!r} in model metadata", "re-export the model")
 
 
-def to_rgb_float(image: np.ndarray) -> np.ndarray:
+def to_rgb_float(image: np.ndarray, peak: float | None = None) -> np.ndarray:
     """Any checked image (``check_image``) -> float32 [H, W, 3] RGB in [0, 1].
 
     [H, W] and [H, W, 1] grey is replicated to RGB; [H, W, 4] drops alpha; [H, W, 3] is taken
     as RGB. uint8 is divided by 255; other integer types by the image's own maximum
     (microscopy images rarely use the full 16-bit range, and training data is converted
     the same way); float images are taken as [0, 1] and clipped.
+
+    ``peak``: the maximum integer images are divided by (default: this image's own; a window
+    of a larger image passes the whole image's).
     """
     image = check_image(image)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -95,7 +114,7 @@ def to_rgb_float(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(image.dtype, np.integer):
-        peak = float(image.max())
+        peak = float(image.max()) if peak is None else float(peak)
         return image.astype(np.float32) / np.float32(peak if peak > 0 else 1.0)
     return np.clip(image.astype(np.float32), 0.0, 1.0)
 

@@ -7,24 +7,26 @@ Metadata keys read (written by ``export.to_onnx``)::
     size_min, size_step   valid input sizes per axis: size_min + k * size_step
     tile_size    largest input tile to use by default (an engine's opt/max profile)
     margin       output pixels dropped per tile side (context for same-padding nets)
+    pool_factor  2 ** (depth - 1): tiles start on this grid (derived from the depth or size_step if absent)
     input_name, output_name   tensors: image float32 [N, C, H, W] -> probs float32 [N, K, h, w]
     foreground_class          class whose connected components are the instances
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .backends.base import Backend
-from .errors import ArtifactError, InputError
+from .errors import ArtifactError
 from .imageio import write_png
-from .predictor import Timer, check_options
-from .preprocess import as_hwc, normalize
-from .tiling import AxisPlan, extract_tiles, mirror_pad, plan_axis, stitch
+from .predictor import check_options
+from .preprocess import as_hwc, check_image
+from .sources import ArraySource
+from .tiling import AxisPlan
 from .viz import overlay_instances
 
 # The 8 symmetries of the square: (rot90 count, horizontal flip); each is undone after prediction.
@@ -84,11 +86,13 @@ class UNetPredictor:
         self.border, self.margin = int(meta["border"]), int(meta.get("margin", 0))
         self.max_tile = int(max_tile or meta["tile_size"])
         self.batch_size = max(1, int(batch_size))
+        self.max_batch: int | None = None  # an engine's profile caps the tiles per call
         profiles = getattr(backend, "profiles", None)  # TensorRT engines: stay inside the built profile
         if profiles and meta.get("input_name", "image") in profiles:
             lo, _, hi = profiles[meta.get("input_name", "image")]  # [N, C, H, W] each
             self.max_tile = min(self.max_tile, int(hi[-2]), int(hi[-1]))
-            self.batch_size = min(self.batch_size, int(hi[0]))
+            self.max_batch = int(hi[0])
+            self.batch_size = min(self.batch_size, self.max_batch)
             smallest = max(int(lo[-2]), int(lo[-1]))  # tiles below the profile's min are rejected: start there
             self.size_min += -(-max(0, smallest - self.size_min) // self.size_step) * self.size_step
         self.tta = tta
@@ -97,57 +101,72 @@ class UNetPredictor:
         self.foreground = int(meta.get("foreground_class", 1))
 
     # -- the pipeline -------------------------------------------------------------------------
-    def predict(self, image: np.ndarray, *, tta: bool | None = None, tile: int | None = None,
-                batch: int | None = None, **unknown: Any) -> SegmentationResult:
-        """Segment one image.
+    def predict(self, image: Any, *, tta: bool | None = None, tile: int | None = None, batch: int | None = None,
+                probs: Any = "auto", instances: bool = True, progress: bool | None = None,
+                connectivity: int = 4, **unknown: Any) -> SegmentationResult:
+        """Segment one image of any size, tile by tile, in memory bounded by the outputs asked for.
 
         Args:
-            image: [H, W] or [H, W, C] uint8/uint16/float array, any H and W.
-            tta: override the predictor's test-time-augmentation setting.
-            tile: largest input tile edge for this call (default: the predictor's ``max_tile``).
-            batch: tiles per backend call for this call (default: the predictor's ``batch_size``).
+            image: [H, W] or [H, W, C] uint8/uint16/float array (``np.memmap`` and zarr arrays are
+                read a band at a time), or the path of a TIFF / zarr / PNG image (TIFF and zarr read lazily).
+            tta: override the predictor's test-time-augmentation setting (in-memory arrays only).
+            tile: largest input tile edge (default: the predictor's ``max_tile``). The result does not
+                depend on it for valid-padding nets (see ``sdk.tiling``).
+            batch: tiles per backend call (default: the predictor's ``batch_size``).
+            probs: the probability map to return: ``"auto"`` (float32 up to
+                ``sdk.stream.AUTO_PROBS_MAX_PIXELS`` pixels, else None), ``"float32"``,
+                ``"float16"``, ``"uint8"`` (p * 255, rounded), None (not kept), a ``.zarr`` /
+                ``.npy`` path (float16, written atomically, returned opened read-only), or a
+                writable [K, H, W] array.
+            instances: label the foreground's connected components (int32, 4 bytes per pixel).
+            progress: tqdm bar with tiles done and Mpixel/s (default: for images over 16 Mpixel).
+            connectivity: 4 or 8, for the instance labels.
 
         Returns:
             :class:`SegmentationResult` with everything at H x W.
         """
-        check_options(self.kind, unknown, ("tta", "tile", "batch"))
-        timer = Timer(self.backend)
-        x = normalize(as_hwc(image, self.channels), self.metadata["normalization"])
-        run = lambda t: self.predict_probs(t, max_tile=tile, batch_size=batch, run=timer.run)  # noqa: E731
-        if self.tta if tta is None else tta:
-            probs = np.zeros((len(self.class_names),) + x.shape[:2], np.float32)
-            for k, flip in DIHEDRAL:
-                t = np.rot90(x[:, ::-1] if flip else x, k)
-                p = np.rot90(run(np.ascontiguousarray(t)), -k, axes=(1, 2))
-                probs += p[:, :, ::-1] if flip else p
-            probs /= len(DIHEDRAL)
-        else:
-            probs = run(x)
-        # two classes: one comparison instead of a strided argmax (ties go to class 0 in both)
-        classes = (probs[1] > probs[0]).view(np.uint8) if len(probs) == 2 else probs.argmax(axis=0).astype(np.uint8)
-        result = SegmentationResult(probs, classes, self.instances(classes))
-        self.last_timings = timer.timings()
-        return result
+        from .stream import segment
+        check_options(self.kind, unknown, ("tta", "tile", "batch", "probs", "instances", "progress", "connectivity"))
+        t0 = time.perf_counter()
+        if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):  # memmaps stay on disk
+            image = as_hwc(image, self.channels)
+        elif not isinstance(image, (str, Path)) and not hasattr(image, "shape"):
+            check_image(image)  # refuses it, naming what to pass
+        probs_out, classes, model_ms = segment(
+            self, image, tta=self.tta if tta is None else tta, max_tile=int(tile or self.max_tile),
+            batch=max(1, min(int(batch or self.batch_size), self.max_batch or 1 << 30)), probs=probs,
+            progress=progress)
+        labels = self.instances(classes, connectivity) if instances else None
+        self.last_timings = {"model_ms": model_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
+        return SegmentationResult(probs_out, classes, labels)
 
     def tile(self, x: np.ndarray, max_tile: int | None = None) -> tuple[np.ndarray, AxisPlan, AxisPlan]:
-        """The tile batch float32 [T, C, h, w] fed to the backend for a normalized [H, W, C] image, and its plans."""
-        ys, xs = (plan_axis(n, self.size_min, self.size_step, self.border, max_tile or self.max_tile, self.margin)
-                  for n in x.shape[:2])
-        padded = mirror_pad(x, (ys.pad_before, ys.pad_after), (xs.pad_before, xs.pad_after))
-        return extract_tiles(padded, ys, xs), ys, xs
+        """The tiles float32 [T, C, h, w] fed to the backend for a normalized [H, W, C] image, and their plans.
 
-    def predict_probs(self, x: np.ndarray, max_tile: int | None = None, batch_size: int | None = None,
-                      run=None) -> np.ndarray:
+        Stacks every tile: for calibration and model-only timing of small images (``predict`` streams).
+        """
+        from .stream import iter_tiles, plan_tiles
+        ys, xs = plan_tiles(self.backend.metadata, x.shape[:2], int(max_tile or self.max_tile))
+        tiles = [t for _, _, t in iter_tiles(ArraySource(x), ys, xs, lambda block: block.astype(np.float32))]
+        return np.ascontiguousarray(np.stack(tiles)), ys, xs
+
+    def predict_probs(self, x: np.ndarray, max_tile: int | None = None) -> np.ndarray:
         """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
-        tiles, ys, xs = self.tile(x, max_tile)
-        run, batch = run or self.backend.run, max(1, int(batch_size or self.batch_size))
-        outs = [run({self.input_name: tiles[i:i + batch]})[self.output_name] for i in range(0, len(tiles), batch)]
-        return stitch(np.concatenate(outs), ys, xs, self.margin)
+        from .stream import plan_tiles, run_tiles
+        ys, xs = plan_tiles(self.backend.metadata, x.shape[:2], int(max_tile or self.max_tile))
+        probs = np.empty((len(self.class_names),) + x.shape[:2], np.float32)
+
+        def write(region, p):
+            probs[(slice(None),) + region] = p
+        run_tiles(self.backend, (self.input_name, self.output_name), ArraySource(x), ys, xs, self.margin,
+                  lambda block: block.astype(np.float32), self.batch_size, write)
+        return probs
 
     def instances(self, classes: np.ndarray, connectivity: int = 4) -> np.ndarray:
-        """Connected components of the foreground class, int32 [H, W] (0 = background)."""
-        _, labels = cv2.connectedComponents((classes == self.foreground).astype(np.uint8), connectivity=connectivity)
-        return labels.astype(np.int32)
+        """Connected components of the foreground class, int32 [H, W] (0 = background), labelled by bands."""
+        from .components import label_components
+        return label_components(lambda y0, y1: classes[y0:y1] == self.foreground, classes.shape,
+                                connectivity=connectivity)[0]
 
     # -- output -------------------------------------------------------------------------------
     def draw(self, image: np.ndarray, result: SegmentationResult) -> np.ndarray:
@@ -157,12 +176,22 @@ class UNetPredictor:
     def save(self, result: SegmentationResult, out_dir: str | Path, stem: str,
              image: np.ndarray | None = None) -> list[Path]:
         """Write ``<stem>_classes.png`` (uint8 class ids), ``<stem>_instances.png`` (uint16 ids)
-        and, given the input ``image``, ``<stem>_overlay.png``."""
+        and, given the input ``image``, ``<stem>_overlay.png``.
+
+        Large results (over ``sdk.stream.LARGE_OUTPUT_PIXELS`` pixels, or more than 65535
+        instances) are written as tiled, zlib-compressed TIFFs instead (``_classes.tif`` uint8,
+        ``_instances.tif`` int32), and without an overlay.
+        """
+        from .stream import LARGE_OUTPUT_PIXELS, write_tiff
         out_dir = Path(out_dir)
-        if result.count > 65535:
-            raise InputError(f"{result.count} instances do not fit a uint16 label PNG", "save result.instances yourself")
-        paths = [write_png(out_dir / f"{stem}_classes.png", result.classes),
-                 write_png(out_dir / f"{stem}_instances.png", result.instances.astype(np.uint16))]
+        if result.instances is not None and result.count > 65535 or result.classes.size > LARGE_OUTPUT_PIXELS:
+            paths = [write_tiff(out_dir / f"{stem}_classes.tif", result.classes)]
+            if result.instances is not None:
+                paths.append(write_tiff(out_dir / f"{stem}_instances.tif", result.instances))
+            return paths
+        paths = [write_png(out_dir / f"{stem}_classes.png", result.classes)]
+        if result.instances is not None:
+            paths.append(write_png(out_dir / f"{stem}_instances.png", result.instances.astype(np.uint16)))
         if image is not None:
             paths.append(write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result)))
         return paths
@@ -187,7 +216,7 @@ def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False)
 
     per_image = []
     for image, labels in load_split(split_dir):
-        result = predictor.predict(image, tta=tta)
+        result = predictor.predict(image, tta=tta, probs="float32")
         pred, truth = result.classes == predictor.foreground, labels > 0
         prob = result.probs[predictor.foreground]
         sweep = threshold_sweep(prob, labels)

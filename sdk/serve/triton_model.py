@@ -84,7 +84,7 @@ class TritonPythonModel:
             elif args.get("model_instance_kind") == "GPU":
                 options["device"] = int(args.get("model_instance_device_id", 0))
             self.predictor = load(artifact, **options)
-        self.kind = self.predictor.metadata["kind"] if hasattr(self.predictor, "metadata") else self.predictor.meta["kind"]
+        self.kind = self.predictor.kind
 
     def execute(self, requests: list) -> list:
         responses = []
