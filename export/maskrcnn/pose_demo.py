@@ -41,7 +41,7 @@ def _scaled(result: Instances, f: float) -> Instances:
                      (int(result.image_hw[0] * f), int(result.image_hw[1] * f)))
 
 
-def picture(predictor, val_json: Path, val_images: Path, out: Path, count: int = 4, scale: int = 3,
+def picture(predictor, val_json: Path, val_images: Path, out: Path, count: int = 3, scale: int = 2,
             min_score: float = 0.9) -> Path:
     """Held-out images: ground-truth skeletons (top), predicted ones with score >= ``min_score`` (bottom)."""
     import cv2
