@@ -39,7 +39,7 @@ from .io import atomic_path
 from .keypoints import heatmaps_to_keypoints
 from .masks import MaskCrops, paste_masks
 from .predictor import Timer, check_options
-from .preprocess import to_rgb_float
+from .preprocess import check_image, to_rgb_float
 from .viz import draw_instances
 
 
@@ -178,6 +178,9 @@ class MaskRCNNPredictor:
             overlap, progress: for windows (see ``sdk.windows.predict_windows``).
         """
         check_options(self.kind, unknown, ("tiles", "overlap", "progress"))
+        lazy = isinstance(image, (str, Path, np.memmap)) or (hasattr(image, "shape") and not isinstance(image, np.ndarray))
+        if not lazy:
+            check_image(image)  # in-memory images are checked before their size is used
         if tiles or (tiles is None and self.uses_windows(image)):
             from .windows import predict_windows
             return predict_windows(self, image, overlap=overlap, progress=progress)
