@@ -243,7 +243,7 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
         (probabilities or None, classes uint8 [H, W], milliseconds spent in the backend).
     """
     from .sources import open_image
-    meta = predictor.backend.metadata
+    norm_spec = predictor.metadata["normalization"]
     source = open_image(image)
     H, W, C = source.shape
     if C != predictor.channels:
@@ -261,7 +261,7 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
     target = OutputTarget(probs, (K, H, W))
     classes = np.empty((H, W), np.uint8)
     names = (predictor.input_name, predictor.output_name)
-    norm = normalizer_for(source, meta["normalization"])  # fitted to the image, also for its TTA views
+    norm = normalizer_for(source, norm_spec)  # fitted to the image, also for its TTA views
     model_ms = 0.0
     try:
         if tta:
@@ -269,7 +269,7 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
             acc = np.zeros((K, H, W), np.float32)  # the sum of 8 maps: TTA's one full-size buffer
             for k, flip in DIHEDRAL:
                 view = np.rot90(image[:, ::-1] if flip else image, k)
-                ys, xs = plan_tiles(meta, view.shape[:2], max_tile)
+                ys, xs = predictor.plan(view.shape[:2], max_tile)
                 # the same view of acc: what is written there lands un-rotated
                 sink = np.rot90(acc[:, :, ::-1] if flip else acc, k, axes=(1, 2))
 
@@ -283,7 +283,7 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
                 classes[rows] = classes_of(acc[:, rows[0]])
                 target.write(rows, acc[:, rows[0]])
         else:
-            ys, xs = plan_tiles(meta, (H, W), max_tile)
+            ys, xs = predictor.plan((H, W), max_tile)
 
             def write(region, p):
                 classes[region] = classes_of(p)

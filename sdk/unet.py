@@ -140,20 +140,19 @@ class UNetPredictor:
         self.last_timings = {"model_ms": model_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
         return SegmentationResult(probs_out, classes, labels)
 
-    def tile(self, x: np.ndarray, max_tile: int | None = None) -> tuple[np.ndarray, AxisPlan, AxisPlan]:
-        """The tiles float32 [T, C, h, w] fed to the backend for a normalized [H, W, C] image, and their plans.
+    def plan(self, hw: tuple[int, int], max_tile: int | None = None) -> tuple[AxisPlan, AxisPlan]:
+        """Grid-aligned tile plans (rows, columns) for an image of ``hw`` pixels.
 
-        Stacks every tile: for calibration and model-only timing of small images (``predict`` streams).
+        Uses the predictor's ``size_min``, which an engine's optimization profile may raise above
+        the artifact's (tiles below the profile's minimum would be refused).
         """
-        from .stream import iter_tiles, plan_tiles
-        ys, xs = plan_tiles(self.backend.metadata, x.shape[:2], int(max_tile or self.max_tile))
-        tiles = [t for _, _, t in iter_tiles(ArraySource(x), ys, xs, lambda block: block.astype(np.float32))]
-        return np.ascontiguousarray(np.stack(tiles)), ys, xs
+        from .stream import plan_tiles
+        return plan_tiles({**self.metadata, "size_min": self.size_min}, hw, int(max_tile or self.max_tile))
 
     def predict_probs(self, x: np.ndarray, max_tile: int | None = None) -> np.ndarray:
         """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
-        from .stream import plan_tiles, run_tiles
-        ys, xs = plan_tiles(self.backend.metadata, x.shape[:2], int(max_tile or self.max_tile))
+        from .stream import run_tiles
+        ys, xs = self.plan(x.shape[:2], max_tile)
         probs = np.empty((len(self.class_names),) + x.shape[:2], np.float32)
 
         def write(region, p):

@@ -192,7 +192,10 @@ class RemotePredictor:
 
     def _options(self, options: dict[str, Any]) -> dict[str, np.ndarray]:
         from ..predictor import check_options
-        check_options(self.kind, options, ("tta",) if self.kind == "unet" else ())
+        check_options(self.kind, options, ("tta", "probs") if self.kind == "unet" else ())
+        if options.get("probs") not in (None, "auto", "float32") or (options.get("probs") and not self.probs):
+            raise InputError(f"probs={options['probs']!r} is not available through the server",
+                             "the server returns float32 probabilities: RemotePredictor(url, model, probs=True)")
         if options.get("tta") is None:
             return {}
         return {protocol.TTA_INPUT: np.array([int(bool(options["tta"]))], np.uint8)}

@@ -278,7 +278,7 @@ def test_sigint_drains_requests_in_flight(tiny_unet, tmp_path):
     try:
         assert _wait_ready(url)
         remote = RemotePredictor(url, "tiny", timeout_s=30, probs=False)
-        big = np.random.default_rng(3).integers(0, 256, (500, 500), dtype=np.uint8)
+        big = np.random.default_rng(3).integers(0, 256, (1500, 1500), dtype=np.uint8)
         threading.Timer(0.5, proc.send_signal, [signal.SIGINT]).start()
         t0 = time.monotonic()
         result = remote.predict(big, tta=True)  # 8x the work of one pass: still running when SIGINT arrives
