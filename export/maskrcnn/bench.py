@@ -18,7 +18,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -38,6 +38,20 @@ from .reference import TorchvisionPredictor
 MODELS = ("small", "r50")
 
 
+def torchvision_model_call(model: torch.nn.Module, image: np.ndarray) -> Callable[[], Any]:
+    """torchvision's network alone on a uint8 RGB [H, W, 3] image: transform, backbone, RPN, RoI heads."""
+    model.eval()  # exporting may leave the model in training mode
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
+
+    @torch.no_grad()
+    def call():
+        images, _ = model.transform([tensor])
+        feats = model.backbone(images.tensors)
+        props, _ = model.rpn(images, feats)
+        return model.roi_heads(feats, props, images.image_sizes)
+    return call
+
+
 def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.ndarray, group: str) -> list[Variant]:
     """torchvision eager fp32, end to end and model only: the references of ``group``."""
     pixels = float(image.shape[0] * image.shape[1])
@@ -47,19 +61,7 @@ def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.nda
         predictor = TorchvisionPredictor(model, names)
         return lambda: predictor.predict(image)
 
-    def model_only():
-        model.eval()  # exporting may leave the model in training mode
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
-
-        @torch.no_grad()
-        def call():
-            images, _ = model.transform([tensor])
-            feats = model.backbone(images.tensors)
-            props, _ = model.rpn(images, feats)
-            return model.roi_heads(feats, props, images.image_sizes)
-        return call
-
-    return [Variant("torchvision eager fp32", model_only, "model", reference=True, group=group, pixels_per_call=pixels,
+    return [Variant("torchvision eager fp32", lambda: torchvision_model_call(model, image), "model", reference=True, group=group, pixels_per_call=pixels,
                     info=info),
             Variant("torchvision eager fp32", e2e, "end_to_end", reference=True, group=group, pixels_per_call=pixels,
                     info=info)]

@@ -23,6 +23,7 @@ import torch
 
 import sdk
 
+from .bench import torchvision_model_call
 from .onnx_export import torch_to_onnx
 from .reference import TorchvisionPredictor
 
@@ -64,14 +65,7 @@ def bench_keypoints(model: torch.nn.Module, cfg, names: list[str], input_size: t
                               input_size)
     runtime = sdk.load(onnx_path, threads=threads)
     eager = TorchvisionPredictor(model, names)
-    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
-
-    @torch.no_grad()
-    def torchvision_model():
-        images, _ = model.transform([tensor])
-        feats = model.backbone(images.tensors)
-        props, _ = model.rpn(images, feats)
-        return model.roi_heads(feats, props, images.image_sizes)
+    torchvision_model = torchvision_model_call(model, image)
 
     feed, _ = runtime.preprocess(image)
     calls: dict[str, Callable[[], Any]] = {
