@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -39,14 +38,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import sdk  # noqa: E402
-from sdk.bench import Report, Row, Within, pick, timing_from_samples  # noqa: E402
-from sdk.bench.agreement import detection_matching, instances_agreement, segmentation_agreement  # noqa: E402
-from sdk.bench.artifacts import Runtime, runtimes_for  # noqa: E402
-from sdk.io import atomic_path  # noqa: E402
+import sdk
+from sdk.bench import Report, Row, Within, pick, timing_from_samples
+from sdk.bench.core import interleaved_samples
+from sdk.bench.agreement import detection_matching, instances_agreement, segmentation_agreement
+from sdk.bench.artifacts import Runtime, runtimes_for
+from sdk.io import atomic_path
 
 REFERENCE = "pytorch fp32"
 # what sdk.load(path, backend="auto") opens (a row of its own, not a candidate of the pick)
@@ -65,21 +62,6 @@ def flips(image: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(v) for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])]
 
 
-def interleaved_latency(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Latency samples (ms) of each call, timed round-robin (one call of each per round) so machine load
-    hits all alike."""
-    for _ in range(warmup):
-        for fn in calls.values():
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - t0) * 1e3)
-    return samples
-
-
 def measure(title: str, predictors: dict[str, Any], metrics: Callable[[Any], dict[str, float]],
             agreement: Callable[[Any], dict[str, float]], image: np.ndarray, rounds: int) -> Report:
     """One row per predictor: held-out ``metrics``, ``agreement`` with the first (reference) predictor,
@@ -96,7 +78,7 @@ def measure(title: str, predictors: dict[str, Any], metrics: Callable[[Any], dic
         print(f"  {label}: " + ", ".join(f"{k} {m[k]:.4f}" for k in ("iou", "segm_AP", "bbox_AP") if k in m),
               flush=True)
     warmup = 1
-    samples = interleaved_latency({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, rounds, warmup)
+    samples = interleaved_samples({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, rounds, warmup)
     timings = {k: timing_from_samples(v, warmup, pixels_per_call=float(image.shape[0] * image.shape[1]))
                for k, v in samples.items()}
     ref_p50 = timings[next(iter(predictors))].p50_ms

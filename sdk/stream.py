@@ -39,6 +39,9 @@ PROBS_DTYPES = ("float32", "float16", "uint8")
 LARGE_OUTPUT_PIXELS = 8192 * 8192
 
 
+# The 8 symmetries of the square: (rot90 count, horizontal flip); each is undone after prediction.
+DIHEDRAL = [(k, f) for f in (False, True) for k in range(4)]
+
 def plan_tiles(metadata: dict[str, Any], hw: tuple[int, int], max_tile: int) -> tuple[AxisPlan, AxisPlan]:
     """Grid-aligned tile plans (rows, columns) of a U-Net artifact for an image of ``hw`` pixels."""
     g = (int(metadata["size_min"]), int(metadata["size_step"]), int(metadata["border"]))
@@ -265,7 +268,6 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
     model_ms = 0.0
     try:
         if tta:
-            from .unet import DIHEDRAL
             acc = np.zeros((K, H, W), np.float32)  # the sum of 8 maps: TTA's one full-size buffer
             for k, flip in DIHEDRAL:
                 view = np.rot90(image[:, ::-1] if flip else image, k)

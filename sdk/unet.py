@@ -29,8 +29,6 @@ from .sources import ArraySource
 from .tiling import AxisPlan
 from .viz import overlay_instances
 
-# The 8 symmetries of the square: (rot90 count, horizontal flip); each is undone after prediction.
-DIHEDRAL = [(k, f) for f in (False, True) for k in range(4)]
 
 
 @dataclass

@@ -14,7 +14,6 @@ variant once, in turn, and p50/p90 are taken over rounds; load changes hit all v
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 import sdk
+from sdk.bench.core import interleaved_samples, timing_from_samples
 
 from .bench import torchvision_model_call
 from .onnx_export import torch_to_onnx
@@ -30,21 +30,11 @@ from .reference import TorchvisionPredictor
 
 def time_interleaved(calls: dict[str, Callable[[], Any]], runs: int = 10, warmup: int = 1) -> dict[str, dict[str, float]]:
     """Time each call ``runs`` times, round-robin; milliseconds p50/p90/mean and images per second at p50."""
-    for _ in range(warmup):
-        for fn in calls.values():
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(runs):
-        for name, fn in calls.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - t0) * 1e3)
     out = {}
-    for name, ms in samples.items():
-        a = np.asarray(ms)
-        p50 = float(np.percentile(a, 50))
-        out[name] = {"p50_ms": p50, "p90_ms": float(np.percentile(a, 90)), "mean_ms": float(a.mean()),
-                     "runs": runs, "images_per_s": 1e3 / p50}
+    for name, ms in interleaved_samples(calls, runs, warmup).items():
+        t = timing_from_samples(ms, warmup)
+        out[name] = {"p50_ms": t.p50_ms, "p90_ms": t.p90_ms, "mean_ms": t.mean_ms, "runs": t.runs,
+                     "images_per_s": t.throughput}
     return out
 
 

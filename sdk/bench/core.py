@@ -43,6 +43,21 @@ class Timing:
     peak_rss_mb: float | None     # peak resident memory above the level before the timed calls (MiB), where asked
 
 
+def interleaved_samples(calls: Mapping[str, Callable[[], Any]], runs: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Latency samples (ms) of each call, timed round-robin (one call of each per round), so that a
+    change in machine load hits every call alike. ``warmup`` untimed rounds first."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
 def timing_from_samples(samples_ms: Iterable[float], warmup: int = 0, images_per_call: float = 1.0,
                         pixels_per_call: float | None = None, peak_rss_mb: float | None = None) -> Timing:
     """Statistics of latency samples (ms): p50/p90 are numpy's linear-interpolated percentiles."""
