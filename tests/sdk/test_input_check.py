@@ -6,6 +6,7 @@ import pytest
 
 import sdk
 from sdk.errors import InputError
+from sdk.predictor import Result
 
 GOOD = np.full((64, 64), 100, np.uint8)
 BAD = {
@@ -37,7 +38,8 @@ def test_bad_image_is_refused_with_the_same_message(predictor, case):
 
 
 def test_good_image_passes_both(predictor):
-    assert len(predictor.predict(GOOD)) >= 0
+    result = predictor.predict(GOOD)
+    assert isinstance(result, Result) and tuple(result.image_hw) == GOOD.shape
     assert predictor.last_timings["model_ms"] <= predictor.last_timings["total_ms"]
 
 
