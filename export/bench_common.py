@@ -1,4 +1,4 @@
-"""What ``segrt bench unet`` and ``segrt bench maskrcnn`` share: options, threads, int8, runtime rows.
+"""What the ``segrt bench`` commands of the training side share: options, threads, int8, runtime rows.
 
 The timing, schema, printer and plot are the runtime's (``sdk.bench``); this module adds only
 what needs the training side: PyTorch threads and int8 quantization. The model kinds declare
@@ -73,7 +73,7 @@ def demo_bench_args(add_arguments: Callable[[argparse.ArgumentParser], None], ou
 
 
 def register(cli: Any) -> None:
-    """Add ``segrt bench unet`` and ``segrt bench maskrcnn`` (``cli``: ``sdk.cli.Commands``)."""
+    """Add ``segrt bench unet|maskrcnn|keypointrcnn|large`` (``cli``: ``sdk.cli.Commands``)."""
     from . import bench_unet
     from .maskrcnn import bench as bench_maskrcnn
     commands: list[tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any], str]] = [
@@ -81,6 +81,8 @@ def register(cli: Any) -> None:
          "U-Net: PyTorch eager (fp32, bf16) vs the sdk on each runtime"),
         ("maskrcnn", bench_maskrcnn.add_bench_arguments, bench_maskrcnn.bench_command,
          "Mask R-CNN: torchvision eager vs the sdk on each runtime"),
+        ("keypointrcnn", bench_maskrcnn.add_keypoint_bench_arguments, bench_maskrcnn.bench_command,
+         "Keypoint R-CNN: torchvision eager vs the sdk on each runtime"),
     ]
     from . import bench_large
     commands.append(("large", bench_large.add_bench_arguments, bench_large.bench_command,

@@ -110,6 +110,9 @@ def run_demo(args) -> dict[str, Any]:
             print(f"\n(Mask R-CNN demo not available: {exc})")
         else:
             summary["maskrcnn"] = run_maskrcnn_demo(out, data, args)
+    if getattr(args, "pose", False):
+        from .maskrcnn.pose_demo import run_pose_demo
+        summary["pose"] = run_pose_demo(out / "pose", bench_runs=args.bench_runs)
     summary["seconds"] = time.monotonic() - t0
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,7 +1,14 @@
-"""``segrt bench maskrcnn``: the Mask R-CNN benchmark variants, timed by the shared harness (``sdk.bench``).
+"""``segrt bench maskrcnn|keypointrcnn``: the R-CNN benchmark variants, timed by the shared harness (``sdk.bench``).
 
-Per model (``small``: the demo resnet18-FPN at the image's size rounded up to 32; ``r50``:
-random-weight ``maskrcnn_resnet50_fpn`` at 800x1344), same weights, image and threads:
+Per model, same weights, image and threads:
+
+* Mask R-CNN (nuclei-like blobs): ``small``, the demo resnet18-FPN (or ``--checkpoint``) at the
+  image's size rounded up to 32; ``r50``, random-weight ``maskrcnn_resnet50_fpn`` at 800x1344.
+* Keypoint R-CNN (a synthetic pose image, ``segrt data pose``): ``small``, a resnet18-FPN at its
+  training size (``--checkpoint``, default 128x128 with random weights); ``r50``, random-weight
+  ``keypointrcnn_resnet50_fpn`` at 800x1344.
+
+Variants:
 
 * ``torchvision eager fp32`` (the reference): end to end = ``model([image])`` with its own
   transform and postprocessing (``paste_masks_in_image``) plus the mask threshold, from a
@@ -27,6 +34,7 @@ from sdk.bench.agreement import BY_KIND
 from sdk.bench.artifacts import bench_image
 from sdk.bench.cli import publish
 from sdk.bench.core import Report, Variant, run_variants
+from sdk.errors import InputError
 from sdk.preprocess import to_rgb_uint8
 
 from .. import bench_common
@@ -85,30 +93,51 @@ def model_variants(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names
         facts["export_s"] = round(time.perf_counter() - t, 2)
     int8 = int8_path or bench_common.int8_artifact(onnx_path, args, image)
     variants = torchvision_variants(model, names, image, group)
-    variants += bench_common.runtime_variants("maskrcnn", onnx_path, int8, image, threads, group)
+    variants += bench_common.runtime_variants(cfg.kind, onnx_path, int8, image, threads, group)
     return variants, facts
 
 
-def _small(checkpoint: Path | None):
+def _small(checkpoint: Path | None, kind: str):
     if checkpoint:
-        return model_from_checkpoint(load_checkpoint(checkpoint))
+        ckpt = load_checkpoint(checkpoint)
+        if ckpt["kind"] != kind:
+            raise InputError(f"{checkpoint} holds a {ckpt['kind']} model, not a {kind}",
+                             f"use `segrt bench {ckpt['kind']} --checkpoint {checkpoint}`")
+        return model_from_checkpoint(ckpt)
     torch.manual_seed(0)
+    if kind == "keypointrcnn":
+        cfg = MaskRCNNConfig(arch="keypointrcnn_resnet18_fpn", min_size=128, max_size=128,
+                             anchor_sizes=(8, 16, 32, 64, 128))
+        return build_model(cfg).eval(), cfg, ["__background__", "person"]
     cfg = MaskRCNNConfig(min_size=256, max_size=512)
     return build_model(cfg).eval(), cfg, ["__background__", "nucleus"]
 
 
-def _r50():
+def _r50(kind: str):
     torch.manual_seed(0)
+    if kind == "keypointrcnn":
+        cfg = MaskRCNNConfig.paper("keypointrcnn_resnet50_fpn", 2)
+        return build_model(cfg).eval(), cfg, ["__background__", "person"]
     cfg = MaskRCNNConfig.paper()
     return build_model(cfg).eval(), cfg, ["__background__"] + [f"class{i}" for i in range(1, 91)]
 
 
+def _image(kind: str, hw: tuple[int, int], path: Path | None) -> np.ndarray:
+    """The benchmark image: ``path`` (at its own size) or a synthetic one of size ``hw``."""
+    if path is not None or kind != "keypointrcnn":
+        return to_rgb_uint8(bench_image(None if path else hw, 3, path))
+    from .synthetic_pose import render_image
+    square, _ = render_image(np.random.default_rng([0, 2, 0]), max(hw))
+    return np.ascontiguousarray(square[:hw[0], :hw[1]])
+
+
 def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path: Path | None = None) -> Report:
-    """Declare and time the variants of every model in ``args.models``.
+    """Declare and time the variants of every model in ``args.models`` (``args.kind``: maskrcnn | keypointrcnn).
 
     ``onnx_path`` / ``int8_path``: the small model's exports, when they exist already.
     """
     threads = bench_common.setup(args)
+    kind = getattr(args, "kind", "maskrcnn")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -116,39 +145,58 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
         groups: dict[str, Any] = {}
         for name in args.models:
             if name == "small":
-                model, cfg, names = _small(args.checkpoint)
-                image = to_rgb_uint8(bench_image(None if args.image else (512, 256), 3, args.image))
+                model, cfg, names = _small(args.checkpoint, kind)
+                image = _image(kind, (512, 256) if kind == "maskrcnn" else (cfg.min_size, cfg.max_size), args.image)
                 # export at the image's own size (rounded up to 32): torchvision pads to that too,
                 # so both sides process the same pixels
                 size = (-(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
                 found, found8 = onnx_path, int8_path
             else:  # r50: the image is resized to 800 on its short side and padded to 1344, as by torchvision
-                model, cfg, names = _r50()
-                image = to_rgb_uint8(bench_image(None if args.image else (800, 1333), 3, args.image))
+                model, cfg, names = _r50(kind)
+                image = _image(kind, (800, 1333), args.image)
                 size, found, found8 = (800, 1344), None, None
             vs, facts = model_variants(name, model, cfg, names, size, image, workdir, args, threads, found, found8)
             variants += vs
             groups[vs[0].group] = facts
         ctx = bench_common.context(threads, groups=groups)
+        title = {"maskrcnn": "Mask R-CNN", "keypointrcnn": "Keypoint R-CNN"}[kind]
         return run_variants(variants, args.runs, args.warmup, rss=args.rss,
-                            title=f"Mask R-CNN, torchvision eager vs the sdk, {threads} threads", context=ctx)
+                            title=f"{title}, torchvision eager vs the sdk, {threads} threads", context=ctx)
 
 
-def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``segrt bench maskrcnn``."""
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="segrt checkpoint of the small model (default: random-weight resnet18-FPN)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
-                   help="small: the demo model at the image's size (512x256); "
-                        "r50: random-weight maskrcnn_resnet50_fpn at 800x1344")
-    bench_common.add_arguments(p, "runs/bench_maskrcnn.json")
+def add_bench_arguments(p: argparse.ArgumentParser, kind: str = "maskrcnn") -> None:
+    """Options of ``segrt bench maskrcnn`` (or ``keypointrcnn``)."""
+    p.set_defaults(kind=kind)
+    if kind == "keypointrcnn":
+        p.add_argument("--checkpoint", type=Path, default=None,
+                       help="segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
+                            "default: random-weight resnet18-FPN at 128x128)")
+        p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                       help="small: the checkpoint at its training size; "
+                            "r50: random-weight keypointrcnn_resnet50_fpn at 800x1344")
+    else:
+        p.add_argument("--checkpoint", type=Path, default=None,
+                       help="segrt checkpoint of the small model (default: random-weight resnet18-FPN)")
+        p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                       help="small: the demo model at the image's size (512x256); "
+                            "r50: random-weight maskrcnn_resnet50_fpn at 800x1344")
+    bench_common.add_arguments(p, f"runs/bench_{kind}.json")
 
 
-def bench_command(args: argparse.Namespace) -> Report:
-    """Run ``segrt bench maskrcnn``: time, print the table, write the JSON report and the plot."""
-    report = run_bench(args)
-    budget = BY_KIND["maskrcnn"][2]
+def add_keypoint_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``segrt bench keypointrcnn``."""
+    add_bench_arguments(p, "keypointrcnn")
+
+
+def bench_command(args: argparse.Namespace, onnx_path: Path | None = None, int8_path: Path | None = None) -> Report:
+    """Run ``segrt bench maskrcnn|keypointrcnn``: time, print the table, write the JSON report and the plot.
+
+    ``onnx_path`` / ``int8_path``: the small model's exports, when they exist already (see ``run_bench``).
+    """
+    report = run_bench(args, onnx_path, int8_path)
+    budget = BY_KIND[getattr(args, "kind", "maskrcnn")][2]
     return publish(report, args, {g: budget for g in dict.fromkeys(r.group for r in report.rows)})
 
 
-__all__ = ["add_bench_arguments", "bench_command", "run_bench", "model_variants", "torchvision_variants"]
+__all__ = ["add_bench_arguments", "add_keypoint_bench_arguments", "bench_command", "run_bench", "model_variants",
+           "torchvision_variants"]

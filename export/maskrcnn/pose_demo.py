@@ -1,6 +1,6 @@
 """Keypoint R-CNN demo: synthetic pose data -> train -> export -> OKS AP (fp32, int8, eager) -> picture -> benchmark.
 
-    python -m export.maskrcnn.pose_demo --out pose_demo_out [--minutes 28] [--r50]
+    python -m export.maskrcnn.pose_demo --out pose_demo_out [--minutes 6] [--r50]
 
 Kept apart from ``segrt demo`` (which has a 15-minute budget of its own). Everything it
 reports is written to ``<out>/pose_summary.json``; the picture to ``<out>/keypoint_demo.png``.
@@ -78,13 +78,16 @@ def _draw_labelled(image: np.ndarray, gt: Instances) -> np.ndarray:
     return canvas
 
 
-def run_pose_demo(out: Path, minutes: float = 28.0, steps: int = 600, n_train: int = 600, n_val: int = 100,
+def run_pose_demo(out: Path, minutes: float = 6.0, steps: int = 600, n_train: int = 600, n_val: int = 100,
                   checkpoint: Path | None = None, bench_runs: int = 10, threads: int = 2, r50: bool = False) -> dict[str, Any]:
+    from sdk.bench.report import summarize
+
+    from export.bench_common import demo_bench_args
     from export.checkpoint import load_checkpoint
+    from export.cli import add_rcnn_train_arguments, cmd_train_rcnn
     from export.quantize import calibration_images, quantize_int8
 
-    from .bench_keypoints import bench_keypoints, format_table
-    from export.cli import add_rcnn_train_arguments, cmd_train_rcnn
+    from .bench import add_keypoint_bench_arguments, bench_command
     from .models import model_from_checkpoint
     from .onnx_export import torch_to_onnx
     from .reference import TorchvisionPredictor
@@ -121,26 +124,10 @@ def run_pose_demo(out: Path, minutes: float = 28.0, steps: int = 600, n_train: i
     summary["picture"] = str(picture(predictor, data["val_json"], data["val_images"], out / "keypoint_demo.png"))
     print(f"   {summary['picture']}", flush=True)
 
-    print("== pose: benchmark, torchvision eager vs sdk (fp32, int8), interleaved rounds", flush=True)
-    image = read_image(sorted(data["val_images"].glob("*.png"))[0])
-    bench = {"trained": bench_keypoints(model, cfg, names, (SIZE, SIZE), image, out / "bench", bench_runs, 1,
-                                        threads, calibration)}
-    if r50:
-        import cv2
-        import torch
-
-        from .models import MaskRCNNConfig, build_model
-        from .synthetic_pose import render_image
-        torch.manual_seed(0)
-        cfg50 = MaskRCNNConfig.paper("keypointrcnn_resnet50_fpn", 2)
-        model50 = build_model(cfg50).eval()
-        big, _ = render_image(np.random.default_rng([0, 2, 0]), 1344)
-        big = np.ascontiguousarray(big[:800, :1333])
-        calib50 = [cv2.resize(c, (1333, 800)) for c in calibration[:2]]
-        bench["r50_800x1344"] = bench_keypoints(model50, cfg50, ["__background__", "person"], (800, 1344), big,
-                                                out / "bench", max(bench_runs // 3, 3), 1, threads, calib50)
-    summary["bench"] = bench
-    print(format_table(bench), flush=True)
+    print("== pose: benchmark, torchvision eager vs the sdk on each runtime (segrt bench keypointrcnn)", flush=True)
+    more = ["--checkpoint", str(checkpoint), "--models", "small", *(["r50", "--int8"] if r50 else [])]
+    args = demo_bench_args(add_keypoint_bench_arguments, out / "bench_keypointrcnn.json", bench_runs, *more)
+    summary["bench"] = summarize(bench_command(args, onnx_path, int8_path))
     with atomic_path(out / "pose_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -148,14 +135,17 @@ def run_pose_demo(out: Path, minutes: float = 28.0, steps: int = 600, n_train: i
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("pose_demo_out"))
-    parser.add_argument("--minutes", type=float, default=28.0, help="training time budget (wall clock)")
+    parser.add_argument("--minutes", type=float, default=6.0,
+                        help="training time cap, wall clock (600 steps take about 2.5 min on 2 idle cores)")
     parser.add_argument("--steps", type=int, default=600, help="most training steps (the LR schedule follows steps or the time budget, whichever ends first)")
     parser.add_argument("--train", type=int, default=600, help="synthetic training images")
     parser.add_argument("--val", type=int, default=100, help="synthetic held-out images")
     parser.add_argument("--checkpoint", type=Path, default=None, help="skip training: use this checkpoint")
     parser.add_argument("--bench-runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--r50", action="store_true", help="also time a random-weight keypointrcnn_resnet50_fpn at 800x1344")
+    parser.add_argument("--r50", action="store_true",
+                        help="also time a random-weight keypointrcnn_resnet50_fpn at 800x1344 (int8 calibrated on "
+                             "the benchmark image)")
 
 
 def demo_command(args: argparse.Namespace) -> dict[str, Any]:

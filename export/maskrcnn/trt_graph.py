@@ -71,10 +71,6 @@ def _collapse_scope(graph: gs.Graph, scope: str, index: int) -> dict[str, Any] |
         raise ArtifactError(f"scope {prefix}: cannot tell the boxes input among {sorted(external)}",
                             "re-export with export.maskrcnn")
     rois = boxes[0]
-    k = rois.shape[0]
-    if not isinstance(k, int):
-        raise ArtifactError(f"scope {prefix}: box count of {rois.name} is not static ({rois.shape})",
-                            "export with a fixed input size (export.maskrcnn always does)")
     first = levels[0]
     aligned = first.attrs.get("coordinate_transformation_mode", "half_pixel") == "half_pixel"
     attrs = {
@@ -90,12 +86,32 @@ def _collapse_scope(graph: gs.Graph, scope: str, index: int) -> dict[str, Any] |
         "plugin_version": PLUGIN_VERSION,
         "plugin_namespace": PLUGIN_NAMESPACE,
     }
-    batch = gs.Constant(f"{scope}_batch_indices", np.zeros((k,), dtype=np.int32))
+    batch = _zero_batch_indices(graph, rois, scope)
     out = outs[0]
     out.inputs[0].outputs.clear()  # detach the ScatterND; cleanup() drops what only it needed
     graph.nodes.append(gs.Node(op=PLUGIN_OP, name=f"{scope}_{PLUGIN_OP}_{index}", domain=PLUGIN_DOMAIN,
                                attrs=attrs, inputs=[rois, batch, *features], outputs=[out]))
     return attrs
+
+
+def _zero_batch_indices(graph: gs.Graph, rois: gs.Variable, scope: str) -> gs.Tensor:
+    """int32 zeros [K] for the K boxes of ``rois`` (one image): a constant when K is static, else
+    computed from the shape of ``rois`` (the mask and keypoint heads pool the detections only)."""
+    k = rois.shape[0]
+    if isinstance(k, int):
+        return gs.Constant(f"{scope}_batch_indices", np.zeros((k,), dtype=np.int32))
+    shape = gs.Variable(f"{scope}_rois_shape", np.int64, [2])
+    count = gs.Variable(f"{scope}_rois_count", np.int64, [1])
+    batch = gs.Variable(f"{scope}_batch_indices", np.int32, [k])
+    graph.nodes += [
+        gs.Node("Shape", f"{scope}_rois_shape_node", inputs=[rois], outputs=[shape]),
+        gs.Node("Slice", f"{scope}_rois_count_node",
+                inputs=[shape, gs.Constant(f"{scope}_zero", np.array([0], np.int64)),
+                        gs.Constant(f"{scope}_one", np.array([1], np.int64))], outputs=[count]),
+        gs.Node("ConstantOfShape", f"{scope}_batch_indices_node", inputs=[count], outputs=[batch],
+                attrs={"value": onnx.numpy_helper.from_array(np.zeros((1,), np.int32))}),
+    ]
+    return batch
 
 
 def rewrite_proto(model: onnx.ModelProto, canonical: dict[str, tuple[float, int]] | None = None) -> tuple[onnx.ModelProto, list[str]]:

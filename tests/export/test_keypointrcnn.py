@@ -289,3 +289,33 @@ def test_lr_schedule_follows_the_time_budget_when_it_ends_first():
     assert lr_at(50, opts, elapsed_s=75.0) == pytest.approx(0.002)    # 75% of the budget: first drop
     assert lr_at(50, opts, elapsed_s=95.0) == pytest.approx(0.0002)
     assert lr_at(950, opts, elapsed_s=0.0) == pytest.approx(0.0002)   # or by steps, as before
+
+
+def test_bench_keypointrcnn_writes_the_shared_report(trained, tmp_path):
+    """`segrt bench keypointrcnn` runs on the shared harness: torchvision is the reference of every runtime row."""
+    from sdk.bench import SCHEMA, read_json
+    from sdk.cli import main
+    out = tmp_path / "kp.json"
+    assert main(["bench", "keypointrcnn", "--models", "small", "--checkpoint", str(trained[3]), "--pick",
+                 "--runs", "1", "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    report = read_json(out)
+    assert report.schema == SCHEMA and {r.group for r in report.rows} == {f"small {SIZE}x{SIZE}"}
+    rows = {(r.variant, r.mode): r for r in report.rows}
+    assert rows[("torchvision eager fp32", "end_to_end")].reference
+    ort = rows[("onnxruntime fp32", "end_to_end")]
+    assert ort.agreement["detections"] == ort.agreement["reference_detections"]
+    assert ort.agreement["bbox_ap"] == pytest.approx(1.0) or ort.agreement["detections"] == 0
+    assert report.pick[0]["budget"] == {"bbox_ap": 0.995}
+
+
+def test_bench_keypointrcnn_refuses_a_mask_rcnn_checkpoint(tmp_path, capsys):
+    from dataclasses import asdict
+
+    from export.checkpoint import save_checkpoint
+    from export.maskrcnn.models import MaskRCNNConfig
+    from sdk.cli import main
+    ckpt = save_checkpoint(tmp_path / "m.pt", "maskrcnn", asdict(MaskRCNNConfig()), ["__background__", "x"], {})
+    assert main(["bench", "keypointrcnn", "--models", "small", "--checkpoint", str(ckpt), "--runs", "1",
+                 "--out", str(tmp_path / "kp.json")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a maskrcnn model, not a keypointrcnn" in err and "segrt bench maskrcnn" in err

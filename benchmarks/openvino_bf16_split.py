@@ -1,0 +1,163 @@
+"""Which parts of Mask R-CNN can run in bf16 and keep fp32's detections? Graph splits, measured.
+
+OpenVINO's CPU plugin ignores the per-node float32 mark on the box head's FullyConnected layers
+(README, OpenVINO section), so this script mixes precisions another way: it cuts the exported
+``.onnx`` graph into stages, each compiled by OpenVINO in one precision, and runs them in turn.
+Nodes whose names start with one of a variant's prefixes run in bf16, the others in fp32. The
+stages follow the graph order: a stage takes every node of its precision whose inputs are ready.
+
+Variants (whole-graph fp32 is the reference, whole-graph bf16 the other end):
+
+* ``backbone bf16``: ResNet + FPN in bf16, everything after them in fp32 (the "fp32 tail");
+* ``rpn + mask heads bf16``: the RPN head's and the mask head's convolutions in bf16; the
+  backbone, the box head, scores and NMS in fp32;
+* ``mask head bf16``: only the mask head's convolutions.
+
+With a COCO held-out split it prints segm/bbox AP; always the detections matched to fp32's over
+the 4 flips of the image (label and box IoU >= 0.5), the largest score change, the best fp32
+score left unmatched, the AP of each variant scored against fp32's detections, and end-to-end p50.
+
+    python benchmarks/openvino_bf16_split.py demo_out/maskrcnn.onnx --val demo_out/data/coco/val.json
+    python benchmarks/openvino_bf16_split.py r50_800x1344.onnx      # synthetic 800x1333 image
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sdk.backends.openvino import OpenVINOBackend, import_openvino
+from sdk.bench.agreement import detection_matching, instances_agreement
+from sdk.bench.artifacts import bench_image
+from sdk.imageio import read_image
+from sdk.maskrcnn import MaskRCNNPredictor
+
+VARIANTS = {"backbone bf16": ("/backbone/",),
+            "rpn + mask heads bf16": ("/head/", "/mask_head/", "/mask_predictor/"),
+            "mask head bf16": ("/mask_head/", "/mask_predictor/")}
+_SOURCES = ("Parameter", "Constant")
+_HINTS = {"bf16": "bf16", "fp32": "f32"}
+
+
+class StagedBackend:
+    """The graph of ``path`` cut into stages: nodes named with ``bf16_prefixes`` in bf16, the rest in fp32."""
+
+    def __init__(self, path: Path, bf16_prefixes: tuple[str, ...], threads: int = 2) -> None:
+        ov = import_openvino()
+        from openvino import passes
+        core = ov.Core()
+        reference = OpenVINOBackend(path, "fp32", threads=threads)  # metadata, inputs, outputs
+        self.metadata, self.inputs, self.outputs = reference.metadata, reference.inputs, reference.outputs
+        model = core.read_model(str(path))
+        manager = passes.Manager()  # fold static shapes, so that only data tensors cross a cut
+        manager.register_pass(passes.ConstantFolding())
+        manager.run_passes(model)
+        result_index = {r.get_friendly_name(): i for i, r in enumerate(model.get_results())}
+        precision_of = lambda node: "bf16" if node.get_friendly_name().startswith(bf16_prefixes) else "fp32"  # noqa: E731
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        self.stages: list[tuple[object, list[str], list[str], str, int]] = []
+        while True:
+            ops = model.get_ordered_ops()
+            body = [op for op in ops if op.get_type_name() not in (*_SOURCES, "Result")]
+            precision = precision_of(body[0])
+            stage: set[str] = set()
+            for op in ops:  # graph order: a node joins once all its inputs are ready
+                if op.get_type_name() in _SOURCES:
+                    continue
+                ready = all(i.get_source_output().get_node().get_type_name() in _SOURCES
+                            or i.get_source_output().get_node().get_friendly_name() in stage for i in op.inputs())
+                if ready and (op.get_type_name() == "Result" or precision_of(op) == precision):
+                    stage.add(op.get_friendly_name())
+            crossing, keys, results = [], [], []
+            for op in ops:
+                if op.get_friendly_name() not in stage:
+                    continue
+                if op.get_type_name() == "Result":
+                    results.append(op)
+                    continue
+                for out in op.outputs():
+                    if any(t.get_node().get_friendly_name() not in stage for t in out.get_target_inputs()):
+                        crossing.append(out)
+                        keys.append(f"cut{sum(len(s[2]) for s in self.stages) + len(keys)}")
+            feeds = [p for p in model.get_parameters()
+                     if any(t.get_node().get_friendly_name() in stage for t in p.output(0).get_target_inputs())]
+            outputs = crossing + [r.input(0).get_source_output() for r in results]
+            compiled = core.compile_model(ov.Model(outputs, feeds), "CPU",
+                                          {**config, "INFERENCE_PRECISION_HINT": _HINTS[precision]})
+            self.stages.append((compiled.create_infer_request(), [p.get_friendly_name() for p in feeds],
+                                keys + [f"result{result_index[r.get_friendly_name()]}" for r in results],
+                                precision, len(stage)))
+            remaining = [r for r in model.get_results() if r.get_friendly_name() not in stage]
+            if not remaining:
+                break
+            new_parameters = []
+            for out, key in zip(crossing, keys):
+                parameter = ov.opset13.parameter(out.get_partial_shape(), out.get_element_type(), name=key)
+                out.replace(parameter.output(0))
+                new_parameters.append(parameter)
+            kept = [p for p in model.get_parameters() if p.output(0).get_target_inputs()]
+            model = ov.Model(remaining, kept + new_parameters)
+
+    @property
+    def name(self) -> str:
+        return "staged[" + ", ".join(f"{p} {n}" for _, _, _, p, n in self.stages) + "]"
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = dict(feed)
+        for request, inputs, outputs, _, _ in self.stages:
+            request.infer([values[k] for k in inputs])
+            for i, key in enumerate(outputs):
+                values[key] = np.array(request.get_output_tensor(i).data)
+        return {t.name: values[f"result{i}"] for i, t in enumerate(self.outputs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("onnx", type=Path, help="a Mask R-CNN .onnx written by segrt export (portable graph)")
+    parser.add_argument("--val", type=Path, default=None,
+                        help="COCO held-out split (images in the folder of the same name); its first image is timed")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="timed predict calls per variant")
+    args = parser.parse_args()
+    backends = {"fp32": OpenVINOBackend(args.onnx, "fp32", threads=args.threads),
+                "bf16": OpenVINOBackend(args.onnx, "bf16", threads=args.threads)}
+    for name, prefixes in VARIANTS.items():
+        backends[name] = StagedBackend(args.onnx, prefixes, threads=args.threads)
+        print(f"{name}: {backends[name].name}")
+    if args.val:
+        first = json.loads(args.val.read_text())["images"][0]["file_name"]
+        image = read_image(args.val.with_suffix("") / first)
+    else:
+        h, w = backends["fp32"].metadata["input_size"]
+        image = bench_image((h, min(w, h * 5 // 3)), 3)
+    views = [np.ascontiguousarray(v) for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])]
+    predictors = {k: MaskRCNNPredictor(b) for k, b in backends.items()}
+    references = [predictors["fp32"].predict(v) for v in views]
+    print(f"{'variant':<24}{'segm AP':>8}{'bbox AP':>8}{'matched':>9}{'max dscore':>11}{'unmatched':>10}"
+          f"{'bbox AP vs fp32':>16}{'segm AP vs fp32':>16}{'p50 ms':>8}")
+    for name, predictor in predictors.items():
+        scores = {"segm_AP": float("nan"), "bbox_AP": float("nan")}
+        if args.val:
+            from sdk.coco import evaluate
+            scores = evaluate(predictor, args.val, args.val.with_suffix(""))
+        outs = [predictor.predict(v) for v in views]
+        match = [detection_matching(o, r) for o, r in zip(outs, references)]
+        agree = [instances_agreement(o, r) for o, r in zip(outs, references)]
+        times = []
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            predictor.predict(image)
+            times.append(time.perf_counter() - t)
+        print(f"{name:<24}{scores['segm_AP']:>8.4f}{scores['bbox_AP']:>8.4f}"
+              f"{sum(m['matched'] for m in match):>5.0f}/{sum(len(r) for r in references):<4}"
+              f"{max(m['max_abs_dscore'] for m in match):>10.3f}"
+              f"{max(m['unmatched_reference_max_score'] for m in match):>10.2f}"
+              f"{np.mean([a['bbox_ap'] for a in agree]):>16.4f}{np.mean([a['segm_ap'] for a in agree]):>16.4f}"
+              f"{1000 * np.median(times):>8.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
