@@ -2,16 +2,16 @@
 
 OpenVINO's CPU plugin ignores the per-node float32 mark on the box head's FullyConnected layers
 (README, OpenVINO section), so this script mixes precisions another way: it cuts the exported
-``.onnx`` graph into stages, each compiled by OpenVINO in one precision, and runs them in turn.
-Nodes whose names start with one of a variant's prefixes run in bf16, the others in fp32. The
-stages follow the graph order: a stage takes every node of its precision whose inputs are ready.
+``.onnx`` graph into stages, each compiled by OpenVINO in one precision, and runs them in turn
+(``sdk.backends.openvino_stages``). Nodes whose names start with one of a variant's prefixes run
+in bf16, the others in fp32.
 
 Variants (whole-graph fp32 is the reference, whole-graph bf16 the other end):
 
 * ``backbone bf16``: ResNet + FPN in bf16, everything after them in fp32 (the "fp32 tail");
 * ``rpn + mask heads bf16``: the RPN head's and the mask head's convolutions in bf16; the
   backbone, the box head, scores and NMS in fp32;
-* ``mask head bf16``: only the mask head's convolutions.
+* ``mixed``: the backend's ``precision="mixed"``, only the mask head's convolutions in bf16.
 
 With a COCO held-out split it prints segm/bbox AP; always the detections matched to fp32's over
 the 4 flips of the image (label and box IoU >= 0.5), the largest score change, the best fp32
@@ -30,88 +30,33 @@ from pathlib import Path
 import numpy as np
 
 from sdk.backends.openvino import OpenVINOBackend, import_openvino
+from sdk.backends.openvino_stages import StagedRequest, bf16_nodes, compile_stages
 from sdk.bench.agreement import detection_matching, instances_agreement
 from sdk.bench.artifacts import bench_image
 from sdk.imageio import read_image
 from sdk.maskrcnn import MaskRCNNPredictor
 
 VARIANTS = {"backbone bf16": ("/backbone/",),
-            "rpn + mask heads bf16": ("/head/", "/mask_head/", "/mask_predictor/"),
-            "mask head bf16": ("/mask_head/", "/mask_predictor/")}
-_SOURCES = ("Parameter", "Constant")
-_HINTS = {"bf16": "bf16", "fp32": "f32"}
+            "rpn + mask heads bf16": ("/head/", "/mask_head/", "/mask_predictor/")}
 
 
 class StagedBackend:
-    """The graph of ``path`` cut into stages: nodes named with ``bf16_prefixes`` in bf16, the rest in fp32."""
+    """The graph of ``path`` with the nodes named ``prefixes`` in bf16, the rest in fp32 (stages of
+    ``sdk.backends.openvino_stages``, as ``precision="mixed"`` does for the heads)."""
 
-    def __init__(self, path: Path, bf16_prefixes: tuple[str, ...], threads: int = 2) -> None:
+    def __init__(self, path: Path, prefixes: tuple[str, ...], threads: int = 2) -> None:
         ov = import_openvino()
-        from openvino import passes
         core = ov.Core()
         reference = OpenVINOBackend(path, "fp32", threads=threads)  # metadata, inputs, outputs
         self.metadata, self.inputs, self.outputs = reference.metadata, reference.inputs, reference.outputs
         model = core.read_model(str(path))
-        manager = passes.Manager()  # fold static shapes, so that only data tensors cross a cut
-        manager.register_pass(passes.ConstantFolding())
-        manager.run_passes(model)
-        result_index = {r.get_friendly_name(): i for i, r in enumerate(model.get_results())}
-        precision_of = lambda node: "bf16" if node.get_friendly_name().startswith(bf16_prefixes) else "fp32"  # noqa: E731
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-        self.stages: list[tuple[object, list[str], list[str], str, int]] = []
-        while True:
-            ops = model.get_ordered_ops()
-            body = [op for op in ops if op.get_type_name() not in (*_SOURCES, "Result")]
-            precision = precision_of(body[0])
-            stage: set[str] = set()
-            for op in ops:  # graph order: a node joins once all its inputs are ready
-                if op.get_type_name() in _SOURCES:
-                    continue
-                ready = all(i.get_source_output().get_node().get_type_name() in _SOURCES
-                            or i.get_source_output().get_node().get_friendly_name() in stage for i in op.inputs())
-                if ready and (op.get_type_name() == "Result" or precision_of(op) == precision):
-                    stage.add(op.get_friendly_name())
-            crossing, keys, results = [], [], []
-            for op in ops:
-                if op.get_friendly_name() not in stage:
-                    continue
-                if op.get_type_name() == "Result":
-                    results.append(op)
-                    continue
-                for out in op.outputs():
-                    if any(t.get_node().get_friendly_name() not in stage for t in out.get_target_inputs()):
-                        crossing.append(out)
-                        keys.append(f"cut{sum(len(s[2]) for s in self.stages) + len(keys)}")
-            feeds = [p for p in model.get_parameters()
-                     if any(t.get_node().get_friendly_name() in stage for t in p.output(0).get_target_inputs())]
-            outputs = crossing + [r.input(0).get_source_output() for r in results]
-            compiled = core.compile_model(ov.Model(outputs, feeds), "CPU",
-                                          {**config, "INFERENCE_PRECISION_HINT": _HINTS[precision]})
-            self.stages.append((compiled.create_infer_request(), [p.get_friendly_name() for p in feeds],
-                                keys + [f"result{result_index[r.get_friendly_name()]}" for r in results],
-                                precision, len(stage)))
-            remaining = [r for r in model.get_results() if r.get_friendly_name() not in stage]
-            if not remaining:
-                break
-            new_parameters = []
-            for out, key in zip(crossing, keys):
-                parameter = ov.opset13.parameter(out.get_partial_shape(), out.get_element_type(), name=key)
-                out.replace(parameter.output(0))
-                new_parameters.append(parameter)
-            kept = [p for p in model.get_parameters() if p.output(0).get_target_inputs()]
-            model = ov.Model(remaining, kept + new_parameters)
-
-    @property
-    def name(self) -> str:
-        return "staged[" + ", ".join(f"{p} {n}" for _, _, _, p, n in self.stages) + "]"
+        self.stages = compile_stages(core, model, bf16_nodes(model, prefixes), "CPU",
+                                     {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+        self.name = "stages: " + ", ".join(f"{s.precision} ({s.nodes} nodes)" for s in self.stages)
+        self._request = StagedRequest(self.stages)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = dict(feed)
-        for request, inputs, outputs, _, _ in self.stages:
-            request.infer([values[k] for k in inputs])
-            for i, key in enumerate(outputs):
-                values[key] = np.array(request.get_output_tensor(i).data)
-        return {t.name: values[f"result{i}"] for i, t in enumerate(self.outputs)}
+        return dict(zip([t.name for t in self.outputs], self._request.infer(feed, len(self.outputs))))
 
 
 def main() -> None:
@@ -127,6 +72,7 @@ def main() -> None:
     for name, prefixes in VARIANTS.items():
         backends[name] = StagedBackend(args.onnx, prefixes, threads=args.threads)
         print(f"{name}: {backends[name].name}")
+    backends["mixed"] = OpenVINOBackend(args.onnx, "mixed", threads=args.threads)
     if args.val:
         first = json.loads(args.val.read_text())["images"][0]["file_name"]
         image = read_image(args.val.with_suffix("") / first)

@@ -216,7 +216,7 @@ def register(cli: Commands) -> None:
     p.add_argument("--skip-maskrcnn", action="store_true", help="U-Net only")
     p.add_argument("--maskrcnn-steps", type=int, default=300, help="Mask R-CNN training steps")
     p.add_argument("--maskrcnn-minutes", type=float, default=8.0, help="Mask R-CNN training time cap")
-    p.add_argument("--pose", action="store_true",
-                   help="also the Keypoint R-CNN stage on synthetic figures, about 5 minutes more "
-                        "(the same as python -m export.maskrcnn.pose_demo --out OUT/pose)")
+    p.add_argument("--skip-pose", action="store_true",
+                   help="no Keypoint R-CNN stage (synthetic figures, about 3 minutes; on its own: "
+                        "python -m export.maskrcnn.pose_demo)")
     p.add_argument("--bench-runs", type=int, default=10)

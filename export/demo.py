@@ -1,7 +1,8 @@
 """``segrt demo``: the whole pipeline on the shipped DSB2018 nuclei image, on the CPU.
 
 data -> train U-Net -> export ONNX -> evaluate on the held-out half -> predict
-and draw -> benchmark against PyTorch; then the same for Mask R-CNN. Every
+and draw -> benchmark against PyTorch; then the same for Mask R-CNN, and for Keypoint
+R-CNN on synthetic figures (``export.maskrcnn.pose_demo``). Every
 artifact lands in ``--out``; ``summary.json`` collects the numbers.
 """
 from __future__ import annotations
@@ -110,7 +111,7 @@ def run_demo(args) -> dict[str, Any]:
             print(f"\n(Mask R-CNN demo not available: {exc})")
         else:
             summary["maskrcnn"] = run_maskrcnn_demo(out, data, args)
-    if getattr(args, "pose", False):
+    if not args.skip_pose:
         from .maskrcnn.pose_demo import run_pose_demo
         summary["pose"] = run_pose_demo(out / "pose", bench_runs=args.bench_runs)
     summary["seconds"] = time.monotonic() - t0

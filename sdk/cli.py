@@ -104,8 +104,9 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=names, default=None,
                    help="runtime (default: the file's default: onnxruntime for .onnx, tensorrt for engines; "
                         "auto: the fastest measured within the accuracy budget on this CPU)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
-                   help="OpenVINO compute precision (auto: bf16 where the CPU has it natively)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "mixed", "auto"], default=None,
+                   help="OpenVINO compute precision (mixed: Mask/Keypoint R-CNN heads in bf16, detections in "
+                        "fp32; auto: bf16 where the CPU has it natively)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--server", default=None, metavar="URL",
                    help="run on a Triton server (`segrt serve`) instead: MODEL is the served model's name "

@@ -164,22 +164,24 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
                             title=f"{title}, torchvision eager vs the sdk, {threads} threads", context=ctx)
 
 
+# per kind: help of --checkpoint, help of --models
+_HELP = {
+    "maskrcnn": ("segrt checkpoint of the small model (default: random-weight resnet18-FPN)",
+                 "small: the demo model at the image's size (512x256); "
+                 "r50: random-weight maskrcnn_resnet50_fpn at 800x1344"),
+    "keypointrcnn": ("segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
+                     "default: random-weight resnet18-FPN at 128x128)",
+                     "small: the checkpoint at its training size on a synthetic pose image; "
+                     "r50: random-weight keypointrcnn_resnet50_fpn at 800x1344"),
+}
+
+
 def add_bench_arguments(p: argparse.ArgumentParser, kind: str = "maskrcnn") -> None:
     """Options of ``segrt bench maskrcnn`` (or ``keypointrcnn``)."""
     p.set_defaults(kind=kind)
-    if kind == "keypointrcnn":
-        p.add_argument("--checkpoint", type=Path, default=None,
-                       help="segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
-                            "default: random-weight resnet18-FPN at 128x128)")
-        p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
-                       help="small: the checkpoint at its training size; "
-                            "r50: random-weight keypointrcnn_resnet50_fpn at 800x1344")
-    else:
-        p.add_argument("--checkpoint", type=Path, default=None,
-                       help="segrt checkpoint of the small model (default: random-weight resnet18-FPN)")
-        p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
-                       help="small: the demo model at the image's size (512x256); "
-                            "r50: random-weight maskrcnn_resnet50_fpn at 800x1344")
+    checkpoint_help, models_help = _HELP[kind]
+    p.add_argument("--checkpoint", type=Path, default=None, help=checkpoint_help)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help=models_help)
     bench_common.add_arguments(p, f"runs/bench_{kind}.json")
 
 

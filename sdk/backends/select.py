@@ -29,20 +29,24 @@ def openvino_installed() -> bool:
 
 
 def measured_precision(metadata: Mapping[str, Any], capabilities: Sequence[str]) -> str:
-    """The OpenVINO precision ``backend="auto"`` uses for an artifact: "bf16" or "fp32".
+    """The OpenVINO precision ``backend="auto"`` uses for an artifact: "bf16", "mixed" or "fp32".
 
     From ``benchmarks/openvino_accuracy.py`` on the demo models (README, OpenVINO section),
     with the budget of the module docstring (IoU or AP within 0.005 of fp32, either way):
 
     * U-Net on a CPU with native bf16: **bf16** (IoU within 0.0005 of fp32, 99.97% of the labels
       equal to PyTorch fp32's; the int8 file in bf16 within 0.0015; 2.2x faster than fp32);
-    * Mask R-CNN: **fp32** (bf16 moved bbox AP by 0.006, outside the budget, and detection scores by
-      up to 0.14; the int8 file with bf16 moved AP by 0.007-0.012);
+    * Mask R-CNN and Keypoint R-CNN on such a CPU: **mixed**, the heads in bf16 and the detections in
+      fp32 (boxes and scores exactly fp32's; segm AP -0.0012, OKS AP -0.0001; 13% faster than fp32 on
+      R50-FPN at 800x1344). Whole-graph bf16 moved bbox AP by 0.015 and scores by up to 0.37;
+    * int8 Mask R-CNN / Keypoint R-CNN files: **fp32** (int8 with bf16 moved AP by 0.007-0.034);
     * CPUs without native bf16: fp32.
     """
     if "BF16" not in set(capabilities):
         return "fp32"
-    return "bf16" if metadata.get("kind") == "unet" else "fp32"
+    if metadata.get("kind") == "unet":
+        return "bf16"
+    return "fp32" if metadata.get("quantization") else "mixed"
 
 
 def auto_backend(fmt: "Format", options: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:

@@ -59,9 +59,9 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("openvino bf16", "fp32", {"backend": "openvino", "precision": "bf16"}, OPENVINO),
     Runtime("openvino int8", "int8", {"backend": "openvino", "precision": "fp32"}, OPENVINO),
     Runtime("openvino int8+bf16", "int8", {"backend": "openvino", "precision": "bf16"}, OPENVINO),
-    # bf16 with the RoIAlign sampling of box and mask features kept in float32
-    Runtime("openvino bf16, fp32 RoIAlign", "fp32", {"backend": "openvino", "precision": "bf16",
-                                                    "fp32_ops": ("ROIAlign",)}, OPENVINO, ("maskrcnn",)),
+    # the mask and keypoint heads in bf16; boxes, scores and labels computed in fp32
+    Runtime("openvino mixed", "fp32", {"backend": "openvino", "precision": "mixed"}, OPENVINO,
+            ("maskrcnn", "keypointrcnn")),
 )
 
 

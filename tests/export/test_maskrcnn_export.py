@@ -154,6 +154,25 @@ def test_no_detections_is_an_empty_result(trained, tmp_path):
     assert len(res) == 0 and res.masks.shape == (0, 100, 120) and res.boxes.shape == (0, 4)
 
 
+def test_mask_head_runs_on_the_detections_only(portable, coco_demo):
+    """The mask head sees one row per detection, not the max_detections padding; rows past
+    num_detections are zeros (the heads' cost grows with the detections, as in torchvision)."""
+    import onnxruntime as ort
+    graph = onnx.load(str(portable))
+    head_input = next(n.input[0] for n in graph.graph.node if n.name.startswith("/mask_head/") and n.op_type == "Conv")
+    runtime = sdk.load(portable)
+    feed, _ = runtime.preprocess(_val_images(coco_demo)[0])
+    session = ort.InferenceSession(str(portable))
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+    n, padded = int(outputs["num_detections"][0]), outputs["masks"].shape[0]
+    assert 0 < n < padded == runtime.metadata["max_detections"]
+    assert not outputs["masks"][n:].any() and outputs["masks"][:n].max(axis=(1, 2)).min() > 0
+    probe = onnx.helper.make_tensor_value_info(head_input, onnx.TensorProto.FLOAT, None)
+    graph.graph.output.append(probe)
+    rows = ort.InferenceSession(graph.SerializeToString()).run([head_input], feed)[0].shape[0]
+    assert rows == n
+
+
 def test_uint8_graph_close_to_float_graph(trained, portable, coco_demo, tmp_path):
     model, cfg, names, _ = trained
     path = torch_to_onnx(model, cfg, names, tmp_path / "u8.onnx", EXPORT_HW, input_dtype="uint8")

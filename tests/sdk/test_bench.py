@@ -307,6 +307,7 @@ def test_runtime_table_rows_by_artifact_and_kind():
     assert len(set(names)) == len(names) and all(r.artifact in ("fp32", "int8") for r in RUNTIMES)
     fp32_only = runtimes_for({"fp32": Path("m.onnx"), "int8": None}, "unet")
     assert fp32_only[0].name == "onnxruntime fp32" and all(r.artifact == "fp32" and r.available for r in fp32_only)
-    assert "openvino bf16, fp32 RoIAlign" not in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, "unet")]
+    assert "openvino mixed" not in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, "unet")]
     if "openvino fp32" in [r.name for r in fp32_only]:  # the OpenVINO rows, where it is installed
-        assert "openvino bf16, fp32 RoIAlign" in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, "maskrcnn")]
+        assert all("openvino mixed" in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, k)]
+                   for k in ("maskrcnn", "keypointrcnn"))

@@ -173,6 +173,28 @@ def test_maskrcnn_bf16_warns_and_stays_close(tiny_maskrcnn):
         assert iou[j] >= 0.5 and abs(a.scores[j] - b.scores[i]) <= 0.15, (i, iou[j], a.scores[j], b.scores[i])
 
 
+def test_maskrcnn_mixed_keeps_fp32_detections_and_runs_the_mask_head_in_bf16(tiny_maskrcnn):
+    """precision='mixed': boxes, scores and labels are fp32's exactly; only the mask head runs in bf16."""
+    mixed = _open(tiny_maskrcnn, precision="mixed")
+    fp32 = _open(tiny_maskrcnn, precision="fp32")
+    assert [s.precision for s in mixed.stages] == ["fp32", "bf16", "fp32"]
+    feed, _ = sdk.load(tiny_maskrcnn).preprocess(_maskrcnn_image())
+    a, b = mixed.run(feed), fp32.run(feed)
+    assert int(a["num_detections"][0]) > 0
+    for name in ("boxes", "scores", "labels", "num_detections"):
+        assert np.array_equal(a[name], b[name]), name
+    assert np.abs(a["masks"] - b["masks"]).max() < 0.05 and a["masks"].dtype == np.float32
+    if HAS_BF16:  # where bf16 is native, the runtime model shows it on the mask head's convolutions only
+        bf16_layers = {n for n, p in mixed.runtime_precisions().items() if p == "bf16"}
+        assert bf16_layers and all(n.startswith(("/mask_head/", "/mask_predictor/")) or "Backprop" in n
+                                   or "Reorder" in n or "Convert" in n for n in bf16_layers), sorted(bf16_layers)
+
+
+def test_mixed_is_refused_for_a_unet(tiny_unet):
+    with pytest.raises(InputError, match="precision='mixed' runs the mask and keypoint heads in bf16"):
+        _open(tiny_unet[1], precision="mixed")
+
+
 def test_fp32_ops_keep_roialign_in_fp32_under_bf16(tiny_maskrcnn):
     """The per-node fp32 mark reaches the CPU plugin (the README lists which ops it honours)."""
     if not HAS_BF16:
@@ -210,7 +232,9 @@ def test_backend_auto_applies_the_measured_rule(tiny_unet, unet_int8):
         assert isinstance(backend, OpenVINOBackend) and backend.precision == ("bf16" if HAS_BF16 else "fp32")
     caps = ("BF16", "FP32")
     assert measured_precision({"kind": "unet"}, caps) == "bf16"
-    assert measured_precision({"kind": "maskrcnn"}, caps) == "fp32"
+    assert measured_precision({"kind": "maskrcnn"}, caps) == measured_precision({"kind": "keypointrcnn"}, caps) == "mixed"
+    assert measured_precision({"kind": "maskrcnn", "quantization": {"format": "QDQ"}}, caps) == "fp32"
+    assert measured_precision({"kind": "maskrcnn"}, ("FP32",)) == "fp32"
     assert measured_precision({"kind": "unet", "quantization": {"format": "QDQ"}}, caps) == "bf16"
     assert measured_precision({"kind": "unet"}, ("FP32",)) == "fp32"
     # an explicit precision wins over the rule
@@ -228,7 +252,7 @@ def test_bad_precision_and_backend_names(tiny_unet):
     _, path = tiny_unet
     with pytest.raises(InputError, match="unknown precision 'fp16'") as exc:
         sdk.load(path, backend="openvino", precision="fp16")
-    assert "fp32, bf16, auto" in exc.value.fix
+    assert "fp32, bf16, mixed, auto" in exc.value.fix
     with pytest.raises(InputError, match="no backend 'tensorflow' for onnx files") as exc:
         sdk.load(path, backend="tensorflow")
     assert "onnxruntime, openvino" in exc.value.fix
