@@ -166,9 +166,11 @@ def register_runtime(cli: Commands) -> None:
     p = cli.add("eval", cmd_eval, help="score a model on held-out data",
                 description="U-Net: pixel error, IoU, adapted Rand error and warping error (and their best over "
                             "10 thresholds) on an image/label split folder. Mask R-CNN: COCO box/segm AP on an "
-                            "instances JSON.")
+                            "instances JSON. Keypoint R-CNN: COCO box and OKS keypoint AP on a person-keypoints "
+                            "JSON.")
     p.add_argument("model", type=Path, help=".onnx or TensorRT engine from `segrt export`")
-    p.add_argument("data", type=Path, help="U-Net: split folder (images/, labels/); Mask R-CNN: COCO instances JSON")
+    p.add_argument("data", type=Path, help="U-Net: split folder (images/, labels/); Mask R-CNN: COCO instances JSON; "
+                                                     "Keypoint R-CNN: COCO person-keypoints JSON")
     p.add_argument("--images", type=Path, default=None, help="Mask R-CNN: image folder (default: next to the JSON)")
     p.add_argument("--tta", action="store_true", help="U-Net: average the 8 flips/rotations")
     add_backend_arguments(p)

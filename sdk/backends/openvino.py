@@ -12,9 +12,9 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
   Set explicitly, because OpenVINO's own default is bf16 on CPUs that have it.
 * ``"bf16"``: bfloat16 kernels (about 2x faster where the CPU has AVX512-BF16 or AMX);
   8 bits of mantissa. Measured on the demo models (README, OpenVINO section): the U-Net keeps
-  its IoU and 99.97% of its labels; Mask R-CNN keeps its AP within 0.006 but detection scores
-  move by up to 0.14, so detections near a score threshold or overlapping boxes in NMS can
-  change. Loading a Mask R-CNN in bf16 therefore warns.
+  its IoU and 99.97% of its labels; Mask R-CNN loses 0.015 bbox AP and detection scores move by
+  up to 0.37, so detections near a score threshold or overlapping boxes in NMS change. Loading a
+  Mask R-CNN in bf16 therefore warns.
 * ``"mixed"`` (Mask R-CNN, Keypoint R-CNN): the mask and keypoint heads in bf16, everything that
   decides boxes, scores and labels in fp32, so the detections are exactly fp32's. The graph is cut
   into separately compiled stages (``sdk.backends.openvino_stages``). Measured: the demo Mask R-CNN's
@@ -29,7 +29,7 @@ for FullyConnected (the Mask R-CNN box head), and marking every convolution fail
 keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. A graph cut into
 separately compiled stages (``benchmarks/openvino_bf16_split.py``) showed why a float32 tail
 would not help: with the backbone alone in bf16 the scores move as much as with the whole graph.
-Use ``precision="fp32"`` where score parity matters.
+Use ``precision="mixed"`` or ``"fp32"`` where score parity matters.
 """
 from __future__ import annotations
 
@@ -59,9 +59,10 @@ DETECTION_KINDS = ("maskrcnn", "keypointrcnn")
 # plugin ignores; OpenVINO's serializer turns it into the real attribute, so marked models
 # go through an IR file once (see ``keep_fp32``).
 KEEP_FP32_KEY = "precise_0"
-MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to 0.14 on the demo model against "
+MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to 0.37 on the demo model against "
                          "PyTorch fp32), so detections near the score threshold and overlapping boxes in NMS can "
-                         "change; use precision='fp32' for parity (README, OpenVINO section)")
+                         "change; use precision='mixed' (only the heads in bf16) or 'fp32' for parity (README, "
+                         "OpenVINO section)")
 # (metadata, OpenVINO CPU capabilities) -> "fp32" | "bf16"
 PrecisionRule = Callable[[Mapping[str, Any], Sequence[str]], str]
 
