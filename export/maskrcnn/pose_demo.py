@@ -2,8 +2,9 @@
 
     python -m export.maskrcnn.pose_demo --out pose_demo_out [--minutes 6] [--r50]
 
-Kept apart from ``segrt demo`` (which has a 15-minute budget of its own). Everything it
-reports is written to ``<out>/pose_summary.json``; the picture to ``<out>/keypoint_demo.png``.
+The last stage of ``segrt demo`` (into ``demo_out/pose``; ``--skip-pose`` leaves it out), about
+3 minutes on 2 cores. Everything it reports is written to ``<out>/pose_summary.json``; the picture
+to ``<out>/keypoint_demo.png``, the benchmark to ``<out>/bench_keypointrcnn.json``.
 """
 from __future__ import annotations
 
