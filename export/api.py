@@ -107,8 +107,15 @@ def export_engine(onnx_path: str | Path, out: str | Path, engine: EngineOptions 
     return onnx_to_engine(onnx_path, out, **asdict(engine or EngineOptions()))
 
 
+def export_openvino_ir(onnx_path: str | Path, out: str | Path, engine: EngineOptions | None = None) -> Path:
+    """segrt ``.onnx`` -> OpenVINO IR ``.xml`` + ``.bin`` (needs ``segrt[openvino]``); ``engine`` is unused."""
+    from .to_openvino import onnx_to_openvino_ir
+    return onnx_to_openvino_ir(onnx_path, out)
+
+
 # format name (sdk.formats) -> the last step that writes it, given the .onnx
-EXPORTERS: dict[str, Callable[..., Path] | None] = {"onnx": None, "engine": export_engine}
+EXPORTERS: dict[str, Callable[..., Path] | None] = {"onnx": None, "openvino": export_openvino_ir,
+                                                    "engine": export_engine}
 
 
 def export_checkpoint(checkpoint: Checkpoint, out: str | Path | None = None, *, format: str = "onnx",
@@ -119,7 +126,7 @@ def export_checkpoint(checkpoint: Checkpoint, out: str | Path | None = None, *, 
     Args:
         checkpoint: a ``.pt`` from ``segrt train`` (or its loaded dict).
         out: the artifact path (default: the checkpoint path with the format's suffix).
-        format: a name from ``sdk.formats.FORMATS`` ("onnx" or "engine").
+        format: a name from ``sdk.formats.FORMATS`` ("onnx", "openvino" or "engine").
         int8_calibration: also write ``<stem>.int8.onnx``, statically quantized and calibrated on the
             images of this folder (a split folder with images/ works too).
         engine: TensorRT build options for format "engine".

@@ -136,7 +136,8 @@ def cmd_export(args: argparse.Namespace) -> None:
                            max_batch=args.max_batch, opt_batch=args.opt_batch, max_size=args.max_size,
                            min_size=args.min_size, fp16_mode=args.fp16_mode, device=args.device,
                            plugin_dirs=args.plugin_dir, verbose=args.verbose)
-    export_checkpoint(ckpt, args.out or args.checkpoint.with_suffix(".onnx" if args.format == "onnx" else ".engine"),
+    from sdk.formats import format_by_name
+    export_checkpoint(ckpt, args.out or args.checkpoint.with_suffix(format_by_name(args.format).suffixes[0]),
                       format=args.format, int8_calibration=args.calibration if args.int8 else None, engine=engine,
                       progress=print, **options)
 
@@ -145,12 +146,13 @@ def _add_export(cli: Commands) -> None:
     from sdk.formats import FORMATS
     from .api import EngineOptions
     e = EngineOptions()
-    p = cli.add("export", cmd_export, help="checkpoint -> .onnx (or TensorRT engine)",
+    p = cli.add("export", cmd_export, help="checkpoint -> .onnx (or OpenVINO IR, TensorRT engine)",
                 description="Export a segrt checkpoint to a self-describing ONNX file, optionally an int8 ONNX "
-                            "for the CPU, and a TensorRT engine.")
+                            "for the CPU, and an OpenVINO IR or a TensorRT engine built from it.")
     p.add_argument("checkpoint", type=Path, help=".pt from `segrt train`")
-    p.add_argument("--out", type=Path, help="output file (default: the checkpoint path with .onnx/.engine)")
-    p.add_argument("--format", choices=[f.name for f in FORMATS], default="onnx")
+    p.add_argument("--out", type=Path, help="output file (default: the checkpoint path with .onnx/.xml/.engine)")
+    p.add_argument("--format", choices=[f.name for f in FORMATS], default="onnx",
+                   help="onnx; openvino: IR model.xml + model.bin (segrt[openvino]); engine: TensorRT (a GPU)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx, statically quantized for the CPU")
     p.add_argument("--calibration", type=Path, default=Path("data/dsb2018/train"),

@@ -3,7 +3,7 @@
 The file suffix picks the backend on load. ``segrt export --format`` takes its
 names from this table too (``export.api.EXPORTERS`` has one entry per format, and a
 test holds the two together), so the two sides cannot drift. A format may have
-several runtimes (``.onnx``: ONNX Runtime, the default, and OpenVINO);
+several runtimes (``.onnx``: ONNX Runtime, the default, and OpenVINO; ``.xml``: OpenVINO IR);
 ``sdk.load(path, backend=NAME)`` picks one.
 """
 from __future__ import annotations
@@ -58,6 +58,9 @@ FORMATS: tuple[Format, ...] = (
     Format("onnx", (".onnx",),
            (Runtime("onnxruntime", "sdk.backends.onnxrt:OnnxRuntimeBackend", "onnxruntime (installed with segrt)"),
             Runtime("openvino", "sdk.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"))),
+    # OpenVINO IR (model.xml + model.bin), converted from the .onnx: no conversion when loading
+    Format("openvino", (".xml",),
+           (Runtime("openvino", "sdk.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"),)),
     Format("engine", (".engine", ".plan"),
            (Runtime("tensorrt", "sdk.backends.tensorrt:TensorRTBackend",
                     "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')"),)),

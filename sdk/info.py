@@ -33,6 +33,18 @@ def describe(path: str | Path) -> dict[str, Any]:
         except ArtifactError as exc:
             info["metadata_error"] = exc.problem
         info["plugin"] = (info.get("metadata") or {}).get("plugin")
+    elif fmt.name == "openvino":
+        from .ir_file import read_ir_header
+        ir = read_ir_header(path)
+        weights = path.with_suffix(".bin")
+        info.update(openvino_version=ir.version, layers=ir.layers,
+                    weights_bytes=weights.stat().st_size if weights.is_file() else None,
+                    inputs=[vars(t) for t in ir.inputs], outputs=[vars(t) for t in ir.outputs])
+        try:
+            info["metadata"] = md.decode(ir.metadata_props.get(md.METADATA_KEY), str(path))
+        except ArtifactError as exc:
+            info["metadata_error"] = exc.problem
+        info["plugin"] = None
     else:
         from .backends.engine_file import read_engine_metadata
         meta = read_engine_metadata(path)
@@ -58,6 +70,10 @@ def format_info(info: dict[str, Any]) -> str:
     if "opsets" in info:
         lines.append(f"  onnx      ir {info['ir_version']}, opsets {info['opsets']}, {info['nodes']} nodes, "
                      f"{info['weights']} weight tensors, by {info['producer']}")
+    if "layers" in info:
+        weights = info["weights_bytes"]
+        lines.append(f"  openvino  IR by {info['openvino_version'] or 'unknown'}, {info['layers']} layers, weights "
+                     + (f"{weights / 1e6:.1f} MB" if weights is not None else "MISSING (the .bin beside the .xml)"))
     for role in ("inputs", "outputs"):
         for t in info.get(role, []):
             lines.append(f"  {role[:-1]:<9} {t['name']} {t['dtype']} {t['shape']}")

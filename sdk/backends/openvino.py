@@ -1,10 +1,11 @@
-"""OpenVINO backend (CPU): runs segrt's ``.onnx`` files as they are, in fp32 or bf16.
+"""OpenVINO backend (CPU): runs segrt's ``.onnx`` files as they are (or their OpenVINO IR), in fp32 or bf16.
 
 OpenVINO reads the ONNX file directly (no separate IR to export) with its dynamic
 batch/height/width, the int8 QDQ files that ``segrt export --int8`` writes (it runs
 the quantized convolutions as int8), and the portable Mask R-CNN graph
 (NonMaxSuppression, RoiAlign, TopK). Metadata comes from the same ``segrt`` entry
-the ONNX Runtime backend reads.
+the ONNX Runtime backend reads; an IR written by ``segrt export --format openvino``
+(``model.xml`` + ``model.bin``) keeps it, and loads without the ONNX conversion.
 
 Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
 
@@ -172,7 +173,8 @@ class OpenVINOBackend(Backend):
             model = core.read_model(os.fspath(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
             raise ArtifactError(f"{self.path} could not be read by OpenVINO {ov.__version__}: {_first_line(exc)}",
-                                "the file may be truncated or not an ONNX model; re-export it with `segrt export`") from None
+                                "the file may be truncated, not an ONNX model or OpenVINO IR, or an IR without its .bin; "
+                                "re-export it with `segrt export`") from None
         self.metadata: dict[str, Any] = md.from_props(_onnx_props(model), str(self.path), required=require_metadata)
         if callable(precision):
             precision = precision(self.metadata, self.capabilities)

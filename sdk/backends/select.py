@@ -55,9 +55,13 @@ def auto_backend(fmt: "Format", options: Mapping[str, Any]) -> tuple[str | None,
     Rule (measured, see ``measured_precision``): ``.onnx`` files run on OpenVINO when the
     ``openvino`` package is installed (its fp32 and int8 were at least as fast as ONNX Runtime's
     on both demo models), with ``precision=measured_precision`` unless ``options`` name one;
-    without OpenVINO on ONNX Runtime. Other formats: their only runtime.
+    without OpenVINO on ONNX Runtime. OpenVINO IR files: OpenVINO, with the same precision rule.
+    Other formats: their only runtime.
     """
     options = dict(options)
+    if fmt.name == "openvino":  # an IR has one runtime; the rule still picks its precision
+        options.setdefault("precision", measured_precision)
+        return "openvino", options
     if fmt.name != "onnx":
         return None, options
     if openvino_installed():

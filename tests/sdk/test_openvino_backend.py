@@ -211,6 +211,45 @@ def test_fp32_ops_keep_roialign_in_fp32_under_bf16(tiny_maskrcnn):
     assert "bf16" in roialign_precisions(plain)
 
 
+# ------------------------------------------------------------------------------ OpenVINO IR
+
+def test_ir_export_loads_with_the_same_metadata_and_outputs(tiny_unet, tiny_maskrcnn, tmp_path):
+    """`segrt export --format openvino` writes model.xml + model.bin; sdk.load runs it as the .onnx runs,
+    and `segrt info` reads it without OpenVINO, as OpenVINO itself reads it."""
+    import openvino
+
+    from export.to_openvino import onnx_to_openvino_ir
+    from sdk.info import describe
+    unet_feed = {"image": np.random.default_rng(0).random((1, 1, 124, 124), np.float32)}
+    maskrcnn_feed = sdk.load(tiny_maskrcnn).preprocess(_maskrcnn_image())[0]
+    for onnx_path, feed in ((tiny_unet[1], unet_feed), (tiny_maskrcnn, maskrcnn_feed)):
+        xml = onnx_to_openvino_ir(onnx_path, tmp_path / f"{onnx_path.stem}.xml")
+        assert xml.is_file() and xml.with_suffix(".bin").is_file() and not list(tmp_path.glob(".segrt_ir_*"))
+        ir, onnx = _open(xml, precision="fp32"), _open(onnx_path, precision="fp32")
+        assert ir.metadata == onnx.metadata and ir.inputs == onnx.inputs and ir.outputs == onnx.outputs
+        a, b = ir.run(feed), onnx.run(feed)
+        assert all(np.array_equal(a[k], b[k]) for k in b)
+        info = describe(xml)
+        assert info["format"] == "openvino" and info["metadata"] == onnx.metadata
+        read = openvino.Core().read_model(str(xml))
+        assert [(t["name"], t["shape"]) for t in info["inputs"]] == [
+            (p.get_any_name(), [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
+            for p in read.inputs]
+        assert [t["name"] for t in info["outputs"]] == [o.get_any_name() for o in read.outputs]
+    assert sdk.load(xml, threads=2).kind == "maskrcnn"  # the suffix picks OpenVINO
+    mixed = sdk.load(xml, backend="auto", threads=2).backend  # the measured rule applies to IR files too
+    assert isinstance(mixed, OpenVINOBackend) and mixed.precision == ("mixed" if HAS_BF16 else "fp32")
+
+
+def test_ir_without_its_weights_is_a_clear_error(tiny_unet, tmp_path):
+    from export.to_openvino import onnx_to_openvino_ir
+    from sdk.errors import ArtifactError
+    xml = onnx_to_openvino_ir(tiny_unet[1], tmp_path / "unet.xml")
+    xml.with_suffix(".bin").unlink()
+    with pytest.raises(ArtifactError, match="without its .bin"):
+        sdk.load(xml)
+
+
 # --------------------------------------------------------------------- precision and selection
 
 def test_precision_auto_resolves_from_the_bf16_capability(tiny_unet, monkeypatch):
