@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.backends.openvino import OpenVINOBackend, import_openvino
-from sdk.backends.openvino_stages import StagedRequest, bf16_nodes, compile_stages
+from sdk.backends.openvino import OpenVINOBackend
 from sdk.bench.agreement import detection_matching, instances_agreement
 from sdk.bench.artifacts import bench_image
 from sdk.imageio import read_image
@@ -38,25 +37,6 @@ from sdk.maskrcnn import MaskRCNNPredictor
 
 VARIANTS = {"backbone bf16": ("/backbone/",),
             "rpn + mask heads bf16": ("/head/", "/mask_head/", "/mask_predictor/")}
-
-
-class StagedBackend:
-    """The graph of ``path`` with the nodes named ``prefixes`` in bf16, the rest in fp32 (stages of
-    ``sdk.backends.openvino_stages``, as ``precision="mixed"`` does for the heads)."""
-
-    def __init__(self, path: Path, prefixes: tuple[str, ...], threads: int = 2) -> None:
-        ov = import_openvino()
-        core = ov.Core()
-        reference = OpenVINOBackend(path, "fp32", threads=threads)  # metadata, inputs, outputs
-        self.metadata, self.inputs, self.outputs = reference.metadata, reference.inputs, reference.outputs
-        model = core.read_model(str(path))
-        self.stages = compile_stages(core, model, bf16_nodes(model, prefixes), "CPU",
-                                     {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-        self.name = "stages: " + ", ".join(f"{s.precision} ({s.nodes} nodes)" for s in self.stages)
-        self._request = StagedRequest(self.stages)
-
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip([t.name for t in self.outputs], self._request.infer(feed, len(self.outputs))))
 
 
 def main() -> None:
@@ -69,10 +49,13 @@ def main() -> None:
     args = parser.parse_args()
     backends = {"fp32": OpenVINOBackend(args.onnx, "fp32", threads=args.threads),
                 "bf16": OpenVINOBackend(args.onnx, "bf16", threads=args.threads)}
+    # the stages of precision="mixed" (sdk.backends.openvino_stages), over other parts of the graph
     for name, prefixes in VARIANTS.items():
-        backends[name] = StagedBackend(args.onnx, prefixes, threads=args.threads)
-        print(f"{name}: {backends[name].name}")
+        backends[name] = OpenVINOBackend(args.onnx, "mixed", threads=args.threads, bf16_scopes=prefixes)
     backends["mixed"] = OpenVINOBackend(args.onnx, "mixed", threads=args.threads)
+    for name, backend in backends.items():
+        if backend.stages:
+            print(f"{name}: stages " + ", ".join(f"{st.precision} ({st.nodes} nodes)" for st in backend.stages))
     if args.val:
         first = json.loads(args.val.read_text())["images"][0]["file_name"]
         image = read_image(args.val.with_suffix("") / first)

@@ -49,8 +49,8 @@ def read_ir_header(path: str | Path) -> IRHeader:
     for layer in layers:
         kind = layer.get("type")
         if kind == "Parameter":
-            port = layer.find("output/port")
-            element = (layer.find("data").get("element_type") if layer.find("data") is not None else "") or ""
+            port, data = layer.find("output/port"), layer.find("data")
+            element = data.get("element_type", "") if data is not None else ""
             header.inputs.append(TensorHeader(layer.get("name", ""), _DTYPES.get(element, element), _dims(port)))
         elif kind == "Result":
             port = layer.find("input/port")

@@ -143,21 +143,23 @@ def _first_line(exc: Exception) -> str:
 
 
 class OpenVINOBackend(Backend):
-    """Runs an ``.onnx`` file (fp32 or int8 QDQ) with OpenVINO on the CPU.
+    """Runs an ``.onnx`` file (fp32 or int8 QDQ), or its OpenVINO IR ``.xml``, with OpenVINO on the CPU.
 
     Args:
-        path: the ``.onnx`` file (must carry segrt metadata unless ``require_metadata=False``).
+        path: the ``.onnx`` or ``.xml`` file (must carry segrt metadata unless ``require_metadata=False``).
         precision: ``"fp32"`` (default), ``"bf16"``, ``"mixed"``, ``"auto"`` or a function (see the module doc).
         threads: inference threads (``INFERENCE_NUM_THREADS``); default: OpenVINO's choice
             (one per physical core).
         fp32_ops: OpenVINO op type names (e.g. ``"ROIAlign"``) kept in float32 under bf16
             (see the module doc for what the CPU plugin honours).
+        bf16_scopes: with ``precision="mixed"``, the node name prefixes that run in bf16
+            (default: the mask and keypoint heads).
         device: OpenVINO device name.
         config: extra OpenVINO properties, passed to ``compile_model`` last (they win).
     """
 
     def __init__(self, path: str | Path, precision: str | PrecisionRule = "fp32", threads: int | None = None,
-                 fp32_ops: Iterable[str] = (), device: str = "CPU",
+                 fp32_ops: Iterable[str] = (), bf16_scopes: Sequence[str] = HEAD_SCOPES, device: str = "CPU",
                  config: Mapping[str, Any] | None = None, require_metadata: bool = True) -> None:
         ov = import_openvino()
         self.path = Path(path)
@@ -200,9 +202,9 @@ class OpenVINOBackend(Backend):
         self.compiled = self.stages = None
         try:
             if self.precision == "mixed":
-                heads = bf16_nodes(model, HEAD_SCOPES)
+                heads = bf16_nodes(model, bf16_scopes)
                 if not heads:
-                    raise ArtifactError(f"{self.path.name} has no nodes named {', '.join(HEAD_SCOPES)}",
+                    raise ArtifactError(f"{self.path.name} has no nodes named {', '.join(bf16_scopes)}",
                                         "re-export it with `segrt export`, or use precision='fp32'")
                 self.stages = compile_stages(core, model, heads, device, {**properties, **(config or {})})
             else:

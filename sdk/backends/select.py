@@ -59,14 +59,11 @@ def auto_backend(fmt: "Format", options: Mapping[str, Any]) -> tuple[str | None,
     Other formats: their only runtime.
     """
     options = dict(options)
-    if fmt.name == "openvino":  # an IR has one runtime; the rule still picks its precision
+    if fmt.name == "openvino" or (fmt.name == "onnx" and openvino_installed()):
         options.setdefault("precision", measured_precision)
         return "openvino", options
     if fmt.name != "onnx":
         return None, options
-    if openvino_installed():
-        options.setdefault("precision", measured_precision)
-        return "openvino", options
     if options.get("precision", "fp32") not in ("fp32", "auto"):
         raise BackendUnavailableError(f"precision={options['precision']!r} needs the OpenVINO backend, "
                                       "which is not installed", "pip install 'segrt[openvino]'")
