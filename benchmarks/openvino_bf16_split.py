@@ -1,17 +1,19 @@
-"""Which parts of Mask R-CNN can run in bf16 and keep fp32's detections? Graph splits, measured.
+"""Which parts of Mask R-CNN can run in bf16 and keep fp32's detections? Measured part by part.
 
 OpenVINO's CPU plugin ignores the per-node float32 mark on the box head's FullyConnected layers
-(README, OpenVINO section), so this script mixes precisions another way: it cuts the exported
-``.onnx`` graph into stages, each compiled by OpenVINO in one precision, and runs them in turn
-(``sdk.backends.openvino_stages``). Nodes whose names start with one of a variant's prefixes run
-in bf16, the others in fp32.
+(README, OpenVINO section), so this script mixes precisions the way ``precision="mixed"`` does
+(``sdk.backends.openvino_mixed``): the convolutions and matmuls whose ONNX node names start with
+one of a variant's prefixes get their inputs converted to bf16, and run on the CPU's bf16 kernels;
+everything else stays fp32, in one compiled model.
 
 Variants (whole-graph fp32 is the reference, whole-graph bf16 the other end):
 
-* ``backbone bf16``: ResNet + FPN in bf16, everything after them in fp32 (the "fp32 tail");
-* ``rpn + mask heads bf16``: the RPN head's and the mask head's convolutions in bf16; the
-  backbone, the box head, scores and NMS in fp32;
-* ``mixed``: the backend's ``precision="mixed"``, only the mask head's convolutions in bf16.
+* ``backbone + FPN``: ResNet + FPN in bf16, everything after them in fp32 (the "fp32 tail");
+* ``FPN + heads``: the FPN and every head in bf16, the ResNet in fp32;
+* ``mask head``: ``bf16_scopes=MASK_HEAD_SCOPES``, only the mask head (detections exactly fp32's);
+* ``mixed``: the backend's ``precision="mixed"``, every head (RPN, box, mask) in bf16.
+
+``--variant NAME=PREFIX,...`` adds others (``--only``: those alone, against fp32).
 
 With a COCO held-out split it prints segm/bbox AP; always the detections matched to fp32's over
 the 4 flips of the image (label and box IoU >= 0.5), the largest score change, the best fp32
@@ -29,14 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.backends.openvino import OpenVINOBackend
+from sdk.backends.openvino import HEAD_SCOPES, MASK_HEAD_SCOPES, OpenVINOBackend
 from sdk.bench.agreement import detection_matching, instances_agreement
 from sdk.bench.artifacts import bench_image
 from sdk.imageio import read_image
 from sdk.maskrcnn import MaskRCNNPredictor
 
-VARIANTS = {"backbone bf16": ("/backbone/",),
-            "rpn + mask heads bf16": ("/head/", "/mask_head/", "/mask_predictor/")}
+VARIANTS = {"backbone + FPN": ("/backbone/",),
+            "FPN + heads": ("/backbone/fpn/",) + HEAD_SCOPES,
+            "mask head": MASK_HEAD_SCOPES}
 
 
 def main() -> None:
@@ -46,16 +49,28 @@ def main() -> None:
                         help="COCO held-out split (images in the folder of the same name); its first image is timed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="timed predict calls per variant")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PREFIX[,PREFIX...]",
+                        help="a further split: nodes whose names start with a PREFIX run in bf16 (repeatable), "
+                             "e.g. 'fpn+rpn=/backbone/fpn/,/head/,/mask_head/,/mask_predictor/'")
+    parser.add_argument("--only", action="store_true", help="run only the --variant splits (and fp32, the reference)")
     args = parser.parse_args()
-    backends = {"fp32": OpenVINOBackend(args.onnx, "fp32", threads=args.threads),
-                "bf16": OpenVINOBackend(args.onnx, "bf16", threads=args.threads)}
-    # the stages of precision="mixed" (sdk.backends.openvino_stages), over other parts of the graph
-    for name, prefixes in VARIANTS.items():
+    variants = {} if args.only else dict(VARIANTS)
+    for spec in args.variant:
+        name, sep, prefixes = spec.partition("=")
+        if not sep or not prefixes:
+            parser.error(f"--variant {spec!r}: expected NAME=PREFIX[,PREFIX...]")
+        variants[name] = tuple(prefixes.split(","))
+    backends = {"fp32": OpenVINOBackend(args.onnx, "fp32", threads=args.threads)}
+    if not args.only:
+        backends["bf16"] = OpenVINOBackend(args.onnx, "bf16", threads=args.threads)
+    # precision="mixed" (sdk.backends.openvino_mixed) over other parts of the graph
+    for name, prefixes in variants.items():
         backends[name] = OpenVINOBackend(args.onnx, "mixed", threads=args.threads, bf16_scopes=prefixes)
-    backends["mixed"] = OpenVINOBackend(args.onnx, "mixed", threads=args.threads)
+    if not args.only:
+        backends["mixed"] = OpenVINOBackend(args.onnx, "mixed", threads=args.threads)
     for name, backend in backends.items():
-        if backend.stages:
-            print(f"{name}: stages " + ", ".join(f"{st.precision} ({st.nodes} nodes)" for st in backend.stages))
+        if backend.bf16_layers:
+            print(f"{name}: {backend.bf16_layers} layers in bf16")
     if args.val:
         first = json.loads(args.val.read_text())["images"][0]["file_name"]
         image = read_image(args.val.with_suffix("") / first)

@@ -16,10 +16,13 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
   its IoU and 99.97% of its labels; Mask R-CNN loses 0.015 bbox AP and detection scores move by
   up to 0.37, so detections near a score threshold or overlapping boxes in NMS change. Loading a
   Mask R-CNN in bf16 therefore warns.
-* ``"mixed"`` (Mask R-CNN, Keypoint R-CNN): the mask and keypoint heads in bf16, everything that
-  decides boxes, scores and labels in fp32, so the detections are exactly fp32's. The graph is cut
-  into separately compiled stages (``sdk.backends.openvino_stages``). Measured: the demo Mask R-CNN's
-  segm AP moved by 0.0012 (bbox AP unchanged); R50-FPN at 800x1344 ran 13% faster than fp32.
+* ``"mixed"`` (Mask R-CNN, Keypoint R-CNN): the convolutions and matmuls of the heads (RPN, box,
+  mask, keypoint) in bf16; the backbone and FPN, RoiAlign, box decoding, the class scores and NMS
+  in fp32, in one compiled model (``sdk.backends.openvino_mixed``). Measured on the demo Mask R-CNN:
+  segm AP -0.0013, bbox AP -0.0006, matched scores within 0.010 of fp32's (whole-graph bf16: 0.37);
+  on R50-FPN at 800x1344 the model runs 1.3x faster than fp32 (2075 vs 2719 ms). Pass
+  ``bf16_scopes=MASK_HEAD_SCOPES`` to keep boxes, scores and labels exactly fp32's (only the mask
+  and keypoint heads in bf16: about 8% faster on R50).
 * ``"auto"``: ``"bf16"`` where OpenVINO reports the ``BF16`` capability of the CPU, else ``"fp32"``.
 * a function ``(metadata, capabilities) -> "fp32" | "bf16"``: decided per artifact
   (``backend="auto"`` passes ``sdk.backends.select.measured_precision``).
@@ -27,10 +30,10 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
 Keeping parts of the graph in float32 under bf16 (``fp32_ops=``): OpenVINO's per-node mark
 (``precise_0`` rt_info). In OpenVINO 2026.4 its CPU plugin honours it for RoiAlign but not
 for FullyConnected (the Mask R-CNN box head), and marking every convolution fails to compile;
-keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. A graph cut into
-separately compiled stages (``benchmarks/openvino_bf16_split.py``) showed why a float32 tail
-would not help: with the backbone alone in bf16 the scores move as much as with the whole graph.
-Use ``precision="mixed"`` or ``"fp32"`` where score parity matters.
+keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. The feature
+extractor is what moves the scores: any part of the backbone or FPN in bf16 moved them by
+0.16-0.70 on the demo model (``benchmarks/openvino_bf16_split.py``). Use ``precision="mixed"``
+or ``"fp32"`` where score parity matters.
 """
 from __future__ import annotations
 
@@ -46,14 +49,15 @@ import numpy as np
 from .. import metadata as md
 from ..errors import ArtifactError, BackendUnavailableError, InputError
 from .base import Backend, TensorInfo, check_feed
-from .openvino_stages import StagedRequest, bf16_nodes, compile_stages
+from .openvino_mixed import convert_to_bf16, heavy_nodes
 
 PRECISIONS = ("fp32", "bf16", "mixed", "auto")
 INSTALL_HINT = "pip install 'segrt[openvino]' (or: pip install openvino)"
 # segrt precision name -> OpenVINO element type name of INFERENCE_PRECISION_HINT
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
-# precision="mixed": the nodes run in bf16 (ONNX node name scopes of the heads in segrt's export)
-HEAD_SCOPES = ("/mask_head/", "/mask_predictor/", "/keypoint_head/", "/keypoint_predictor/")
+# precision="mixed": the layers run in bf16, by ONNX node name scope in segrt's export
+MASK_HEAD_SCOPES = ("/mask_head/", "/mask_predictor/", "/keypoint_head/", "/keypoint_predictor/")
+HEAD_SCOPES = ("/head/", "/box_head/") + MASK_HEAD_SCOPES  # "/head/": the RPN head
 DETECTION_KINDS = ("maskrcnn", "keypointrcnn")
 # rt_info key of ov::DisableFP16Compression ("precise", version 0): the node keeps float32 under
 # an f16 or bf16 inference precision. Set from Python it is a plain string, which the CPU
@@ -152,8 +156,9 @@ class OpenVINOBackend(Backend):
             (one per physical core).
         fp32_ops: OpenVINO op type names (e.g. ``"ROIAlign"``) kept in float32 under bf16
             (see the module doc for what the CPU plugin honours).
-        bf16_scopes: with ``precision="mixed"``, the node name prefixes that run in bf16
-            (default: the mask and keypoint heads).
+        bf16_scopes: with ``precision="mixed"``, the node name prefixes whose convolutions and
+            matmuls run in bf16 (default: ``HEAD_SCOPES``, every head; ``MASK_HEAD_SCOPES``: the
+            mask and keypoint heads only, detections exactly fp32's).
         device: OpenVINO device name.
         config: extra OpenVINO properties, passed to ``compile_model`` last (they win).
     """
@@ -185,8 +190,11 @@ class OpenVINOBackend(Backend):
         if self.precision == "bf16" and kind in DETECTION_KINDS:
             warnings.warn(MASKRCNN_BF16_WARNING.format(name=self.path.name), stacklevel=2)
         if self.precision == "mixed" and kind not in DETECTION_KINDS:
-            raise InputError(f"precision='mixed' runs the mask and keypoint heads in bf16; {self.path.name} is a "
+            raise InputError(f"precision='mixed' runs the detection heads in bf16; {self.path.name} is a "
                              f"{kind} model, which has none", "use precision='bf16' or 'fp32'")
+        if self.precision == "mixed" and self.metadata.get("quantization"):
+            raise InputError(f"precision='mixed' converts float layers to bf16; {self.path.name} is an int8 file",
+                             "use precision='fp32' for it (its convolutions run in int8), or mixed on the fp32 file")
         self.fp32_ops = tuple(fp32_ops)
         self.fp32_nodes = 0
         if self.precision != "fp32" and self.fp32_ops:
@@ -199,19 +207,17 @@ class OpenVINOBackend(Backend):
         self.inputs = [_tensor_info(p) for p in model.inputs]
         self.outputs = [_tensor_info(p) for p in model.outputs]
         self._output_names = [o.name for o in self.outputs]
-        self.compiled = self.stages = None
+        self.bf16_layers = 0
+        if self.precision == "mixed":
+            layers = heavy_nodes(model, bf16_scopes)
+            if not layers:
+                raise ArtifactError(f"{self.path.name} has no convolutions named {', '.join(bf16_scopes)}",
+                                    "re-export it with `segrt export`, or use precision='fp32'")
+            self.bf16_layers = convert_to_bf16(model, layers)
+        hint = "f32" if self.precision == "mixed" else _HINTS[self.precision]
         try:
-            if self.precision == "mixed":
-                heads = bf16_nodes(model, bf16_scopes)
-                if not heads:
-                    raise ArtifactError(f"{self.path.name} has no nodes named {', '.join(bf16_scopes)}",
-                                        "re-export it with `segrt export`, or use precision='fp32'")
-                self.stages = compile_stages(core, model, heads, device, {**properties, **(config or {})})
-            else:
-                self.compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": _HINTS[self.precision],
-                                                                   **properties, **(config or {})})
-        except ArtifactError:
-            raise
+            self.compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": hint,
+                                                               **properties, **(config or {})})
         except Exception as exc:
             raise ArtifactError(f"OpenVINO {ov.__version__} could not compile {self.path.name} for {device}: "
                                 f"{_first_line(exc)}",
@@ -229,11 +235,9 @@ class OpenVINOBackend(Backend):
         try:
             request = self._requests.get_nowait()
         except queue.Empty:
-            request = StagedRequest(self.stages) if self.stages else self.compiled.create_infer_request()
+            request = self.compiled.create_infer_request()
         try:
             try:
-                if self.stages:
-                    return dict(zip(self._output_names, request.infer(arrays, len(self.outputs))))
                 request.infer({i: arrays[t.name] for i, t in enumerate(self.inputs)})
             except RuntimeError as exc:  # e.g. a height/width the graph's shapes cannot take
                 shapes = {k: list(v.shape) for k, v in arrays.items()}
@@ -248,14 +252,13 @@ class OpenVINOBackend(Backend):
     def runtime_precisions(self) -> dict[str, str]:
         """Executed node name -> the precision the CPU plugin runs it in (to check what bf16 covers)."""
         out = {}
-        for compiled in [s.compiled for s in self.stages] if self.stages else [self.compiled]:
-            for node in compiled.get_runtime_model().get_ops():
-                info = node.get_rt_info()
-                if "runtimePrecision" in info:
-                    out[node.get_friendly_name()] = str(info["runtimePrecision"].astype(str))
+        for node in self.compiled.get_runtime_model().get_ops():
+            info = node.get_rt_info()
+            if "runtimePrecision" in info:
+                out[node.get_friendly_name()] = str(info["runtimePrecision"].astype(str))
         return out
 
     def close(self) -> None:
         self._requests = queue.SimpleQueue()
-        self.compiled = self.stages = None
+        self.compiled = None
 

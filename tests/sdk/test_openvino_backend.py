@@ -20,7 +20,7 @@ from sdk.backends import openvino as ovb  # noqa: E402
 from sdk.backends.onnxrt import OnnxRuntimeBackend  # noqa: E402
 from sdk.backends.openvino import OpenVINOBackend, cpu_capabilities, resolve_precision  # noqa: E402
 from sdk.backends.select import measured_precision  # noqa: E402
-from sdk.errors import BackendUnavailableError, InputError  # noqa: E402
+from sdk.errors import ArtifactError, BackendUnavailableError, InputError  # noqa: E402
 from sdk.formats import format_for_path  # noqa: E402
 
 HAS_BF16 = "BF16" in cpu_capabilities()
@@ -173,26 +173,82 @@ def test_maskrcnn_bf16_warns_and_stays_close(tiny_maskrcnn):
         assert iou[j] >= 0.5 and abs(a.scores[j] - b.scores[i]) <= 0.15, (i, iou[j], a.scores[j], b.scores[i])
 
 
-def test_maskrcnn_mixed_keeps_fp32_detections_and_runs_the_mask_head_in_bf16(tiny_maskrcnn):
-    """precision='mixed': boxes, scores and labels are fp32's exactly; only the mask head runs in bf16."""
+def test_convert_to_bf16_runs_a_convolution_on_bf16_inputs():
+    """A converted convolution runs in bf16 inside a float32 compile: its outputs are bf16 numbers
+    within bf16's error of a numpy reference, and the graph's output type stays float32."""
+    import ml_dtypes
+    import openvino as ov
+    from sdk.backends.openvino_mixed import convert_to_bf16, heavy_nodes
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 64, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((32, 64, 1, 1)).astype(np.float32)
+    opset = ov.opset13
+    param = opset.parameter(list(x.shape), np.float32, name="x")
+    conv = opset.convolution(param, opset.constant(w), [1, 1], [0, 0], [0, 0], [1, 1], name="/head/conv")
+    model = ov.Model([opset.relu(conv)], [param])
+    assert [n.get_friendly_name() for n in heavy_nodes(model, ("/head/",))] == ["/head/conv"]
+    assert heavy_nodes(model, ("/backbone/",)) == []
+    assert convert_to_bf16(model, heavy_nodes(model, ("/head/",))) == 1
+    assert model.outputs[0].get_element_type() == ov.Type.f32
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled(x)[0]
+    ref = np.maximum(np.einsum("oi,bihw->bohw", w[:, :, 0, 0].astype(np.float64), x), 0)
+    # bf16 keeps 8 bits of mantissa on the inputs and the result (the CPU's bf16 dot products sum in float32)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2 ** -6 * np.abs(ref).max())
+    if HAS_BF16:  # the CPU plugin runs it on its bf16 kernels: every output is a bf16 number, unlike fp32's
+        assert np.array_equal(got, got.astype(ml_dtypes.bfloat16).astype(np.float32))
+        assert not np.array_equal(ref.astype(np.float32), ref.astype(ml_dtypes.bfloat16).astype(np.float32))
+
+
+def test_maskrcnn_mixed_runs_the_heads_in_bf16_and_the_backbone_in_fp32(tiny_maskrcnn):
+    """precision='mixed': the RPN, box and mask heads' layers in bf16, the backbone and FPN in fp32,
+    and the detections close to fp32's (RPN and box head in bf16 can move scores a little)."""
     mixed = _open(tiny_maskrcnn, precision="mixed")
     fp32 = _open(tiny_maskrcnn, precision="fp32")
-    assert [s.precision for s in mixed.stages] == ["fp32", "bf16", "fp32"]
+    assert mixed.bf16_layers > 0
+    feed, _ = sdk.load(tiny_maskrcnn).preprocess(_maskrcnn_image())
+    a, b = mixed.run(feed), fp32.run(feed)
+    assert int(a["num_detections"][0]) > 0 and a["masks"].dtype == np.float32
+    assert abs(int(a["num_detections"][0]) - int(b["num_detections"][0])) <= 2
+    if HAS_BF16:  # where bf16 is native, the runtime model shows it on the heads' layers only
+        precisions = mixed.runtime_precisions()
+        bf16_layers = {n for n, p in precisions.items() if p == "bf16"}
+        assert any(n.startswith("/head/") for n in bf16_layers), sorted(bf16_layers)
+        assert any(n.startswith("/mask_head/") for n in bf16_layers), sorted(bf16_layers)
+        assert not any(n.startswith("/backbone/") and "Conv" in n for n in bf16_layers), sorted(bf16_layers)
+        assert any(n.startswith("/backbone/") and p == "f32" for n, p in precisions.items())
+
+
+def test_maskrcnn_mixed_on_the_mask_head_keeps_fp32_detections(tiny_maskrcnn):
+    """bf16_scopes=MASK_HEAD_SCOPES: boxes, scores and labels are fp32's exactly; masks close."""
+    mixed = _open(tiny_maskrcnn, precision="mixed", bf16_scopes=ovb.MASK_HEAD_SCOPES)
+    fp32 = _open(tiny_maskrcnn, precision="fp32")
     feed, _ = sdk.load(tiny_maskrcnn).preprocess(_maskrcnn_image())
     a, b = mixed.run(feed), fp32.run(feed)
     assert int(a["num_detections"][0]) > 0
     for name in ("boxes", "scores", "labels", "num_detections"):
         assert np.array_equal(a[name], b[name]), name
-    assert np.abs(a["masks"] - b["masks"]).max() < 0.05 and a["masks"].dtype == np.float32
-    if HAS_BF16:  # where bf16 is native, the runtime model shows it on the mask head's convolutions only
+    assert np.abs(a["masks"] - b["masks"]).max() < 0.05
+    if HAS_BF16:
         bf16_layers = {n for n, p in mixed.runtime_precisions().items() if p == "bf16"}
         assert bf16_layers and all(n.startswith(("/mask_head/", "/mask_predictor/")) or "Backprop" in n
                                    or "Reorder" in n or "Convert" in n for n in bf16_layers), sorted(bf16_layers)
 
 
-def test_mixed_is_refused_for_a_unet(tiny_unet):
-    with pytest.raises(InputError, match="precision='mixed' runs the mask and keypoint heads in bf16"):
+def test_mixed_is_refused_for_a_unet_and_for_int8_files(tiny_unet, tiny_maskrcnn, tmp_path):
+    with pytest.raises(InputError, match="precision='mixed' runs the detection heads in bf16"):
         _open(tiny_unet[1], precision="mixed")
+    with pytest.raises(ArtifactError, match="has no convolutions named"):
+        _open(tiny_maskrcnn, precision="mixed", bf16_scopes=("/nothing/",))
+    import json
+    import onnx
+    proto = onnx.load(str(tiny_maskrcnn))  # the same graph, labelled as `segrt export --int8` labels its files
+    entry = next(p for p in proto.metadata_props if p.key == "segrt")
+    entry.value = json.dumps({**json.loads(entry.value), "quantization": {"format": "QDQ"}})
+    onnx.save(proto, str(tmp_path / "labelled.int8.onnx"))
+    with pytest.raises(InputError, match="is an int8 file"):
+        _open(tmp_path / "labelled.int8.onnx", precision="mixed")
 
 
 def test_fp32_ops_keep_roialign_in_fp32_under_bf16(tiny_maskrcnn):

@@ -71,6 +71,9 @@ def test_help_lists_runtime_verbs_and_each_has_help():
     for verb in ("predict", "eval", "info"):
         out = segrt(verb, "--help")
         assert out.returncode == 0 and f"usage: segrt {verb}" in out.stdout
+    import re
+    choices = re.search(r"--backend \{([^}]*)\}", segrt("eval", "--help").stdout).group(1).split(",")
+    assert "onnxruntime" in choices and "auto" in choices and len(choices) == len(set(choices)), choices
 
 
 @pytest.mark.parametrize("argv", [["train", "unet"], ["bench", "unet", "--runs", "1"], ["demo"]])
