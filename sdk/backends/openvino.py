@@ -31,9 +31,9 @@ Keeping parts of the graph in float32 under bf16 (``fp32_ops=``): OpenVINO's per
 (``precise_0`` rt_info). In OpenVINO 2026.4 its CPU plugin honours it for RoiAlign but not
 for FullyConnected (the Mask R-CNN box head), and marking every convolution fails to compile;
 keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. The feature
-extractor is what moves the scores: any part of the backbone or FPN in bf16 moved matched scores
-by 0.02-0.70 and AP by up to 0.015 on the demo model (``benchmarks/openvino_bf16_split.py``). Use ``precision="mixed"``
-or ``"fp32"`` where score parity matters.
+extractor is what moves the scores: any part of the backbone or FPN in bf16 moved matched
+scores by 0.02-0.70 and AP by up to 0.015 on the demo model (``benchmarks/openvino_bf16_split.py``).
+Use ``precision="mixed"`` or ``"fp32"`` where score parity matters.
 """
 from __future__ import annotations
 
