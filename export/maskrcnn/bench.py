@@ -44,6 +44,9 @@ from .onnx_export import torch_to_onnx
 from .reference import TorchvisionPredictor
 
 MODELS = ("small", "r50")
+R50_PICK_NOTE = ("note (r50): with random weights every score is a near tie, so a runtime that moves the RPN's "
+                 "proposals at all (bf16, int8, mixed) disagrees with torchvision whatever its accuracy; judge those "
+                 "on a trained checkpoint (benchmarks/openvino_accuracy.py, README OpenVINO section)")
 
 
 def torchvision_model_call(model: torch.nn.Module, image: np.ndarray) -> Callable[[], Any]:
@@ -197,7 +200,10 @@ def bench_command(args: argparse.Namespace, onnx_path: Path | None = None, int8_
     """
     report = run_bench(args, onnx_path, int8_path)
     budget = BY_KIND[getattr(args, "kind", "maskrcnn")][2]
-    return publish(report, args, {g: budget for g in dict.fromkeys(r.group for r in report.rows)})
+    report = publish(report, args, {g: budget for g in dict.fromkeys(r.group for r in report.rows)})
+    if getattr(args, "pick", False) and "r50" in args.models:
+        print(R50_PICK_NOTE)
+    return report
 
 
 __all__ = ["add_bench_arguments", "add_keypoint_bench_arguments", "bench_command", "run_bench", "model_variants",
