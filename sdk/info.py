@@ -28,10 +28,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         info.update(ir_version=header.ir_version, producer=header.producer, opsets=header.opsets,
                     nodes=header.nodes, weights=header.initializers,
                     inputs=[vars(t) for t in header.inputs], outputs=[vars(t) for t in header.outputs])
-        try:
-            info["metadata"] = md.decode(header.metadata_props.get(md.METADATA_KEY), str(path))
-        except ArtifactError as exc:
-            info["metadata_error"] = exc.problem
+        _add_metadata(info, header.metadata_props, path)
         info["plugin"] = (info.get("metadata") or {}).get("plugin")
     elif fmt.name == "openvino":
         from .ir_file import read_ir_header
@@ -40,10 +37,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         info.update(openvino_version=ir.version, layers=ir.layers,
                     weights_bytes=weights.stat().st_size if weights.is_file() else None,
                     inputs=[vars(t) for t in ir.inputs], outputs=[vars(t) for t in ir.outputs])
-        try:
-            info["metadata"] = md.decode(ir.metadata_props.get(md.METADATA_KEY), str(path))
-        except ArtifactError as exc:
-            info["metadata_error"] = exc.problem
+        _add_metadata(info, ir.metadata_props, path)
         info["plugin"] = None
     else:
         from .backends.engine_file import read_engine_metadata
@@ -52,6 +46,14 @@ def describe(path: str | Path) -> dict[str, Any]:
         info.update(metadata=meta, engine={k: v for k, v in engine.items() if k != "plugin"},
                     plugin=engine.get("plugin"))
     return info
+
+
+def _add_metadata(info: dict[str, Any], props: dict[str, str], path: Path) -> None:
+    """``info["metadata"]`` from the segrt entry of ``props``, or ``info["metadata_error"]`` if it is invalid."""
+    try:
+        info["metadata"] = md.decode(props.get(md.METADATA_KEY), str(path))
+    except ArtifactError as exc:
+        info["metadata_error"] = exc.problem
 
 
 def format_info(info: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ class IRHeader:
     layers: int = 0
 
 
-def _dims(port: ET.Element | None) -> list[int | str | None]:
+def _dims(port: ET.Element | None) -> list[int | None]:
     dims = [] if port is None else [d.text or "" for d in port.findall("dim")]
     return [int(d) if d.lstrip("-").isdigit() and int(d) >= 0 else None for d in dims]
 

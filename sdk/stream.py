@@ -37,10 +37,9 @@ PROGRESS_MIN_PIXELS = 4096 * 4096
 PROBS_DTYPES = ("float32", "float16", "uint8")
 # results above this many pixels are saved as tiled TIFFs, without an overlay picture
 LARGE_OUTPUT_PIXELS = 8192 * 8192
-
-
 # The 8 symmetries of the square: (rot90 count, horizontal flip); each is undone after prediction.
 DIHEDRAL = [(k, f) for f in (False, True) for k in range(4)]
+
 
 def plan_tiles(metadata: dict[str, Any], hw: tuple[int, int], max_tile: int) -> tuple[AxisPlan, AxisPlan]:
     """Grid-aligned tile plans (rows, columns) of a U-Net artifact for an image of ``hw`` pixels."""

@@ -30,7 +30,6 @@ from .tiling import AxisPlan
 from .viz import overlay_instances
 
 
-
 @dataclass
 class SegmentationResult:
     """Output of :meth:`UNetPredictor.predict` for one image of size H x W.
