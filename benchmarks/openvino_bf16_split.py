@@ -10,12 +10,14 @@ Variants (whole-graph fp32 is the reference, whole-graph bf16 the other end):
 
 * ``backbone + FPN``: ResNet + FPN in bf16, everything after them in fp32 (the "fp32 tail");
 * ``FPN + heads``: the FPN and every head in bf16, the ResNet in fp32;
+* ``heads``: ``bf16_scopes=HEAD_SCOPES``, every head (RPN, box, mask) in bf16;
 * ``mask head``: ``bf16_scopes=MASK_HEAD_SCOPES``, only the mask head (detections exactly fp32's);
-* ``mixed``: the backend's ``precision="mixed"``, every head (RPN, box, mask) in bf16.
+* ``mixed``: the backend's ``precision="mixed"``, the FPN's output convolutions and every head in bf16.
 
 ``--variant NAME=PREFIX,...`` adds others (``--only``: those alone, against fp32).
 
-With a COCO held-out split it prints segm/bbox AP; always the detections matched to fp32's over
+With a COCO held-out split it prints segm/bbox AP on its images and their 3 flips
+(``export.maskrcnn.coco.flipped_coco``); always the detections matched to fp32's over
 the 4 flips of the image (label and box IoU >= 0.5), the largest score change, the best fp32
 score left unmatched, the AP of each variant scored against fp32's detections, and end-to-end p50.
 
@@ -26,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from export.maskrcnn.coco import flipped_coco
 from sdk.backends.openvino import HEAD_SCOPES, MASK_HEAD_SCOPES, OpenVINOBackend
 from sdk.bench.agreement import detection_matching, instances_agreement
 from sdk.bench.artifacts import bench_image
@@ -39,6 +43,7 @@ from sdk.maskrcnn import MaskRCNNPredictor
 
 VARIANTS = {"backbone + FPN": ("/backbone/",),
             "FPN + heads": ("/backbone/fpn/",) + HEAD_SCOPES,
+            "heads": HEAD_SCOPES,
             "mask head": MASK_HEAD_SCOPES}
 
 
@@ -71,9 +76,12 @@ def main() -> None:
     for name, backend in backends.items():
         if backend.bf16_layers:
             print(f"{name}: {backend.bf16_layers} layers in bf16")
+    held_out, scratch = None, tempfile.TemporaryDirectory(prefix="segrt_flips_")  # removed at exit
     if args.val:
         first = json.loads(args.val.read_text())["images"][0]["file_name"]
         image = read_image(args.val.with_suffix("") / first)
+        held_out = flipped_coco(args.val, args.val.with_suffix(""),
+                                Path(scratch.name) / "held_out.json")
     else:
         h, w = backends["fp32"].metadata["input_size"]
         image = bench_image((h, min(w, h * 5 // 3)), 3)
@@ -84,9 +92,9 @@ def main() -> None:
           f"{'bbox AP vs fp32':>16}{'segm AP vs fp32':>16}{'p50 ms':>8}")
     for name, predictor in predictors.items():
         scores = {"segm_AP": float("nan"), "bbox_AP": float("nan")}
-        if args.val:
+        if held_out:
             from sdk.coco import evaluate
-            scores = evaluate(predictor, args.val, args.val.with_suffix(""))
+            scores = evaluate(predictor, held_out, held_out.with_suffix(""))
         outs = [predictor.predict(v) for v in views]
         match = [detection_matching(o, r) for o, r in zip(outs, references)]
         agree = [instances_agreement(o, r) for o, r in zip(outs, references)]

@@ -58,6 +58,10 @@ _HINTS = {"fp32": "f32", "bf16": "bf16"}
 # precision="mixed": the layers run in bf16, by ONNX node name scope in segrt's export
 MASK_HEAD_SCOPES = ("/mask_head/", "/mask_predictor/", "/keypoint_head/", "/keypoint_predictor/")
 HEAD_SCOPES = ("/head/", "/box_head/") + MASK_HEAD_SCOPES  # "/head/": the RPN head
+# the FPN's 3x3 output convolutions: they feed only the heads (RPN, RoiAlign -> box/mask heads),
+# whose inputs are rounded to bf16 anyway; the ResNet and the FPN's lateral sums stay fp32
+FPN_OUTPUT_SCOPES = ("/backbone/fpn/layer_blocks.",)
+MIXED_SCOPES = FPN_OUTPUT_SCOPES + HEAD_SCOPES  # precision="mixed" by default
 DETECTION_KINDS = ("maskrcnn", "keypointrcnn")
 # rt_info key of ov::DisableFP16Compression ("precise", version 0): the node keeps float32 under
 # an f16 or bf16 inference precision. Set from Python it is a plain string, which the CPU
@@ -157,14 +161,15 @@ class OpenVINOBackend(Backend):
         fp32_ops: OpenVINO op type names (e.g. ``"ROIAlign"``) kept in float32 under bf16
             (see the module doc for what the CPU plugin honours).
         bf16_scopes: with ``precision="mixed"``, the node name prefixes whose convolutions and
-            matmuls run in bf16 (default: ``HEAD_SCOPES``, every head; ``MASK_HEAD_SCOPES``: the
-            mask and keypoint heads only, detections exactly fp32's).
+            matmuls run in bf16 (default: ``MIXED_SCOPES``, the FPN's output convolutions and every
+            head; ``HEAD_SCOPES``: the heads only; ``MASK_HEAD_SCOPES``: the mask and keypoint heads
+            only, detections exactly fp32's).
         device: OpenVINO device name.
         config: extra OpenVINO properties, passed to ``compile_model`` last (they win).
     """
 
     def __init__(self, path: str | Path, precision: str | PrecisionRule = "fp32", threads: int | None = None,
-                 fp32_ops: Iterable[str] = (), bf16_scopes: Sequence[str] = HEAD_SCOPES, device: str = "CPU",
+                 fp32_ops: Iterable[str] = (), bf16_scopes: Sequence[str] = MIXED_SCOPES, device: str = "CPU",
                  config: Mapping[str, Any] | None = None, require_metadata: bool = True) -> None:
         ov = import_openvino()
         self.path = Path(path)

@@ -201,9 +201,9 @@ def test_convert_to_bf16_runs_a_convolution_on_bf16_inputs():
         assert not np.array_equal(ref.astype(np.float32), ref.astype(ml_dtypes.bfloat16).astype(np.float32))
 
 
-def test_maskrcnn_mixed_runs_the_heads_in_bf16_and_the_backbone_in_fp32(tiny_maskrcnn):
-    """precision='mixed': the RPN, box and mask heads' layers in bf16, the backbone and FPN in fp32,
-    and the detections close to fp32's (RPN and box head in bf16 can move scores a little)."""
+def test_maskrcnn_mixed_runs_the_fpn_outputs_and_heads_in_bf16_and_the_resnet_in_fp32(tiny_maskrcnn):
+    """precision='mixed': the FPN's output convolutions and the RPN, box and mask heads' layers in bf16,
+    the ResNet and the FPN's lateral convolutions in fp32, and the detections close to fp32's."""
     mixed = _open(tiny_maskrcnn, precision="mixed")
     fp32 = _open(tiny_maskrcnn, precision="fp32")
     assert mixed.bf16_layers > 0
@@ -216,8 +216,20 @@ def test_maskrcnn_mixed_runs_the_heads_in_bf16_and_the_backbone_in_fp32(tiny_mas
         bf16_layers = {n for n, p in precisions.items() if p == "bf16"}
         assert any(n.startswith("/head/") for n in bf16_layers), sorted(bf16_layers)
         assert any(n.startswith("/mask_head/") for n in bf16_layers), sorted(bf16_layers)
+        assert any(n.startswith("/backbone/fpn/layer_blocks.") for n in bf16_layers), sorted(bf16_layers)
+        assert not any(n.startswith(("/backbone/body/", "/backbone/fpn/inner_blocks.")) and "Conv" in n
+                       for n in bf16_layers), sorted(bf16_layers)
+        assert any(n.startswith("/backbone/body/") and p == "f32" for n, p in precisions.items())
+
+
+def test_maskrcnn_mixed_on_the_heads_keeps_the_whole_backbone_fp32(tiny_maskrcnn):
+    """bf16_scopes=HEAD_SCOPES: no backbone or FPN convolution runs in bf16."""
+    mixed = _open(tiny_maskrcnn, precision="mixed", bf16_scopes=ovb.HEAD_SCOPES)
+    assert 0 < mixed.bf16_layers < _open(tiny_maskrcnn, precision="mixed").bf16_layers
+    if HAS_BF16:
+        bf16_layers = {n for n, p in mixed.runtime_precisions().items() if p == "bf16"}
+        assert any(n.startswith("/head/") for n in bf16_layers), sorted(bf16_layers)
         assert not any(n.startswith("/backbone/") and "Conv" in n for n in bf16_layers), sorted(bf16_layers)
-        assert any(n.startswith("/backbone/") and p == "f32" for n, p in precisions.items())
 
 
 def test_maskrcnn_mixed_on_the_mask_head_keeps_fp32_detections(tiny_maskrcnn):
