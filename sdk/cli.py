@@ -106,8 +106,8 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                    help="runtime (default: the file's default: onnxruntime for .onnx, tensorrt for engines; "
                         "auto: the fastest measured within the accuracy budget on this CPU)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="OpenVINO compute precision (mixed: Mask/Keypoint R-CNN heads in bf16, backbone, scores "
-                        "and NMS in fp32; auto: bf16 where the CPU has it natively)")
+                   help="OpenVINO compute precision (mixed: Mask/Keypoint R-CNN heads and FPN outputs in bf16; "
+                        "ResNet, scores and NMS in fp32; auto: bf16 where the CPU has it natively)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--server", default=None, metavar="URL",
                    help="run on a Triton server (`segrt serve`) instead: MODEL is the served model's name "

@@ -13,16 +13,19 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
   Set explicitly, because OpenVINO's own default is bf16 on CPUs that have it.
 * ``"bf16"``: bfloat16 kernels (about 2x faster where the CPU has AVX512-BF16 or AMX);
   8 bits of mantissa. Measured on the demo models (README, OpenVINO section): the U-Net keeps
-  its IoU and 99.97% of its labels; Mask R-CNN loses 0.015 bbox AP and detection scores move by
-  up to 0.37, so detections near a score threshold or overlapping boxes in NMS change. Loading a
-  Mask R-CNN in bf16 therefore warns.
-* ``"mixed"`` (Mask R-CNN, Keypoint R-CNN): the convolutions and matmuls of the heads (RPN, box,
-  mask, keypoint) in bf16; the backbone and FPN, RoiAlign, box decoding, the class scores and NMS
-  in fp32, in one compiled model (``sdk.backends.openvino_mixed``). Measured on the demo Mask R-CNN:
-  segm AP -0.0013, bbox AP -0.0006, matched scores within 0.010 of fp32's (whole-graph bf16: 0.37);
-  on R50-FPN at 800x1344 the model runs 1.3x faster than fp32 (2075 vs 2719 ms). Pass
-  ``bf16_scopes=MASK_HEAD_SCOPES`` to keep boxes, scores and labels exactly fp32's (only the mask
-  and keypoint heads in bf16: about 8% faster on R50).
+  its IoU and 99.97% of its labels; Mask R-CNN loses 0.0055 segm AP (outside the 0.005 budget) and
+  detection scores move by up to 0.37, so detections near a score threshold or overlapping boxes
+  in NMS change. Loading a Mask R-CNN in bf16 therefore warns.
+* ``"mixed"`` (Mask R-CNN, Keypoint R-CNN): the convolutions and matmuls of the FPN's 3x3 output
+  convolutions and of the heads (RPN, box, mask, keypoint) in bf16; the ResNet, the FPN's lateral
+  sums, RoiAlign, box decoding, the class scores and NMS in fp32, in one compiled model
+  (``sdk.backends.openvino_mixed``). Measured on the demo models (README, OpenVINO section): Mask
+  R-CNN segm AP -0.0022 and bbox AP -0.0026 on the held-out image and its flips, Keypoint R-CNN
+  OKS AP -0.0014; on R50-FPN at 800x1344 the model runs 1.4x faster than in fp32. Individual
+  detections can change (1 of 222 on the demo, at the image border). ``bf16_scopes=HEAD_SCOPES``
+  keeps the whole feature extractor fp32 (matched scores within 0.010 of fp32's; 1.3x on R50), and
+  ``bf16_scopes=MASK_HEAD_SCOPES`` keeps boxes, scores and labels exactly fp32's (only the mask
+  and keypoint heads in bf16).
 * ``"auto"``: ``"bf16"`` where OpenVINO reports the ``BF16`` capability of the CPU, else ``"fp32"``.
 * a function ``(metadata, capabilities) -> "fp32" | "bf16"``: decided per artifact
   (``backend="auto"`` passes ``sdk.backends.select.measured_precision``).
@@ -30,10 +33,9 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
 Keeping parts of the graph in float32 under bf16 (``fp32_ops=``): OpenVINO's per-node mark
 (``precise_0`` rt_info). In OpenVINO 2026.4 its CPU plugin honours it for RoiAlign but not
 for FullyConnected (the Mask R-CNN box head), and marking every convolution fails to compile;
-keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. The feature
-extractor is what moves the scores: any part of the backbone or FPN in bf16 moved matched
-scores by 0.02-0.70 and AP by up to 0.015 on the demo model (``benchmarks/openvino_bf16_split.py``).
-Use ``precision="mixed"`` or ``"fp32"`` where score parity matters.
+keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. The ResNet and the
+FPN's lateral convolutions are what move the scores: with them in bf16 matched scores moved by up
+to 0.71, against 0.010 for the heads alone and 0.16 for mixed (``benchmarks/openvino_bf16_split.py``).
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ DETECTION_KINDS = ("maskrcnn", "keypointrcnn")
 KEEP_FP32_KEY = "precise_0"
 MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to 0.37 on the demo model against "
                          "PyTorch fp32), so detections near the score threshold and overlapping boxes in NMS can "
-                         "change; use precision='mixed' (only the heads in bf16) or 'fp32' for parity (README, "
+                         "change; use precision='mixed' (the ResNet and the box scores in fp32; AP within 0.003 "
+                         "of fp32 on the demo models) or 'fp32' (README, "
                          "OpenVINO section)")
 # (metadata, OpenVINO CPU capabilities) -> "fp32" | "bf16"
 PrecisionRule = Callable[[Mapping[str, Any], Sequence[str]], str]

@@ -36,11 +36,12 @@ def measured_precision(metadata: Mapping[str, Any], capabilities: Sequence[str])
 
     * U-Net on a CPU with native bf16: **bf16** (IoU within 0.0005 of fp32, 99.97% of the labels
       equal to PyTorch fp32's; the int8 file in bf16 within 0.0015; 2.2x faster than fp32);
-    * Mask R-CNN and Keypoint R-CNN on such a CPU: **mixed**, the heads in bf16 and the backbone,
-      scores and NMS in fp32 (segm AP -0.0013, bbox AP -0.0006, scores within 0.010, OKS AP +0.0002;
-      1.3x faster than fp32 on R50-FPN at 800x1344). Whole-graph bf16 moved bbox AP by 0.015 and
-      scores by up to 0.37;
-    * int8 Mask R-CNN / Keypoint R-CNN files: **fp32** (int8 with bf16 moved AP by 0.007-0.034);
+    * Mask R-CNN and Keypoint R-CNN on such a CPU: **mixed**, the FPN's output convolutions and the
+      heads in bf16, the ResNet, scores and NMS in fp32 (on the held-out image and its flips segm AP
+      -0.0022, bbox AP -0.0026; OKS AP -0.0014; 1.4x faster than fp32 on R50-FPN at 800x1344).
+      Whole-graph bf16 moved segm AP by 0.0055 and scores by up to 0.37;
+    * int8 Mask R-CNN / Keypoint R-CNN files: **fp32** (int8 with bf16 moved segm AP by 0.013 on the
+      held-out image and its flips);
     * CPUs without native bf16: fp32.
     """
     if "BF16" not in set(capabilities):

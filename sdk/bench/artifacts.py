@@ -59,7 +59,7 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("openvino bf16", "fp32", {"backend": "openvino", "precision": "bf16"}, OPENVINO),
     Runtime("openvino int8", "int8", {"backend": "openvino", "precision": "fp32"}, OPENVINO),
     Runtime("openvino int8+bf16", "int8", {"backend": "openvino", "precision": "bf16"}, OPENVINO),
-    # the heads' convolutions and matmuls in bf16; the backbone, RoiAlign, scores and NMS in fp32
+    # the FPN outputs' and heads' convolutions and matmuls in bf16; the ResNet, RoiAlign, scores and NMS in fp32
     Runtime("openvino mixed", "fp32", {"backend": "openvino", "precision": "mixed"}, OPENVINO,
             ("maskrcnn", "keypointrcnn")),
 )
