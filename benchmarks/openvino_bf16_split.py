@@ -76,12 +76,12 @@ def main() -> None:
     for name, backend in backends.items():
         if backend.bf16_layers:
             print(f"{name}: {backend.bf16_layers} layers in bf16")
-    held_out, scratch = None, tempfile.TemporaryDirectory(prefix="segrt_flips_")  # removed at exit
+    held_out = None
     if args.val:
         first = json.loads(args.val.read_text())["images"][0]["file_name"]
         image = read_image(args.val.with_suffix("") / first)
-        held_out = flipped_coco(args.val, args.val.with_suffix(""),
-                                Path(scratch.name) / "held_out.json")
+        scratch = tempfile.TemporaryDirectory(prefix="segrt_flips_")  # removed at exit
+        held_out = flipped_coco(args.val, args.val.with_suffix(""), Path(scratch.name) / "held_out.json")
     else:
         h, w = backends["fp32"].metadata["input_size"]
         image = bench_image((h, min(w, h * 5 // 3)), 3)

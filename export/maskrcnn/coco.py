@@ -231,6 +231,12 @@ def _polygons(mask: np.ndarray) -> list[list[float]]:
     return polys
 
 
+def _mask_box(mask: np.ndarray) -> list[float]:
+    """COCO box [x, y, w, h] around the pixels of a non-empty binary mask."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
 def labels_to_coco(label_images: list[tuple[str, np.ndarray]], category: str, use_rle: bool) -> dict[str, Any]:
     """COCO instances dict from (file name, uint16 instance label image) pairs; one category (id 1)."""
     from sdk.coco import encode_rle
@@ -242,20 +248,21 @@ def labels_to_coco(label_images: list[tuple[str, np.ndarray]], category: str, us
             if obj == 0:
                 continue
             m = labels == obj
-            ys, xs = np.nonzero(m)
             seg: Any = encode_rle(m) if use_rle else _polygons(m)
             if not seg:
                 continue
             anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": 1, "iscrowd": 0,
-                         "area": float(m.sum()),
-                         "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
-                                  float(ys.max() - ys.min() + 1)],
-                         "segmentation": seg})
+                         "area": float(m.sum()), "bbox": _mask_box(m), "segmentation": seg})
     return {"info": {"description": "DSB2018 nuclei demo (segrt)"}, "images": images, "annotations": anns,
             "categories": [{"id": 1, "name": category, "supercategory": "cell"}]}
 
 
+# file name suffix -> (flip rows, flip columns)
 FLIPS = {"": (False, False), "fliplr": (False, True), "flipud": (True, False), "rot180": (True, True)}
+
+
+def _flip(a: np.ndarray, rows: bool, columns: bool) -> np.ndarray:
+    return np.ascontiguousarray(a[::-1 if rows else 1, ::-1 if columns else 1])
 
 
 def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | Path) -> Path:
@@ -281,21 +288,15 @@ def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | P
     for info in doc["images"]:
         image = read_image(image_dir / info["file_name"])
         h, w = image.shape[:2]
-        for suffix, (up_down, left_right) in FLIPS.items():
-            def flip(a: np.ndarray) -> np.ndarray:
-                return np.ascontiguousarray(a[::-1 if up_down else 1, ::-1 if left_right else 1])
+        for suffix, flips in FLIPS.items():
             name = f"{Path(info['file_name']).stem}{'_' + suffix if suffix else ''}.png"
-            write_png(out_json.with_suffix("") / name, flip(image))
+            write_png(out_json.with_suffix("") / name, _flip(image, *flips))
             images.append({**info, "id": len(images) + 1, "file_name": name})
             for a in by_image.get(info["id"], []):
-                m = flip(decode_segmentation(a["segmentation"], h, w)).astype(bool)
-                ys, xs = np.nonzero(m)
-                if not len(xs):
-                    continue
-                anns.append({**a, "id": len(anns) + 1, "image_id": images[-1]["id"], "segmentation": encode_rle(m),
-                             "area": float(m.sum()), "bbox": [float(xs.min()), float(ys.min()),
-                                                              float(xs.max() - xs.min() + 1),
-                                                              float(ys.max() - ys.min() + 1)]})
+                m = _flip(decode_segmentation(a["segmentation"], h, w), *flips).astype(bool)
+                if m.any():
+                    anns.append({**a, "id": len(anns) + 1, "image_id": images[-1]["id"], "area": float(m.sum()),
+                                 "bbox": _mask_box(m), "segmentation": encode_rle(m)})
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps({**doc, "images": images, "annotations": anns}))
     return out_json
