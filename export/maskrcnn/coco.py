@@ -257,8 +257,8 @@ def labels_to_coco(label_images: list[tuple[str, np.ndarray]], category: str, us
             "categories": [{"id": 1, "name": category, "supercategory": "cell"}]}
 
 
-# file name suffix -> (flip rows, flip columns)
-FLIPS = {"": (False, False), "fliplr": (False, True), "flipud": (True, False), "rot180": (True, True)}
+# flipped_coco's views: file name suffix -> (flip rows, flip columns)
+VIEW_FLIPS = {"": (False, False), "fliplr": (False, True), "flipud": (True, False), "rot180": (True, True)}
 
 
 def _flip(a: np.ndarray, rows: bool, columns: bool) -> np.ndarray:
@@ -288,7 +288,7 @@ def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | P
     for info in doc["images"]:
         image = read_image(image_dir / info["file_name"])
         h, w = image.shape[:2]
-        for suffix, flips in FLIPS.items():
+        for suffix, flips in VIEW_FLIPS.items():
             name = f"{Path(info['file_name']).stem}{'_' + suffix if suffix else ''}.png"
             write_png(out_json.with_suffix("") / name, _flip(image, *flips))
             images.append({**info, "id": len(images) + 1, "file_name": name})
