@@ -59,11 +59,6 @@ def dihedral(image: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(np.rot90(v, k)) for v in (image, image[:, ::-1]) for k in range(4)]
 
 
-def flips(image: np.ndarray) -> list[np.ndarray]:
-    """The 4 flips (shape kept, so every view fits the fixed Mask R-CNN canvas)."""
-    return [np.ascontiguousarray(v) for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])]
-
-
 def measure(title: str, predictors: dict[str, Any], metrics: Callable[[Any], dict[str, float]],
             agreement: Callable[[Any], dict[str, float]], image: np.ndarray, rounds: int) -> Report:
     """One row per predictor: held-out ``metrics``, ``agreement`` with the first (reference) predictor,
@@ -160,7 +155,7 @@ def maskrcnn_agreement(pred, views, ref_results) -> dict[str, float]:
 def run_maskrcnn(args, out: Path) -> dict[str, Any]:
     import torch
     from export.checkpoint import load_checkpoint
-    from export.maskrcnn.coco import flipped_coco
+    from export.maskrcnn.coco import flip_views, flipped_coco
     from export.maskrcnn.models import model_from_checkpoint
     from export.maskrcnn.onnx_export import torch_to_onnx
     from export.maskrcnn.reference import TorchvisionPredictor
@@ -178,7 +173,7 @@ def run_maskrcnn(args, out: Path) -> dict[str, Any]:
 
     from sdk.imageio import read_image
     image = read_image(sorted((coco / "val").glob("*.png"))[0])
-    views = flips(image)
+    views = flip_views(image)  # the views of flipped_coco; shape kept, so each fits the fixed canvas
     ref_results = [reference.predict(v) for v in views]
     held_out = flipped_coco(coco / "val.json", coco / "val", out / "val_flips.json")
     report = measure("Mask R-CNN (held-out half and its 3 flips; agreement over the 4 views vs torchvision fp32)",

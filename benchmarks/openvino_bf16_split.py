@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.maskrcnn.coco import flipped_coco
+from export.maskrcnn.coco import flip_views, flipped_coco
 from sdk.backends.openvino import HEAD_SCOPES, MASK_HEAD_SCOPES, OpenVINOBackend
 from sdk.bench.agreement import detection_matching, instances_agreement
 from sdk.bench.artifacts import bench_image
@@ -85,7 +85,7 @@ def main() -> None:
     else:
         h, w = backends["fp32"].metadata["input_size"]
         image = bench_image((h, min(w, h * 5 // 3)), 3)
-    views = [np.ascontiguousarray(v) for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])]
+    views = flip_views(image)
     predictors = {k: MaskRCNNPredictor(b) for k, b in backends.items()}
     references = [predictors["fp32"].predict(v) for v in views]
     print(f"{'variant':<24}{'segm AP':>8}{'bbox AP':>8}{'matched':>9}{'max dscore':>11}{'unmatched':>10}"

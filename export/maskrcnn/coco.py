@@ -265,6 +265,11 @@ def _flip(a: np.ndarray, rows: bool, columns: bool) -> np.ndarray:
     return np.ascontiguousarray(a[::-1 if rows else 1, ::-1 if columns else 1])
 
 
+def flip_views(image: np.ndarray) -> list[np.ndarray]:
+    """``image`` [H, W, ...] and its 3 flips, in the order of :func:`flipped_coco`'s images (shape kept)."""
+    return [_flip(image, *flips) for flips in VIEW_FLIPS.values()]
+
+
 def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | Path) -> Path:
     """Each image of a COCO instances file with its 3 flips, as 4 test images: ``out_json`` and its images.
 

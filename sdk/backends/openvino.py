@@ -73,8 +73,7 @@ KEEP_FP32_KEY = "precise_0"
 MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to 0.37 on the demo model against "
                          "PyTorch fp32), so detections near the score threshold and overlapping boxes in NMS can "
                          "change; use precision='mixed' (the ResNet and the box scores in fp32; AP within 0.003 "
-                         "of fp32 on the demo models) or 'fp32' (README, "
-                         "OpenVINO section)")
+                         "of fp32 on the demo models) or 'fp32' (README, OpenVINO section)")
 # (metadata, OpenVINO CPU capabilities) -> "fp32" | "bf16"
 PrecisionRule = Callable[[Mapping[str, Any], Sequence[str]], str]
 

@@ -27,8 +27,8 @@ def heavy_nodes(model, prefixes: Sequence[str]) -> list:
 
     def in_scope(op) -> bool:
         consumers = [t.get_node() for out in op.outputs() for t in out.get_target_inputs()]
-        return _name(op).startswith(prefixes) or bool(consumers) and all(
-            _name(c).startswith(prefixes) for c in consumers)
+        return _name(op).startswith(prefixes) or (bool(consumers) and all(
+            _name(c).startswith(prefixes) for c in consumers))
 
     return [op for op in model.get_ordered_ops() if op.get_type_name() in HEAVY_TYPES and in_scope(op)]
 

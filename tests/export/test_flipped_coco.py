@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("pycocotools", reason="flipped_coco reads and writes COCO masks with pycocotools")
 from pycocotools import mask as mask_util  # noqa: E402
 
-from export.maskrcnn.coco import flipped_coco  # noqa: E402
+from export.maskrcnn.coco import flip_views, flipped_coco  # noqa: E402
 from sdk.coco import run_lengths  # noqa: E402
 from sdk.errors import DataError  # noqa: E402
 from sdk.imageio import read_image, write_png  # noqa: E402
@@ -46,8 +46,9 @@ def test_each_image_comes_with_its_three_flips(tmp_path):
     assert [im["file_name"] for im in doc["images"]] == ["a.png", "a_fliplr.png", "a_flipud.png", "a_rot180.png"]
     assert len({im["id"] for im in doc["images"]}) == 4 and len({a["id"] for a in doc["annotations"]}) == 8
     flips = [lambda a: a, lambda a: a[:, ::-1], lambda a: a[::-1], lambda a: a[::-1, ::-1]]
-    for im, flip in zip(doc["images"], flips):
+    for im, flip, view in zip(doc["images"], flips, flip_views(image), strict=True):
         np.testing.assert_array_equal(read_image(out.with_suffix("") / im["file_name"]), flip(image))
+        np.testing.assert_array_equal(view, flip(image))  # the same views, for agreement on the raw image
         anns = [a for a in doc["annotations"] if a["image_id"] == im["id"]]
         assert len(anns) == 2
         for ann, mask in zip(anns, masks):

@@ -211,7 +211,7 @@ def test_maskrcnn_mixed_runs_the_fpn_outputs_and_heads_in_bf16_and_the_resnet_in
     a, b = mixed.run(feed), fp32.run(feed)
     assert int(a["num_detections"][0]) > 0 and a["masks"].dtype == np.float32
     assert abs(int(a["num_detections"][0]) - int(b["num_detections"][0])) <= 2
-    if HAS_BF16:  # where bf16 is native, the runtime model shows it on the heads' layers only
+    if HAS_BF16:  # where bf16 is native, the runtime model shows it on the FPN outputs' and heads' layers only
         precisions = mixed.runtime_precisions()
         bf16_layers = {n for n, p in precisions.items() if p == "bf16"}
         assert any(n.startswith("/head/") for n in bf16_layers), sorted(bf16_layers)
