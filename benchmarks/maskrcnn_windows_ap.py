@@ -25,8 +25,8 @@ SIZES = [(512, 256), (256, 256), (192, 192)]
 
 
 def export_graphs(checkpoint: Path, workdir: Path) -> dict[str, dict[tuple[int, int], Path]]:
-    from export.checkpoint import load_checkpoint
-    from export.api import export_maskrcnn
+    from segrt.export.checkpoint import load_checkpoint
+    from segrt.export.api import export_maskrcnn
     graphs: dict[str, dict[tuple[int, int], Path]] = {"demo": {}, "uncapped": {}}
     for setting in graphs:
         ckpt = load_checkpoint(checkpoint)
@@ -48,14 +48,14 @@ def main() -> None:
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--out", type=Path, default=Path("runs/maskrcnn_windows_ap.json"))
     args = p.parse_args()
-    import sdk
-    from sdk.io import atomic_path
-    from sdk.coco import evaluate
+    import segrt
+    from segrt.io.files import atomic_path
+    from segrt.rcnn.coco import evaluate
     report = {}
     for setting, paths in export_graphs(args.checkpoint, args.workdir).items():
         rows = {}
         for hw, path in paths.items():
-            predictor = sdk.load(path, threads=2)
+            predictor = segrt.load(path, threads=2)
             whole = hw == SIZES[0]
             run = predictor.predict
             predictor.predict = lambda img, run=run, whole=whole: run(img, tiles=not whole, overlap=args.overlap,

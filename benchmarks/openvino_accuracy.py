@@ -5,22 +5,22 @@ For the demo U-Net and the demo Mask R-CNN (checkpoints from ``segrt train`` / `
 * exports the fp32 ``.onnx`` (as ``segrt export``) and its int8 QDQ copy (as ``segrt export --int8``,
   calibrated on the training half);
 * runs PyTorch eager fp32 (the reference), ONNX Runtime fp32/int8 and OpenVINO fp32/bf16/int8
-  through the same sdk predictor code;
-* U-Net: IoU, adapted Rand error, warping error (``sdk.unet.evaluate``), and agreement with
+  through the same segrt predictor code;
+* U-Net: IoU, adapted Rand error, warping error (``segrt.unet.predictor.evaluate``), and agreement with
   PyTorch over the 8 flips/rotations of the held-out image (argmax label agreement, max |dprob|);
-* Mask R-CNN: COCO segm/bbox AP, AP50, AP75 (``sdk.coco.evaluate``) on the held-out image and its
-  3 flips as 4 test images (``export.maskrcnn.coco.flipped_coco``: one small image alone moves AP
+* Mask R-CNN: COCO segm/bbox AP, AP50, AP75 (``segrt.rcnn.coco.evaluate``) on the held-out image and its
+  3 flips as 4 test images (``segrt.export.maskrcnn.coco.flipped_coco``: one small image alone moves AP
   by the whole budget between runtimes that barely differ), and agreement with
   torchvision over the same 4 views (detections matched by label and box IoU >= 0.5,
   score deltas, mask IoU, and the scores of unmatched detections: near the score threshold means
   threshold flicker, high means NMS or ranking changed);
 * end-to-end latency (``predict`` on the held-out image), all variants interleaved round by round
   so that load from other processes hits them alike;
-* the pick (``sdk.bench.pick``): the fastest runtime whose IoU (U-Net) or segm and bbox AP
+* the pick (``segrt.bench.pick``): the fastest runtime whose IoU (U-Net) or segm and bbox AP
   (Mask R-CNN) is within 0.005 of PyTorch fp32's, either way.
 
-The runtimes are the rows of ``sdk.bench.artifacts.RUNTIMES``; the agreement numbers are the
-harness's (``sdk.bench.agreement``), taken per view and summarized over the views; the results
+The runtimes are the rows of ``segrt.bench.artifacts.RUNTIMES``; the agreement numbers are the
+harness's (``segrt.bench.agreement``), taken per view and summarized over the views; the results
 are ``segrt-bench/1`` reports, one per model.
 
     python benchmarks/openvino_accuracy.py --data data/dsb2018 --unet runs/unet.pt \\
@@ -40,15 +40,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-import sdk
-from sdk.bench import Report, Row, Within, pick, timing_from_samples
-from sdk.bench.core import interleaved_samples
-from sdk.bench.agreement import detection_matching, instances_agreement, segmentation_agreement
-from sdk.bench.artifacts import Runtime, runtimes_for
-from sdk.io import atomic_path
+import segrt
+from segrt.bench import Report, Row, Within, pick, timing_from_samples
+from segrt.bench.core import interleaved_samples
+from segrt.bench.agreement import detection_matching, instances_agreement, segmentation_agreement
+from segrt.bench.artifacts import Runtime, runtimes_for
+from segrt.io.files import atomic_path
 
 REFERENCE = "pytorch fp32"
-# what sdk.load(path, backend="auto") opens (a row of its own, not a candidate of the pick)
+# what segrt.load(path, backend="auto") opens (a row of its own, not a candidate of the pick)
 AUTO = Runtime("backend='auto'", "fp32", {"backend": "auto"})
 # the accuracy budget of the pick, per model kind: each metric within 0.005 of PyTorch fp32's, either way
 BUDGETS = {"unet": {"iou": Within(0.005)}, "maskrcnn": {"segm_AP": Within(0.005), "bbox_AP": Within(0.005)}}
@@ -93,7 +93,7 @@ def load_runtimes(kind: str, paths: dict[str, Path], threads: int) -> dict[str, 
 # ----------------------------------------------------------------------------------------- U-Net
 
 def unet_agreement(pred, views: list[np.ndarray], ref_results: list) -> dict[str, float]:
-    """``sdk.bench.agreement.segmentation_agreement`` on each view, summarized over the views."""
+    """``segrt.bench.agreement.segmentation_agreement`` on each view, summarized over the views."""
     per = [segmentation_agreement(pred.predict(v), r) for v, r in zip(views, ref_results)]
     agree = [p["label_agreement"] for p in per]
     return {"label_agreement_pct": 100.0 * float(np.mean(agree)), "label_agreement_min_pct": 100.0 * min(agree),
@@ -103,18 +103,18 @@ def unet_agreement(pred, views: list[np.ndarray], ref_results: list) -> dict[str
 
 def run_unet(args, out: Path) -> dict[str, Any]:
     import torch
-    from export.api import export_unet
-    from export.checkpoint import load_checkpoint
-    from export.quantize import quantize_int8
-    from export.to_onnx import build_unet
-    from export.torch_backend import TorchBackend
-    from sdk.datasets import load_split
-    from sdk.unet import UNetPredictor, evaluate
+    from segrt.export.api import export_unet
+    from segrt.export.checkpoint import load_checkpoint
+    from segrt.export.quantize import quantize_int8
+    from segrt.export.to_onnx import build_unet
+    from segrt.export.torch_backend import TorchBackend
+    from segrt.io.datasets import load_split
+    from segrt.unet.predictor import UNetPredictor, evaluate
 
     ckpt = load_checkpoint(args.unet)
     paths = {"fp32": export_unet(ckpt, out / "unet.onnx")}
     paths["int8"] = quantize_int8(paths["fp32"], out / "unet.int8.onnx", [im for im, _ in load_split(args.data / "train")])
-    meta = sdk.open_backend(paths["fp32"]).metadata
+    meta = segrt.open_backend(paths["fp32"]).metadata
     net = torch.nn.Sequential(build_unet(ckpt), torch.nn.Softmax(dim=1)).eval()  # the exported graph ends in softmax
     torch_pred = UNetPredictor(TorchBackend(net, meta, ["image"], ["probs"], threads=args.threads))
     predictors = {REFERENCE: torch_pred, **load_runtimes("unet", paths, args.threads)}
@@ -134,7 +134,7 @@ def run_unet(args, out: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ Mask R-CNN
 
 def maskrcnn_agreement(pred, views, ref_results) -> dict[str, float]:
-    """``instances_agreement`` and ``detection_matching`` (``sdk.bench.agreement``) on each view,
+    """``instances_agreement`` and ``detection_matching`` (``segrt.bench.agreement``) on each view,
     summarized over the views."""
     per = [instances_agreement(out, r) | detection_matching(out, r)
            for out, r in ((pred.predict(v), r) for v, r in zip(views, ref_results))]
@@ -154,13 +154,13 @@ def maskrcnn_agreement(pred, views, ref_results) -> dict[str, float]:
 
 def run_maskrcnn(args, out: Path) -> dict[str, Any]:
     import torch
-    from export.checkpoint import load_checkpoint
-    from export.maskrcnn.coco import flip_views, flipped_coco
-    from export.maskrcnn.models import model_from_checkpoint
-    from export.maskrcnn.onnx_export import torch_to_onnx
-    from export.maskrcnn.reference import TorchvisionPredictor
-    from export.quantize import calibration_images, quantize_int8
-    from sdk.coco import evaluate
+    from segrt.export.checkpoint import load_checkpoint
+    from segrt.export.maskrcnn.coco import flip_views, flipped_coco
+    from segrt.export.maskrcnn.models import model_from_checkpoint
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+    from segrt.export.maskrcnn.reference import TorchvisionPredictor
+    from segrt.export.quantize import calibration_images, quantize_int8
+    from segrt.rcnn.coco import evaluate
 
     torch.set_num_threads(args.threads)
     coco = args.data / "coco"
@@ -171,7 +171,7 @@ def run_maskrcnn(args, out: Path) -> dict[str, Any]:
     reference = TorchvisionPredictor(model, names, canvas_hw=hw)
     predictors = {REFERENCE: reference, **load_runtimes("maskrcnn", paths, args.threads)}
 
-    from sdk.imageio import read_image
+    from segrt.io.images import read_image
     image = read_image(sorted((coco / "val").glob("*.png"))[0])
     views = flip_views(image)  # the views of flipped_coco; shape kept, so each fits the fixed canvas
     ref_results = [reference.predict(v) for v in views]
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds per variant (interleaved)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    from sdk.backends.openvino import cpu_capabilities, import_openvino
+    from segrt.backends.openvino import cpu_capabilities, import_openvino
     ov = import_openvino()
     report: dict[str, Any] = {"machine": {"cpu": platform.processor() or platform.machine(),
                                           "openvino": ov.__version__, "openvino_capabilities": list(cpu_capabilities()),

@@ -2,7 +2,7 @@
 
 OpenVINO's CPU plugin ignores the per-node float32 mark on the box head's FullyConnected layers
 (README, OpenVINO section), so this script mixes precisions the way ``precision="mixed"`` does
-(``sdk.backends.openvino_mixed``): the convolutions and matmuls whose ONNX node names start with
+(``segrt.backends.openvino_mixed``): the convolutions and matmuls whose ONNX node names start with
 one of a variant's prefixes get their inputs converted to bf16, and run on the CPU's bf16 kernels;
 everything else stays fp32, in one compiled model.
 
@@ -17,7 +17,7 @@ Variants (whole-graph fp32 is the reference, whole-graph bf16 the other end):
 ``--variant NAME=PREFIX,...`` adds others (``--only``: those alone, against fp32).
 
 With a COCO held-out split it prints segm/bbox AP on its images and their 3 flips
-(``export.maskrcnn.coco.flipped_coco``); always the detections matched to fp32's over
+(``segrt.export.maskrcnn.coco.flipped_coco``); always the detections matched to fp32's over
 the 4 flips of the image (label and box IoU >= 0.5), the largest score change, the best fp32
 score left unmatched, the AP of each variant scored against fp32's detections, and end-to-end p50.
 
@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from export.maskrcnn.coco import flip_views, flipped_coco
-from sdk.backends.openvino import HEAD_SCOPES, MASK_HEAD_SCOPES, OpenVINOBackend
-from sdk.bench.agreement import detection_matching, instances_agreement
-from sdk.bench.artifacts import bench_image
-from sdk.imageio import read_image
-from sdk.maskrcnn import MaskRCNNPredictor
+from segrt.export.maskrcnn.coco import flip_views, flipped_coco
+from segrt.backends.openvino import HEAD_SCOPES, MASK_HEAD_SCOPES, OpenVINOBackend
+from segrt.bench.agreement import detection_matching, instances_agreement
+from segrt.bench.artifacts import bench_image
+from segrt.io.images import read_image
+from segrt.rcnn.predictor import MaskRCNNPredictor
 
 VARIANTS = {"backbone + FPN": ("/backbone/",),
             "FPN + heads": ("/backbone/fpn/",) + HEAD_SCOPES,
@@ -68,7 +68,7 @@ def main() -> None:
     backends = {"fp32": OpenVINOBackend(args.onnx, "fp32", threads=args.threads)}
     if not args.only:
         backends["bf16"] = OpenVINOBackend(args.onnx, "bf16", threads=args.threads)
-    # precision="mixed" (sdk.backends.openvino_mixed) over other parts of the graph
+    # precision="mixed" (segrt.backends.openvino_mixed) over other parts of the graph
     for name, prefixes in variants.items():
         backends[name] = OpenVINOBackend(args.onnx, "mixed", threads=args.threads, bf16_scopes=prefixes)
     if not args.only:
@@ -93,7 +93,7 @@ def main() -> None:
     for name, predictor in predictors.items():
         scores = {"segm_AP": float("nan"), "bbox_AP": float("nan")}
         if held_out:
-            from sdk.coco import evaluate
+            from segrt.rcnn.coco import evaluate
             scores = evaluate(predictor, held_out, held_out.with_suffix(""))
         outs = [predictor.predict(v) for v in views]
         match = [detection_matching(o, r) for o, r in zip(outs, references)]

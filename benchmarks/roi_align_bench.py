@@ -1,12 +1,12 @@
-"""RoIAlign speed: segrt vs torchvision, as ratios measured in one run (the shared harness, ``sdk.bench``).
+"""RoIAlign speed: segrt vs torchvision, as ratios measured in one run (the shared harness, ``segrt.bench``).
 
 Mask R-CNN sized work: 1000 RoIs, 256 channels, P2..P5 of an 800x1344 input,
 7x7 (box head) and 14x14 (mask head), sampling_ratio=2, aligned=False.
 
-CPU: ``sdk.ops`` on numpy arrays vs ``torchvision.ops.roi_align`` (all RoIs on P2) and vs
+CPU: ``segrt.ops`` on numpy arrays vs ``torchvision.ops.roi_align`` (all RoIs on P2) and vs
 ``torchvision.ops.MultiScaleRoIAlign``, at the same thread count (torch.set_num_threads
 and our ``threads=`` get ``--threads``). GPU (when CUDA is present and
-libsegrt_roi_align_cuda.so is built): ``sdk.ops`` on CUDA tensors vs torchvision's CUDA
+libsegrt_roi_align_cuda.so is built): ``segrt.ops`` on CUDA tensors vs torchvision's CUDA
 ops, fp32 and fp16, plus achieved bandwidth against a device-to-device copy.
 
     python benchmarks/roi_align_bench.py --device cpu --threads 1 --out runs/roi_align_cpu.json
@@ -14,7 +14,7 @@ ops, fp32 and fp16, plus achieved bandwidth against a device-to-device copy.
 
 Each (op, output size, threads or dtype) is one group: torchvision is its reference, and the
 segrt row carries the speedup and the largest difference from torchvision's output. Prints the
-table and writes the report (``segrt-bench/1`` JSON, see ``sdk.bench.core``) and a plot.
+table and writes the report (``segrt-bench/1`` JSON, see ``segrt.bench.core``) and a plot.
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from sdk.bench.agreement import array_agreement
-from sdk.bench.cli import add_common_arguments, check_counts, default_threads, environment, publish
-from sdk.bench.core import Variant, run_variants
+from segrt.bench.agreement import array_agreement
+from segrt.bench.cli import add_common_arguments, check_counts, default_threads, environment, publish
+from segrt.bench.core import Variant, run_variants
 
 STRIDES = (4, 8, 16, 32)
 
@@ -55,7 +55,7 @@ def cpu_variants(feats, rois, idx, image_hw, output_sizes, threads: int) -> list
     import torch
     import torchvision
 
-    from sdk.ops import multi_scale_roi_align, roi_align
+    from segrt.ops import multi_scale_roi_align, roi_align
     names = [f"p{i + 2}" for i in range(len(feats))]
     scales = [1.0 / s for s in STRIDES]
     tfeats = OrderedDict((n, torch.from_numpy(f)) for n, f in zip(names, feats))
@@ -112,7 +112,7 @@ def copy_bandwidth_gbs(runs: int) -> float:
     """Device-to-device copy of 1 GiB (read + write): the practical bandwidth ceiling."""
     import torch
 
-    from sdk.bench.core import measure
+    from segrt.bench.core import measure
     src = torch.empty(256 * 2**20, dtype=torch.float32, device="cuda")
     dst = torch.empty_like(src)
     timing, _ = measure(lambda: dst.copy_(src), runs, 2, sync=torch.cuda.synchronize)
@@ -123,8 +123,8 @@ def gpu_variants(feats_np, rois_np, idx_np, image_hw, output_sizes) -> list[Vari
     import torch
     import torchvision
 
-    from sdk import native, ops
-    from sdk.errors import BackendUnavailableError
+    from segrt import native, ops
+    from segrt.errors import BackendUnavailableError
     try:
         native.find_library(native.CUDA_ROI_ALIGN)
     except BackendUnavailableError as exc:

@@ -3,9 +3,9 @@
     python benchmarks/same_padding_margin.py
 
 Random He-initialised same-padding nets (depth 3-5, 8 channels, no dropout), a 211x197
-image, eager PyTorch through the sdk tiler. For each margin (output pixels a tile drops per
+image, eager PyTorch through the segrt tiler. For each margin (output pixels a tile drops per
 side) it prints max |dp| over three tile sizes against one pass over the whole image
-mirror-padded by that margin. ``export.to_onnx.same_padding_margin`` is the last row per depth.
+mirror-padded by that margin. ``segrt.export.to_onnx.same_padding_margin`` is the last row per depth.
 """
 import sys
 from pathlib import Path
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from export.models.unet import UNet, UNetConfig, geometry  # noqa: E402
-from export.to_onnx import _WithSoftmax, same_padding_margin, unet_metadata  # noqa: E402
-from export.torch_backend import TorchBackend  # noqa: E402
-from sdk.unet import UNetPredictor  # noqa: E402
+from segrt.export.models.unet import UNet, UNetConfig, geometry  # noqa: E402
+from segrt.export.to_onnx import _WithSoftmax, same_padding_margin, unet_metadata  # noqa: E402
+from segrt.export.torch_backend import TorchBackend  # noqa: E402
+from segrt.unet.predictor import UNetPredictor  # noqa: E402
 
 torch.set_num_threads(1)
 image = np.random.default_rng(0).random((211, 197)).astype(np.float32)

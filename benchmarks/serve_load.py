@@ -27,15 +27,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import sdk  # noqa: E402
-from sdk.serve import RemotePredictor, TritonServer, write_model_repository  # noqa: E402
-from sdk.serve.server import free_ports  # noqa: E402
+import segrt  # noqa: E402
+from segrt.serve import RemotePredictor, TritonServer, write_model_repository  # noqa: E402
+from segrt.serve.server import free_ports  # noqa: E402
 
 
 def random_unet(out: Path, depth: int, channels: int, tile: int) -> Path:
     import torch
-    from export.models.unet import UNet, UNetConfig
-    from export.to_onnx import unet_to_onnx
+    from segrt.export.models.unet import UNet, UNetConfig
+    from segrt.export.to_onnx import unet_to_onnx
     torch.manual_seed(0)
     model = UNet(UNetConfig(depth=depth, base_channels=channels)).eval()
     return unet_to_onnx(model, out, ["background", "nucleus"], tile_size=tile)
@@ -74,7 +74,7 @@ def main() -> None:
     images = [rng.integers(0, 256, (args.size, args.size), dtype=np.uint8) for _ in range(args.images)]
     threads = max(1, (os.cpu_count() or 1) // args.instances)
 
-    local = sdk.load(model, threads=threads)  # the same intra-op threads as one server instance
+    local = segrt.load(model, threads=threads)  # the same intra-op threads as one server instance
     expected = [local.predict(im) for im in images]  # also the warm-up
 
     def in_process(label: str) -> dict:
@@ -106,7 +106,7 @@ def main() -> None:
                         t = time.perf_counter()
                         try:
                             got = remote.predict(images[i])
-                        except sdk.SegrtError:
+                        except segrt.SegrtError:
                             errors += 1
                             continue
                         lats.append((time.perf_counter() - t) * 1e3)

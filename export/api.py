@@ -6,7 +6,7 @@ The CLI (``segrt export``), the demo and the tests all call these functions.
     export_maskrcnn(ckpt, "maskrcnn.onnx", graph="tensorrt", input_hw=(800, 1344))
     export_checkpoint(ckpt, "unet.engine", format="engine", engine=EngineOptions(precision="fp16"))
 
-``EXPORTERS`` maps each artifact format of ``sdk.formats.FORMATS`` to the step that
+``EXPORTERS`` maps each artifact format of ``segrt.artifact.formats.FORMATS`` to the step that
 writes it, so the load side and the export side name the same formats.
 """
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sdk.errors import ArtifactError, InputError
-from sdk.formats import format_by_name
+from segrt.errors import ArtifactError, InputError
+from segrt.artifact.formats import format_by_name
 
-from . import DEFAULT_OPSET
-from .checkpoint import load_checkpoint
+from segrt.export import DEFAULT_OPSET
+from segrt.export.checkpoint import load_checkpoint
 
 Checkpoint = str | Path | dict[str, Any]
 
@@ -42,7 +42,7 @@ def export_unet(checkpoint: Checkpoint, out: str | Path, *, tile_size: int | Non
 
     The export checks ONNX Runtime against eager PyTorch on an input size it did not trace.
     """
-    from .to_onnx import build_unet, unet_to_onnx
+    from segrt.export.to_onnx import build_unet, unet_to_onnx
     ckpt = _checkpoint(checkpoint, ("unet",))
     return unet_to_onnx(build_unet(ckpt), out, ckpt["class_names"],
                         normalization=ckpt.get("extra", {}).get("normalization"), tile_size=tile_size, opset=opset)
@@ -61,9 +61,9 @@ def export_maskrcnn(checkpoint: Checkpoint, out: str | Path, *, graph: str = "po
         input_dtype: "float32" (RGB in [0, 1]) or "uint8" (0..255).
         score_thresh, nms_iou, max_detections: default to the model's (0.05, 0.5, 100).
     """
-    from .maskrcnn.models import model_from_checkpoint
-    from .maskrcnn.onnx_export import torch_to_onnx
-    from .maskrcnn.trt_graph import portable_to_tensorrt
+    from segrt.export.maskrcnn.models import model_from_checkpoint
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+    from segrt.export.maskrcnn.trt_graph import portable_to_tensorrt
     if graph not in ("portable", "tensorrt"):
         raise InputError(f"unknown graph {graph!r}", 'use graph="portable" or graph="tensorrt"')
     out = Path(out)
@@ -80,7 +80,7 @@ def export_maskrcnn(checkpoint: Checkpoint, out: str | Path, *, graph: str = "po
 
 @dataclass
 class EngineOptions:
-    """Every option of the TensorRT engine build (``export.to_engine.onnx_to_engine``)."""
+    """Every option of the TensorRT engine build (``segrt.export.to_engine.onnx_to_engine``)."""
 
     precision: str = "fp32"                   # "fp32" (TF32 allowed) or "fp16"
     workspace_gib: float = 4.0
@@ -103,17 +103,17 @@ def export_onnx(checkpoint: Checkpoint, out: str | Path, **options: Any) -> Path
 
 def export_engine(onnx_path: str | Path, out: str | Path, engine: EngineOptions | None = None) -> Path:
     """segrt ``.onnx`` -> TensorRT engine (needs TensorRT and a GPU)."""
-    from .to_engine import onnx_to_engine
+    from segrt.export.to_engine import onnx_to_engine
     return onnx_to_engine(onnx_path, out, **asdict(engine or EngineOptions()))
 
 
 def export_openvino_ir(onnx_path: str | Path, out: str | Path, engine: EngineOptions | None = None) -> Path:
     """segrt ``.onnx`` -> OpenVINO IR ``.xml`` + ``.bin`` (needs ``segrt[openvino]``); ``engine`` is unused."""
-    from .to_openvino import onnx_to_openvino_ir
+    from segrt.export.to_openvino import onnx_to_openvino_ir
     return onnx_to_openvino_ir(onnx_path, out)
 
 
-# format name (sdk.formats) -> the last step that writes it, given the .onnx
+# format name (segrt.artifact.formats) -> the last step that writes it, given the .onnx
 EXPORTERS: dict[str, Callable[..., Path] | None] = {"onnx": None, "openvino": export_openvino_ir,
                                                     "engine": export_engine}
 
@@ -126,7 +126,7 @@ def export_checkpoint(checkpoint: Checkpoint, out: str | Path | None = None, *, 
     Args:
         checkpoint: a ``.pt`` from ``segrt train`` (or its loaded dict).
         out: the artifact path (default: the checkpoint path with the format's suffix).
-        format: a name from ``sdk.formats.FORMATS`` ("onnx", "openvino" or "engine").
+        format: a name from ``segrt.artifact.formats.FORMATS`` ("onnx", "openvino" or "engine").
         int8_calibration: also write ``<stem>.int8.onnx``, statically quantized and calibrated on the
             images of this folder (a split folder with images/ works too).
         engine: TensorRT build options for format "engine".
@@ -141,7 +141,7 @@ def export_checkpoint(checkpoint: Checkpoint, out: str | Path | None = None, *, 
     written = [export_onnx(ckpt, onnx_out, **model_options)]
     progress(f"wrote {written[-1]}")
     if int8_calibration is not None:
-        from .quantize import calibration_images, quantize_int8
+        from segrt.export.quantize import calibration_images, quantize_int8
         images = calibration_images(int8_calibration)
         written.insert(0, quantize_int8(written[0], written[0].with_suffix(".int8.onnx"), images))
         progress(f"wrote {written[0]} (int8, calibrated on {len(images)} image(s) of {int8_calibration}; "

@@ -1,8 +1,8 @@
 """What the ``segrt bench`` commands of the training side share: options, threads, int8, runtime rows.
 
-The timing, schema, printer and plot are the runtime's (``sdk.bench``); this module adds only
+The timing, schema, printer and plot are the runtime's (``segrt.bench``); this module adds only
 what needs the training side: PyTorch threads and int8 quantization. The model kinds declare
-their variants in ``export.bench_unet`` and ``export.maskrcnn.bench``.
+their variants in ``segrt.export.bench_unet`` and ``segrt.export.maskrcnn.bench``.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from sdk.bench.agreement import BY_KIND
-from sdk.bench.artifacts import artifact_variants, runtimes_for
-from sdk.bench.cli import add_common_arguments, check_counts, default_threads, environment
-from sdk.bench.core import Variant
+from segrt.bench.agreement import BY_KIND
+from segrt.bench.artifacts import artifact_variants, runtimes_for
+from segrt.bench.cli import add_common_arguments, check_counts, default_threads, environment
+from segrt.bench.core import Variant
 
 
 def add_arguments(p: argparse.ArgumentParser, out: str) -> None:
@@ -41,14 +41,14 @@ def int8_artifact(onnx_path: Path, args: argparse.Namespace, image: np.ndarray) 
     """With ``--int8``: the int8 copy of ``onnx_path`` (``NAME.int8.onnx`` beside it), else None."""
     if args.int8 is None:
         return None
-    from .quantize import calibration_images, quantize_int8
+    from segrt.export.quantize import calibration_images, quantize_int8
     images = [image] if args.int8 is True else calibration_images(args.int8)
     return quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"), images)
 
 
 def runtime_variants(kind: str, fp32: Path, int8: Path | None, image: np.ndarray, threads: int,
                      group: str = "") -> list[Variant]:
-    """The rows of every installed runtime (``sdk.bench.artifacts.RUNTIMES``) for the exported files."""
+    """The rows of every installed runtime (``segrt.bench.artifacts.RUNTIMES``) for the exported files."""
     agreement, model_agreement, _ = BY_KIND[kind]
     variants: list[Variant] = []
     for rt in runtimes_for({"fp32": fp32, "int8": int8}, kind):
@@ -70,22 +70,3 @@ def demo_bench_args(add_arguments: Callable[[argparse.ArgumentParser], None], ou
     add_arguments(parser)
     return parser.parse_args(["--runs", str(runs), "--warmup", "2", "--threads", "2", "--pick", "--out", str(out),
                               *more])
-
-
-def register(cli: Any) -> None:
-    """Add ``segrt bench unet|maskrcnn|keypointrcnn|large`` (``cli``: ``sdk.cli.Commands``)."""
-    from . import bench_unet
-    from .maskrcnn import bench as bench_maskrcnn
-    commands: list[tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any], str]] = [
-        ("unet", bench_unet.add_bench_arguments, bench_unet.bench_command,
-         "U-Net: PyTorch eager (fp32, bf16) vs the sdk on each runtime"),
-        ("maskrcnn", bench_maskrcnn.add_bench_arguments, bench_maskrcnn.bench_command,
-         "Mask R-CNN: torchvision eager vs the sdk on each runtime"),
-        ("keypointrcnn", bench_maskrcnn.add_keypoint_bench_arguments, bench_maskrcnn.bench_command,
-         "Keypoint R-CNN: torchvision eager vs the sdk on each runtime"),
-    ]
-    from . import bench_large
-    commands.append(("large", bench_large.add_bench_arguments, bench_large.bench_command,
-                     "large images: Mpixel/s and peak memory against image size (U-Net, Mask R-CNN windows)"))
-    for name, add, handler, help_text in commands:
-        add(cli.add_sub("bench", name, handler, help=help_text))

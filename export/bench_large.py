@@ -1,7 +1,7 @@
 """Large images: throughput (Mpixel/s) and peak memory against image size, U-Net and Mask R-CNN.
 
-    python -m export.bench_large unet --sizes 2048 8192 16384 --out runs/large_unet.json
-    python -m export.bench_large maskrcnn --model runs/maskrcnn_256x256.onnx --sizes 1024 2048 4096 \\
+    python -m segrt.export.bench_large unet --sizes 2048 8192 16384 --out runs/large_unet.json
+    python -m segrt.export.bench_large maskrcnn --model runs/maskrcnn_256x256.onnx --sizes 1024 2048 4096 \\
         --coco data/dsb2018/coco --out runs/large_maskrcnn.json
 
 (``bench_command`` / ``add_bench_arguments`` are the hooks for a ``segrt bench large`` verb.)
@@ -50,9 +50,9 @@ def _measured(args, run):
 
     Returns (predictor, (H, W), what run returned, seconds, baseline RSS bytes).
     """
-    import sdk
-    from sdk.sources import open_image
-    predictor = sdk.load(args.model, threads=args.threads)
+    import segrt
+    from segrt.io.sources import open_image
+    predictor = segrt.load(args.model, threads=args.threads)
     source = open_image(args.image)
     base = _status()["VmRSS"]
     _reset_peak()
@@ -96,7 +96,7 @@ def coco_ap(result, gt_json: str) -> dict:
     import io
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
-    from sdk.coco import instances_to_coco
+    from segrt.rcnn.coco import instances_to_coco
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(gt_json)
         dets = instances_to_coco(result, image_id=gt.getImgIds()[0])
@@ -116,7 +116,7 @@ def coco_ap(result, gt_json: str) -> dict:
 
 # -- parent: build inputs, run children -----------------------------------------------------
 def _run_child(argv: list[str], timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "export.bench_large", *argv], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "segrt.export.bench_large", *argv], capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
@@ -142,8 +142,8 @@ def unet_image(path: Path, size: int, seed: int = 0) -> Path:
 
 def demo_unet(path: Path) -> Path:
     import torch
-    from export.models.unet import UNet, UNetConfig
-    from export.to_onnx import unet_to_onnx
+    from segrt.export.models.unet import UNet, UNetConfig
+    from segrt.export.to_onnx import unet_to_onnx
     torch.manual_seed(0)
     model = UNet(UNetConfig(depth=4, base_channels=16, padding="valid", dropout=0.5)).eval()
     return unet_to_onnx(model, path, ["background", "nucleus"], check=False)
@@ -172,9 +172,9 @@ def mosaic(coco_dir: Path, size: int, out_image: Path, out_json: Path) -> None:
     """Tile the held-out image (and its instances) into a size x size mosaic; COCO ground truth."""
     import tifffile
     from pycocotools import mask as mask_utils
-    from sdk.coco import compress_counts
-    from sdk.imageio import read_image
-    from sdk.masks import MaskCrops
+    from segrt.rcnn.coco import compress_counts
+    from segrt.io.images import read_image
+    from segrt.rcnn.masks import MaskCrops
     gt = json.loads((coco_dir / "val.json").read_text())
     info = gt["images"][0]
     img = read_image(coco_dir / "val" / info["file_name"])
@@ -280,7 +280,7 @@ def bench_command(args) -> dict:
         label = f"{args.model_kind} probs={r.get('probs')}" if args.model_kind == "unet" else "maskrcnn windows"
         series.setdefault(label, []).append(r)
     out = args.out or Path(f"runs/large_{args.model_kind}.json")
-    from sdk.io import atomic_path
+    from segrt.io.files import atomic_path
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     plot({"series": series}, out.with_suffix(".png"))

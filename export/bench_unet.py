@@ -1,14 +1,14 @@
-"""``segrt bench unet``: the U-Net's benchmark variants, timed by the shared harness (``sdk.bench``).
+"""``segrt bench unet``: the U-Net's benchmark variants, timed by the shared harness (``segrt.bench``).
 
 All variants use the same weights, the same image and the same thread count, in one run:
 
 * ``pytorch eager fp32`` (the reference) and ``pytorch eager bf16`` (CPU autocast): the model in
-  PyTorch behind the sdk's Backend interface (``export.torch_backend``). Model only = the network
-  on the predictor's tile batches; end to end = the sdk pipeline (normalize, overlap-tile, stitch,
+  PyTorch behind the segrt's Backend interface (``segrt.export.torch_backend``). Model only = the network
+  on the predictor's tile batches; end to end = the segrt pipeline (normalize, overlap-tile, stitch,
   argmax, components) with PyTorch inside.
-* every installed runtime of ``sdk.bench.artifacts.RUNTIMES`` on the exported ONNX (and its int8
+* every installed runtime of ``segrt.bench.artifacts.RUNTIMES`` on the exported ONNX (and its int8
   copy with ``--int8``): model only = ``backend.run`` on the same tile batches, end to end =
-  ``sdk.load(onnx).predict(image)``, what an application gets.
+  ``segrt.load(onnx).predict(image)``, what an application gets.
 """
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdk.bench.agreement import BY_KIND, segmentation_agreement
-from sdk.bench.artifacts import bench_image, load, predictor_variants
-from sdk.bench.cli import publish
-from sdk.bench.core import Report, Variant, run_variants
-from sdk.predictor import record_feeds
-from sdk.unet import UNetPredictor
+from segrt.bench.agreement import BY_KIND, segmentation_agreement
+from segrt.bench.artifacts import bench_image, load, predictor_variants
+from segrt.bench.cli import publish
+from segrt.bench.core import Report, Variant, run_variants
+from segrt.predictor import record_feeds
+from segrt.unet.predictor import UNetPredictor
 
-from . import bench_common
-from .checkpoint import load_checkpoint
-from .models.unet import UNet, UNetConfig
-from .to_onnx import _WithSoftmax, build_unet, unet_to_onnx
-from .torch_backend import TorchBackend
+from segrt.export import bench_common
+from segrt.export.checkpoint import load_checkpoint
+from segrt.export.models.unet import UNet, UNetConfig
+from segrt.export.to_onnx import _WithSoftmax, build_unet, unet_to_onnx
+from segrt.export.torch_backend import TorchBackend
 
 # PyTorch precisions declared as variants: name -> autocast dtype (None = plain fp32, the reference)
 TORCH_PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}

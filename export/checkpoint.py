@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from sdk.errors import ArtifactError
-from sdk.io import atomic_path
+from segrt.errors import ArtifactError
+from segrt.io.files import atomic_path
 
 
 def save_checkpoint(path: str | Path, kind: str, config: dict[str, Any], class_names: list[str],
@@ -42,5 +42,5 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                             "the file may be truncated or not written by segrt; retrain or re-download it") from None
     if not isinstance(ckpt, dict) or not {"kind", "config", "model"} <= set(ckpt):
         raise ArtifactError(f"{path} is not a segrt checkpoint (expected keys kind/config/model)",
-                            "for a bare torchvision state dict, use export.maskrcnn.models.load_torchvision_state_dict")
+                            "for a bare torchvision state dict, use segrt.export.maskrcnn.models.load_torchvision_state_dict")
     return ckpt

@@ -1,7 +1,7 @@
 """The training side's ``segrt`` verbs: data, train, export, bench, demo.
 
 Registered through the ``segrt.commands`` entry point, so the runtime's CLI
-(``sdk.cli``) offers them when this package is installed and never imports
+(``segrt.cli``) offers them when this package is installed and never imports
 it otherwise. Handlers import torch lazily: ``segrt --help`` stays fast.
 
 Options shared by several verbs have one name and one unit everywhere:
@@ -12,36 +12,28 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable
 
-from sdk.cli import Commands
+from segrt.cli import Commands
 
-from . import DEFAULT_OPSET
-
-
-def _common_train_arguments(p: argparse.ArgumentParser, out: str, steps: int, batch_size: int, lr: float) -> None:
-    p.add_argument("--out", type=Path, default=Path(out), help="checkpoint to write (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=steps, help="optimizer steps (default: %(default)s)")
-    p.add_argument("--minutes", type=float, default=None, help="also stop (and save) after this wall time")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=lr, help="learning rate (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+from segrt.export import DEFAULT_OPSET
+from segrt.export.train_commands import add_rcnn_train_arguments, cmd_train_rcnn, common_train_arguments
 
 
 # -- data -------------------------------------------------------------------------------------
 def cmd_data(args: argparse.Namespace) -> None:
-    from .data.dsb2018 import prepare_dsb2018
+    from segrt.export.data.dsb2018 import prepare_dsb2018
     root = prepare_dsb2018(args.root, wheel=args.wheel)
     print(f"wrote {root}/train and {root}/val (image/label folders; provenance in {root}/source.json)")
     if args.coco:
-        from .maskrcnn.coco import demo_coco
+        from segrt.export.maskrcnn.coco import demo_coco
         print(f"wrote COCO instances {demo_coco(root)}")
 
 
 # -- train ------------------------------------------------------------------------------------
 def cmd_train_unet(args: argparse.Namespace) -> None:
-    from .models.unet import UNetConfig
-    from .train_unet import TrainConfig, train
+    from segrt.export.models.unet import UNetConfig
+    from segrt.export.train_unet import TrainConfig, train
     cfg = TrainConfig(data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, tile=args.tile,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                       w0=args.w0, sigma=args.sigma, seed=args.seed, threads=args.threads,
@@ -50,57 +42,13 @@ def cmd_train_unet(args: argparse.Namespace) -> None:
     print(f"wrote {train(cfg)}")
 
 
-def cmd_train_rcnn(args: argparse.Namespace) -> Path:
-    """``segrt train maskrcnn`` / ``segrt train keypointrcnn``; returns the checkpoint written."""
-    from .maskrcnn.models import SMALL_BODIES, MaskRCNNConfig
-    from .maskrcnn.train import TrainOptions, train
-    cfg = MaskRCNNConfig(arch=args.arch) if args.arch in SMALL_BODIES else MaskRCNNConfig.paper(args.arch)
-    cfg.arch, cfg.min_size, cfg.max_size = args.arch, args.min_size, args.max_size
-    cfg.anchor_sizes = tuple(args.anchor_sizes)
-    cfg.box_batch_size_per_image = args.rois_per_image
-    images = args.images or Path(args.data).with_suffix("")
-    opts = TrainOptions(args.data, images, args.out, model=cfg, steps=args.steps, batch_size=args.batch_size,
-                        lr=args.lr, crop=args.crop, flips=args.flips,
-                        time_budget_s=args.minutes * 60 if args.minutes else None,
-                        threads=args.threads, seed=args.seed, progress=args.progress)
-    path = train(opts)
-    print(f"wrote {path}")
-    return path
-
-
-def add_rcnn_train_arguments(p: argparse.ArgumentParser, kind: str) -> None:
-    """Options of ``segrt train maskrcnn`` (``kind="maskrcnn"``) or ``segrt train keypointrcnn``."""
-    from .maskrcnn.coco import FLIPS
-    from .maskrcnn.models import ARCHS, MaskRCNNConfig
-    keypoints = kind == "keypointrcnn"
-    p.add_argument("--data", type=Path, required=True,
-                   help="COCO person-keypoints JSON" if keypoints else "COCO instances JSON (polygons or RLE)")
-    p.add_argument("--images", type=Path, default=None, help="folder of its images (default: next to the JSON, "
-                                                              "coco/train.json -> coco/train/)")
-    _common_train_arguments(p, f"runs/{kind}.pt", steps=600, batch_size=4, lr=0.01)
-    p.add_argument("--arch", choices=sorted(a for a, k in ARCHS.items() if k == kind),
-                   default="keypointrcnn_resnet18_fpn" if keypoints else "resnet18_fpn")
-    p.add_argument("--min-size", type=int, default=256, help="shorter image side after resize (px)")
-    p.add_argument("--max-size", type=int, default=256 if keypoints else 512, help="longer image side cap (px)")
-    p.add_argument("--anchor-sizes", type=int, nargs="+",
-                   default=[16, 32, 64, 128, 256] if keypoints else list(MaskRCNNConfig().anchor_sizes),
-                   help="one anchor size per FPN level P2..P6 (px)")
-    p.add_argument("--crop", type=int, default=256, help="random square crop side (0 = whole images)")
-    p.add_argument("--rois-per-image", type=int, default=64 if keypoints else 128,
-                   help="RoIs sampled per image for the heads, 1:3 positive:negative (default: %(default)s)")
-    p.add_argument("--flips", choices=FLIPS, default="horizontal" if keypoints else "all",
-                   help="random mirror images: all (left-right, up-down, transpose), horizontal, none; "
-                        "keypoints swap left/right with each mirror (default: %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-
-
 def _add_train(cli: Commands) -> None:
     p = cli.add_sub("train", "unet", cmd_train_unet, help="U-Net on image/label folders",
                     description="U-Net, the paper's recipe: weighted cross-entropy (w0 = 10, sigma = 5 px), SGD "
                                 "with momentum 0.99, elastic deformations.")
     p.add_argument("--data", type=Path, default=Path("data/dsb2018/train"),
                    help="split folder with images/ and labels/ (default: %(default)s)")
-    _common_train_arguments(p, "runs/unet.pt", steps=2000, batch_size=2, lr=0.01)
+    common_train_arguments(p, "runs/unet.pt", steps=2000, batch_size=2, lr=0.01)
     p.add_argument("--depth", type=int, default=5, help="resolution levels (paper: 5)")
     p.add_argument("--base-channels", type=int, default=64, help="channels at level 1 (paper: 64)")
     p.add_argument("--padding", choices=["valid", "same"], default="valid", help="unpadded convs as in the paper, or same")
@@ -123,8 +71,8 @@ def _add_train(cli: Commands) -> None:
 
 # -- export -----------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> None:
-    from .api import EngineOptions, export_checkpoint
-    from .checkpoint import load_checkpoint
+    from segrt.export.api import EngineOptions, export_checkpoint
+    from segrt.export.checkpoint import load_checkpoint
     ckpt = load_checkpoint(args.checkpoint)
     options: dict = {"opset": args.opset}
     if ckpt["kind"] == "unet":
@@ -136,15 +84,15 @@ def cmd_export(args: argparse.Namespace) -> None:
                            max_batch=args.max_batch, opt_batch=args.opt_batch, max_size=args.max_size,
                            min_size=args.min_size, fp16_mode=args.fp16_mode, device=args.device,
                            plugin_dirs=args.plugin_dir, verbose=args.verbose)
-    from sdk.formats import format_by_name
+    from segrt.artifact.formats import format_by_name
     export_checkpoint(ckpt, args.out or args.checkpoint.with_suffix(format_by_name(args.format).suffixes[0]),
                       format=args.format, int8_calibration=args.calibration if args.int8 else None, engine=engine,
                       progress=print, **options)
 
 
 def _add_export(cli: Commands) -> None:
-    from sdk.formats import FORMATS
-    from .api import EngineOptions
+    from segrt.artifact.formats import FORMATS
+    from segrt.export.api import EngineOptions
     e = EngineOptions()
     p = cli.add("export", cmd_export, help="checkpoint -> .onnx (or OpenVINO IR, TensorRT engine)",
                 description="Export a segrt checkpoint to a self-describing ONNX file, optionally an int8 ONNX "
@@ -185,9 +133,29 @@ def _add_export(cli: Commands) -> None:
     g.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
 
 
+# -- bench -----------------------------------------------------------------------------------
+def _add_bench(cli: Commands) -> None:
+    """Add ``segrt bench unet|maskrcnn|keypointrcnn|large`` (``cli``: ``segrt.cli.Commands``)."""
+    from segrt.export import bench_unet
+    from segrt.export.maskrcnn import bench as bench_maskrcnn
+    commands: list[tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any], str]] = [
+        ("unet", bench_unet.add_bench_arguments, bench_unet.bench_command,
+         "U-Net: PyTorch eager (fp32, bf16) vs the segrt on each runtime"),
+        ("maskrcnn", bench_maskrcnn.add_bench_arguments, bench_maskrcnn.bench_command,
+         "Mask R-CNN: torchvision eager vs the segrt on each runtime"),
+        ("keypointrcnn", bench_maskrcnn.add_keypoint_bench_arguments, bench_maskrcnn.bench_command,
+         "Keypoint R-CNN: torchvision eager vs the segrt on each runtime"),
+    ]
+    from segrt.export import bench_large
+    commands.append(("large", bench_large.add_bench_arguments, bench_large.bench_command,
+                     "large images: Mpixel/s and peak memory against image size (U-Net, Mask R-CNN windows)"))
+    for name, add, handler, help_text in commands:
+        add(cli.add_sub("bench", name, handler, help=help_text))
+
+
 # -- demo ------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from segrt.export.demo import run_demo
     run_demo(args)
 
 
@@ -202,14 +170,13 @@ def register(cli: Commands) -> None:
     p.add_argument("root", type=Path, nargs="?", default=Path("data/dsb2018"), help="output folder (default: %(default)s)")
     p.add_argument("--wheel", type=Path, help="an already downloaded stardist-0.9.2 wheel (default: pip downloads it)")
     p.add_argument("--coco", action="store_true", help="also write COCO instances files for Mask R-CNN")
-    from .maskrcnn.synthetic_pose import register as register_pose_data
+    from segrt.export.maskrcnn.synthetic_pose import register as register_pose_data
     register_pose_data(cli)
 
     _add_train(cli)
     _add_export(cli)
 
-    from .bench_common import register as register_bench
-    register_bench(cli)  # bench unet, bench maskrcnn
+    _add_bench(cli)
 
     p = cli.add("demo", cmd_demo, help="data -> train -> export -> eval -> predict -> bench, on the CPU",
                 description="The whole pipeline on the shipped DSB2018 nuclei image, on ONNX Runtime (CPU).")
@@ -220,5 +187,5 @@ def register(cli: Commands) -> None:
     p.add_argument("--maskrcnn-minutes", type=float, default=8.0, help="Mask R-CNN training time cap")
     p.add_argument("--skip-pose", action="store_true",
                    help="no Keypoint R-CNN stage (synthetic figures, about 3 minutes; on its own: "
-                        "python -m export.maskrcnn.pose_demo)")
+                        "python -m segrt.export.maskrcnn.pose_demo)")
     p.add_argument("--bench-runs", type=int, default=10)

@@ -2,7 +2,7 @@
 
 data -> train U-Net -> export ONNX -> evaluate on the held-out half -> predict
 and draw -> benchmark against PyTorch; then the same for Mask R-CNN, and for Keypoint
-R-CNN on synthetic figures (``export.maskrcnn.pose_demo``). Every
+R-CNN on synthetic figures (``segrt.export.maskrcnn.pose_demo``). Every
 artifact lands in ``--out``; ``summary.json`` collects the numbers.
 """
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-import sdk
-from sdk.datasets import load_split
-from sdk.imageio import write_png
+import segrt
+from segrt.io.datasets import load_split
+from segrt.io.images import write_png
 
-from .data.dsb2018 import prepare_dsb2018
-from sdk.io import atomic_path
-from sdk.viz import label, overlay_instances, side_by_side
+from segrt.export.data.dsb2018 import prepare_dsb2018
+from segrt.io.files import atomic_path
+from segrt.rcnn.viz import label, overlay_instances, side_by_side
 
 # A U-Net small enough to learn the demo image in a few CPU minutes; the
 # paper-size network (depth 5, 64 channels) is what `segrt bench unet` times.
@@ -36,18 +36,18 @@ def _step(title: str) -> float:
 
 
 def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str, Any]:
-    from sdk.bench.agreement import BY_KIND
-    from sdk.bench.artifacts import bench_image
-    from sdk.bench.cli import publish
-    from sdk.bench.report import summarize
+    from segrt.bench.agreement import BY_KIND
+    from segrt.bench.artifacts import bench_image
+    from segrt.bench.cli import publish
+    from segrt.bench.report import summarize
 
-    from .bench_common import demo_bench_args
-    from .bench_unet import add_bench_arguments, run_bench
-    from .models.unet import UNetConfig
-    from .api import export_unet
-    from .to_onnx import build_unet
-    from .checkpoint import load_checkpoint
-    from .train_unet import TrainConfig, train
+    from segrt.export.bench_common import demo_bench_args
+    from segrt.export.bench_unet import add_bench_arguments, run_bench
+    from segrt.export.models.unet import UNetConfig
+    from segrt.export.api import export_unet
+    from segrt.export.to_onnx import build_unet
+    from segrt.export.checkpoint import load_checkpoint
+    from segrt.export.train_unet import TrainConfig, train
 
     summary: dict[str, Any] = {}
     t = _step(f"U-Net: train on {data / 'train'} (at most {minutes:g} min; Adam, weighted CE, elastic deformation)")
@@ -61,17 +61,17 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     onnx_path = export_unet(ckpt, out / "unet.onnx")
     print(f"   {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - t:.1f} s")
 
-    _step(f"U-Net: evaluate on the held-out half {data / 'val'} (sdk runtime, ONNX Runtime CPU)")
-    predictor = sdk.load(onnx_path)
+    _step(f"U-Net: evaluate on the held-out half {data / 'val'} (segrt runtime, ONNX Runtime CPU)")
+    predictor = segrt.load(onnx_path)
     report = predictor.evaluate(data / "val")
     summary["eval"] = report
     print("   " + ", ".join(f"{k} {report[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error"))
           + f"; objects {report['objects_predicted']:.0f} predicted / {report['objects_true']:.0f} true")
 
     t = _step("U-Net: int8 ONNX for the CPU (static quantization calibrated on the training half), evaluated alike")
-    from .quantize import quantize_int8
+    from segrt.export.quantize import quantize_int8
     int8_path = quantize_int8(onnx_path, out / "unet.int8.onnx", [im for im, _ in load_split(data / "train")])
-    report8 = sdk.load(int8_path).evaluate(data / "val")
+    report8 = segrt.load(int8_path).evaluate(data / "val")
     summary["eval_int8"] = report8
     print(f"   {int8_path} in {time.monotonic() - t:.1f} s: "
           + ", ".join(f"{k} {report8[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error")))
@@ -86,7 +86,7 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     summary["picture"] = str(write_png(out / "unet_demo.png", picture))
     print(f"   {summary['picture']}: image | ground truth | prediction ({result.count} objects)")
 
-    _step("U-Net: benchmark at 512x512 (PyTorch eager vs ONNX Runtime vs sdk end to end)")
+    _step("U-Net: benchmark at 512x512 (PyTorch eager vs ONNX Runtime vs segrt end to end)")
     image_file = next(iter(sorted((data / "val" / "images").iterdir())))
     args = demo_bench_args(add_bench_arguments, out / "bench_unet.json", bench_runs, "--image", str(image_file))
     model = build_unet(ckpt)
@@ -106,13 +106,13 @@ def run_demo(args) -> dict[str, Any]:
     summary: dict[str, Any] = {"unet": run_unet(out, data, args.minutes, args.bench_runs)}
     if not args.skip_maskrcnn:
         try:
-            from .maskrcnn.demo import run_maskrcnn_demo
+            from segrt.export.maskrcnn.demo import run_maskrcnn_demo
         except ImportError as exc:
             print(f"\n(Mask R-CNN demo not available: {exc})")
         else:
             summary["maskrcnn"] = run_maskrcnn_demo(out, data, args)
     if not args.skip_pose:
-        from .maskrcnn.pose_demo import run_pose_demo
+        from segrt.export.maskrcnn.pose_demo import run_pose_demo
         summary["pose"] = run_pose_demo(out / "pose", bench_runs=args.bench_runs)
     summary["seconds"] = time.monotonic() - t0
     with atomic_path(out / "summary.json") as tmp:

@@ -1,13 +1,13 @@
 """Static int8 quantization of a segrt ONNX file (U-Net or Mask R-CNN) for ONNX Runtime on the CPU.
 
-Calibrated on real images: the calibration reader feeds exactly what the sdk
+Calibrated on real images: the calibration reader feeds exactly what the segrt
 predictor would feed (U-Net: the same normalized overlap tiles; Mask R-CNN: the
 same resized, padded canvas), so the activation ranges are those seen in
 deployment. Weights are int8 per
 channel, activations uint8 (ONNX Runtime's U8S8 kernels, which use AVX-512
 VNNI / AVX-VNNI where the CPU has them). Only convolutions are quantized; the
 softmax and everything after it stay float. The result carries the same segrt
-metadata plus a ``quantization`` entry, so ``sdk.load`` treats it like any
+metadata plus a ``quantization`` entry, so ``segrt.load`` treats it like any
 other U-Net file. Always check the accuracy of the quantized model on held-out
 data (``segrt eval``): ``segrt demo`` reports both.
 """
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from sdk import metadata as md
-from sdk.errors import BackendUnavailableError, InputError
-from sdk.io import atomic_path
+from segrt.artifact import metadata as md
+from segrt.errors import BackendUnavailableError, InputError
+from segrt.io.files import atomic_path
 
 
 def calibration_images(folder: str | Path) -> list[np.ndarray]:
     """The images of a split folder (``folder/images``) or of a plain folder of .png/.tif/.jpg files."""
-    from sdk.imageio import read_image
+    from segrt.io.images import read_image
     folder = Path(folder)
     folder = folder / "images" if (folder / "images").is_dir() else folder
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"))
@@ -43,10 +43,10 @@ def _calibration_feeds(onnx_path: Path, images: list[np.ndarray], max_tile: int 
     (U-Net tiles, one per feed; the Mask R-CNN canvas). More varied activations from few
     images: U-Net sees the 4 rotations, Mask R-CNN the image and its mirror.
     """
-    import sdk
-    from sdk.predictor import FeedRecorder
+    import segrt
+    from segrt.predictor import FeedRecorder
 
-    predictor = sdk.load(onnx_path)
+    predictor = segrt.load(onnx_path)
     if predictor.kind == "unet":
         views = [np.ascontiguousarray(np.rot90(image, k)) for image in images for k in range(4)]
         options = {"batch": 1, **({"tile": max_tile} if max_tile else {})}

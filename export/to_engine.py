@@ -1,13 +1,13 @@
 """ONNX -> TensorRT engine: ``onnx_to_engine(model.onnx) -> model.engine``.
 
-The engine file is a TensorRT plan behind segrt's header (``sdk.backends.engine_file``),
-carrying the ONNX metadata plus where and how it was built, so ``sdk.load`` needs
+The engine file is a TensorRT plan behind segrt's header (``segrt.artifact.engine_file``),
+carrying the ONNX metadata plus where and how it was built, so ``segrt.load`` needs
 nothing but the file. Steps:
 
 1. read the ONNX metadata; compute the optimization profile from it
    (``engine_profile_from_metadata``: a U-Net gets min/opt/max H and W on its
    valid-size grid, Mask R-CNN its fixed export size);
-2. load the segrt plugin library (``sdk.plugins``) before parsing when the graph
+2. load the segrt plugin library (``segrt.ops.plugins``) before parsing when the graph
    uses the RoIAlign plugin, and check its creators are registered;
 3. parse with ``trt.OnnxParser``; a failure names the node, its op and TensorRT's reason;
 4. build with a workspace limit and a timing cache file that is reused and updated;
@@ -23,8 +23,8 @@ images (or QAT) and an accuracy check, which segrt does not implement.
 
 Command line (the exact command the runtime prints when an engine must be rebuilt)::
 
-    python -m export.to_engine unet.onnx -o unet.engine --precision fp16 --timing-cache trt.cache
-    python -m export.to_engine unet.onnx --print-trtexec      # the equivalent trtexec command
+    python -m segrt.export.to_engine unet.onnx -o unet.engine --precision fp16 --timing-cache trt.cache
+    python -m segrt.export.to_engine unet.onnx --print-trtexec      # the equivalent trtexec command
 """
 from __future__ import annotations
 
@@ -37,18 +37,18 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from sdk import metadata as md
-from sdk.backends.engine_file import rebuild_command, write_engine_file
-from sdk.backends.tensorrt import import_tensorrt, load_engine_plugins, make_logger
-from sdk.errors import ArtifactError, BackendUnavailableError, InputError
-from sdk.io import atomic_path
+from segrt.artifact import metadata as md
+from segrt.artifact.engine_file import rebuild_command, write_engine_file
+from segrt.backends.tensorrt import import_tensorrt, load_engine_plugins, make_logger
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.io.files import atomic_path
 
 Shape = tuple[int, ...]
 Profile = tuple[Shape, Shape, Shape]  # (min, opt, max)
 
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_WORKSPACE_GIB = 4.0
-DEFAULT_UNET_MAX_BATCH = 4   # = sdk.unet.UNetPredictor's default batch_size
+DEFAULT_UNET_MAX_BATCH = 4   # = segrt.unet.predictor.UNetPredictor's default batch_size
 # ops onnxconverter-common must leave in fp32 besides its own default list: the segrt plugins
 # (their fp16 path is separate) and ops whose fp16 versions lose detections
 FP32_OPS = ("NonMaxSuppression", "TopK", "RoiAlign", "Resize", "SegrtRoiAlign", "SegrtMultiLevelRoiAlign")
@@ -93,7 +93,7 @@ def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mappi
 
     U-Net (``kind`` "unet"): input ``meta["input_name"]`` [N, C, H, W]; H and W range over
     valid sizes ``size_min + k*size_step``: min ``min_size`` (default ``size_min``),
-    opt ``tile_size``, max ``max_size`` (default ``tile_size``, what ``sdk.unet`` feeds);
+    opt ``tile_size``, max ``max_size`` (default ``tile_size``, what ``segrt.unet.predictor`` feeds);
     sizes given off the grid are snapped inwards (min up, max down). N ranges over
     1..``max_batch`` (default 4, the predictor's batch) with opt ``opt_batch`` (default max_batch).
 
@@ -101,7 +101,7 @@ def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mappi
     a dynamic batch dimension gets 1..``max_batch`` (default 1).
 
     Args:
-        meta: decoded segrt metadata (``sdk.metadata``).
+        meta: decoded segrt metadata (``segrt.artifact.metadata``).
         input_shapes: the ONNX graph inputs (``onnx_input_shapes``), None marking a dynamic
             dim. Fixed dims are kept as they are; without it the documented layout is assumed.
     Returns:
@@ -115,7 +115,7 @@ def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mappi
             smin, step = int(meta["size_min"]), int(meta["size_step"])
         except KeyError as exc:
             raise ArtifactError(f"U-Net metadata lacks {exc.args[0]!r} (the valid input-size rule)",
-                                "re-export the model with `segrt export` (export.to_onnx)") from None
+                                "re-export the model with `segrt export` (segrt.export.to_onnx)") from None
         tile = int(meta.get("tile_size", smin))
         if not _is_valid(tile, smin, step):
             raise ArtifactError(f"U-Net metadata tile_size {tile} is not a valid input size "
@@ -262,9 +262,9 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, profiles: Ma
     """The ``trtexec`` command that builds the same engine as ``onnx_to_engine`` (for cross-checking).
 
     trtexec writes a bare plan (no segrt header): wrap it with
-    ``python -m export.to_engine model.onnx --wrap-plan model.plan -o model.engine``.
+    ``python -m segrt.export.to_engine model.onnx --wrap-plan model.plan -o model.engine``.
     For ``fp16`` with TensorRT >= 11 (strongly typed only, no ``--fp16``), ``onnx_path``
-    must be the fp16 ONNX that ``python -m export.to_engine --save-fp16-onnx`` writes.
+    must be the fp16 ONNX that ``python -m segrt.export.to_engine --save-fp16-onnx`` writes.
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}", f"use one of {PRECISIONS}")
@@ -300,8 +300,8 @@ def format_parser_errors(errors: Iterable[Any], plugin_ops: Sequence[str] = (), 
     plugin_hit = [op for op in ops if op in plugin_ops]
     if plugin_hit and not plugin_loaded:
         fix = (f"{', '.join(sorted(set(plugin_hit)))} is a segrt TensorRT plugin op: build the plugin library "
-               "(kernels/roi_align) and put it where sdk.plugins finds it (e.g. next to the model; "
-               "`python -c 'import sdk.plugins as p; p.find_plugin_library()'` lists the places searched), then rebuild")
+               "(kernels/roi_align) and put it where segrt.ops.plugins finds it (e.g. next to the model; "
+               "`python -c 'import segrt.ops.plugins as p; p.find_plugin_library()'` lists the places searched), then rebuild")
     elif plugin_hit:
         fix = ("the segrt plugin library is loaded but did not accept this node: its attributes or version do not "
                "match the library; rebuild the library from this segrt version and re-export the ONNX")
@@ -426,8 +426,7 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     check_profile_against_inputs(profiles, input_shapes)
 
     trt = import_tensorrt()
-    from sdk.backends import cuda_rt
-
+    from segrt.backends import cuda_rt
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
     logger = make_logger(trt, verbose)
@@ -537,8 +536,7 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
         raise ArtifactError(f"plan file not found: {plan_path}", "check the --saveEngine path of trtexec")
     _, meta = _read_onnx(onnx_path)
     trt = import_tensorrt()
-    from sdk.backends import cuda_rt
-
+    from segrt.backends import cuda_rt
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
     logger = make_logger(trt)
@@ -574,7 +572,7 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
 # --------------------------------------------------------------------------- command line
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.to_engine", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m segrt.export.to_engine", description=__doc__.split("\n\n")[0])
     p.add_argument("onnx", type=Path, help="segrt ONNX file")
     p.add_argument("-o", "--output", type=Path, help="engine file (default: ONNX name with .engine)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")

@@ -1,6 +1,6 @@
-"""U-Net: PyTorch -> self-describing ``.onnx`` (Mask R-CNN's export lives in ``export.maskrcnn``).
+"""U-Net: PyTorch -> self-describing ``.onnx`` (Mask R-CNN's export lives in ``segrt.export.maskrcnn``).
 
-``export.api`` is the typed entry point for both.
+``segrt.export.api`` is the typed entry point for both.
 """
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import numpy as np
 import onnx
 import torch
 
-import sdk
-from sdk import metadata as md
-from sdk.errors import ArtifactError
-from sdk.io import atomic_path
-from sdk.preprocess import DEFAULT_NORMALIZATION
-from sdk.tiling import smallest_tile
+import segrt
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError
+from segrt.io.files import atomic_path
+from segrt.io.preprocess import DEFAULT_NORMALIZATION
+from segrt.unet.tiling import smallest_tile
 
-from export import DEFAULT_OPSET
+from segrt.export import DEFAULT_OPSET
 
-from .models.unet import UNet, UNetConfig, geometry
+from segrt.export.models.unet import UNet, UNetConfig, geometry
 
 
 
@@ -47,7 +47,7 @@ def same_padding_margin(config: UNetConfig) -> int:
     receptive radius of that edge. That radius is the border of the valid-padding net of the
     same depth plus half a pooling cell (the pooling phase): dropping that margin makes the
     tiled probabilities equal one pass over the whole mirror-padded image, as for valid
-    nets (measured for depths 3-5 in ``tests/sdk/test_tiling.py``; one pixel less leaves
+    nets (measured for depths 3-5 in ``tests/segrt/test_tiling.py``; one pixel less leaves
     up to 1e-3). The cost is the same overlap a valid net of that depth has.
     """
     if config.padding == "valid":
@@ -63,10 +63,10 @@ def unet_metadata(config: UNetConfig, class_names: list[str], normalization: dic
         "normalization": normalization, "padding": config.padding, "border": g.border,
         "size_min": g.size_min, "size_step": g.size_step,
         "tile_size": max(g.valid_at_least(tile_size), smallest_tile(g.size_min, g.size_step, g.border, margin, grid)),
-        # tiles start on the pooling grid and drop `margin` output px per side: tiling-invariant results (sdk.tiling)
+        # tiles start on the pooling grid and drop `margin` output px per side: tiling-invariant results (segrt.unet.tiling)
         "margin": margin, "pool_factor": grid,
         "input_name": "image", "output_name": "probs", "foreground_class": 1,
-        "architecture": asdict(config), "segrt_version": sdk.__version__, "opset": DEFAULT_OPSET,
+        "architecture": asdict(config), "segrt_version": segrt.__version__, "opset": DEFAULT_OPSET,
         "torch_version": torch.__version__,
     }
 
@@ -119,7 +119,7 @@ def unet_to_onnx(model: UNet, out: str | Path, class_names: list[str], normaliza
 def check_parity(model: torch.nn.Module, onnx_path: str | Path, channels: int, hw: tuple[int, int],
                  batch: int = 1, rtol: float = 1e-3, atol: float = 1e-4, seed: int = 0) -> float:
     """Compare ONNX Runtime with eager PyTorch on a random input; returns max |diff|, raises on mismatch."""
-    from sdk.backends.onnxrt import OnnxRuntimeBackend
+    from segrt.backends.onnxrt import OnnxRuntimeBackend
 
     x = torch.randn(batch, channels, *hw, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

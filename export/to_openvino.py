@@ -2,7 +2,7 @@
 
 The IR is the ONNX graph as OpenVINO reads it, weights in float32 (no fp16 compression: the
 precision is chosen when loading, ``precision="fp32"|"bf16"|"mixed"``). The segrt metadata travels
-in the IR's ``rt_info``, so ``sdk.load("model.xml")`` and ``segrt info`` see the same model
+in the IR's ``rt_info``, so ``segrt.load("model.xml")`` and ``segrt info`` see the same model
 description as for the ``.onnx``. Loading an IR skips the ONNX conversion.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sdk.backends.openvino import import_openvino
+from segrt.backends.openvino import import_openvino
 
 
 def onnx_to_openvino_ir(onnx_path: str | Path, out: str | Path) -> Path:

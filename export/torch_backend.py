@@ -1,4 +1,4 @@
-"""A PyTorch module behind the sdk Backend interface: the eager baseline in benchmarks and tests.
+"""A PyTorch module behind the segrt Backend interface: the eager baseline in benchmarks and tests.
 
 Wrapping eager PyTorch this way lets the benchmark time PyTorch and ONNX Runtime
 through the very same pre/post-processing code.
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdk.backends.base import Backend, TensorInfo
+from segrt.backends.base import Backend, TensorInfo
 
 
 class TorchBackend(Backend):

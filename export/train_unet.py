@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from sdk.datasets import load_split
-from sdk.errors import DataError, SegrtError
-from sdk.preprocess import DEFAULT_NORMALIZATION, as_hwc, normalize
-from sdk.tiling import mirror_pad
+from segrt.io.datasets import load_split
+from segrt.errors import DataError, SegrtError
+from segrt.io.preprocess import DEFAULT_NORMALIZATION, as_hwc, normalize
+from segrt.unet.tiling import mirror_pad
 
-from .augment import augment
-from .checkpoint import save_checkpoint
-from .models.unet import UNet, UNetConfig, geometry
-from .weightmap import weight_map
+from segrt.export.augment import augment
+from segrt.export.checkpoint import save_checkpoint
+from segrt.export.models.unet import UNet, UNetConfig, geometry
+from segrt.export.weightmap import weight_map
 
 
 class TrainingDiverged(SegrtError):

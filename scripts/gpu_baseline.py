@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from sdk.bench import measure  # noqa: E402
+from segrt.bench import measure  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -92,7 +92,7 @@ def timed(fn: Callable[[], Any], device: torch.device, runs: int, warmup: int, i
 # ----------------------------------------------------------------------------- U-Net
 
 def bench_unet(device: torch.device, quick: bool, runs: int, warmup: int, size: int | None, batch: int) -> list[dict]:
-    from export.models.unet import UNet, UNetConfig, geometry, output_size
+    from segrt.export.models.unet import UNet, UNetConfig, geometry, output_size
 
     config = UNetConfig(depth=3, base_channels=8) if quick else UNetConfig(in_channels=1, num_classes=2, depth=5,
                                                                          base_channels=64, padding="valid")

@@ -81,7 +81,7 @@ fi
 export SEGRT_ROI_ALIGN_LIB=$BUILD/libsegrt_roi_align_cpu.so
 export SEGRT_ROI_ALIGN_CUDA_LIB=$BUILD/libsegrt_roi_align_cuda.so
 export SEGRT_REQUIRE_GPU_TESTS=1
-export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}  # sdk and tests importable without pip install
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}  # segrt and tests importable without pip install
 
 # ---------------------------------------------------------------- 2. parity
 if "$PY" -c "import pytest" 2>/dev/null; then
@@ -123,7 +123,7 @@ bench = json.loads(bench_file.read_text()) if bench_file.is_file() else {}
 print("\n%-55s %-6s %s" % ("step", "result", "seconds"))
 for s in steps:
     print("%-55s %-6s %d" % (s["step"], s["result"], s["seconds"]))
-rows = [r for r in bench.get("rows", []) if r["variant"] == "segrt"]  # segrt-bench/1 report (sdk.bench)
+rows = [r for r in bench.get("rows", []) if r["variant"] == "segrt"]  # segrt-bench/1 report (segrt.bench)
 if rows:
     print("\n%-18s %-6s %-8s %10s %14s %8s %8s" % ("op", "out", "dtype", "ours ms", "torchvision ms", "speedup", "% copy bw"))
     for r in rows:

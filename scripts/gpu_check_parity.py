@@ -3,8 +3,8 @@
 scripts/gpu_check.sh runs tests/kernels/test_roi_align_cuda.py with pytest when
 pytest is installed, and this script otherwise (a fresh GPU machine may have
 torch but no pytest). Same inputs and tolerances as the tests; exits 1 on any
-mismatch. Needs libsegrt_roi_align_cuda.so (found by sdk.native: $SEGRT_ROI_ALIGN_CUDA_LIB,
-sdk/_lib/ or build/) and the repository on the import path (gpu_check.sh sets PYTHONPATH).
+mismatch. Needs libsegrt_roi_align_cuda.so (found by segrt.ops.native: $SEGRT_ROI_ALIGN_CUDA_LIB,
+segrt/_lib/ or build/) and the repository on the import path (gpu_check.sh sets PYTHONPATH).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torchvision
 
-from sdk import native, ops
-from sdk.errors import BackendUnavailableError
+from segrt import native, ops
+from segrt.errors import BackendUnavailableError
 from tests.kernels._roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3)}

@@ -1,7 +1,7 @@
 """segrt runtime: load an exported segmentation model and run it, no torch needed.
 
->>> import sdk
->>> model = sdk.load("unet.onnx")          # backend picked from the suffix, config from metadata
+>>> import segrt
+>>> model = segrt.load("unet.onnx")          # backend picked from the suffix, config from metadata
 >>> result = model.predict(image)          # numpy HxW or HxWxC, any size
 """
 from __future__ import annotations
@@ -10,29 +10,29 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError, BackendUnavailableError, DataError, InputError, SegrtError
-from .formats import FORMATS, format_for_path
+from segrt.errors import ArtifactError, BackendUnavailableError, DataError, InputError, SegrtError
+from segrt.artifact.formats import FORMATS, format_for_path
 
 __version__ = "0.1.0"
 
 # model kind (from the artifact's metadata) -> "module:Class" of its predictor
 PREDICTORS = {
-    "unet": "sdk.unet:UNetPredictor",
-    "maskrcnn": "sdk.maskrcnn:MaskRCNNPredictor",
-    "keypointrcnn": "sdk.maskrcnn:MaskRCNNPredictor",
+    "unet": "segrt.unet.predictor:UNetPredictor",
+    "maskrcnn": "segrt.rcnn.predictor:MaskRCNNPredictor",
+    "keypointrcnn": "segrt.rcnn.predictor:MaskRCNNPredictor",
 }
 
 
 def open_backend(path: str | Path, backend: str | None = None, **backend_options: Any):
-    """Open ``path`` with a backend that runs its format (see ``sdk.formats.FORMATS``).
+    """Open ``path`` with a backend that runs its format (see ``segrt.artifact.formats.FORMATS``).
 
     ``backend``: None for the format's default (ONNX Runtime for ``.onnx``), a runtime name
     (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``), or ``"auto"`` for the rule measured
-    for this machine's CPU (``sdk.backends.select.auto_backend``).
+    for this machine's CPU (``segrt.backends.select.auto_backend``).
     """
     fmt = format_for_path(path)
     if backend == "auto":
-        from .backends.select import auto_backend
+        from segrt.backends.select import auto_backend
         backend, backend_options = auto_backend(fmt, backend_options)
     runtime = fmt.runtime(backend)
     try:
@@ -53,7 +53,7 @@ def load(path: str | Path, backend: str | None = None, **backend_options: Any):
             ONNX Runtime; ``precision="bf16"`` for OpenVINO).
 
     Returns:
-        ``sdk.unet.UNetPredictor`` or ``sdk.maskrcnn.MaskRCNNPredictor``.
+        ``segrt.unet.predictor.UNetPredictor`` or ``segrt.rcnn.predictor.MaskRCNNPredictor``.
     """
     opened = open_backend(path, backend, **backend_options)
     kind = opened.metadata["kind"]

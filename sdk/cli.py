@@ -1,6 +1,6 @@
 """The ``segrt`` command line, assembled from command providers.
 
-The runtime registers the verbs that need only ``sdk``: predict, eval, info (and
+The runtime registers the verbs that need only ``segrt``: predict, eval, info (and
 those of its optional parts). Other installed packages add theirs through the
 ``segrt.commands`` entry point group: a provider is a function
 ``register(cli: Commands) -> None``. The training side (``pip install
@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SegrtError
+from segrt.errors import SegrtError
 
 ENTRY_POINT_GROUP = "segrt.commands"
 # verbs (and `bench` sub-verbs) that other segrt extras provide, for the message when one is missing
@@ -83,9 +83,9 @@ def load_predictor(args: argparse.Namespace):
     """The predictor of ``args.model``: local with the CLI's backend options (--backend, --precision,
     --threads), or the model of that name on a Triton server (--server)."""
     if args.server:
-        from .serve.client import RemotePredictor
+        from segrt.serve.client import RemotePredictor
         return RemotePredictor(args.server, Path(args.model).stem)
-    from . import load
+    from segrt import load
     options: dict[str, Any] = {}
     if args.threads and Path(args.model).suffix == ".onnx":
         options["threads"] = args.threads
@@ -99,8 +99,8 @@ def load_predictor(args: argparse.Namespace):
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     """--backend, --precision and --threads: how a predictor runs its artifact."""
-    from .backends.openvino import PRECISIONS  # a constant: openvino itself is imported only to run
-    from .formats import FORMATS
+    from segrt.backends.openvino import PRECISIONS  # a constant: openvino itself is imported only to run
+    from segrt.artifact.formats import FORMATS
     names = list(dict.fromkeys(r.name for f in FORMATS for r in f.runtimes)) + ["auto"]  # IR and .onnx share one
     p.add_argument("--backend", choices=names, default=None,
                    help="runtime (default: the file's default: onnxruntime for .onnx, tensorrt for engines; "
@@ -119,7 +119,7 @@ LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .imageio import read_image
+    from segrt.io.images import read_image
     predictor = load_predictor(args)
     options = {k: v for k, v in (("tta", args.tta or None), ("tile", args.tile), ("batch", args.batch),
                                  ("tiles", {"on": True, "off": False}.get(args.windows))) if v is not None}
@@ -137,13 +137,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     report = predictor.evaluate(args.data, **options)
     print(json.dumps(report, indent=2))
     if args.json:
-        from .io import atomic_path
+        from segrt.io.files import atomic_path
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from .info import describe, format_info
+    from segrt.artifact.info import describe, format_info
     info = describe(args.model)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
 
@@ -183,8 +183,8 @@ def register_runtime(cli: Commands) -> None:
     p.add_argument("model", type=Path, help=".onnx or TensorRT engine")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    from .bench.cli import register as register_bench
-    from .serve.cli import register as register_serve
+    from segrt.bench.cli import register as register_bench
+    from segrt.serve.cli import register as register_serve
     register_bench(cli)
     register_serve(cli)
 

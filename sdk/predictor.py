@@ -1,11 +1,11 @@
 """The one protocol every predictor implements, so callers never ask which model they hold.
 
-``sdk.load(path)`` returns a predictor for the artifact's model kind. The CLI, the
+``segrt.load(path)`` returns a predictor for the artifact's model kind. The CLI, the
 benchmarks, int8 calibration and the demo use only what is declared here::
 
     predictor.kind            "unet" | "maskrcnn" | "keypointrcnn"
-    predictor.metadata        the artifact's metadata (validated, see sdk.metadata)
-    predictor.backend         the runtime that runs the network (sdk.backends.base.Backend)
+    predictor.metadata        the artifact's metadata (validated, see segrt.artifact.metadata)
+    predictor.backend         the runtime that runs the network (segrt.backends.base.Backend)
     predictor.predict(image, **options) -> Result
     predictor.draw(image, result)       -> uint8 RGB [H, W, 3]
     predictor.save(result, out_dir, stem, image=None) -> list[Path]
@@ -13,7 +13,7 @@ benchmarks, int8 calibration and the demo use only what is declared here::
     predictor.last_timings    {"model_ms", "total_ms"} of the last predict: network calls alone,
                               and the whole pipeline (model_ms <= total_ms)
 
-Results (``sdk.unet.SegmentationResult``, ``sdk.maskrcnn.Instances``) are typed
+Results (``segrt.unet.predictor.SegmentationResult``, ``segrt.rcnn.predictor.Instances``) are typed
 dataclasses; ``len(result)`` is the number of objects found. :class:`FeedRecorder` records the
 feeds ``predict`` gives ``predictor.backend`` (for model-only benchmarks and int8 calibration).
 """
@@ -25,8 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .backends.base import Backend
-from .errors import InputError
+from segrt.backends.base import Backend
+from segrt.errors import InputError
 
 
 @runtime_checkable

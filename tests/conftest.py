@@ -47,7 +47,7 @@ def dsb2018(tmp_path_factory) -> Path:
     Uses ./data/dsb2018 when it was already prepared, else downloads the stardist
     wheel with pip (PyPI is reachable in CI) into a temporary folder.
     """
-    from export.data.dsb2018 import prepare_dsb2018
+    from segrt.export.data.dsb2018 import prepare_dsb2018
     local = ROOT / "data" / "dsb2018"
     if (local / "source.json").is_file():
         return local
@@ -58,8 +58,8 @@ def dsb2018(tmp_path_factory) -> Path:
 def tiny_unet(tmp_path_factory):
     """A small He-initialised valid-padding U-Net and its ONNX export: (model, onnx_path)."""
     import torch
-    from export.models.unet import UNet, UNetConfig
-    from export.to_onnx import unet_to_onnx
+    from segrt.export.models.unet import UNet, UNetConfig
+    from segrt.export.to_onnx import unet_to_onnx
     torch.manual_seed(0)
     model = UNet(UNetConfig(depth=3, base_channels=8)).eval()
     path = unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "tiny.onnx", ["background", "nucleus"], tile_size=124)
@@ -70,8 +70,8 @@ def tiny_unet(tmp_path_factory):
 def tiny_maskrcnn(tmp_path_factory) -> Path:
     """A random-weight resnet18-FPN Mask R-CNN exported as a portable 128x128 ONNX graph."""
     import torch
-    from export.api import export_maskrcnn
-    from export.maskrcnn.models import MaskRCNNConfig, build_model
+    from segrt.export.api import export_maskrcnn
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
     torch.manual_seed(0)
     cfg = MaskRCNNConfig(min_size=128, max_size=128)
     ckpt = {"kind": "maskrcnn", "config": dataclasses.asdict(cfg), "class_names": ["__background__", "nucleus"],
@@ -83,7 +83,7 @@ def tiny_maskrcnn(tmp_path_factory) -> Path:
 def tiny_split(tmp_path_factory) -> Path:
     """A synthetic image/label split folder: two 150x170 uint16 images of bright discs."""
     import cv2
-    from sdk.imageio import write_png
+    from segrt.io.images import write_png
     root = tmp_path_factory.mktemp("split")
     rng = np.random.default_rng(0)
     for i in range(2):
@@ -132,10 +132,10 @@ def plugin_library_standin(tmp_path_factory) -> Path:
 def trt_double(monkeypatch):
     """TensorRT and the CUDA runtime replaced by the CPU execution double (tests/doubles) for one test.
 
-    ``import tensorrt`` gives ``tests.doubles.tensorrt_double``; ``sdk.backends.cuda_rt`` uses
+    ``import tensorrt`` gives ``tests.doubles.tensorrt_double``; ``segrt.backends.cuda_rt`` uses
     ``tests.doubles.cudart_double``. Yields the TensorRT double; its ``cudart_double`` is the CUDA one.
     """
-    from sdk.backends import cuda_rt
+    from segrt.backends import cuda_rt
     from tests.doubles import cudart_double, tensorrt_double
     cudart_double.reset()
     tensorrt_double.reset()

@@ -4,7 +4,7 @@
 image that the ``stardist`` 0.9.2 wheel ships (``stardist/data/images/img2d.tif`` +
 ``mask2d.tif``, 512x512, 125 nuclei, from BBBC038 / DSB2018 stage 1, CC0) as
 ``train`` (left half, columns 0..255) and ``val`` (right half, columns 256..511)
-image/label folders (``sdk.datasets``). Always the same split. pip downloads the
+image/label folders (``segrt.io.datasets``). Always the same split. pip downloads the
 wheel (about 3 MB); stardist itself is never installed.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sdk.errors import DataError
-from sdk.imageio import write_png
-from sdk.io import atomic_path
+from segrt.errors import DataError
+from segrt.io.images import write_png
+from segrt.io.files import atomic_path
 
 STARDIST_WHEEL = "stardist==0.9.2"
 _WHEEL_MEMBERS = {"image": "stardist/data/images/img2d.tif", "labels": "stardist/data/images/mask2d.tif"}

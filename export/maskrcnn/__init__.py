@@ -9,9 +9,9 @@
     trt_graph.py    TensorRT graph: multi-level RoIAlign -> SegrtMultiLevelRoiAlign plugin nodes
     ort_plugin.py   runs the TensorRT graph on the CPU (plugin op via onnxruntime-extensions)
     reference.py    torchvision eager behind the runtime's predictor interface (oracle, baseline)
-    bench.py        torchvision eager vs sdk on ONNX Runtime
+    bench.py        torchvision eager vs segrt on ONNX Runtime
     cli.py          `segrt` sub-command hooks
 """
-from .models import ARCHS, MaskRCNNConfig, build_model, load_torchvision_state_dict, model_from_checkpoint
+from segrt.export.maskrcnn.models import ARCHS, MaskRCNNConfig, build_model, load_torchvision_state_dict, model_from_checkpoint
 
 __all__ = ["ARCHS", "MaskRCNNConfig", "build_model", "load_torchvision_state_dict", "model_from_checkpoint"]

@@ -1,4 +1,4 @@
-"""``segrt bench maskrcnn|keypointrcnn``: the R-CNN benchmark variants, timed by the shared harness (``sdk.bench``).
+"""``segrt bench maskrcnn|keypointrcnn``: the R-CNN benchmark variants, timed by the shared harness (``segrt.bench``).
 
 Per model, same weights, image and threads:
 
@@ -13,9 +13,9 @@ Variants:
 * ``torchvision eager fp32`` (the reference): end to end = ``model([image])`` with its own
   transform and postprocessing (``paste_masks_in_image``) plus the mask threshold, from a
   numpy image; model only = transform + backbone + RPN + RoI heads (no paste, no un-resize).
-* every installed runtime of ``sdk.bench.artifacts.RUNTIMES`` on the exported portable ONNX (and
+* every installed runtime of ``segrt.bench.artifacts.RUNTIMES`` on the exported portable ONNX (and
   its int8 copy with ``--int8``): model only = ``backend.run`` on the predictor's feed, end to end
-  = ``sdk.load(onnx).predict(image)`` (resize/pad, the network, mask pasting).
+  = ``segrt.load(onnx).predict(image)`` (resize/pad, the network, mask pasting).
 
 End-to-end agreement: COCO AP of each variant's detections against torchvision's.
 """
@@ -30,18 +30,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from sdk.bench.agreement import BY_KIND
-from sdk.bench.artifacts import bench_image
-from sdk.bench.cli import publish
-from sdk.bench.core import Report, Variant, run_variants
-from sdk.errors import InputError
-from sdk.preprocess import to_rgb_uint8
+from segrt.bench.agreement import BY_KIND
+from segrt.bench.artifacts import bench_image
+from segrt.bench.cli import publish
+from segrt.bench.core import Report, Variant, run_variants
+from segrt.errors import InputError
+from segrt.io.preprocess import to_rgb_uint8
 
-from .. import bench_common
-from ..checkpoint import load_checkpoint
-from .models import MaskRCNNConfig, build_model, model_from_checkpoint
-from .onnx_export import torch_to_onnx
-from .reference import TorchvisionPredictor
+from segrt.export import bench_common
+from segrt.export.checkpoint import load_checkpoint
+from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model, model_from_checkpoint
+from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+from segrt.export.maskrcnn.reference import TorchvisionPredictor
 
 MODELS = ("small", "r50")
 R50_PICK_NOTE = ("note (r50): with random weights every score is a near tie, so a runtime that moves the RPN's "
@@ -129,7 +129,7 @@ def _image(kind: str, hw: tuple[int, int], path: Path | None) -> np.ndarray:
     """The benchmark image: ``path`` (at its own size) or a synthetic one of size ``hw``."""
     if path is not None or kind != "keypointrcnn":
         return to_rgb_uint8(bench_image(None if path else hw, 3, path))
-    from .synthetic_pose import render_image
+    from segrt.export.maskrcnn.synthetic_pose import render_image
     square, _ = render_image(np.random.default_rng([0, 2, 0]), max(hw))
     return np.ascontiguousarray(square[:hw[0], :hw[1]])
 
@@ -164,7 +164,7 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
         ctx = bench_common.context(threads, groups=groups)
         title = {"maskrcnn": "Mask R-CNN", "keypointrcnn": "Keypoint R-CNN"}[kind]
         return run_variants(variants, args.runs, args.warmup, rss=args.rss,
-                            title=f"{title}, torchvision eager vs the sdk, {threads} threads", context=ctx)
+                            title=f"{title}, torchvision eager vs the segrt, {threads} threads", context=ctx)
 
 
 # per kind: help of --checkpoint, help of --models

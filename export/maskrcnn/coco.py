@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import torch
 
-from sdk.datasets import list_pairs
-from sdk.imageio import read_image, write_png
-from sdk.errors import DataError
-from sdk.io import atomic_path
-from sdk.preprocess import to_rgb_uint8
+from segrt.io.datasets import list_pairs
+from segrt.io.images import read_image, write_png
+from segrt.errors import DataError
+from segrt.io.files import atomic_path
+from segrt.io.preprocess import to_rgb_uint8
 
 
 def _mask_api():
@@ -239,7 +239,7 @@ def _mask_box(mask: np.ndarray) -> list[float]:
 
 def labels_to_coco(label_images: list[tuple[str, np.ndarray]], category: str, use_rle: bool) -> dict[str, Any]:
     """COCO instances dict from (file name, uint16 instance label image) pairs; one category (id 1)."""
-    from sdk.coco import encode_rle
+    from segrt.rcnn.coco import encode_rle
     images, anns = [], []
     for img_id, (name, labels) in enumerate(label_images, start=1):
         h, w = labels.shape
@@ -279,7 +279,7 @@ def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | P
     refused: a flip swaps left and right. Images go to the folder named like ``out_json``
     (``<stem>_<flip>.png``); returns ``out_json``.
     """
-    from sdk.coco import encode_rle
+    from segrt.rcnn.coco import encode_rle
 
     coco_json, image_dir, out_json = Path(coco_json), Path(image_dir), Path(out_json)
     doc = json.loads(coco_json.read_text())
@@ -308,7 +308,7 @@ def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | P
 
 
 def demo_coco(data_root: str | Path) -> Path:
-    """Write COCO files for the prepared DSB2018 folders (``export.data.dsb2018.prepare_dsb2018``).
+    """Write COCO files for the prepared DSB2018 folders (``segrt.export.data.dsb2018.prepare_dsb2018``).
 
     Layout written under ``data_root/coco``::
 

@@ -6,19 +6,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sdk
-from sdk.imageio import write_png
-from sdk.io import atomic_path
+import segrt
+from segrt.io.images import write_png
+from segrt.io.files import atomic_path
 
 
 def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     """Train a small resnet18-FPN Mask R-CNN on the left half, evaluate on the right half."""
-    from .bench import add_bench_arguments, run_bench
-    from export.api import export_maskrcnn
-    from .coco import demo_coco
-    from .models import MaskRCNNConfig
-    from .train import TrainOptions, train
-    from export.checkpoint import load_checkpoint
+    from segrt.export.maskrcnn.bench import add_bench_arguments, run_bench
+    from segrt.export.api import export_maskrcnn
+    from segrt.export.maskrcnn.coco import demo_coco
+    from segrt.export.maskrcnn.models import MaskRCNNConfig
+    from segrt.export.maskrcnn.train import TrainOptions, train
+    from segrt.export.checkpoint import load_checkpoint
 
     summary: dict[str, Any] = {}
     print(f"\n== Mask R-CNN: COCO instances files from the same image -> {data / 'coco'}", flush=True)
@@ -39,31 +39,31 @@ def run_maskrcnn_demo(out: Path, data: Path, args) -> dict[str, Any]:
     onnx_path = export_maskrcnn(ckpt, out / "maskrcnn.onnx", input_hw=(512, 256))
     print(f"   {onnx_path}")
 
-    print("\n== Mask R-CNN: COCO evaluation on coco/val.json with the sdk runtime (pycocotools)", flush=True)
-    predictor = sdk.load(onnx_path)
+    print("\n== Mask R-CNN: COCO evaluation on coco/val.json with the segrt runtime (pycocotools)", flush=True)
+    predictor = segrt.load(onnx_path)
     metrics = predictor.evaluate(coco / "val.json")
     summary["eval"] = metrics
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith(("segm", "bbox"))))
 
     print("\n== Mask R-CNN: int8 ONNX (convolutions quantized, calibrated on the training image), evaluated alike", flush=True)
-    from export.quantize import calibration_images, quantize_int8
+    from segrt.export.quantize import calibration_images, quantize_int8
     calibration = calibration_images(coco / "train")
     int8_path = quantize_int8(onnx_path, out / "maskrcnn.int8.onnx", calibration)
-    summary["eval_int8"] = sdk.load(int8_path).evaluate(coco / "val.json")
+    summary["eval_int8"] = segrt.load(int8_path).evaluate(coco / "val.json")
     print("   " + ", ".join(f"{k} {v:.3f}" for k, v in summary["eval_int8"].items() if k.startswith(("segm_AP", "bbox_AP"))))
 
     val_image = next(iter(sorted((coco / "val").glob("*.png"))))
-    from sdk.imageio import read_image
+    from segrt.io.images import read_image
     image = read_image(val_image)
     result = predictor.predict(image)
     summary["picture"] = str(write_png(out / "maskrcnn_demo.png", predictor.draw(image, result)))
     print(f"   {summary['picture']}: {len(result)} instances")
 
-    print("\n== Mask R-CNN: benchmark (torchvision eager vs sdk on ONNX Runtime, same weights and threads)", flush=True)
-    from sdk.bench.agreement import BY_KIND
-    from sdk.bench.cli import publish
-    from sdk.bench.report import summarize
-    from export.bench_common import demo_bench_args
+    print("\n== Mask R-CNN: benchmark (torchvision eager vs segrt on ONNX Runtime, same weights and threads)", flush=True)
+    from segrt.bench.agreement import BY_KIND
+    from segrt.bench.cli import publish
+    from segrt.bench.report import summarize
+    from segrt.export.bench_common import demo_bench_args
     bench_opts = demo_bench_args(add_bench_arguments, out / "bench_maskrcnn.json", args.bench_runs, "--image", str(val_image),
                             "--models", "small", "--checkpoint", str(ckpt_path))
     report = run_bench(bench_opts, onnx_path=onnx_path, int8_path=int8_path)

@@ -42,7 +42,7 @@ from torchvision.models.detection import KeypointRCNN, MaskRCNN
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import roi_align
 
-from sdk.errors import InputError
+from segrt.errors import InputError
 
 
 class OnnxNMS(torch.autograd.Function):
@@ -86,7 +86,7 @@ class MultiLevelRoIAlign(nn.Module):
 
     forward(features: list of Tensor[1, C, Hl, Wl] (finest first), boxes: Tensor[K, 4] x1y1x2y2
     in input pixels) -> Tensor[K, C, h, w]. Exported as NonZero/Gather/RoiAlign/ScatterND per
-    level under this module's name scope; ``export.maskrcnn.trt_graph`` collapses that scope into
+    level under this module's name scope; ``segrt.export.maskrcnn.trt_graph`` collapses that scope into
     one ``SegrtMultiLevelRoiAlign`` node.
     """
 

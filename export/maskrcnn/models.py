@@ -22,7 +22,7 @@ from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, Keypoi
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from sdk.errors import ArtifactError, InputError
+from segrt.errors import ArtifactError, InputError
 
 # arch name -> model kind written into checkpoints and artifacts
 ARCHS: dict[str, str] = {
@@ -210,7 +210,7 @@ def load_torchvision_state_dict(path: str | Path, arch: str, num_classes: int,
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, MaskRCNNConfig, list[str]]:
-    """(eval model, config, class names) from a checkpoint dict read by ``export.checkpoint.load_checkpoint``."""
+    """(eval model, config, class names) from a checkpoint dict read by ``segrt.export.checkpoint.load_checkpoint``."""
     if ckpt.get("kind") not in ("maskrcnn", "keypointrcnn"):
         raise ArtifactError(f"checkpoint kind is {ckpt.get('kind')!r}, not maskrcnn/keypointrcnn",
                             "use the exporter of that model kind (segrt export dispatches by kind)")

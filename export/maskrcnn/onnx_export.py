@@ -5,7 +5,7 @@ the TorchScript exporter (it records the exact ONNX ops we ask for, including
 RoiAlign's ``coordinate_transformation_mode`` at opset >= 16 and our explicit
 ``NonMaxSuppression``), writes the file atomically, checks it, and embeds the
 segrt metadata. The TensorRT variant is derived from this file by
-``export.maskrcnn.trt_graph.portable_to_tensorrt``.
+``segrt.export.maskrcnn.trt_graph.portable_to_tensorrt``.
 """
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ import onnx
 import torch
 from torch import nn
 
-import sdk
-from sdk import metadata as md
-from sdk.errors import InputError
-from sdk.io import atomic_path
-from sdk.keypoints import COCO_KEYPOINT_NAMES
+import segrt
+from segrt.artifact import metadata as md
+from segrt.errors import InputError
+from segrt.io.files import atomic_path
+from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES
 
-from export import DEFAULT_OPSET
+from segrt.export import DEFAULT_OPSET
 
-from .deploy import DeployRCNN
-from .models import MaskRCNNConfig
+from segrt.export.maskrcnn.deploy import DeployRCNN
+from segrt.export.maskrcnn.models import MaskRCNNConfig
 
 # A fixed example the trace runs on; parity is always checked on other images.
 _TRACE_SEED = 1234
@@ -35,7 +35,7 @@ _TRACE_SEED = 1234
 
 def build_metadata(deploy: DeployRCNN, cfg: MaskRCNNConfig, class_names: list[str], graph: str,
                    opset: int) -> dict[str, Any]:
-    """The segrt metadata of a Mask R-CNN artifact (keys documented in ``sdk.maskrcnn``)."""
+    """The segrt metadata of a Mask R-CNN artifact (keys documented in ``segrt.rcnn.predictor``)."""
     model = deploy.model
     meta: dict[str, Any] = {
         "kind": cfg.kind,
@@ -53,7 +53,7 @@ def build_metadata(deploy: DeployRCNN, cfg: MaskRCNNConfig, class_names: list[st
         "num_proposals": deploy.num_proposals,
         "graph": graph,
         "outputs": deploy.output_names,
-        "segrt_version": sdk.__version__,
+        "segrt_version": segrt.__version__,
         "opset": opset,
     }
     if deploy.has_masks:

@@ -1,7 +1,7 @@
 """Run the TensorRT graph without TensorRT: the plugin op on the CPU, inside ONNX Runtime.
 
 ``SegrtMultiLevelRoiAlign`` nodes are executed by an onnxruntime-extensions
-Python custom op that calls segrt's C++ CPU kernel (``sdk.ops``, the
+Python custom op that calls segrt's C++ CPU kernel (``segrt.ops``, the
 same semantics as the CUDA kernel behind the TensorRT plugin). Everything else
 in the graph runs as ONNX Runtime's standard ops. This is how the tests prove
 that the rewritten graph computes what the portable graph computes.
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from sdk.errors import BackendUnavailableError
+from segrt.errors import BackendUnavailableError
 
-from .trt_graph import PLUGIN_OP
+from segrt.export.maskrcnn.trt_graph import PLUGIN_OP
 
 CONTRIB_DOMAIN = "ai.onnx.contrib"
 
@@ -50,7 +50,7 @@ def register(num_levels: int) -> str:
                          "aligned": T.dt_int64, "canonical_scale": T.dt_float, "canonical_level": T.dt_int64,
                          "spatial_scales": T.dt_string})
     def _multi_level_roi_align(rois, batch_indices, *features, **attrs):
-        from sdk.ops import multi_scale_roi_align
+        from segrt.ops import multi_scale_roi_align
         return multi_scale_roi_align(
             [np.ascontiguousarray(f, dtype=np.float32) for f in features],
             np.ascontiguousarray(rois, dtype=np.float32), np.asarray(batch_indices).astype(np.int64),

@@ -1,6 +1,6 @@
 """Keypoint R-CNN demo: synthetic pose data -> train -> export -> OKS AP (fp32, int8, eager) -> picture -> benchmark.
 
-    python -m export.maskrcnn.pose_demo --out pose_demo_out [--minutes 6] [--r50]
+    python -m segrt.export.maskrcnn.pose_demo --out pose_demo_out [--minutes 6] [--r50]
 
 The last stage of ``segrt demo`` (into ``demo_out/pose``; ``--skip-pose`` leaves it out), about
 3 minutes on 2 cores. Everything it reports is written to ``<out>/pose_summary.json``; the picture
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-import sdk
-from sdk.imageio import read_image, write_png
-from sdk.io import atomic_path
-from sdk.coco import evaluate
-from sdk.maskrcnn import Instances
-from sdk.viz import draw_instances
+import segrt
+from segrt.io.images import read_image, write_png
+from segrt.io.files import atomic_path
+from segrt.rcnn.coco import evaluate
+from segrt.rcnn.instances import Instances
+from segrt.rcnn.viz import draw_instances
 
 # the recipe of the README's Keypoint R-CNN table (`segrt train keypointrcnn` options)
 SIZE = 128
@@ -71,8 +71,8 @@ def picture(predictor, val_json: Path, val_images: Path, out: Path, count: int =
 
 def _draw_labelled(image: np.ndarray, gt: Instances) -> np.ndarray:
     """Ground-truth skeletons; unlabelled keypoints (visibility 0) and their limbs are left out."""
-    from sdk.keypoints import draw_skeleton
-    from sdk.viz import instance_colour
+    from segrt.rcnn.keypoints import draw_skeleton
+    from segrt.rcnn.viz import instance_colour
     canvas = image.copy()
     for i in range(len(gt)):
         draw_skeleton(canvas, gt.keypoints[i], instance_colour(i), min_score=0.5)
@@ -81,18 +81,18 @@ def _draw_labelled(image: np.ndarray, gt: Instances) -> np.ndarray:
 
 def run_pose_demo(out: Path, minutes: float = 6.0, steps: int = 600, n_train: int = 600, n_val: int = 100,
                   checkpoint: Path | None = None, bench_runs: int = 10, threads: int = 2, r50: bool = False) -> dict[str, Any]:
-    from sdk.bench.report import summarize
+    from segrt.bench.report import summarize
 
-    from export.bench_common import demo_bench_args
-    from export.checkpoint import load_checkpoint
-    from export.cli import add_rcnn_train_arguments, cmd_train_rcnn
-    from export.quantize import calibration_images, quantize_int8
+    from segrt.export.bench_common import demo_bench_args
+    from segrt.export.checkpoint import load_checkpoint
+    from segrt.export.train_commands import add_rcnn_train_arguments, cmd_train_rcnn
+    from segrt.export.quantize import calibration_images, quantize_int8
 
-    from .bench import add_keypoint_bench_arguments, bench_command
-    from .models import model_from_checkpoint
-    from .onnx_export import torch_to_onnx
-    from .reference import TorchvisionPredictor
-    from .synthetic_pose import write_pose_dataset
+    from segrt.export.maskrcnn.bench import add_keypoint_bench_arguments, bench_command
+    from segrt.export.maskrcnn.models import model_from_checkpoint
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+    from segrt.export.maskrcnn.reference import TorchvisionPredictor
+    from segrt.export.maskrcnn.synthetic_pose import write_pose_dataset
 
     out = Path(out)
     summary: dict[str, Any] = {}
@@ -112,20 +112,20 @@ def run_pose_demo(out: Path, minutes: float = 6.0, steps: int = 600, n_train: in
     print(f"   {summary['train']}", flush=True)
 
     onnx_path = torch_to_onnx(model, cfg, names, out / "keypointrcnn.onnx", (SIZE, SIZE))
-    predictor = sdk.load(onnx_path, threads=threads)
-    print("== pose: COCO evaluation on val.json (sdk on ONNX Runtime; torchvision eager; int8)", flush=True)
+    predictor = segrt.load(onnx_path, threads=threads)
+    print("== pose: COCO evaluation on val.json (segrt on ONNX Runtime; torchvision eager; int8)", flush=True)
     summary["eval"] = evaluate(predictor, data["val_json"], data["val_images"])
     summary["eval_torchvision"] = evaluate(TorchvisionPredictor(model, names, canvas_hw=(SIZE, SIZE)),
                                            data["val_json"], data["val_images"])
     calibration = calibration_images(data["train_images"])[:16]
     int8_path = quantize_int8(onnx_path, out / "keypointrcnn.int8.onnx", calibration)
-    summary["eval_int8"] = evaluate(sdk.load(int8_path, threads=threads), data["val_json"], data["val_images"])
+    summary["eval_int8"] = evaluate(segrt.load(int8_path, threads=threads), data["val_json"], data["val_images"])
     for key in ("eval", "eval_torchvision", "eval_int8"):
         print(f"   {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[key].items() if k != "images"), flush=True)
     summary["picture"] = str(picture(predictor, data["val_json"], data["val_images"], out / "keypoint_demo.png"))
     print(f"   {summary['picture']}", flush=True)
 
-    print("== pose: benchmark, torchvision eager vs the sdk on each runtime (segrt bench keypointrcnn)", flush=True)
+    print("== pose: benchmark, torchvision eager vs the segrt on each runtime (segrt bench keypointrcnn)", flush=True)
     more = ["--checkpoint", str(checkpoint), "--models", "small", *(["r50", "--int8"] if r50 else [])]
     args = demo_bench_args(add_keypoint_bench_arguments, out / "bench_keypointrcnn.json", bench_runs, *more)
     summary["bench"] = summarize(bench_command(args, onnx_path, int8_path))
@@ -158,7 +158,7 @@ def demo_command(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.maskrcnn.pose_demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m segrt.export.maskrcnn.pose_demo", description=__doc__.split("\n\n")[0])
     add_demo_arguments(parser)
     demo_command(parser.parse_args(argv))
     return 0

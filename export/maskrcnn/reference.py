@@ -2,7 +2,7 @@
 
 ``TorchvisionPredictor(model).predict(image)`` calls the torchvision model
 itself (its transform, network and its own postprocessing, masks pasted by
-``paste_masks_in_image``) and returns ``sdk.maskrcnn.Instances``.
+``paste_masks_in_image``) and returns ``segrt.rcnn.predictor.Instances``.
 
 With ``canvas_hw=(H, W)`` the batch is padded to that size instead of the next
 multiple of 32: this is what torchvision computes for the image when it is
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from sdk.errors import InputError
-from sdk.maskrcnn import Instances
-from sdk.preprocess import to_rgb_float
+from segrt.errors import InputError
+from segrt.rcnn.instances import Instances
+from segrt.io.preprocess import to_rgb_float
 
 
 class _PadToCanvas(GeneralizedRCNNTransform):

@@ -38,12 +38,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sdk.imageio import write_png
-from sdk.errors import InputError
-from sdk.io import atomic_path
-from sdk.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
+from segrt.io.images import write_png
+from segrt.errors import InputError
+from segrt.io.files import atomic_path
+from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
-from .coco import _polygons
+from segrt.export.maskrcnn.coco import _polygons
 
 K = len(COCO_KEYPOINT_NAMES)
 KP = {name: i for i, name in enumerate(COCO_KEYPOINT_NAMES)}
@@ -263,14 +263,14 @@ def data_command(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def register(cli) -> None:
-    """``segrt data pose ROOT``: command provider hook for ``sdk.cli``."""
+    """``segrt data pose ROOT``: command provider hook for ``segrt.cli``."""
     parser = cli.add_sub("data", "pose", data_command, help="synthetic person-keypoint data (COCO format)",
                          description=__doc__.split("\n\n")[0])
     add_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.maskrcnn.synthetic_pose",
+    parser = argparse.ArgumentParser(prog="python -m segrt.export.maskrcnn.synthetic_pose",
                                      description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     data_command(parser.parse_args(argv))

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from export.checkpoint import save_checkpoint
+from segrt.export.checkpoint import save_checkpoint
 
-from .coco import CocoTrainSet, load_coco
-from .models import MaskRCNNConfig, build_model
+from segrt.export.maskrcnn.coco import CocoTrainSet, load_coco
+from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
 
 
 @dataclass

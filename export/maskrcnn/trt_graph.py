@@ -15,7 +15,7 @@ levels. Plugin node contract (``kernels/roi_align/multi_level_roi_align_plugin.c
         coordinate_transformation_mode, mode; plugin_version "1", plugin_namespace "segrt".
 
 Nothing else changes, so the rewrite can be checked op for op against the
-portable graph (``export.maskrcnn.ort_plugin`` runs it on the CPU).
+portable graph (``segrt.export.maskrcnn.ort_plugin`` runs it on the CPU).
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from sdk import metadata as md
-from sdk.errors import ArtifactError
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError
 
-from .onnx_export import write_onnx
+from segrt.export.maskrcnn.onnx_export import write_onnx
 
 PLUGIN_OP = "SegrtMultiLevelRoiAlign"
 PLUGIN_DOMAIN = "segrt"
@@ -50,7 +50,7 @@ def _collapse_scope(graph: gs.Graph, scope: str, index: int) -> dict[str, Any] |
     produced = {t.name for n in nodes for t in n.outputs}
     roi_aligns = [n for n in nodes if n.op == "RoiAlign"]
     if not roi_aligns:
-        raise ArtifactError(f"scope {prefix} holds no RoiAlign node", "re-export with export.maskrcnn")
+        raise ArtifactError(f"scope {prefix} holds no RoiAlign node", "re-export with segrt.export.maskrcnn")
     # the subgraph's result: the pooled tensor (written by the last ScatterND) used outside the scope.
     # Other outside uses (the exporter shares shape arithmetic between poolers) stay, and
     # graph.cleanup() keeps exactly the nodes they still need.
@@ -69,7 +69,7 @@ def _collapse_scope(graph: gs.Graph, scope: str, index: int) -> dict[str, Any] |
              and t.shape is not None and len(t.shape) == 2 and t.shape[1] == 4]
     if len(boxes) != 1:
         raise ArtifactError(f"scope {prefix}: cannot tell the boxes input among {sorted(external)}",
-                            "re-export with export.maskrcnn")
+                            "re-export with segrt.export.maskrcnn")
     rois = boxes[0]
     first = levels[0]
     aligned = first.attrs.get("coordinate_transformation_mode", "half_pixel") == "half_pixel"

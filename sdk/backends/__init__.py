@@ -1,4 +1,4 @@
-"""Inference backends: one small file each, one interface (``sdk.backends.base.Backend``)."""
-from .base import Backend, TensorInfo
+"""Inference backends: one small file each, one interface (``segrt.backends.base.Backend``)."""
+from segrt.backends.base import Backend, TensorInfo
 
 __all__ = ["Backend", "TensorInfo"]

@@ -2,7 +2,7 @@
 
 A backend owns a loaded artifact and runs it: ``run(feed) -> outputs`` with
 numpy arrays keyed by tensor name. It knows nothing about images, tiles or
-masks; predictors (``sdk.unet``, ``sdk.maskrcnn``) do the pre/post-processing.
+masks; predictors (``segrt.unet.predictor``, ``segrt.rcnn.predictor``) do the pre/post-processing.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from segrt.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, SegrtError
+from segrt.errors import BackendUnavailableError, SegrtError
 
 INSTALL_HINT = "pip install 'cuda-python>=12.6' (or pip install 'segrt[gpu]'); it must match your NVIDIA driver"
 

@@ -23,9 +23,9 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import onnxruntime as ort
 
-from .. import metadata as md
-from ..errors import ArtifactError, BackendUnavailableError, InputError
-from .base import Backend, TensorInfo, check_feed
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.backends.base import Backend, TensorInfo, check_feed
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,

@@ -19,7 +19,7 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
 * ``"mixed"`` (Mask R-CNN, Keypoint R-CNN): the convolutions and matmuls of the FPN's 3x3 output
   convolutions and of the heads (RPN, box, mask, keypoint) in bf16; the ResNet, the FPN's lateral
   sums, RoiAlign, box decoding, the class scores and NMS in fp32, in one compiled model
-  (``sdk.backends.openvino_mixed``). Measured on the demo models (README, OpenVINO section): Mask
+  (``segrt.backends.openvino_mixed``). Measured on the demo models (README, OpenVINO section): Mask
   R-CNN segm AP -0.0022 and bbox AP -0.0026 on the held-out image and its flips, Keypoint R-CNN
   OKS AP -0.0014; on R50-FPN at 800x1344 the model runs 1.4x faster than in fp32. Individual
   detections can change (1 of 222 on the demo, at the image border). ``bf16_scopes=HEAD_SCOPES``
@@ -28,7 +28,7 @@ Precision (``precision=``), OpenVINO's ``INFERENCE_PRECISION_HINT``:
   and keypoint heads in bf16).
 * ``"auto"``: ``"bf16"`` where OpenVINO reports the ``BF16`` capability of the CPU, else ``"fp32"``.
 * a function ``(metadata, capabilities) -> "fp32" | "bf16"``: decided per artifact
-  (``backend="auto"`` passes ``sdk.backends.select.measured_precision``).
+  (``backend="auto"`` passes ``segrt.backends.select.measured_precision``).
 
 Keeping parts of the graph in float32 under bf16 (``fp32_ops=``): OpenVINO's per-node mark
 (``precise_0`` rt_info). In OpenVINO 2026.4 its CPU plugin honours it for RoiAlign but not
@@ -48,10 +48,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import metadata as md
-from ..errors import ArtifactError, BackendUnavailableError, InputError
-from .base import Backend, TensorInfo, check_feed
-from .openvino_mixed import convert_to_bf16, heavy_nodes
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.backends.base import Backend, TensorInfo, check_feed
+from segrt.backends.openvino_mixed import convert_to_bf16, heavy_nodes
 
 PRECISIONS = ("fp32", "bf16", "mixed", "auto")
 INSTALL_HINT = "pip install 'segrt[openvino]' (or: pip install openvino)"

@@ -1,10 +1,10 @@
-"""The rule behind ``sdk.load(path, backend="auto")``: which backend and precision open an artifact.
+"""The rule behind ``segrt.load(path, backend="auto")``: which backend and precision open an artifact.
 
 The rule is fixed, so loading needs no measurement. It comes from one measurement:
 ``benchmarks/openvino_accuracy.py`` on the demo U-Net and Mask R-CNN (README, OpenVINO section),
-which scores every CPU runtime of ``sdk.bench.artifacts.RUNTIMES`` on the held-out half, times
-it end to end, and picks with the harness's ``sdk.bench.pick`` the fastest one whose IoU (U-Net)
-or segm and bbox AP (Mask R-CNN) is within 0.005 of fp32 either way (``sdk.bench.Within(0.005)``).
+which scores every CPU runtime of ``segrt.bench.artifacts.RUNTIMES`` on the held-out half, times
+it end to end, and picks with the harness's ``segrt.bench.pick`` the fastest one whose IoU (U-Net)
+or segm and bbox AP (Mask R-CNN) is within 0.005 of fp32 either way (``segrt.bench.Within(0.005)``).
 To choose from fresh measurements on another machine: ``segrt bench unet|maskrcnn --pick`` (the
 same picker; its budget is on the agreement with PyTorch's output).
 """
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from ..errors import BackendUnavailableError
+from segrt.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
-    from ..formats import Format
+    from segrt.artifact.formats import Format
 
 
 def openvino_installed() -> bool:
     """Whether the OpenVINO backend can run here (the ``openvino`` package imports)."""
-    from .openvino import import_openvino
+    from segrt.backends.openvino import import_openvino
     try:
         import_openvino()
     except BackendUnavailableError:

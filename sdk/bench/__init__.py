@@ -1,21 +1,21 @@
 """segrt's one benchmark harness (no torch): declare variants, time them, compare them, report.
 
->>> from sdk.bench import Variant, run_variants, format_table
+>>> from segrt.bench import Variant, run_variants, format_table
 >>> report = run_variants([Variant("numpy", lambda: lambda: sum(range(1000)), mode="model", reference=True)],
 ...                       runs=3, warmup=1, progress=None)
 >>> report.rows[0].speedup
 1.0
 
-``sdk.bench.core``: timing (p50/p90, throughput, Mpixel/s, peak RSS), ``Variant``, the result
+``segrt.bench.core``: timing (p50/p90, throughput, Mpixel/s, peak RSS), ``Variant``, the result
 schema (``Row``, ``Report``) and ``pick`` (the fastest variant within an accuracy ``Budget``:
-agreement floors, or ``Within`` a tolerance of the reference's metrics); ``sdk.bench.report``:
-the table, the plot and the JSON; ``sdk.bench.agreement``: agreement with the reference's
-output; ``sdk.bench.artifacts``: the runtime table and the variants of an exported artifact;
-``sdk.bench.cli``: ``segrt bench model`` and the options all benchmark commands share.
+agreement floors, or ``Within`` a tolerance of the reference's metrics); ``segrt.bench.report``:
+the table, the plot and the JSON; ``segrt.bench.agreement``: agreement with the reference's
+output; ``segrt.bench.artifacts``: the runtime table and the variants of an exported artifact;
+``segrt.bench.cli``: ``segrt bench model`` and the options all benchmark commands share.
 """
-from .core import (MODES, SCHEMA, Budget, Report, Row, Timing, Variant, Within, measure, pick, run_variants,
+from segrt.bench.core import (MODES, SCHEMA, Budget, Report, Row, Timing, Variant, Within, measure, pick, run_variants,
                    timing_from_samples)
-from .report import format_table, plot, read_json, write_json
+from segrt.bench.report import format_table, plot, read_json, write_json
 
 __all__ = ["MODES", "SCHEMA", "Budget", "Report", "Row", "Timing", "Variant", "Within", "measure", "pick",
            "run_variants", "timing_from_samples", "format_table", "plot", "read_json", "write_json"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..coco import bbox_xywh, encode_rle
+from segrt.rcnn.coco import bbox_xywh, encode_rle
 
 
 def _probs(out: Any) -> np.ndarray:
@@ -38,7 +38,7 @@ def _probs(out: Any) -> np.ndarray:
 def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
     """``iou`` (mean foreground-class IoU of the argmax maps), ``label_agreement`` (fraction of
     pixels with the same class) and ``max_abs_dprob`` between two probability outputs; between two
-    ``sdk.unet.SegmentationResult`` also ``abs_dcount``, the difference in objects counted."""
+    ``segrt.unet.predictor.SegmentationResult`` also ``abs_dcount``, the difference in objects counted."""
     p, q = _probs(out).astype(np.float32), _probs(ref).astype(np.float32)
     if p.shape != q.shape:
         raise ValueError(f"outputs differ in shape: {p.shape} vs reference {q.shape}")
@@ -56,7 +56,7 @@ def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
 
 
 def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
-    """AP@[.5:.95] of ``result`` against ``reference`` as ground truth (both ``sdk.maskrcnn.Instances``)."""
+    """AP@[.5:.95] of ``result`` against ``reference`` as ground truth (both ``segrt.rcnn.predictor.Instances``)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -125,7 +125,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def detection_matching(out: Any, ref: Any, iou_thresh: float = 0.5) -> dict[str, float]:
-    """How ``out``'s detections pair with ``ref``'s (both ``sdk.maskrcnn.Instances``).
+    """How ``out``'s detections pair with ``ref``'s (both ``segrt.rcnn.predictor.Instances``).
 
     Greedy, in the reference's score order: each reference detection takes the unpaired detection of
     the same label with the highest box IoU, if that IoU is at least ``iou_thresh``.

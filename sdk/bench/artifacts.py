@@ -16,9 +16,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import InputError
-from ..predictor import record_feeds
-from .core import MODES, Agreement, Variant
+from segrt.errors import InputError
+from segrt.predictor import record_feeds
+from segrt.bench.core import MODES, Agreement, Variant
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Runtime:
     """One backend and precision to run an artifact with.
 
     name: the row label; artifact: which exported file it runs ("fp32": ``NAME.onnx``, "int8": its
-    ``NAME.int8.onnx`` QDQ copy); options: ``sdk.load`` options besides ``threads``; needs: modules
+    ``NAME.int8.onnx`` QDQ copy); options: ``segrt.load`` options besides ``threads``; needs: modules
     that must be importable; kinds: the model kinds it applies to (empty: every kind).
     """
 
@@ -48,7 +48,7 @@ class Runtime:
         return load(artifacts[self.artifact], threads, self.options)
 
 
-OPENVINO = ("openvino", "sdk.backends.openvino")  # the library and segrt's backend for it
+OPENVINO = ("openvino", "segrt.backends.openvino")  # the library and segrt's backend for it
 
 # Every CPU way to run a segrt .onnx export (and its int8 copy): the rows of `segrt bench unet|maskrcnn`,
 # the candidates of their --pick, and the rows of benchmarks/openvino_accuracy.py.
@@ -71,15 +71,15 @@ def runtimes_for(artifacts: Mapping[str, Path | None], kind: str | None = None) 
 
 
 def load(path: str | Path, threads: int | None, options: Mapping[str, Any] | None = None):
-    """``sdk.load(path, threads=threads, **options)``, with a clear error for options this sdk lacks."""
-    import sdk
-    from ..formats import format_for_path
+    """``segrt.load(path, threads=threads, **options)``, with a clear error for options this segrt lacks."""
+    import segrt
+    from segrt.artifact.formats import format_for_path
 
     kwargs = dict(options or {})
     if threads is not None and format_for_path(path).name != "engine":  # engines have no CPU thread pool
         kwargs["threads"] = threads
     try:
-        return sdk.load(path, **kwargs)
+        return segrt.load(path, **kwargs)
     except TypeError as exc:
         raise InputError(f"{path}: the backend does not take the options {dict(options or {})} ({exc})",
                          "install the backend's extra, or leave --backend out") from None
@@ -118,7 +118,7 @@ def artifact_variants(name: str, path: str | Path, image: np.ndarray, *, threads
                       options: Mapping[str, Any] | None = None, agreement: Agreement | None = None,
                       model_agreement: Agreement | None = None, group: str = "", reference: bool = False,
                       modes: tuple[str, ...] = MODES) -> list[Variant]:
-    """Variants of one artifact on one runtime (loaded with ``sdk.load(path, threads=, **options)``)."""
+    """Variants of one artifact on one runtime (loaded with ``segrt.load(path, threads=, **options)``)."""
     return predictor_variants(name, lambda: load(path, threads, options), image, agreement=agreement,
                               model_agreement=model_agreement, group=group, reference=reference, modes=modes,
                               info={"artifact": Path(path).name, **{k: str(v) for k, v in (options or {}).items()}})
@@ -135,7 +135,7 @@ def bench_image(hw: tuple[int, int] | None, channels: int = 1, path: str | Path 
     import cv2
 
     if path is not None:
-        from ..imageio import read_image
+        from segrt.io.images import read_image
         img = read_image(path)
         if img.ndim == 3 and channels == 1:
             img = img[..., :3].mean(axis=2).astype(img.dtype)

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import InputError
-from .core import MODES, Report, pick, run_variants
-from .report import format_table, plot, write_json
+from segrt.errors import InputError
+from segrt.bench.core import MODES, Report, pick, run_variants
+from segrt.bench.report import format_table, plot, write_json
 
 
 def default_threads() -> int:
@@ -54,9 +54,9 @@ def check_counts(args: argparse.Namespace) -> None:
 def environment() -> dict[str, Any]:
     """What a report was measured on (CPU, library versions), for the JSON's context."""
     import numpy
-    import sdk
+    import segrt
     ctx: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpus": default_threads(),
-                           "segrt": sdk.__version__, "numpy": numpy.__version__}
+                           "segrt": segrt.__version__, "numpy": numpy.__version__}
     for module in ("onnxruntime", "openvino", "torch"):  # the versions of the runtimes this process loaded
         if module in sys.modules:
             ctx[module] = getattr(sys.modules[module], "__version__", "?")
@@ -101,8 +101,8 @@ def _backend_options(spec: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> Report:
     """Handler of ``segrt bench model``."""
-    from . import artifacts as art
-    from .agreement import BY_KIND
+    from segrt.bench import artifacts as art
+    from segrt.bench.agreement import BY_KIND
 
     check_counts(args)
     threads = args.threads or default_threads()
@@ -142,5 +142,5 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def register(cli: Any) -> None:
-    """Add ``segrt bench model`` to the command line (``cli``: ``sdk.cli.Commands``)."""
+    """Add ``segrt bench model`` to the command line (``cli``: ``segrt.cli.Commands``)."""
     add_arguments(cli.add_sub("bench", "model", run, help="time exported artifacts (no PyTorch needed)"))

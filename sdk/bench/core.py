@@ -4,7 +4,7 @@ A benchmark is a list of :class:`Variant` declarations. :func:`run_variants` tim
 one (warm-up calls, then timed calls), compares its last output with the output of the
 reference variant of the same group and mode, and returns a :class:`Report`: one
 :class:`Row` per variant with p50/p90 latency, throughput, the speedup over the
-reference and the agreement numbers. ``sdk.bench.report`` prints, plots and writes it.
+reference and the agreement numbers. ``segrt.bench.report`` prints, plots and writes it.
 
 Modes keep the two questions apart: ``"model"`` times the network call alone (for an
 artifact: ``backend.run(feed)`` on the exact feed its predictor builds), ``"end_to_end"``
@@ -20,7 +20,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from segrt.errors import InputError
 
 SCHEMA = "segrt-bench/1"
 MODES = ("model", "end_to_end")

@@ -1,12 +1,12 @@
-"""The one printer, plot and JSON writer of benchmark reports (``sdk.bench.core.Report``)."""
+"""The one printer, plot and JSON writer of benchmark reports (``segrt.bench.core.Report``)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_path
-from .core import Report
+from segrt.io.files import atomic_path
+from segrt.bench.core import Report
 
 MODE_TITLES = {"model": "model only", "end_to_end": "end to end"}
 
@@ -20,7 +20,7 @@ def _agreement_text(numbers: dict[str, float]) -> str:
 
 
 def budget_text(budget: dict[str, Any]) -> str:
-    """A budget in its JSON form (``sdk.bench.core.budget_json``) as words: "iou >= 0.995, segm_AP within 0.005"."""
+    """A budget in its JSON form (``segrt.bench.core.budget_json``) as words: "iou >= 0.995, segm_AP within 0.005"."""
     return ", ".join(f"{k} within {v['within']:g}" if isinstance(v, dict) else f"{k} >= {v:g}"
                      for k, v in budget.items())
 

@@ -1,6 +1,6 @@
 """The CPU binding: numpy arrays -> ``libsegrt_roi_align_cpu.so`` (ctypes, no torch).
 
-Called by :mod:`sdk.ops.roi_align` with attributes already checked; this module
+Called by :mod:`segrt.ops.roi_align` with attributes already checked; this module
 checks the arrays. C-contiguous float32 inputs are passed by pointer, not copied.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import native
-from ..errors import InputError, SegrtError
+from segrt.ops import native
+from segrt.errors import InputError, SegrtError
 
 _f32p = ctypes.POINTER(ctypes.c_float)
 _i64p = ctypes.POINTER(ctypes.c_int64)
@@ -120,7 +120,7 @@ def _check(status: int) -> None:
 
 def roi_align(x: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray, out_hw: tuple[int, int], scale: float,
               ratio: int, mode: int, aligned: bool, threads: int | None) -> np.ndarray:
-    """See :func:`sdk.ops.roi_align`; ``mode`` 0 = avg, 1 = max. Returns float32 ``[K, C, h, w]``."""
+    """See :func:`segrt.ops.roi_align`; ``mode`` 0 = avg, 1 = max. Returns float32 ``[K, C, h, w]``."""
     x = _feature(x, "x")
     rois, idx = _boxes(rois, batch_indices, x.shape[0])
     nthreads = _threads(threads)
@@ -137,7 +137,7 @@ def roi_align(x: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray, out_hw
 def multi_scale_roi_align(features: Sequence[np.ndarray], rois: np.ndarray, batch_indices: np.ndarray,
                           out_hw: tuple[int, int], scales: Sequence[float], ratio: int, aligned: bool,
                           canonical_scale: float, canonical_level: int, threads: int | None) -> np.ndarray:
-    """See :func:`sdk.ops.multi_scale_roi_align`. Returns float32 ``[K, C, h, w]``."""
+    """See :func:`segrt.ops.multi_scale_roi_align`. Returns float32 ``[K, C, h, w]``."""
     feats = [_feature(f, f"features[{i}]") for i, f in enumerate(features)]
     n, c = feats[0].shape[:2]
     for i, f in enumerate(feats[1:], start=1):

@@ -1,6 +1,6 @@
 """The CUDA binding: CUDA tensors -> the C launchers of ``libsegrt_roi_align_cuda.so`` (ctypes).
 
-Called by :mod:`sdk.ops.roi_align` with attributes already checked. Tensors are
+Called by :mod:`segrt.ops.roi_align` with attributes already checked. Tensors are
 used through their own methods (``data_ptr``, ``contiguous``, ``float``, ``int``,
 ``new_empty``, ``shape``, ``dtype``, ``device``), the way a torch CUDA tensor
 offers them; this module never imports torch. The launchers enqueue one kernel
@@ -14,8 +14,8 @@ import functools
 import sys
 from typing import Any, Sequence
 
-from .. import native
-from ..errors import BackendUnavailableError, InputError, SegrtError
+from segrt.ops import native
+from segrt.errors import BackendUnavailableError, InputError, SegrtError
 
 # SEGRT_DTYPE_FLOAT32 / SEGRT_DTYPE_FLOAT16 in kernels/roi_align/roi_align_kernel.h
 _DTYPES = {"float32": 0, "float16": 1}
@@ -110,7 +110,7 @@ def _check(status: int, what: str) -> None:
 
 def roi_align(x: Any, rois: Any, batch_indices: Any, out_hw: tuple[int, int], scale: float, ratio: int, mode: int,
               aligned: bool, stream: int | None) -> Any:
-    """See :func:`sdk.ops.roi_align`. Returns ``[K, C, h, w]`` of ``x``'s dtype on its device."""
+    """See :func:`segrt.ops.roi_align`. Returns ``[K, C, h, w]`` of ``x``'s dtype on its device."""
     x = _feature(x, "x")
     rois, idx = _boxes(rois, batch_indices, x)
     n, c, h, w = (int(v) for v in x.shape)
@@ -127,7 +127,7 @@ def roi_align(x: Any, rois: Any, batch_indices: Any, out_hw: tuple[int, int], sc
 def multi_scale_roi_align(features: Sequence[Any], rois: Any, batch_indices: Any, out_hw: tuple[int, int],
                           scales: Sequence[float], ratio: int, aligned: bool, canonical_scale: float,
                           canonical_level: int, stream: int | None) -> Any:
-    """See :func:`sdk.ops.multi_scale_roi_align`. Returns ``[K, C, h, w]`` of the features' dtype, one launch."""
+    """See :func:`segrt.ops.multi_scale_roi_align`. Returns ``[K, C, h, w]`` of the features' dtype, one launch."""
     feats = [_feature(_same_device(f, features[0], f"features[{i}]"), f"features[{i}]")
              for i, f in enumerate(features)]
     n, c = (int(v) for v in feats[0].shape[:2])

@@ -12,14 +12,14 @@ Two ops, NCHW features, boxes ``(x1, y1, x2, y2)`` in input-image pixels:
 Where the work runs follows the features, as in torchvision:
 
 * a ``numpy.ndarray`` (float32) goes to ``libsegrt_roi_align_cpu.so``
-  (:mod:`sdk.ops._cpu`, ``pip install -e .`` builds it);
+  (:mod:`segrt.ops._cpu`, ``pip install -e .`` builds it);
 * an object holding CUDA memory the way a torch CUDA tensor does (``.is_cuda``
   true, ``.data_ptr()``; float32 or float16) goes to ``libsegrt_roi_align_cuda.so``
-  (:mod:`sdk.ops._cuda`, built with CMake on a CUDA machine) and runs on the
+  (:mod:`segrt.ops._cuda`, built with CMake on a CUDA machine) and runs on the
   current stream of the tensor's framework. segrt never imports torch for this:
   the tensor brings its own methods.
 
-Both libraries are located by :mod:`sdk.native`. The attribute checks below are
+Both libraries are located by :mod:`segrt.ops.native`. The attribute checks below are
 shared by both devices; each binding checks its own arrays.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from . import _cpu, _cuda
+from segrt.errors import InputError
+from segrt.ops import _cpu, _cuda
 
 __all__ = ["MAX_LEVELS", "fpn_scales", "is_cuda_tensor", "multi_scale_roi_align", "roi_align"]
 

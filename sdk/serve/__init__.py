@@ -9,9 +9,9 @@ Needs ``pip install 'segrt[serve]'`` (tritonclient; nvidia-pytriton for the bund
 """
 from __future__ import annotations
 
-from .client import RemotePredictor
-from .repository import parse_config, pipeline_models, write_model_repository
-from .server import TritonServer, find_tritonserver
+from segrt.serve.client import RemotePredictor
+from segrt.serve.repository import parse_config, pipeline_models, write_model_repository
+from segrt.serve.server import TritonServer, find_tritonserver
 
 __all__ = ["write_model_repository", "parse_config", "pipeline_models", "TritonServer", "find_tritonserver",
            "RemotePredictor"]

@@ -1,6 +1,6 @@
-"""``python -m sdk.serve ...`` is ``segrt serve ...``."""
+"""``python -m segrt.serve ...`` is ``segrt serve ...``."""
 import sys
 
-from ..cli import main
+from segrt.cli import main
 
 sys.exit(main(["serve", *sys.argv[1:]]))

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import TensorInfo
-from ..errors import ArtifactError
+from segrt.backends.base import TensorInfo
+from segrt.errors import ArtifactError
 
 
 class BLSBackend:
-    """``sdk.backends`` interface (``metadata``, ``inputs``, ``outputs``, ``run``) over a Triton BLS call.
+    """``segrt.backends`` interface (``metadata``, ``inputs``, ``outputs``, ``run``) over a Triton BLS call.
 
     Args:
         path: the artifact beside the pipeline model (for messages; metadata comes from the config).

@@ -1,6 +1,6 @@
 """``segrt serve``: write a model repository for artifacts (or take one) and run Triton on it.
 
-Registered into ``segrt`` by :func:`register` (``python -m sdk.serve`` runs the same command).
+Registered into ``segrt`` by :func:`register` (``python -m segrt.serve`` runs the same command).
 """
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError, SegrtError
-from . import protocol
-
+from segrt.errors import InputError, SegrtError
+from segrt.serve import protocol
 DESCRIPTION = ("Serve segrt models on NVIDIA Triton Inference Server (HTTP/gRPC, KServe v2 protocol). "
                "Pass .onnx/.engine artifacts (a model repository is written for them) or a model repository "
                "folder (segrt serve --write-repo writes one). Ctrl-C finishes the requests in flight, then stops.")
@@ -41,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .repository import write_model_repository
-    from .server import TritonServer
+    from segrt.serve.repository import write_model_repository
+    from segrt.serve.server import TritonServer
     paths = list(args.models)
     is_repo = len(paths) == 1 and paths[0].is_dir()
     if is_repo and args.write_repo:

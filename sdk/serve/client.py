@@ -1,6 +1,6 @@
 """Predict through a Triton server: the same result objects, and the same numbers, as local ``predict``.
 
->>> from sdk.serve.client import RemotePredictor
+>>> from segrt.serve.client import RemotePredictor
 >>> model = RemotePredictor("http://127.0.0.1:8000")          # or "grpc://127.0.0.1:8001"
 >>> result = model.predict(image)                              # SegmentationResult / Instances
 
@@ -19,10 +19,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputError, SegrtError, ServerError
-from . import protocol
-
-
+from segrt.errors import BackendUnavailableError, InputError, SegrtError, ServerError
+from segrt.serve import protocol
 def _tritonclient(protocol_name: str):
     try:
         if protocol_name == "grpc":
@@ -72,7 +70,7 @@ class RemotePredictor:
         probs: U-Net: also fetch the class probabilities float32 [K, H, W] (off: ``result.probs`` is None,
             and the response is K x 4 bytes per pixel smaller).
 
-    Implements the predictor protocol (``sdk.predictor``): ``kind``, ``metadata``, ``backend``
+    Implements the predictor protocol (``segrt.predictor``): ``kind``, ``metadata``, ``backend``
     (a :class:`TritonEndpoint`), ``predict``, ``draw``, ``save``, ``evaluate``, ``last_timings``.
     After each ``predict``, ``last_timings`` holds model_ms (the request's round trip: transfer,
     queueing and the server's whole pipeline) and total_ms (with the client's checks and decoding).
@@ -191,7 +189,7 @@ class RemotePredictor:
         return result
 
     def _options(self, options: dict[str, Any]) -> dict[str, np.ndarray]:
-        from ..predictor import check_options
+        from segrt.predictor import check_options
         check_options(self.kind, options, ("tta", "probs") if self.kind == "unet" else ())
         if options.get("probs") not in (None, "auto", "float32") or (options.get("probs") and not self.probs):
             raise InputError(f"probs={options['probs']!r} is not available through the server",
@@ -209,7 +207,7 @@ class RemotePredictor:
     __call__ = predict
 
     def _local_class(self):
-        from .. import PREDICTORS
+        from segrt import PREDICTORS
         import importlib
         module, name = PREDICTORS[self.kind].split(":")
         return getattr(importlib.import_module(module), name)

@@ -1,7 +1,7 @@
 """The wire format of a segrt pipeline model: tensor names, image checks, result (de)serialization.
 
-One module, used by both ends: the Triton Python-backend model (``sdk.serve.triton_model``)
-encodes results with it and the client (``sdk.serve.client``) decodes them, so the two
+One module, used by both ends: the Triton Python-backend model (``segrt.serve.triton_model``)
+encodes results with it and the client (``segrt.serve.client``) decodes them, so the two
 cannot drift.
 
 Request: exactly one image input, the batch dimension first when the model batches
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..imageio import decode_image
-from ..preprocess import check_image
+from segrt.errors import InputError
+from segrt.io.images import decode_image
+from segrt.io.preprocess import check_image
 
 IMAGE_INPUTS: dict[str, str] = {"uint8": "image", "uint16": "image_uint16", "float32": "image_float32"}
 ENCODED_INPUT = "encoded"
@@ -196,9 +196,9 @@ def decode_result(kind: str, tensors: dict[str, np.ndarray], class_names: list[s
                   image: np.ndarray | None = None) -> Any:
     """Response tensors (no batch dimension) -> ``SegmentationResult`` or ``Instances``, as local predict returns."""
     if kind == "unet":
-        from ..unet import SegmentationResult
+        from segrt.unet.predictor import SegmentationResult
         return SegmentationResult(tensors.get("probs"), tensors["classes"], tensors["instances"])
-    from ..maskrcnn import Instances
+    from segrt.rcnn.instances import Instances
     h, w = (int(v) for v in tensors["image_size"])
     labels = tensors["labels"].astype(np.int64)
     names = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in labels]

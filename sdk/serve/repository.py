@@ -3,13 +3,13 @@
 Layout for an artifact ``NAME.onnx`` (or ``NAME.engine``)::
 
     REPO/NAME/config.pbtxt          pipeline model: Python backend, image in, segrt result out
-    REPO/NAME/1/model.py            imports sdk.serve.triton_model.TritonPythonModel
+    REPO/NAME/1/model.py            imports segrt.serve.triton_model.TritonPythonModel
     REPO/NAME/1/NAME.onnx           the artifact (copied; its metadata configures the pipeline)
     REPO/NAME_net/config.pbtxt      network-only model for the official Triton container:
     REPO/NAME_net/1/model.onnx        platform onnxruntime_onnx (an .onnx artifact), or
     REPO/NAME_net/1/model.plan        platform tensorrt_plan (the engine's TensorRT plan, segrt header removed)
 
-The pipeline model runs the network itself (ONNX Runtime, or TensorRT through ``sdk.load``,
+The pipeline model runs the network itself (ONNX Runtime, or TensorRT through ``segrt.load``,
 which loads the engine's plugin library from its metadata) unless ``bls_network=True``: then it
 calls ``NAME_net`` by BLS and only pre/post-processing stay in Python. The network-only model
 needs Triton's onnxruntime/tensorrt backends, which the server bundled with ``nvidia-pytriton``
@@ -32,10 +32,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ArtifactError, BackendUnavailableError, InputError
-from ..formats import format_for_path
-from . import protocol
-from .triton_model import MODEL_PY
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.artifact.formats import format_for_path
+from segrt.serve import protocol
+from segrt.serve.triton_model import MODEL_PY
 
 NETWORK_SUFFIX = "_net"
 TRITON_TYPES = {np.dtype(k): v for k, v in {
@@ -97,10 +97,10 @@ def read_artifact(path: Path) -> tuple[dict[str, Any], list[Any], list[Any], byt
     """(metadata, inputs, outputs, TensorRT plan or None) of an artifact; engines are read without TensorRT."""
     fmt = format_for_path(path)
     if fmt.name == "engine":
-        from ..backends.engine_file import read_engine_file
+        from segrt.artifact.engine_file import read_engine_file
         meta, plan = read_engine_file(path)
         return meta, [], [], bytes(plan)  # Triton auto-completes a plan's inputs and outputs
-    from .. import open_backend
+    from segrt import open_backend
     backend = open_backend(path)
     try:
         return dict(backend.metadata), list(backend.inputs), list(backend.outputs), None

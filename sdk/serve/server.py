@@ -11,7 +11,7 @@ Two environment details are handled here so that a user never meets them:
   model load with errors like ``'_thread.RLock' object has no attribute '_recursion_count'``):
   the interpreter's ``LIBDIR`` goes first on the server's ``LD_LIBRARY_PATH``;
 * the stub finds its Python by name on PATH: the running interpreter's folder goes first on PATH,
-  so the server imports this environment's ``sdk``, ONNX Runtime and OpenCV.
+  so the server imports this environment's ``segrt``, ONNX Runtime and OpenCV.
 
 Stopping sends SIGINT: Triton stops taking requests, finishes the ones in flight (up to
 ``exit_timeout_s``), unloads the models and exits.
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import BackendUnavailableError, ServerError
-from .repository import pipeline_models
+from segrt.errors import BackendUnavailableError, ServerError
+from segrt.serve.repository import pipeline_models
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,9 @@ def server_environment(install: TritonInstall, base: dict[str, str] | None = Non
     dirs = [d for d in [libdir, *map(str, install.library_dirs), env.get("LD_LIBRARY_PATH", "")] if d]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(dirs)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    # the stub imports sdk: make this checkout importable even when segrt is not pip-installed
-    sdk_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([p for p in (sdk_root, env.get("PYTHONPATH")) if p])
+    # the stub imports segrt: make this checkout importable even when segrt is not pip-installed
+    segrt_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([p for p in (segrt_root, env.get("PYTHONPATH")) if p])
     return env
 
 

@@ -1,7 +1,7 @@
 """The pipeline model that Triton's Python backend runs: image in, segrt result out.
 
 ``write_model_repository`` puts a two-line ``model.py`` beside each artifact that imports
-:class:`TritonPythonModel` from here, so the server runs exactly the installed ``sdk``
+:class:`TritonPythonModel` from here, so the server runs exactly the installed ``segrt``
 (this machine's, or the one ``pip install segrt`` put into the Triton container).
 
 Tensors cross the backend boundary through DLPack (``np.from_dlpack`` /
@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import load
-from ..errors import InputError, SegrtError
-from . import protocol
-
+from segrt import load
+from segrt.errors import InputError, SegrtError
+from segrt.serve import protocol
 try:
     import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend stub
 except ImportError:  # importable elsewhere so the module can be checked and documented
@@ -75,7 +74,7 @@ class TritonPythonModel:
         artifact = here / _param(config, "segrt_artifact")
         options: dict[str, Any] = {}
         if _param(config, "segrt_network_model"):  # BLS: the network runs in Triton's own backend
-            from .bls import BLSBackend
+            from segrt.serve.bls import BLSBackend
             backend = BLSBackend(artifact, _param(config, "segrt_network_model"), config, pb_utils)
             self.predictor = _predictor_for(backend)
         else:
@@ -147,11 +146,11 @@ def _hwc(image: np.ndarray) -> np.ndarray:
 
 def _predictor_for(backend):
     import importlib
-    from .. import PREDICTORS
+    from segrt import PREDICTORS
     module, name = PREDICTORS[backend.metadata["kind"]].split(":")
     return getattr(importlib.import_module(module), name)(backend)
 
 
-MODEL_PY = '''"""segrt pipeline model for Triton's Python backend (written by sdk.serve.write_model_repository)."""
-from sdk.serve.triton_model import TritonPythonModel  # noqa: F401  (needs `pip install segrt` in the server's Python)
+MODEL_PY = '''"""segrt pipeline model for Triton's Python backend (written by segrt.serve.write_model_repository)."""
+from segrt.serve.triton_model import TritonPythonModel  # noqa: F401  (needs `pip install segrt` in the server's Python)
 '''

@@ -11,7 +11,7 @@ parameter names (a contract test compares them with the real module).
 
 ``STATE`` counts what happened (allocations alive, captures, launches, enqueues) so
 tests can check what the code under test did; ``STATE.fail`` makes chosen calls fail.
-Injected by monkeypatching ``sdk.backends.cuda_rt.import_cudart``; never installed as ``cuda``.
+Injected by monkeypatching ``segrt.backends.cuda_rt.import_cudart``; never installed as ``cuda``.
 """
 from __future__ import annotations
 

@@ -12,12 +12,12 @@ allocator, the context pool) runs in CI without a GPU:
   (the CUDA double's "device memory"), in stream order (``cudart_double.enqueue``);
 * plugin nodes (``SegrtMultiLevelRoiAlign``) need their creators in the plugin registry,
   which ``IPluginRegistry.load_library`` of segrt's plugin library fills; they run on
-  segrt's C++ CPU kernel (``export.maskrcnn.ort_plugin``).
+  segrt's C++ CPU kernel (``segrt.export.maskrcnn.ort_plugin``).
 
 What it is not: TensorRT. No kernels, no precision, no timing: nothing it computes is a
 TensorRT result, and tests report nothing from it but agreement with ONNX Runtime.
 Every class, method, parameter name and enum member defined here exists in the real
-bindings (``tests/sdk/test_tensorrt_contract.py`` checks it against both versions).
+bindings (``tests/segrt/test_tensorrt_contract.py`` checks it against both versions).
 It is injected as ``sys.modules["tensorrt"]`` by a fixture, never installed.
 
 Like TensorRT's C++ side, it calls the Python ``ILogger``/``IOutputAllocator`` overrides
@@ -173,7 +173,7 @@ class IPluginRegistry:
 
     def load_library(self, plugin_path):
         """Loading segrt's plugin library registers its creators (served by the C++ CPU kernel here)."""
-        from sdk.plugins import PLUGIN_LIBRARY, PLUGIN_NAMES, PLUGIN_NAMESPACE, PLUGIN_VERSION
+        from segrt.ops.plugins import PLUGIN_LIBRARY, PLUGIN_NAMES, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
         if not Path(plugin_path).is_file():
             return None
@@ -456,7 +456,7 @@ class ICudaEngine:
                 if any(n.domain not in ("", "ai.onnx") for n in model.graph.node):
                     import onnxruntime_extensions as ortx
 
-                    from export.maskrcnn.ort_plugin import standin_model
+                    from segrt.export.maskrcnn.ort_plugin import standin_model
                     model = standin_model(model)
                     opts.register_custom_ops_library(ortx.get_library_path())
                 self._session = ort.InferenceSession(model.SerializeToString(), opts,

@@ -1,7 +1,7 @@
 """Augmentation keeps image, target and weights aligned."""
 import numpy as np
 
-from export.augment import augment, elastic_fields
+from segrt.export.augment import augment, elastic_fields
 
 
 def test_zero_sigma_elastic_field_is_identity():

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.bench import SCHEMA, read_json
-from sdk.cli import main
+from segrt.bench import SCHEMA, read_json
+from segrt.cli import main
 
 ROW_KEYS = {"variant", "group", "mode", "reference", "p50_ms", "p90_ms", "mean_ms", "min_ms", "runs", "warmup",
             "throughput", "mpixel_per_s", "peak_rss_mb", "speedup", "agreement", "info"}
@@ -60,8 +60,8 @@ def tiny_maskrcnn(tmp_path_factory) -> Path:
     """A random-weight resnet18-FPN Mask R-CNN shrunk to 64-96 px images and few proposals."""
     import torch
 
-    from export.checkpoint import save_checkpoint
-    from export.maskrcnn.models import MaskRCNNConfig, build_model
+    from segrt.export.checkpoint import save_checkpoint
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
     torch.manual_seed(0)
     cfg = MaskRCNNConfig(min_size=64, max_size=96, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
                          box_detections_per_img=10, box_score_thresh=0.0, fpn_channels=16, box_head_dim=32,
@@ -73,7 +73,7 @@ def tiny_maskrcnn(tmp_path_factory) -> Path:
 def test_bench_maskrcnn_writes_the_report(tiny_maskrcnn, tmp_path, capsys, monkeypatch):
     import cv2
 
-    from sdk.bench.artifacts import bench_image
+    from segrt.bench.artifacts import bench_image
     image = tmp_path / "image.png"
     cv2.imwrite(str(image), bench_image((64, 96), 3))
     out = tmp_path / "maskrcnn.json"
@@ -90,7 +90,7 @@ def test_bench_maskrcnn_writes_the_report(tiny_maskrcnn, tmp_path, capsys, monke
     assert raw["context"]["groups"]["small 64x96"]["input_size"] == [64, 96]
     assert raw["pick"][0]["group"] == "small 64x96" and raw["pick"][0]["budget"] == {"segm_ap": 0.995}
     # random-weight R50 cannot judge runtimes that move proposals: its --pick says so, the small model's does not
-    from export.maskrcnn import bench as maskrcnn_bench
+    from segrt.export.maskrcnn import bench as maskrcnn_bench
     assert maskrcnn_bench.R50_PICK_NOTE not in capsys.readouterr().out
     monkeypatch.setattr(maskrcnn_bench, "run_bench", lambda *args: read_json(out))  # the timing is not the point
     assert main(["bench", "maskrcnn", "--models", "r50", "--pick", "--out", str(tmp_path / "r50.json"), *TINY]) == 0
@@ -98,7 +98,7 @@ def test_bench_maskrcnn_writes_the_report(tiny_maskrcnn, tmp_path, capsys, monke
 
 
 def test_bench_model_times_artifacts_without_pytorch(tiny_unet, tmp_path):
-    from sdk.bench import cli as bench_cli
+    from segrt.bench import cli as bench_cli
     _, onnx_path = tiny_unet
     parser = argparse.ArgumentParser()
     bench_cli.add_arguments(parser)
@@ -116,7 +116,7 @@ def test_bench_model_times_artifacts_without_pytorch(tiny_unet, tmp_path):
 
 
 def test_bench_model_compares_image_sizes(tiny_unet, tmp_path):
-    from sdk.bench import cli as bench_cli
+    from segrt.bench import cli as bench_cli
     _, onnx_path = tiny_unet
     parser = argparse.ArgumentParser()
     bench_cli.add_arguments(parser)
@@ -129,8 +129,8 @@ def test_bench_model_compares_image_sizes(tiny_unet, tmp_path):
 
 
 def test_bench_model_refuses_what_it_cannot_time(tiny_unet, tmp_path):
-    from sdk.bench import cli as bench_cli
-    from sdk.errors import InputError
+    from segrt.bench import cli as bench_cli
+    from segrt.errors import InputError
     parser = argparse.ArgumentParser()
     bench_cli.add_arguments(parser)
     with pytest.raises(InputError, match="artifact not found"):
@@ -143,8 +143,8 @@ def test_bench_model_runs_with_torch_blocked(tiny_unet, tmp_path):
     import subprocess
     import sys
     _, onnx_path = tiny_unet
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; sys.modules['export'] = None\n"
-            "import argparse\nfrom sdk.bench import cli\np = argparse.ArgumentParser(); cli.add_arguments(p)\n"
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; sys.modules['segrt.export'] = None\n"
+            "import argparse\nfrom segrt.bench import cli\np = argparse.ArgumentParser(); cli.add_arguments(p)\n"
             f"cli.run(p.parse_args([{str(onnx_path)!r}, '--size', '40', '40', '--runs', '1', '--warmup', '0', "
             f"'--out', {str(tmp_path / 'm.json')!r}]))\nprint('ok')")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])

@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from export.api import EXPORTERS, EngineOptions  # noqa: E402
-from sdk.cli import build_parser, main  # noqa: E402
-from sdk.formats import FORMATS  # noqa: E402
+from segrt.export.api import EXPORTERS, EngineOptions  # noqa: E402
+from segrt.cli import build_parser, main  # noqa: E402
+from segrt.artifact.formats import FORMATS  # noqa: E402
 
 
 @pytest.mark.parametrize("argv", [["data"], ["train"], ["train", "unet"], ["train", "maskrcnn"], ["export"],
@@ -63,7 +63,7 @@ def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_train_export_eval_maskrcnn_through_the_cli(tiny_split, tmp_path, capsys):
     """`segrt train maskrcnn` / `export` / `eval` on a tiny COCO set (two steps: the plumbing, not the accuracy)."""
     import shutil
-    from export.maskrcnn.coco import demo_coco
+    from segrt.export.maskrcnn.coco import demo_coco
     for split in ("train", "val"):
         shutil.copytree(tiny_split, tmp_path / split)
     coco = demo_coco(tmp_path)

@@ -1,4 +1,4 @@
-"""``export.maskrcnn.coco.flipped_coco``: a held-out COCO set and its 3 flips, checked with pycocotools."""
+"""``segrt.export.maskrcnn.coco.flipped_coco``: a held-out COCO set and its 3 flips, checked with pycocotools."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("pycocotools", reason="flipped_coco reads and writes COCO masks with pycocotools")
 from pycocotools import mask as mask_util  # noqa: E402
 
-from export.maskrcnn.coco import flip_views, flipped_coco  # noqa: E402
-from sdk.coco import run_lengths  # noqa: E402
-from sdk.errors import DataError  # noqa: E402
-from sdk.imageio import read_image, write_png  # noqa: E402
+from segrt.export.maskrcnn.coco import flip_views, flipped_coco  # noqa: E402
+from segrt.rcnn.coco import run_lengths  # noqa: E402
+from segrt.errors import DataError  # noqa: E402
+from segrt.io.images import read_image, write_png  # noqa: E402
 
 
 def _coco(tmp_path: Path) -> tuple[Path, np.ndarray, list[np.ndarray]]:

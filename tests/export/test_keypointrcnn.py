@@ -16,17 +16,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import sdk  # noqa: E402
-from export.checkpoint import load_checkpoint  # noqa: E402
-from export.cli import add_rcnn_train_arguments, cmd_train_rcnn  # noqa: E402
-from export.maskrcnn.coco import CocoTrainSet, load_coco  # noqa: E402
-from export.maskrcnn.models import model_from_checkpoint  # noqa: E402
-from export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
-from export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
-from export.maskrcnn.synthetic_pose import write_pose_dataset  # noqa: E402
-from sdk.imageio import read_image  # noqa: E402
-from sdk.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON, bicubic_resize, draw_skeleton, heatmaps_to_keypoints  # noqa: E402
-from sdk.coco import evaluate  # noqa: E402
+import segrt  # noqa: E402
+from segrt.export.checkpoint import load_checkpoint  # noqa: E402
+from segrt.export.cli import add_rcnn_train_arguments, cmd_train_rcnn  # noqa: E402
+from segrt.export.maskrcnn.coco import CocoTrainSet, load_coco  # noqa: E402
+from segrt.export.maskrcnn.models import model_from_checkpoint  # noqa: E402
+from segrt.export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
+from segrt.export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
+from segrt.export.maskrcnn.synthetic_pose import write_pose_dataset  # noqa: E402
+from segrt.io.images import read_image  # noqa: E402
+from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON, bicubic_resize, draw_skeleton, heatmaps_to_keypoints  # noqa: E402
+from segrt.rcnn.coco import evaluate  # noqa: E402
 
 SIZE = 128
 HW = (SIZE, SIZE)
@@ -131,7 +131,7 @@ def test_pose_dataset_trains_mask_rcnn_unchanged(pose):
 
 def _coded_dataset(tmp_path: Path) -> dict[str, Path]:
     """One 64x64 image whose red = x and green = y, one figure with all 17 keypoints labelled."""
-    from sdk.imageio import write_png
+    from segrt.io.images import write_png
     yy, xx = np.mgrid[0:64, 0:64]
     write_png(tmp_path / "img" / "a.png", np.stack([xx * 4, yy * 4, np.zeros_like(xx)], -1).astype(np.uint8))
     rng = np.random.default_rng(0)
@@ -196,7 +196,7 @@ def _match(a, b) -> None:
 def test_portable_graph_matches_torchvision(trained, portable, pose):
     import cv2
     model, cfg, names, _ = trained
-    runtime = sdk.load(portable)
+    runtime = segrt.load(portable)
     meta = runtime.metadata
     assert meta["kind"] == "keypointrcnn" and meta["num_keypoints"] == 17 and meta["keypoint_names"] == COCO_KEYPOINT_NAMES
     ref = TorchvisionPredictor(model, names, canvas_hw=HW)
@@ -225,7 +225,7 @@ def _self_gt(predictions: list, pose, path: Path) -> Path:
 
 def test_oks_ap_identical_to_torchvision(trained, portable, pose, tmp_path):
     model, cfg, names, _ = trained
-    runtime, ref = sdk.load(portable), TorchvisionPredictor(model, names, canvas_hw=HW)
+    runtime, ref = segrt.load(portable), TorchvisionPredictor(model, names, canvas_hw=HW)
     ours = evaluate(runtime, pose["val_json"], pose["val_images"])
     theirs = evaluate(ref, pose["val_json"], pose["val_images"])
     keys = ["keypoints_AP", "keypoints_AP50", "keypoints_AP75", "keypoints_APM", "keypoints_APL", "bbox_AP"]
@@ -240,13 +240,13 @@ def test_oks_ap_identical_to_torchvision(trained, portable, pose, tmp_path):
 def test_tensorrt_graph_computes_the_same(portable, pose, tmp_path):
     pytest.importorskip("onnxruntime_extensions")
     import onnx
-    from export.maskrcnn.ort_plugin import standin_session
-    from export.maskrcnn.trt_graph import plugin_nodes, portable_to_tensorrt
+    from segrt.export.maskrcnn.ort_plugin import standin_session
+    from segrt.export.maskrcnn.trt_graph import plugin_nodes, portable_to_tensorrt
     trt_path = portable_to_tensorrt(portable, tmp_path / "kp_trt.onnx")
     nodes = plugin_nodes(onnx.load(str(trt_path)))
     assert sorted(n.name.split("_Segrt")[0] for n in nodes) == ["box_pool", "keypoint_pool"]
     session = standin_session(trt_path)
-    runtime = sdk.load(portable)
+    runtime = segrt.load(portable)
     names = [o.name for o in session.get_outputs()]
     for img in _val_images(pose)[:2]:
         feed, geometry = runtime.preprocess(img)
@@ -274,7 +274,7 @@ def test_skeleton_drawn_in_the_person_colour():
 
 
 def test_predictor_draws_skeletons(portable, pose):
-    runtime = sdk.load(portable)
+    runtime = segrt.load(portable)
     img = _val_images(pose)[0]
     res = runtime.predict(img)
     out = runtime.draw(img, res)
@@ -282,7 +282,7 @@ def test_predictor_draws_skeletons(portable, pose):
 
 
 def test_lr_schedule_follows_the_time_budget_when_it_ends_first():
-    from export.maskrcnn.train import TrainOptions, lr_at
+    from segrt.export.maskrcnn.train import TrainOptions, lr_at
     opts = TrainOptions(Path("t.json"), Path("t"), Path("o.pt"), steps=1000, lr=0.02, warmup_steps=10,
                         time_budget_s=100.0)
     assert lr_at(50, opts, elapsed_s=10.0) == pytest.approx(0.02)
@@ -293,8 +293,8 @@ def test_lr_schedule_follows_the_time_budget_when_it_ends_first():
 
 def test_bench_keypointrcnn_writes_the_shared_report(trained, tmp_path):
     """`segrt bench keypointrcnn` runs on the shared harness: torchvision is the reference of every runtime row."""
-    from sdk.bench import SCHEMA, read_json
-    from sdk.cli import main
+    from segrt.bench import SCHEMA, read_json
+    from segrt.cli import main
     out = tmp_path / "kp.json"
     assert main(["bench", "keypointrcnn", "--models", "small", "--checkpoint", str(trained[3]), "--pick",
                  "--runs", "1", "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
@@ -311,9 +311,9 @@ def test_bench_keypointrcnn_writes_the_shared_report(trained, tmp_path):
 def test_bench_keypointrcnn_refuses_a_mask_rcnn_checkpoint(tmp_path, capsys):
     from dataclasses import asdict
 
-    from export.checkpoint import save_checkpoint
-    from export.maskrcnn.models import MaskRCNNConfig
-    from sdk.cli import main
+    from segrt.export.checkpoint import save_checkpoint
+    from segrt.export.maskrcnn.models import MaskRCNNConfig
+    from segrt.cli import main
     ckpt = save_checkpoint(tmp_path / "m.pt", "maskrcnn", asdict(MaskRCNNConfig()), ["__background__", "x"], {})
     assert main(["bench", "keypointrcnn", "--models", "small", "--checkpoint", str(ckpt), "--runs", "1",
                  "--out", str(tmp_path / "kp.json")]) == 2

@@ -16,18 +16,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import sdk  # noqa: E402
-from export.maskrcnn.coco import demo_coco, load_coco  # noqa: E402
-from export.maskrcnn.deploy import DeployRCNN  # noqa: E402
-from export.maskrcnn.models import (MaskRCNNConfig, build_model, load_torchvision_state_dict,  # noqa: E402
+import segrt  # noqa: E402
+from segrt.export.maskrcnn.coco import demo_coco, load_coco  # noqa: E402
+from segrt.export.maskrcnn.deploy import DeployRCNN  # noqa: E402
+from segrt.export.maskrcnn.models import (MaskRCNNConfig, build_model, load_torchvision_state_dict,  # noqa: E402
                                     model_from_checkpoint)
-from export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
-from export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
-from export.maskrcnn.train import TrainOptions, train  # noqa: E402
-from export.checkpoint import load_checkpoint  # noqa: E402
-from sdk.imageio import read_image  # noqa: E402
-from sdk.errors import ArtifactError, DataError  # noqa: E402
-from sdk.coco import evaluate  # noqa: E402
+from segrt.export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
+from segrt.export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
+from segrt.export.maskrcnn.train import TrainOptions, train  # noqa: E402
+from segrt.export.checkpoint import load_checkpoint  # noqa: E402
+from segrt.io.images import read_image  # noqa: E402
+from segrt.errors import ArtifactError, DataError  # noqa: E402
+from segrt.rcnn.coco import evaluate  # noqa: E402
 
 EXPORT_HW = (512, 512)
 
@@ -96,7 +96,7 @@ def test_deploy_wrapper_eager_equals_torchvision(trained, coco_demo):
 
 def test_portable_onnx_matches_torchvision(trained, portable, coco_demo):
     model, cfg, names, _ = trained
-    runtime = sdk.load(portable)
+    runtime = segrt.load(portable)
     ref = TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW)
     graph = onnx.load(str(portable))
     ops = {n.op_type for n in graph.graph.node}
@@ -112,7 +112,7 @@ def test_portable_onnx_matches_torchvision(trained, portable, coco_demo):
 
 def test_coco_ap_matches_torchvision(trained, portable, coco_demo):
     model, cfg, names, _ = trained
-    ours = sdk.load(portable).evaluate(coco_demo / "val.json")
+    ours = segrt.load(portable).evaluate(coco_demo / "val.json")
     theirs = evaluate(TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW), coco_demo / "val.json", coco_demo / "val")
     for key in ("bbox_AP", "segm_AP", "segm_AP50"):
         assert abs(ours[key] - theirs[key]) <= 0.005, (key, ours[key], theirs[key])
@@ -120,8 +120,8 @@ def test_coco_ap_matches_torchvision(trained, portable, coco_demo):
 
 def test_tensorrt_graph_computes_the_same(portable, coco_demo, tmp_path):
     pytest.importorskip("onnxruntime_extensions")
-    from export.maskrcnn.ort_plugin import standin_session
-    from export.maskrcnn.trt_graph import PLUGIN_OP, plugin_nodes, portable_to_tensorrt
+    from segrt.export.maskrcnn.ort_plugin import standin_session
+    from segrt.export.maskrcnn.trt_graph import PLUGIN_OP, plugin_nodes, portable_to_tensorrt
     trt_path = portable_to_tensorrt(portable, tmp_path / "small_trt.onnx")
     model = onnx.load(str(trt_path))
     nodes = plugin_nodes(model)
@@ -134,7 +134,7 @@ def test_tensorrt_graph_computes_the_same(portable, coco_demo, tmp_path):
     assert meta["graph"] == "tensorrt" and meta["plugin"]["ops"] == [PLUGIN_OP]
     # run it with the CPU kernel standing in for the plugin, compare with the portable graph
     session = standin_session(trt_path)
-    runtime = sdk.load(portable)
+    runtime = segrt.load(portable)
     for img in _val_images(coco_demo)[:2]:
         feed, _ = runtime.preprocess(img)
         want = runtime.backend.run(feed)
@@ -150,7 +150,7 @@ def test_tensorrt_graph_computes_the_same(portable, coco_demo, tmp_path):
 def test_no_detections_is_an_empty_result(trained, tmp_path):
     model, cfg, names, _ = trained
     path = torch_to_onnx(model, cfg, names, tmp_path / "strict.onnx", (256, 256), score_thresh=0.9999)
-    res = sdk.load(path).predict(np.zeros((100, 120), np.uint8))
+    res = segrt.load(path).predict(np.zeros((100, 120), np.uint8))
     assert len(res) == 0 and res.masks.shape == (0, 100, 120) and res.boxes.shape == (0, 4)
 
 
@@ -160,7 +160,7 @@ def test_mask_head_runs_on_the_detections_only(portable, coco_demo):
     import onnxruntime as ort
     graph = onnx.load(str(portable))
     head_input = next(n.input[0] for n in graph.graph.node if n.name.startswith("/mask_head/") and n.op_type == "Conv")
-    runtime = sdk.load(portable)
+    runtime = segrt.load(portable)
     feed, _ = runtime.preprocess(_val_images(coco_demo)[0])
     graph.graph.output.append(onnx.helper.make_tensor_value_info(head_input, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(graph.SerializeToString())  # the graph, plus the head's input as an output
@@ -175,8 +175,8 @@ def test_uint8_graph_close_to_float_graph(trained, portable, coco_demo, tmp_path
     model, cfg, names, _ = trained
     path = torch_to_onnx(model, cfg, names, tmp_path / "u8.onnx", EXPORT_HW, input_dtype="uint8")
     img = _val_images(coco_demo)[0]
-    a, b = sdk.load(path).predict(img), sdk.load(portable).predict(img)
-    assert sdk.load(path).metadata["normalization"]["scale"] == pytest.approx(1 / 255)
+    a, b = segrt.load(path).predict(img), segrt.load(portable).predict(img)
+    assert segrt.load(path).metadata["normalization"]["scale"] == pytest.approx(1 / 255)
     assert abs(len(a) - len(b)) <= max(2, len(b) // 10)
 
 
@@ -199,8 +199,8 @@ def test_coco_missing_images_and_degenerate_annotations(coco_demo, tmp_path):
 
 
 def test_keypoint_head_and_decoding_match_torchvision():
-    """Keypoint R-CNN: graph heatmaps + sdk decoding (bicubic resize, argmax) equal torchvision's keypoints."""
-    from sdk.keypoints import heatmaps_to_keypoints
+    """Keypoint R-CNN: graph heatmaps + segrt decoding (bicubic resize, argmax) equal torchvision's keypoints."""
+    from segrt.rcnn.keypoints import heatmaps_to_keypoints
     torch.manual_seed(0)
     cfg = MaskRCNNConfig.paper("keypointrcnn_resnet50_fpn", 2)
     cfg.min_size, cfg.max_size, cfg.rpn_pre_nms_top_n_test, cfg.rpn_post_nms_top_n_test = 256, 320, 200, 100
@@ -221,10 +221,10 @@ def test_keypoint_head_and_decoding_match_torchvision():
 
 def test_int8_graph_keeps_coco_ap_close(portable, coco_demo, tmp_path):
     """The int8 Mask R-CNN (convolutions quantized, calibrated on the training image) stays within 0.05 AP50."""
-    from export.quantize import calibration_images, quantize_int8
+    from segrt.export.quantize import calibration_images, quantize_int8
     int8 = quantize_int8(portable, tmp_path / "int8.onnx", calibration_images(coco_demo / "train"))
-    assert sdk.load(int8).backend.metadata["quantization"]["ops"] == ["Conv"]
-    fp32_ap = sdk.load(portable).evaluate(coco_demo / "val.json")
-    int8_ap = sdk.load(int8).evaluate(coco_demo / "val.json")
+    assert segrt.load(int8).backend.metadata["quantization"]["ops"] == ["Conv"]
+    fp32_ap = segrt.load(portable).evaluate(coco_demo / "val.json")
+    int8_ap = segrt.load(int8).evaluate(coco_demo / "val.json")
     assert fp32_ap["segm_AP50"] > 0.1  # a (briefly) trained model, or the comparison says nothing
     assert abs(int8_ap["segm_AP50"] - fp32_ap["segm_AP50"]) < 0.05

@@ -7,10 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import sdk  # noqa: E402
-from export.maskrcnn.models import MaskRCNNConfig, build_model  # noqa: E402
-from export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
-from export.maskrcnn.trt_graph import plugin_nodes, portable_to_tensorrt  # noqa: E402
+import segrt  # noqa: E402
+from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model  # noqa: E402
+from segrt.export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
+from segrt.export.maskrcnn.trt_graph import plugin_nodes, portable_to_tensorrt  # noqa: E402
 
 HW = (800, 1344)
 
@@ -31,7 +31,7 @@ def test_r50_exports_and_runs(arch, num_classes, outputs, tmp_path):
     names = ["__background__"] + [f"c{i}" for i in range(1, num_classes)]
     # a low threshold so random weights still give detections for the mask / keypoint heads
     path = torch_to_onnx(model, cfg, names, tmp_path / f"{arch}.onnx", HW, score_thresh=0.0)
-    runtime = sdk.load(path)
+    runtime = segrt.load(path)
     assert [t.shape for t in runtime.backend.inputs] == [(1, 3, *HW), (2,)]
     feed, _ = runtime.preprocess(_image(1))
     out = runtime.backend.run(feed)

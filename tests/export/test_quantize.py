@@ -2,16 +2,16 @@
 import numpy as np
 import pytest
 
-import sdk
-from export.quantize import quantize_int8
-from sdk.errors import InputError
+import segrt
+from segrt.export.quantize import quantize_int8
+from segrt.errors import InputError
 
 
 def test_int8_model_loads_and_tracks_the_fp32_model(tiny_unet, tmp_path):
     rng = np.random.default_rng(0)
     calibration = [rng.integers(0, 4000, (90, 110)).astype(np.uint16) for _ in range(2)]
     path = quantize_int8(tiny_unet[1], tmp_path / "tiny.int8.onnx", calibration)
-    fp32, int8 = sdk.load(tiny_unet[1]), sdk.load(path)
+    fp32, int8 = segrt.load(tiny_unet[1]), segrt.load(path)
     assert int8.metadata["quantization"]["weights"] == "int8 per-channel"
     assert {k: v for k, v in int8.metadata.items() if k != "quantization"} == fp32.metadata
     image = rng.integers(0, 4000, (70, 95)).astype(np.uint16)  # not a calibration image
@@ -27,12 +27,12 @@ def test_int8_needs_calibration_images(tiny_unet, tmp_path):
 
 def test_calibration_feeds_are_what_predict_feeds(tiny_unet, tiny_maskrcnn):
     """U-Net: the tiles of the 4 rotations of each image, one per feed; Mask R-CNN: the image and its mirror."""
-    from export.quantize import _calibration_feeds
-    from sdk.predictor import record_feeds
+    from segrt.export.quantize import _calibration_feeds
+    from segrt.predictor import record_feeds
     rng = np.random.default_rng(1)
     image = rng.integers(0, 4000, (90, 130)).astype(np.uint16)
     feeds = _calibration_feeds(tiny_unet[1], [image], None)
-    predictor = sdk.load(tiny_unet[1])
+    predictor = segrt.load(tiny_unet[1])
     name = predictor.input_name
     tiles = [tile[None] for k in range(4)  # the predictor's own tile batches, split into single tiles
              for f in record_feeds(predictor, np.ascontiguousarray(np.rot90(image, k))) for tile in f[name]]
@@ -42,7 +42,7 @@ def test_calibration_feeds_are_what_predict_feeds(tiny_unet, tiny_maskrcnn):
 
     rgb = rng.integers(0, 255, (100, 120, 3)).astype(np.uint8)
     feeds = _calibration_feeds(tiny_maskrcnn, [rgb], None)
-    predictor = sdk.load(tiny_maskrcnn)
+    predictor = segrt.load(tiny_maskrcnn)
     expected = record_feeds(predictor, rgb) + record_feeds(predictor, np.ascontiguousarray(rgb[:, ::-1]))
     assert len(feeds) == len(expected) == 2
     for got, want in zip(feeds, expected):

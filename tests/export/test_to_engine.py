@@ -1,6 +1,6 @@
 """ONNX -> TensorRT engine builder: everything that needs no GPU, plus real builds where TensorRT exists.
 
-Oracles: the U-Net's own geometry (``export.models.unet.output_size``, which simulates
+Oracles: the U-Net's own geometry (``segrt.export.models.unet.output_size``, which simulates
 the layers) for valid sizes; ONNX Runtime for numerics (fp16 conversion, engines).
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export import to_engine as te
-from export.models.unet import UNetConfig, geometry, output_size
-from sdk import metadata as md
-from sdk.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.export import to_engine as te
+from segrt.export.models.unet import UNetConfig, geometry, output_size
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -118,7 +118,7 @@ def test_profile_must_fit_the_graph_inputs():
 
 
 def test_parse_profile_arg_round_trips_the_rebuild_form():
-    from sdk.backends.engine_file import profile_arg
+    from segrt.artifact.engine_file import profile_arg
     triple = ((1, 1, 188, 188), (2, 1, 380, 380), (2, 1, 572, 572))
     assert te.parse_profile_arg(profile_arg("image", triple)) == ("image", triple)
     with pytest.raises(InputError, match="NAME:MIN:OPT:MAX"):
@@ -257,7 +257,7 @@ def test_cli_prints_the_trtexec_equivalent(tmp_path, capsys):
 
 
 def test_every_flag_of_the_rebuild_command_is_accepted_by_the_cli(tmp_path, capsys):
-    from sdk.backends.engine_file import rebuild_command
+    from segrt.artifact.engine_file import rebuild_command
     path = conv_relu_model(tmp_path / "m.onnx")
     meta = json.loads(md.encode({**md.decode(dict((p.key, p.value) for p in onnx.load(str(path)).metadata_props)["segrt"], "t"),
                                  "engine": {}}))
@@ -278,8 +278,8 @@ def test_every_flag_of_the_rebuild_command_is_accepted_by_the_cli(tmp_path, caps
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 2e-2)])
 def test_two_layer_engine_matches_onnxruntime(tmp_path, precision, tol):
     pytest.importorskip("tensorrt")
-    from sdk.backends.onnxrt import OnnxRuntimeBackend
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.backends.onnxrt import OnnxRuntimeBackend
+    from segrt.backends.tensorrt import TensorRTBackend
     onnx_path = conv_relu_model(tmp_path / "m.onnx")
     cache = tmp_path / "trt.cache"
     engine = te.onnx_to_engine(onnx_path, precision=precision, timing_cache=cache, max_batch=2, workspace_gib=1)
@@ -298,8 +298,8 @@ def test_two_layer_engine_matches_onnxruntime(tmp_path, precision, tol):
 @pytest.mark.tensorrt
 def test_unet_engine_matches_onnxruntime_on_sizes_it_was_not_built_at(tiny_unet, tmp_path):
     pytest.importorskip("tensorrt")
-    from sdk.backends.onnxrt import OnnxRuntimeBackend
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.backends.onnxrt import OnnxRuntimeBackend
+    from segrt.backends.tensorrt import TensorRTBackend
     _, onnx_path = tiny_unet
     engine = te.onnx_to_engine(onnx_path, tmp_path / "u.engine", max_size=204, max_batch=2)
     ort_be, meta = OnnxRuntimeBackend(onnx_path), None
@@ -330,12 +330,12 @@ def test_maskrcnn_engine_with_the_plugin_matches_onnxruntime(tmp_path):
     rather than by index; at least 95% must match, with close scores and masks.
     """
     pytest.importorskip("tensorrt")
-    trt_graph = pytest.importorskip("export.maskrcnn.trt_graph")
+    trt_graph = pytest.importorskip("segrt.export.maskrcnn.trt_graph")
     import torch
-    from export.maskrcnn.models import MaskRCNNConfig, build_model
-    from export.maskrcnn.onnx_export import torch_to_onnx
-    from sdk.backends.onnxrt import OnnxRuntimeBackend
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+    from segrt.backends.onnxrt import OnnxRuntimeBackend
+    from segrt.backends.tensorrt import TensorRTBackend
 
     torch.manual_seed(0)
     cfg = MaskRCNNConfig()

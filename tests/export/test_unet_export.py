@@ -4,12 +4,12 @@ import onnx
 import pytest
 import torch
 
-import sdk
-from export.checkpoint import load_checkpoint, save_checkpoint
-from export.models.unet import UNet, UNetConfig, geometry
-from export.api import export_onnx
-from export.to_onnx import _WithSoftmax, check_parity, unet_to_onnx
-from sdk.errors import ArtifactError
+import segrt
+from segrt.export.checkpoint import load_checkpoint, save_checkpoint
+from segrt.export.models.unet import UNet, UNetConfig, geometry
+from segrt.export.api import export_onnx
+from segrt.export.to_onnx import _WithSoftmax, check_parity, unet_to_onnx
+from segrt.errors import ArtifactError
 
 
 def test_onnx_matches_eager_at_sizes_the_export_did_not_trace(tiny_unet):
@@ -21,7 +21,7 @@ def test_onnx_matches_eager_at_sizes_the_export_did_not_trace(tiny_unet):
 
 def test_metadata_describes_the_model(tiny_unet):
     model, path = tiny_unet
-    meta = sdk.open_backend(path).metadata
+    meta = segrt.open_backend(path).metadata
     g = geometry(model.config)
     assert meta["kind"] == "unet" and meta["class_names"] == ["background", "nucleus"]
     assert (meta["size_min"], meta["size_step"], meta["border"]) == (g.size_min, g.size_step, g.border)
@@ -32,7 +32,7 @@ def test_metadata_describes_the_model(tiny_unet):
 def test_same_padding_export(tmp_path):
     model = UNet(UNetConfig(depth=3, base_channels=4, padding="same")).eval()
     path = unet_to_onnx(model, tmp_path / "same.onnx", ["bg", "fg"])
-    predictor = sdk.load(path)
+    predictor = segrt.load(path)
     assert predictor.border == 0 and predictor.margin > 0
     assert predictor.predict(np.random.rand(45, 70).astype(np.float32)).classes.shape == (45, 70)
 
@@ -54,7 +54,7 @@ def test_checkpoint_round_trip_and_export(tmp_path, tiny_unet):
     model = tiny_unet[0]
     ckpt = save_checkpoint(tmp_path / "u.pt", "unet", vars(model.config).copy(), ["bg", "fg"], model.state_dict())
     out = export_onnx(ckpt, tmp_path / "u.onnx")
-    assert sdk.load(out).class_names == ["bg", "fg"]
+    assert segrt.load(out).class_names == ["bg", "fg"]
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path):

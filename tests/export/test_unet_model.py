@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from export.models.unet import UNet, UNetConfig, geometry, output_size
+from segrt.export.models.unet import UNet, UNetConfig, geometry, output_size
 
 
 def test_paper_configuration_has_23_conv_layers_and_572_to_388():

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from export.weightmap import border_weights, class_balance_weights, weight_map
+from segrt.export.weightmap import border_weights, class_balance_weights, weight_map
 
 
 def two_squares(gap: int) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""A stand-in for a torch CUDA tensor, to drive sdk.ops' CUDA path on a machine without a GPU.
+"""A stand-in for a torch CUDA tensor, to drive segrt.ops' CUDA path on a machine without a GPU.
 
-It offers only what sdk.ops._cuda uses of a tensor (``is_cuda``, ``data_ptr``, ``shape``,
+It offers only what segrt.ops._cuda uses of a tensor (``is_cuda``, ``data_ptr``, ``shape``,
 ``dtype``, ``device``, ``contiguous``, ``float``, ``int``, ``new_empty``), backed by host
 memory: the CUDA launchers can be reached and can validate their arguments, but a kernel
 launch fails (no GPU), which is the point. ``cuda.current_stream`` plays torch's, so the

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
-from sdk.ops import multi_scale_roi_align, roi_align
+from segrt.ops import multi_scale_roi_align, roi_align
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")

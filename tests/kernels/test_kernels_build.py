@@ -139,18 +139,18 @@ def test_cuda_library_compiles_and_rejects_bad_launches_without_a_gpu(full_build
 
 @pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
 def test_cuda_tensors_reach_the_built_cuda_library_through_sdk_ops(full_build, monkeypatch):
-    """sdk.ops on (stand-in) CUDA tensors calls the nvcc-built launchers: K = 0 returns an empty result
+    """segrt.ops on (stand-in) CUDA tensors calls the nvcc-built launchers: K = 0 returns an empty result
     without touching a GPU; real work reports that there is no usable GPU, naming the CUDA error."""
     import _fake_cuda_tensor as fake
-    import sdk.ops
-    from sdk.errors import BackendUnavailableError
-    from sdk.ops import _cuda
+    import segrt.ops
+    from segrt.errors import BackendUnavailableError
+    from segrt.ops import _cuda
     build_dir, _, _ = full_build
     monkeypatch.setenv("SEGRT_ROI_ALIGN_CUDA_LIB", str(build_dir))
     _cuda._lib.cache_clear()
     try:
         x = fake.FakeCudaTensor(np.zeros((1, 3, 16, 16), np.float16))
-        empty = sdk.ops.roi_align(x, fake.FakeCudaTensor(np.zeros((0, 4), np.float32)),
+        empty = segrt.ops.roi_align(x, fake.FakeCudaTensor(np.zeros((0, 4), np.float32)),
                                   fake.FakeCudaTensor(np.zeros(0, np.int64)), (7, 5))
         assert isinstance(empty, fake.FakeCudaTensor) and empty.shape == (0, 3, 7, 5) and str(empty.dtype) == "torch.float16"
         assert fake.streams_asked and fake.streams_asked[-1] == "cuda:0", "the framework's current stream is used"
@@ -159,10 +159,10 @@ def test_cuda_tensors_reach_the_built_cuda_library_through_sdk_ops(full_build, m
         rois = fake.FakeCudaTensor(np.array([[0, 0, 8, 8]], np.float32))
         idx = fake.FakeCudaTensor(np.zeros(1, np.int64))
         with pytest.raises(BackendUnavailableError, match="no usable CUDA GPU") as err:
-            sdk.ops.roi_align(x, rois, idx, 7, stream=0)
+            segrt.ops.roi_align(x, rois, idx, 7, stream=0)
         assert "cudaError" in str(err.value) and "numpy arrays to run on the CPU" in str(err.value)
         with pytest.raises(BackendUnavailableError, match="no usable CUDA GPU"):
-            sdk.ops.multi_scale_roi_align([x, fake.FakeCudaTensor(np.zeros((1, 3, 8, 8), np.float16))], rois, idx, 7,
+            segrt.ops.multi_scale_roi_align([x, fake.FakeCudaTensor(np.zeros((1, 3, 8, 8), np.float16))], rois, idx, 7,
                                           [1 / 4, 1 / 8], 2)
     finally:
         _cuda._lib.cache_clear()

@@ -1,4 +1,4 @@
-"""Fused FPN RoIAlign (sdk.ops.multi_scale_roi_align on numpy arrays) against torchvision.ops.MultiScaleRoIAlign."""
+"""Fused FPN RoIAlign (segrt.ops.multi_scale_roi_align on numpy arrays) against torchvision.ops.MultiScaleRoIAlign."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -9,7 +9,7 @@ import pytest
 import _roi_align_oracle as oracle
 from _roi_align_cases import boxes_all_levels, pyramid
 from _roi_align_oracle import fpn_levels_loop, multi_scale_roi_align_loop
-from sdk.ops import fpn_scales, multi_scale_roi_align, roi_align
+from segrt.ops import fpn_scales, multi_scale_roi_align, roi_align
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")

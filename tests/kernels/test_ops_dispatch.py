@@ -1,4 +1,4 @@
-"""sdk.ops sends numpy arrays to the CPU library and CUDA tensors to the CUDA library.
+"""segrt.ops sends numpy arrays to the CPU library and CUDA tensors to the CUDA library.
 
 The CUDA library cannot run here, so the CUDA side is shown by where a call ends up:
 with no CUDA library it fails on *that* library (every place searched, the build
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 import _fake_cuda_tensor as fake
-import sdk.ops
-from sdk import native
-from sdk.errors import BackendUnavailableError, InputError
+import segrt.ops
+from segrt.ops import native
+from segrt.errors import BackendUnavailableError, InputError
 
-ops_module = importlib.import_module("sdk.ops.roi_align")  # the module (sdk.ops.roi_align is the function)
-cpu = importlib.import_module("sdk.ops._cpu")
-cuda = importlib.import_module("sdk.ops._cuda")
+ops_module = importlib.import_module("segrt.ops.roi_align")  # the module (segrt.ops.roi_align is the function)
+cpu = importlib.import_module("segrt.ops._cpu")
+cuda = importlib.import_module("segrt.ops._cuda")
 
 X = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
 ROIS = np.array([[0, 0, 8, 8], [2, 3, 12, 15]], np.float32)
@@ -56,8 +56,8 @@ def no_cuda_library(monkeypatch, tmp_path):
 
 
 def test_numpy_runs_on_the_cpu_library(calls):
-    y = sdk.ops.roi_align(X, ROIS, IDX, 4, 1.0, 2)
-    z = sdk.ops.multi_scale_roi_align(LEVELS, ROIS * 4, IDX, 4, SCALES, 2)
+    y = segrt.ops.roi_align(X, ROIS, IDX, 4, 1.0, 2)
+    z = segrt.ops.multi_scale_roi_align(LEVELS, ROIS * 4, IDX, 4, SCALES, 2)
     assert calls == ["cpu.roi_align", "cpu.multi_scale_roi_align"]
     assert isinstance(y, np.ndarray) and y.shape == (2, 3, 4, 4) and np.isfinite(y).all()
     assert isinstance(z, np.ndarray) and z.shape == (2, 3, 4, 4)
@@ -67,9 +67,9 @@ def test_cuda_tensor_goes_to_the_cuda_library_not_the_cpu(calls, no_cuda_library
     x = fake.FakeCudaTensor(X)
     rois, idx = fake.FakeCudaTensor(ROIS), fake.FakeCudaTensor(IDX)
     with pytest.raises(BackendUnavailableError) as err:
-        sdk.ops.roi_align(x, rois, idx, 4, 1.0, 2)
+        segrt.ops.roi_align(x, rois, idx, 4, 1.0, 2)
     with pytest.raises(BackendUnavailableError):
-        sdk.ops.multi_scale_roi_align([fake.FakeCudaTensor(f) for f in LEVELS], rois, idx, 4, SCALES, 2)
+        segrt.ops.multi_scale_roi_align([fake.FakeCudaTensor(f) for f in LEVELS], rois, idx, 4, SCALES, 2)
     assert calls == ["cuda.roi_align", "cuda.multi_scale_roi_align"]
     text = str(err.value)
     assert "CUDA RoIAlign library libsegrt_roi_align_cuda.so is not built" in text
@@ -82,26 +82,26 @@ def test_cuda_inputs_are_checked_before_the_library_is_needed(no_cuda_library):
     x = fake.FakeCudaTensor(X)
     rois, idx = fake.FakeCudaTensor(ROIS), fake.FakeCudaTensor(IDX)
     with pytest.raises(InputError, match="rois must be a CUDA tensor on cuda:0"):
-        sdk.ops.roi_align(x, ROIS, idx, 4)  # host boxes with device features
+        segrt.ops.roi_align(x, ROIS, idx, 4)  # host boxes with device features
     with pytest.raises(InputError, match="rois must be a CUDA tensor on cuda:0"):
-        sdk.ops.roi_align(x, fake.FakeCudaTensor(ROIS, "cuda:1"), idx, 4)
+        segrt.ops.roi_align(x, fake.FakeCudaTensor(ROIS, "cuda:1"), idx, 4)
     with pytest.raises(InputError, match="float32 or float16"):
-        sdk.ops.roi_align(fake.FakeCudaTensor(X.astype(np.float64)), rois, idx, 4)
+        segrt.ops.roi_align(fake.FakeCudaTensor(X.astype(np.float64)), rois, idx, 4)
     with pytest.raises(InputError, match="4-D"):
-        sdk.ops.roi_align(fake.FakeCudaTensor(X[0]), rois, idx, 4)
+        segrt.ops.roi_align(fake.FakeCudaTensor(X[0]), rois, idx, 4)
     with pytest.raises(InputError, match="mode"):  # attribute checks are shared by both devices
-        sdk.ops.roi_align(x, rois, idx, 4, mode="mean")
+        segrt.ops.roi_align(x, rois, idx, 4, mode="mean")
     with pytest.raises(InputError, match="consecutive"):
-        sdk.ops.multi_scale_roi_align([x, x], rois, idx, 4, [1 / 4, 1 / 16], 2)
+        segrt.ops.multi_scale_roi_align([x, x], rois, idx, 4, [1 / 4, 1 / 16], 2)
     with pytest.raises(InputError, match="same batch size, channel count and dtype"):
-        sdk.ops.multi_scale_roi_align([x, fake.FakeCudaTensor(LEVELS[1].astype(np.float16))], rois, idx, 4, SCALES, 2)
+        segrt.ops.multi_scale_roi_align([x, fake.FakeCudaTensor(LEVELS[1].astype(np.float16))], rois, idx, 4, SCALES, 2)
 
 
 def test_other_device_arrays_are_refused_clearly():
     class CupyLike:
         __cuda_array_interface__ = {"shape": (1, 3, 16, 16)}
     with pytest.raises(InputError, match="torch CUDA tensors"):
-        sdk.ops.roi_align(CupyLike(), ROIS, IDX, 4)
+        segrt.ops.roi_align(CupyLike(), ROIS, IDX, 4)
 
 
 def test_the_fake_tensor_offers_only_what_torch_tensors_have():
@@ -123,13 +123,13 @@ def test_the_fake_tensor_offers_only_what_torch_tensors_have():
 
 
 def test_the_op_layer_needs_no_torch():
-    """sdk.ops runs numpy on the CPU with torch and torchvision unimportable (the runtime never imports them)."""
+    """segrt.ops runs numpy on the CPU with torch and torchvision unimportable (the runtime never imports them)."""
     import subprocess
     import sys
     from pathlib import Path
     code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
-            "import numpy as np, sdk.ops\n"
-            "y = sdk.ops.roi_align(np.ones((1, 2, 8, 8), np.float32), np.array([[0, 0, 4, 4]], np.float32), [0], 2)\n"
+            "import numpy as np, segrt.ops\n"
+            "y = segrt.ops.roi_align(np.ones((1, 2, 8, 8), np.float32), np.array([[0, 0, 4, 4]], np.float32), [0], 2)\n"
             "print(y.shape, float(y.sum()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                          text=True, check=True)

@@ -1,4 +1,4 @@
-"""sdk.plugins: finding and loading libsegrt_trt_plugins.so (no TensorRT needed for these)."""
+"""segrt.ops.plugins: finding and loading libsegrt_trt_plugins.so (no TensorRT needed for these)."""
 from __future__ import annotations
 
 import shutil
@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-import sdk.plugins as plugins
-from sdk import native
-from sdk.errors import BackendUnavailableError
+import segrt.ops.plugins as plugins
+from segrt.ops import native
+from segrt.errors import BackendUnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_imports_without_tensorrt():
     code = ("import sys; sys.modules['tensorrt'] = None\n"
-            "import sdk.plugins as p\n"
+            "import segrt.ops.plugins as p\n"
             "print(p.PLUGIN_LIBRARY, p.PLUGIN_NAMESPACE, p.PLUGIN_VERSION)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["libsegrt_trt_plugins.so", "segrt", "1"]

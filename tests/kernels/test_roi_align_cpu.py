@@ -1,4 +1,4 @@
-"""CPU RoIAlign (sdk.ops.roi_align on numpy arrays) against references nobody here wrote.
+"""CPU RoIAlign (segrt.ops.roi_align on numpy arrays) against references nobody here wrote.
 
 * the ONNX backend test cases for RoiAlign (case generator shipped with `onnx`);
 * torchvision.ops.roi_align on random and edge-case boxes;
@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from _roi_align_cases import EDGE_BOXES, random_boxes
 from _roi_align_oracle import roi_align_loop
-from sdk.ops import roi_align
-
+from segrt.ops import roi_align
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 

@@ -1,4 +1,4 @@
-"""CUDA kernels (libsegrt_roi_align_cuda.so, through sdk.ops on torch CUDA tensors) against
+"""CUDA kernels (libsegrt_roi_align_cuda.so, through segrt.ops on torch CUDA tensors) against
 torchvision's CUDA ops; GPU only.
 
 fp32 must match torchvision to float rounding; fp16 features (fp32 boxes, fp32
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
-from sdk import native
-from sdk.errors import BackendUnavailableError
+from segrt.ops import native
+from segrt.errors import BackendUnavailableError
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -29,15 +29,15 @@ FP16_TOL = dict(rtol=2e-3, atol=2e-3)
 
 @pytest.fixture(scope="module")
 def ops():
-    """sdk.ops, once the CUDA library is found (numpy inputs still run on the CPU library)."""
+    """segrt.ops, once the CUDA library is found (numpy inputs still run on the CPU library)."""
     try:
         native.find_library(native.CUDA_ROI_ALIGN)
     except BackendUnavailableError as exc:
         if os.environ.get("SEGRT_REQUIRE_GPU_TESTS"):  # set by scripts/gpu_check.sh: a skip there is a failure
             pytest.fail(str(exc))
         pytest.skip(str(exc))
-    import sdk.ops
-    return sdk.ops
+    import segrt.ops
+    return segrt.ops
 
 
 def _cuda(a, dtype=None):

@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sdk.ops as ra
-from sdk import native
-from sdk.errors import BackendUnavailableError, InputError
-from sdk.ops import _cpu
-
+import segrt.ops as ra
+from segrt.ops import native
+from segrt.errors import BackendUnavailableError, InputError
+from segrt.ops import _cpu
 X = np.zeros((2, 3, 8, 8), np.float32)
 ROIS = np.array([[0, 0, 4, 4], [1, 1, 6, 7]], np.float32)
 IDX = np.array([0, 1])

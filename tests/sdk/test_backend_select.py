@@ -1,7 +1,7 @@
 """Choosing a backend and precision by measurement: the harness's ``pick`` with metric budgets.
 
 The fastest runtime whose accuracy metrics stay within a tolerance of the reference's, either
-way (``sdk.bench.Within``): the choice behind ``benchmarks/openvino_accuracy.py`` and the rule
+way (``segrt.bench.Within``): the choice behind ``benchmarks/openvino_accuracy.py`` and the rule
 of ``backend="auto"``.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 import pytest
 
-from sdk.bench import Report, Row, Within, pick, timing_from_samples
-from sdk.errors import InputError
+from segrt.bench import Report, Row, Within, pick, timing_from_samples
+from segrt.errors import InputError
 
 IOU = {"iou": Within(0.005)}
 AP = {"segm_AP": Within(0.005), "bbox_AP": Within(0.005)}

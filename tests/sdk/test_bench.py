@@ -1,4 +1,4 @@
-"""The benchmark harness (sdk.bench) on fake work: statistics, schema, speedups, agreement, pick, printer, JSON.
+"""The benchmark harness (segrt.bench) on fake work: statistics, schema, speedups, agreement, pick, printer, JSON.
 
 A fake clock makes every latency exact, so the assertions are on arithmetic, never on timing.
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.bench import (SCHEMA, Report, Variant, Within, format_table, measure, pick, plot, read_json, run_variants,
+from segrt.bench import (SCHEMA, Report, Variant, Within, format_table, measure, pick, plot, read_json, run_variants,
                        timing_from_samples, write_json)
-from sdk.bench.agreement import (array_agreement, box_iou, detection_matching, instances_agreement,
+from segrt.bench.agreement import (array_agreement, box_iou, detection_matching, instances_agreement,
                                  segmentation_agreement)
-from sdk.bench.artifacts import RUNTIMES, bench_image, predictor_variants, runtimes_for
-from sdk.predictor import FeedRecorder, record_feeds
+from segrt.bench.artifacts import RUNTIMES, bench_image, predictor_variants, runtimes_for
+from segrt.predictor import FeedRecorder, record_feeds
 
 
 class FakeClock:
@@ -66,7 +66,7 @@ def test_measure_times_only_the_runs_and_returns_the_last_output():
 
 def test_peak_rss_sees_memory_the_work_keeps():
     # in a fresh interpreter: a long test session keeps freed heap resident, which new work reuses unseen
-    code = ("import numpy as np; from sdk.bench.core import measure; keep = []; "
+    code = ("import numpy as np; from segrt.bench.core import measure; keep = []; "
             "t, _ = measure(lambda: keep.append(np.ones(64 * 2**20 // 8)), runs=1, warmup=0, rss=True); "
             "print(t.peak_rss_mb)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
@@ -173,7 +173,7 @@ def test_segmentation_agreement_by_hand():
     assert segmentation_agreement([{"probs": out[None]}], [{"probs": ref[None]}]) == a
     assert segmentation_agreement(ref, ref)["iou"] == 1.0
     # between results, also the difference in objects counted
-    from sdk.unet import SegmentationResult
+    from segrt.unet.predictor import SegmentationResult
     two, one = np.zeros((2, 4), np.int32), np.zeros((2, 4), np.int32)  # 2 objects, 1 object
     two[0, 0], two[1, 3], one[0, 0] = 1, 2, 1
     as_result = lambda probs, inst: SegmentationResult(probs, probs.argmax(0).astype(np.uint8), inst)  # noqa: E731
@@ -183,7 +183,7 @@ def test_segmentation_agreement_by_hand():
 
 
 def _instances(boxes, scores, masks_hw=(32, 32)):
-    from sdk.maskrcnn import Instances
+    from segrt.rcnn.instances import Instances
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     masks = np.zeros((len(boxes),) + masks_hw, bool)
     for m, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
@@ -291,8 +291,8 @@ def test_bench_image(tmp_path):
 def test_bench_model_registers_on_the_segrt_command_line():
     import argparse
 
-    from sdk.bench import cli as bench_cli
-    from sdk.cli import Commands
+    from segrt.bench import cli as bench_cli
+    from segrt.cli import Commands
     commands = Commands(argparse.ArgumentParser(prog="segrt"))
     bench_cli.register(commands)
     args = commands.parser.parse_args(["bench", "model", "a.onnx", "b.onnx", "--backend", "openvino:bf16",

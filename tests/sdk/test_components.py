@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.components import label_components, merge_pairs
+from segrt.unet.components import label_components, merge_pairs
 
 
 def _blobs(hw, seed, threshold=0.5, sigma=3.0):

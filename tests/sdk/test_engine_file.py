@@ -10,9 +10,9 @@ import struct
 import numpy as np
 import pytest
 
-from sdk import metadata as md
-from sdk.backends import engine_file as ef
-from sdk.errors import ArtifactError
+from segrt.artifact import metadata as md
+from segrt.artifact import engine_file as ef
+from segrt.errors import ArtifactError
 
 
 def engine_meta(**engine_extra) -> dict:
@@ -111,7 +111,7 @@ def test_newer_header_version_asks_for_an_upgrade(tmp_path, plan):
 def test_missing_file_says_how_to_build_one(tmp_path):
     with pytest.raises(ArtifactError, match="not found") as info:
         ef.read_engine_file(tmp_path / "nope.engine")
-    assert "export.to_engine" in info.value.fix
+    assert "segrt.export.to_engine" in info.value.fix
 
 
 @pytest.mark.parametrize("drop", ["tensorrt_version", "compute_capability", "precision"])
@@ -145,7 +145,7 @@ def test_interrupted_write_leaves_the_previous_file_and_no_partial_one(tmp_path,
 
 def test_rebuild_command_reproduces_the_build_arguments():
     cmd = shlex.split(ef.rebuild_command(engine_meta(), "here/unet.engine"))
-    assert cmd[:6] == ["python", "-m", "export.to_engine", "models/unet.onnx", "-o", "here/unet.engine"]
+    assert cmd[:6] == ["python", "-m", "segrt.export.to_engine", "models/unet.onnx", "-o", "here/unet.engine"]
     args = dict(zip(cmd[6::2], cmd[7::2]))
     assert args == {"--precision": "fp16", "--workspace-gib": "2.0", "--max-batch": "4", "--max-size": "572",
                     "--timing-cache": "trt.cache"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from sdk.errors import ArtifactError
-from sdk.info import describe, format_info
-from sdk.onnx_file import ELEM_TYPES, read_onnx_header
+from segrt.errors import ArtifactError
+from segrt.artifact.info import describe, format_info
+from segrt.artifact.onnx_file import ELEM_TYPES, read_onnx_header
 
 
 def _dims(value_info) -> list:

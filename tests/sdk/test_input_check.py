@@ -1,12 +1,12 @@
-"""Both predictors refuse the same bad images with the same InputError (sdk.preprocess.check_image)."""
+"""Both predictors refuse the same bad images with the same InputError (segrt.io.preprocess.check_image)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import sdk
-from sdk.errors import InputError
-from sdk.predictor import Result
+import segrt
+from segrt.errors import InputError
+from segrt.predictor import Result
 
 GOOD = np.full((64, 64), 100, np.uint8)
 BAD = {
@@ -26,7 +26,7 @@ BAD = {
 
 @pytest.fixture(scope="module", params=["unet", "maskrcnn"])
 def predictor(request, tiny_unet, tiny_maskrcnn):
-    return sdk.load(tiny_unet[1] if request.param == "unet" else tiny_maskrcnn)
+    return segrt.load(tiny_unet[1] if request.param == "unet" else tiny_maskrcnn)
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

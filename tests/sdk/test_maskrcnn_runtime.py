@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.coco import encode_rle
-from sdk.errors import InputError
-from sdk.coco import instances_to_coco
-from sdk.maskrcnn import Instances, resized_size
-from sdk.preprocess import to_rgb_float
-from sdk.viz import draw_instances
+from segrt.rcnn.coco import encode_rle
+from segrt.errors import InputError
+from segrt.rcnn.coco import instances_to_coco
+from segrt.rcnn.instances import Instances
+from segrt.rcnn.predictor import resized_size
+from segrt.io.preprocess import to_rgb_float
+from segrt.rcnn.viz import draw_instances
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 48), (203, 301)])

@@ -1,4 +1,4 @@
-"""sdk.masks.paste_masks equals torchvision's paste_masks_in_image (the oracle), and is fast."""
+"""segrt.rcnn.masks.paste_masks equals torchvision's paste_masks_in_image (the oracle), and is fast."""
 from __future__ import annotations
 
 import time
@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from sdk.errors import InputError
-from sdk.masks import paste_masks
+from segrt.errors import InputError
+from segrt.rcnn.masks import paste_masks
 
 torch = pytest.importorskip("torch")
 from torchvision.models.detection.roi_heads import paste_masks_in_image  # noqa: E402

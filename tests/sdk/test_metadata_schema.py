@@ -1,4 +1,4 @@
-"""Artifact metadata is validated against sdk.metadata.SCHEMA on load: tampered files are refused by name."""
+"""Artifact metadata is validated against segrt.artifact.metadata.SCHEMA on load: tampered files are refused by name."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ import json
 import onnx
 import pytest
 
-import sdk
-from sdk import metadata as md
-from sdk.errors import ArtifactError
-from sdk.info import describe
+import segrt
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError
+from segrt.artifact.info import describe
 
 # (what is changed, the key the error must name)
 UNET_TAMPERING = {
@@ -58,7 +58,7 @@ def test_tampered_unet_metadata_is_refused(case, tiny_unet, tmp_path):
     change, message = UNET_TAMPERING[case]
     path = _tampered(tiny_unet[1], tmp_path, change)
     with pytest.raises(ArtifactError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
-        sdk.load(path)
+        segrt.load(path)
     assert "re-export" in info.value.fix or "upgrade" in info.value.fix
     # `segrt info` still shows a damaged file, and says what is wrong with it
     assert describe(path)["metadata_error"] == info.value.problem
@@ -68,16 +68,16 @@ def test_tampered_unet_metadata_is_refused(case, tiny_unet, tmp_path):
 def test_tampered_maskrcnn_metadata_is_refused(case, tiny_maskrcnn, tmp_path):
     change, message = MASKRCNN_TAMPERING[case]
     with pytest.raises(ArtifactError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        sdk.load(_tampered(tiny_maskrcnn, tmp_path, change))
+        segrt.load(_tampered(tiny_maskrcnn, tmp_path, change))
 
 
 def test_every_problem_is_named_at_once(tiny_unet, tmp_path):
     path = _tampered(tiny_unet[1], tmp_path, {"size_step": 0, "class_names": [], "padding": None})
     with pytest.raises(ArtifactError) as info:
-        sdk.load(path)
+        segrt.load(path)
     assert all(k in info.value.problem for k in ("'size_step' is 0", "'class_names' is []", "'padding' is missing"))
 
 
 def test_untampered_artifacts_load(tiny_unet, tiny_maskrcnn):
-    assert sdk.load(tiny_unet[1]).kind == "unet"
-    assert sdk.load(tiny_maskrcnn).kind == "maskrcnn"
+    assert segrt.load(tiny_unet[1]).kind == "unet"
+    assert segrt.load(tiny_maskrcnn).kind == "maskrcnn"

@@ -1,4 +1,4 @@
-"""sdk.metrics: hand-derived cases, scikit-image / scipy as independent oracles, topology properties."""
+"""segrt.unet.metrics: hand-derived cases, scikit-image / scipy as independent oracles, topology properties."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage as ndi
 
-from sdk import metrics as M
-from sdk.errors import InputError
+from segrt.unet import metrics as M
+from segrt.errors import InputError
 
 skm = pytest.importorskip("skimage.metrics")
 

@@ -9,10 +9,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from sdk import metadata as md
-from sdk.backends import onnxrt
-from sdk.backends.onnxrt import OnnxRuntimeBackend, resolve_providers
-from sdk.errors import BackendUnavailableError, InputError
+from segrt.artifact import metadata as md
+from segrt.backends import onnxrt
+from segrt.backends.onnxrt import OnnxRuntimeBackend, resolve_providers
+from segrt.errors import BackendUnavailableError, InputError
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 CPU_ONLY_ORT = "CUDAExecutionProvider" not in ort.get_available_providers()

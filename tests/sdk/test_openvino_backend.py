@@ -15,13 +15,13 @@ import pytest
 pytest.importorskip("openvino", reason="the OpenVINO backend needs `pip install 'segrt[openvino]'`")
 torch = pytest.importorskip("torch", reason="the test models are exported from PyTorch (segrt[train])")
 
-import sdk  # noqa: E402
-from sdk.backends import openvino as ovb  # noqa: E402
-from sdk.backends.onnxrt import OnnxRuntimeBackend  # noqa: E402
-from sdk.backends.openvino import OpenVINOBackend, cpu_capabilities, resolve_precision  # noqa: E402
-from sdk.backends.select import measured_precision  # noqa: E402
-from sdk.errors import ArtifactError, BackendUnavailableError, InputError  # noqa: E402
-from sdk.formats import format_for_path  # noqa: E402
+import segrt  # noqa: E402
+from segrt.backends import openvino as ovb  # noqa: E402
+from segrt.backends.onnxrt import OnnxRuntimeBackend  # noqa: E402
+from segrt.backends.openvino import OpenVINOBackend, cpu_capabilities, resolve_precision  # noqa: E402
+from segrt.backends.select import measured_precision  # noqa: E402
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError  # noqa: E402
+from segrt.artifact.formats import format_for_path  # noqa: E402
 
 HAS_BF16 = "BF16" in cpu_capabilities()
 # bf16 keeps 8 bits of mantissa: a probability moves by a few 1e-3 through the tiny U-Net;
@@ -50,7 +50,7 @@ def _blobs(h: int, w: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def unet_int8(tiny_unet, tmp_path_factory):
-    from export.quantize import quantize_int8
+    from segrt.export.quantize import quantize_int8
     _, path = tiny_unet
     return quantize_int8(path, tmp_path_factory.mktemp("int8") / "tiny.int8.onnx",
                          [_blobs(96, 96, s) for s in range(2)], max_tile=124)
@@ -59,8 +59,8 @@ def unet_int8(tiny_unet, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_maskrcnn(tmp_path_factory):
     """A small random-init resnet18-FPN Mask R-CNN as the portable ONNX graph (128x128 input)."""
-    from export.maskrcnn.models import MaskRCNNConfig, build_model
-    from export.maskrcnn.onnx_export import torch_to_onnx
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
     torch.manual_seed(0)
     cfg = MaskRCNNConfig(min_size=128, max_size=128, fpn_channels=16, box_head_dim=32, mask_head_channels=16,
                          rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_detections_per_img=20)
@@ -90,8 +90,8 @@ def test_unet_fp32_equals_onnxruntime_dynamic_shapes(tiny_unet):
 def test_unet_predictor_through_sdk_load(tiny_unet):
     _, path = tiny_unet
     image = _blobs(150, 110, seed=3)
-    ov = sdk.load(path, backend="openvino", precision="fp32", threads=2)
-    ort = sdk.load(path, threads=2)
+    ov = segrt.load(path, backend="openvino", precision="fp32", threads=2)
+    ort = segrt.load(path, threads=2)
     assert type(ov.backend).__name__ == "OpenVINOBackend" and type(ort.backend).__name__ == "OnnxRuntimeBackend"
     a, b = ov.predict(image), ort.predict(image)
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
@@ -125,8 +125,8 @@ def test_unet_int8_qdq_runs_int8(tiny_unet, unet_int8):
     # on an image like the calibration ones, OpenVINO and ONNX Runtime run the same quantized
     # model (same scales and zero points); only their int8 kernels' rounding differs
     image = _blobs(120, 100, seed=7)
-    got = sdk.load(unet_int8, backend="openvino", threads=2).predict(image)
-    want = sdk.load(unet_int8, threads=2).predict(image)
+    got = segrt.load(unet_int8, backend="openvino", threads=2).predict(image)
+    want = segrt.load(unet_int8, threads=2).predict(image)
     assert np.abs(got.probs - want.probs).max() < 0.1
     assert (got.classes == want.classes).mean() > 0.99
 
@@ -139,8 +139,8 @@ def _maskrcnn_image() -> np.ndarray:
 
 def test_maskrcnn_fp32_equals_onnxruntime(tiny_maskrcnn):
     """NonMaxSuppression, RoiAlign, TopK and the padded outputs run on OpenVINO as on ONNX Runtime."""
-    ov = sdk.load(tiny_maskrcnn, backend="openvino", precision="fp32", threads=2)
-    ort = sdk.load(tiny_maskrcnn, threads=2)
+    ov = segrt.load(tiny_maskrcnn, backend="openvino", precision="fp32", threads=2)
+    ort = segrt.load(tiny_maskrcnn, threads=2)
     image = _maskrcnn_image()
     feed, _ = ort.preprocess(image)
     raw_ov, raw_ort = ov.backend.run(feed), ort.backend.run(feed)
@@ -157,8 +157,8 @@ def test_maskrcnn_fp32_equals_onnxruntime(tiny_maskrcnn):
 def test_maskrcnn_bf16_warns_and_stays_close(tiny_maskrcnn):
     """bf16 warns for Mask R-CNN (scores move) and its detections still overlap the fp32 ones."""
     with pytest.warns(UserWarning, match="bf16 moves Mask R-CNN detection scores"):
-        ov = sdk.load(tiny_maskrcnn, backend="openvino", precision="bf16", threads=2)
-    ref = sdk.load(tiny_maskrcnn, threads=2)
+        ov = segrt.load(tiny_maskrcnn, backend="openvino", precision="bf16", threads=2)
+    ref = segrt.load(tiny_maskrcnn, threads=2)
     image = _maskrcnn_image()
     a, b = ov.predict(image), ref.predict(image)
     assert len(a) > 0 and len(b) > 0
@@ -178,7 +178,7 @@ def test_convert_to_bf16_runs_a_convolution_on_bf16_inputs():
     within bf16's error of a numpy reference, and the graph's output type stays float32."""
     import ml_dtypes
     import openvino as ov
-    from sdk.backends.openvino_mixed import convert_to_bf16, heavy_nodes
+    from segrt.backends.openvino_mixed import convert_to_bf16, heavy_nodes
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 64, 6, 5)).astype(np.float32)
@@ -207,7 +207,7 @@ def test_maskrcnn_mixed_runs_the_fpn_outputs_and_heads_in_bf16_and_the_resnet_in
     mixed = _open(tiny_maskrcnn, precision="mixed")
     fp32 = _open(tiny_maskrcnn, precision="fp32")
     assert mixed.bf16_layers > 0
-    feed, _ = sdk.load(tiny_maskrcnn).preprocess(_maskrcnn_image())
+    feed, _ = segrt.load(tiny_maskrcnn).preprocess(_maskrcnn_image())
     a, b = mixed.run(feed), fp32.run(feed)
     assert int(a["num_detections"][0]) > 0 and a["masks"].dtype == np.float32
     assert abs(int(a["num_detections"][0]) - int(b["num_detections"][0])) <= 2
@@ -236,7 +236,7 @@ def test_maskrcnn_mixed_on_the_mask_head_keeps_fp32_detections(tiny_maskrcnn):
     """bf16_scopes=MASK_HEAD_SCOPES: boxes, scores and labels are fp32's exactly; masks close."""
     mixed = _open(tiny_maskrcnn, precision="mixed", bf16_scopes=ovb.MASK_HEAD_SCOPES)
     fp32 = _open(tiny_maskrcnn, precision="fp32")
-    feed, _ = sdk.load(tiny_maskrcnn).preprocess(_maskrcnn_image())
+    feed, _ = segrt.load(tiny_maskrcnn).preprocess(_maskrcnn_image())
     a, b = mixed.run(feed), fp32.run(feed)
     assert int(a["num_detections"][0]) > 0
     for name in ("boxes", "scores", "labels", "num_detections"):
@@ -282,14 +282,14 @@ def test_fp32_ops_keep_roialign_in_fp32_under_bf16(tiny_maskrcnn):
 # ------------------------------------------------------------------------------ OpenVINO IR
 
 def test_ir_export_loads_with_the_same_metadata_and_outputs(tiny_unet, tiny_maskrcnn, tmp_path):
-    """`segrt export --format openvino` writes model.xml + model.bin; sdk.load runs it as the .onnx runs,
+    """`segrt export --format openvino` writes model.xml + model.bin; segrt.load runs it as the .onnx runs,
     and `segrt info` reads it without OpenVINO, as OpenVINO itself reads it."""
     import openvino
 
-    from export.to_openvino import onnx_to_openvino_ir
-    from sdk.info import describe
+    from segrt.export.to_openvino import onnx_to_openvino_ir
+    from segrt.artifact.info import describe
     unet_feed = {"image": np.random.default_rng(0).random((1, 1, 124, 124), np.float32)}
-    maskrcnn_feed = sdk.load(tiny_maskrcnn).preprocess(_maskrcnn_image())[0]
+    maskrcnn_feed = segrt.load(tiny_maskrcnn).preprocess(_maskrcnn_image())[0]
     for onnx_path, feed in ((tiny_unet[1], unet_feed), (tiny_maskrcnn, maskrcnn_feed)):
         xml = onnx_to_openvino_ir(onnx_path, tmp_path / f"{onnx_path.stem}.xml")
         assert xml.is_file() and xml.with_suffix(".bin").is_file() and not list(tmp_path.glob(".segrt_ir_*"))
@@ -304,18 +304,18 @@ def test_ir_export_loads_with_the_same_metadata_and_outputs(tiny_unet, tiny_mask
             (p.get_any_name(), [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
             for p in read.inputs]
         assert [t["name"] for t in info["outputs"]] == [o.get_any_name() for o in read.outputs]
-    assert sdk.load(xml, threads=2).kind == "maskrcnn"  # the suffix picks OpenVINO
-    mixed = sdk.load(xml, backend="auto", threads=2).backend  # the measured rule applies to IR files too
+    assert segrt.load(xml, threads=2).kind == "maskrcnn"  # the suffix picks OpenVINO
+    mixed = segrt.load(xml, backend="auto", threads=2).backend  # the measured rule applies to IR files too
     assert isinstance(mixed, OpenVINOBackend) and mixed.precision == ("mixed" if HAS_BF16 else "fp32")
 
 
 def test_ir_without_its_weights_is_a_clear_error(tiny_unet, tmp_path):
-    from export.to_openvino import onnx_to_openvino_ir
-    from sdk.errors import ArtifactError
+    from segrt.export.to_openvino import onnx_to_openvino_ir
+    from segrt.errors import ArtifactError
     xml = onnx_to_openvino_ir(tiny_unet[1], tmp_path / "unet.xml")
     xml.with_suffix(".bin").unlink()
     with pytest.raises(ArtifactError, match="without its .bin"):
-        sdk.load(xml)
+        segrt.load(xml)
 
 
 # --------------------------------------------------------------------- precision and selection
@@ -335,7 +335,7 @@ def test_precision_auto_resolves_from_the_bf16_capability(tiny_unet, monkeypatch
 def test_backend_auto_applies_the_measured_rule(tiny_unet, unet_int8):
     _, path = tiny_unet
     for file in (path, unet_int8):
-        backend = sdk.open_backend(file, backend="auto", threads=2)
+        backend = segrt.open_backend(file, backend="auto", threads=2)
         assert isinstance(backend, OpenVINOBackend) and backend.precision == ("bf16" if HAS_BF16 else "fp32")
     caps = ("BF16", "FP32")
     assert measured_precision({"kind": "unet"}, caps) == "bf16"
@@ -345,7 +345,7 @@ def test_backend_auto_applies_the_measured_rule(tiny_unet, unet_int8):
     assert measured_precision({"kind": "unet", "quantization": {"format": "QDQ"}}, caps) == "bf16"
     assert measured_precision({"kind": "unet"}, ("FP32",)) == "fp32"
     # an explicit precision wins over the rule
-    assert sdk.open_backend(path, backend="auto", precision="fp32").precision == "fp32"
+    assert segrt.open_backend(path, backend="auto", precision="fp32").precision == "fp32"
 
 
 def test_format_table_lists_both_onnx_runtimes():
@@ -358,13 +358,13 @@ def test_format_table_lists_both_onnx_runtimes():
 def test_bad_precision_and_backend_names(tiny_unet):
     _, path = tiny_unet
     with pytest.raises(InputError, match="unknown precision 'fp16'") as exc:
-        sdk.load(path, backend="openvino", precision="fp16")
+        segrt.load(path, backend="openvino", precision="fp16")
     assert "fp32, bf16, mixed, auto" in exc.value.fix
     with pytest.raises(InputError, match="no backend 'tensorflow' for onnx files") as exc:
-        sdk.load(path, backend="tensorflow")
+        segrt.load(path, backend="tensorflow")
     assert "onnxruntime, openvino" in exc.value.fix
     with pytest.raises(InputError, match="no backend 'openvino' for engine files"):
-        sdk.load("model.engine", backend="openvino")
+        segrt.load("model.engine", backend="openvino")
     with pytest.raises(InputError, match="threads must be >= 1"):
         OpenVINOBackend(path, threads=0)
 
@@ -388,8 +388,8 @@ def test_missing_openvino_says_what_to_install(tiny_unet, monkeypatch):
     _, path = tiny_unet
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
     with pytest.raises(BackendUnavailableError) as exc:
-        sdk.load(path, backend="openvino")
+        segrt.load(path, backend="openvino")
     assert "pip install 'segrt[openvino]'" in exc.value.fix
-    assert isinstance(sdk.open_backend(path, backend="auto"), OnnxRuntimeBackend)  # auto falls back
+    assert isinstance(segrt.open_backend(path, backend="auto"), OnnxRuntimeBackend)  # auto falls back
     with pytest.raises(BackendUnavailableError, match="needs the OpenVINO backend"):
-        sdk.open_backend(path, backend="auto", precision="bf16")
+        segrt.open_backend(path, backend="auto", precision="bf16")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.imageio import write_png
+from segrt.io.images import write_png
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,12 +19,12 @@ RUNTIME_ONLY = """
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "export"):
+        if name.split(".")[0] in ("torch", "torchvision") or name.startswith("segrt.export"):
             raise ImportError(f"{name} is blocked: the runtime must not need it")
 sys.meta_path.insert(0, Block())
-from sdk.cli import main
+from segrt.cli import main
 code = main(sys.argv[1:])
-leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "export"))
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision") or m.startswith("segrt.export"))
 assert not leaked, leaked
 sys.exit(code)
 """
@@ -56,10 +56,10 @@ def coco_val(tmp_path_factory, rgb_image) -> Path:
 
 
 def test_no_sdk_module_imports_torch_or_export():
-    """Every sdk module imports, with torch, torchvision and export blocked."""
-    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts) for p in (ROOT / "sdk").rglob("*.py")
-                     if p.name != "__main__.py")
-    code = RUNTIME_ONLY.replace("from sdk.cli import main\ncode = main(sys.argv[1:])",
+    """Every segrt module imports, with torch, torchvision and export blocked."""
+    modules = sorted(".".join(("segrt", *p.relative_to(ROOT / "sdk").with_suffix("").parts)).removesuffix(".__init__")
+                     for p in (ROOT / "sdk").rglob("*.py") if p.name != "__main__.py")
+    code = RUNTIME_ONLY.replace("from segrt.cli import main\ncode = main(sys.argv[1:])",
                                 "import importlib\nfor m in sys.argv[1:]: importlib.import_module(m)\ncode = 0")
     out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

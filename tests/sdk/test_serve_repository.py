@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs tritonclient (pip install 'segrt[serve]')")
 
-from sdk.errors import ArtifactError, InputError  # noqa: E402
-from sdk.serve import protocol  # noqa: E402
-from sdk.serve.repository import (config_text, network_config, parse_config, pipeline_config,  # noqa: E402
+from segrt.errors import ArtifactError, InputError  # noqa: E402
+from segrt.serve import protocol  # noqa: E402
+from segrt.serve.repository import (config_text, network_config, parse_config, pipeline_config,  # noqa: E402
                                   pipeline_models, write_model_repository)
 
 
@@ -21,7 +21,7 @@ def test_repository_layout_and_configs(tiny_unet, tmp_path):
     repo = write_model_repository([onnx_path], tmp_path / "repo", instances=2, max_batch=4)
     assert sorted(p.name for p in repo.iterdir()) == ["tiny", "tiny_net"]
     assert (repo / "tiny/1/tiny.onnx").read_bytes() == onnx_path.read_bytes()
-    assert "sdk.serve.triton_model" in (repo / "tiny/1/model.py").read_text()
+    assert "segrt.serve.triton_model" in (repo / "tiny/1/model.py").read_text()
     pipe = parse_config((repo / "tiny/config.pbtxt").read_text())
     assert pipe.backend == "python" and pipe.max_batch_size == 4 and pipe.dynamic_batching is not None
     assert [(g.kind, g.count) for g in pipe.instance_group] == [(2, 2)]  # KIND_CPU = 2 in model_config.proto
@@ -47,7 +47,7 @@ def test_bls_pipeline_names_its_network_model(tiny_unet, tmp_path):
 
 def test_engine_network_model_names_the_plugin(tmp_path):
     """A segrt engine becomes a tensorrt_plan model holding the bare plan; the config says how to load the plugin."""
-    from sdk.backends.engine_file import read_engine_file, write_engine_file
+    from segrt.artifact.engine_file import read_engine_file, write_engine_file
     meta = {"format_version": 1, "kind": "maskrcnn", "class_names": ["__background__", "cell"],
             "input_channels": 3, "normalization": {"scale": 1.0}, "input_size": [64, 64],
             "engine": {"tensorrt_version": "10.8.0.43", "compute_capability": [9, 0], "precision": "fp16",
@@ -119,7 +119,7 @@ def test_encoded_size_and_decode():
 
 
 def test_cli_errors_name_problem_and_fix(tmp_path, capsys, tiny_unet):
-    from sdk.cli import main
+    from segrt.cli import main
     assert main(["serve", str(tmp_path / "missing.onnx")]) == 2
     err = capsys.readouterr().err
     assert "artifact not found" in err and "fix:" in err
@@ -133,7 +133,7 @@ def test_cli_errors_name_problem_and_fix(tmp_path, capsys, tiny_unet):
 @pytest.mark.parametrize("kind", ["maskrcnn", "keypointrcnn"])
 def test_instances_survive_the_wire_format(kind):
     """encode_result -> decode_result gives back the same Instances (masks as crops, keypoints as is)."""
-    from sdk.maskrcnn import Instances
+    from segrt.rcnn.instances import Instances
     rng = np.random.default_rng(0)
     n, hw = 4, (40, 50)
     masks = rng.random((n, *hw)) > 0.8 if kind == "maskrcnn" else None

@@ -22,10 +22,10 @@ import pytest
 pytest.importorskip("tritonclient.http", reason="needs tritonclient (pip install 'segrt[serve]')")
 torch = pytest.importorskip("torch")
 
-import sdk  # noqa: E402
-from sdk.errors import BackendUnavailableError, InputError, ServerError  # noqa: E402
-from sdk.serve import RemotePredictor, TritonServer, find_tritonserver, write_model_repository  # noqa: E402
-from sdk.serve.server import _stubs, free_ports  # noqa: E402
+import segrt  # noqa: E402
+from segrt.errors import BackendUnavailableError, InputError, ServerError  # noqa: E402
+from segrt.serve import RemotePredictor, TritonServer, find_tritonserver, write_model_repository  # noqa: E402
+from segrt.serve.server import _stubs, free_ports  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,8 +39,8 @@ except BackendUnavailableError as exc:
 @pytest.fixture(scope="module")
 def tiny_maskrcnn(tmp_path_factory) -> Path:
     """A random-weight resnet18-FPN Mask R-CNN on a 128 x 128 graph; score threshold 0 so it always detects."""
-    from export.maskrcnn.models import MaskRCNNConfig, build_model
-    from export.maskrcnn.onnx_export import torch_to_onnx
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
     torch.manual_seed(0)
     cfg = MaskRCNNConfig(min_size=128, max_size=128, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
                          box_detections_per_img=10)
@@ -89,7 +89,7 @@ def test_server_starts_fast_and_reports_health(server):
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_unet_results_equal_local_predict(server, tiny_unet, scheme, tmp_path):
-    local = sdk.load(tiny_unet[1])
+    local = segrt.load(tiny_unet[1])
     remote = RemotePredictor(server.http_url if scheme == "http" else server.grpc_url, "tiny")
     assert remote.kind == "unet" and remote.class_names == ["background", "nucleus"]
     for image in _images():
@@ -112,7 +112,7 @@ def test_unet_results_equal_local_predict(server, tiny_unet, scheme, tmp_path):
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_maskrcnn_results_equal_local_predict(server, tiny_maskrcnn, scheme, tmp_path):
-    local = sdk.load(tiny_maskrcnn)
+    local = segrt.load(tiny_maskrcnn)
     remote = RemotePredictor(server.http_url if scheme == "http" else server.grpc_url, "mrcnn")
     rng = np.random.default_rng(2)
     for image in [rng.integers(0, 256, (100, 150, 3), dtype=np.uint8), rng.integers(0, 900, (70, 60), np.uint16)]:
@@ -144,7 +144,7 @@ def _raw(server, inputs, model="tiny", grpc=False):
 
 def test_bad_requests_get_clear_errors_and_server_keeps_serving(server, tiny_unet):
     good = _images()[0]
-    want = sdk.load(tiny_unet[1]).predict(good)
+    want = segrt.load(tiny_unet[1]).predict(good)
     remote = RemotePredictor(server.http_url, "tiny")
     u8 = np.zeros((1, 8, 8, 1), np.uint8)
     nan = np.full((1, 8, 8, 1), np.nan, np.float32)
@@ -194,7 +194,7 @@ def _alive(pids: list[int], wait_s: float = 5.0) -> list[int]:
 def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
     http, grpc, metrics = free_ports(3)
     image = _images()[0]
-    want = sdk.load(tiny_unet[1]).predict(image)
+    want = segrt.load(tiny_unet[1]).predict(image)
     srv = TritonServer(repo, models=["tiny"], http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
     try:
         srv.start()
@@ -234,9 +234,9 @@ def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
 
 
 def _start_cli(model: Path, tmp_path: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m sdk.serve MODEL`; its temporary folders go under tmp_path (a killed CLI cannot remove them)."""
+    """`python -m segrt.serve MODEL`; its temporary folders go under tmp_path (a killed CLI cannot remove them)."""
     http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "sdk.serve", str(model), "--http-port", str(http), "--grpc-port",
+    proc = subprocess.Popen([sys.executable, "-m", "segrt.serve", str(model), "--http-port", str(http), "--grpc-port",
                              str(grpc), "--metrics-port", str(metrics)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
     return proc, f"http://127.0.0.1:{http}"
@@ -256,7 +256,7 @@ def _wait_ready(url: str, timeout_s: float = 60) -> bool:
 
 
 def test_killed_cli_takes_its_server_along(tiny_unet, tmp_path):
-    """SIGKILL of `python -m sdk.serve` (no chance to clean up): the server it started stops by itself."""
+    """SIGKILL of `python -m segrt.serve` (no chance to clean up): the server it started stops by itself."""
     proc, url = _start_cli(tiny_unet[1], tmp_path)
     try:
         assert _wait_ready(url)
@@ -273,7 +273,7 @@ def test_killed_cli_takes_its_server_along(tiny_unet, tmp_path):
 
 
 def test_sigint_drains_requests_in_flight(tiny_unet, tmp_path):
-    """`python -m sdk.serve MODEL.onnx` (what `segrt serve` runs): SIGINT while a request runs; it completes, exit 0."""
+    """`python -m segrt.serve MODEL.onnx` (what `segrt serve` runs): SIGINT while a request runs; it completes, exit 0."""
     proc, url = _start_cli(tiny_unet[1], tmp_path)
     try:
         assert _wait_ready(url)
@@ -324,7 +324,7 @@ def test_bls_pipeline_calls_its_network_model(tiny_unet, tmp_path):
     the bundled server, so its config is kept (same inputs, outputs, dims) with the platform swapped for a Python
     model that runs ONNX Runtime; the pipeline's BLS plumbing is the real one, and the results equal local predict."""
     from google.protobuf import text_format
-    from sdk.serve.repository import parse_config
+    from segrt.serve.repository import parse_config
     repo = write_model_repository([tiny_unet[1]], tmp_path / "models", bls_network=True, max_batch=0)
     net = parse_config((repo / "tiny_net/config.pbtxt").read_text())
     assert net.platform == "onnxruntime_onnx"
@@ -336,14 +336,14 @@ def test_bls_pipeline_calls_its_network_model(tiny_unet, tmp_path):
     with TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5) as srv:
         assert srv.models == ["tiny", "tiny_net"]
         image = _images()[1]
-        got, want = RemotePredictor(srv.grpc_url, "tiny").predict(image), sdk.load(tiny_unet[1]).predict(image)
+        got, want = RemotePredictor(srv.grpc_url, "tiny").predict(image), segrt.load(tiny_unet[1]).predict(image)
         for k in ("probs", "classes", "instances"):
             np.testing.assert_array_equal(getattr(got, k), getattr(want, k), err_msg=k)
 
 
 def test_segrt_predict_and_eval_through_the_server(server, tiny_unet, tiny_split, tmp_path, capsys):
     """`segrt predict --server URL` writes the same files as a local `segrt predict`; `eval` works the same."""
-    from sdk.cli import main
+    from segrt.cli import main
     image = tiny_split / "images" / "img0.png"
     assert main(["predict", "tiny", str(image), "--server", server.http_url, "--out", str(tmp_path / "remote")]) == 0
     assert main(["predict", str(tiny_unet[1]), str(image), "--out", str(tmp_path / "local")]) == 0

@@ -3,12 +3,12 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk import stream
-from sdk.backends.base import Backend, TensorInfo
-from sdk.errors import InputError
-from sdk.preprocess import normalize
-from sdk.sources import ArraySource, open_image
-from sdk.unet import UNetPredictor
+from segrt.unet import stream
+from segrt.backends.base import Backend, TensorInfo
+from segrt.errors import InputError
+from segrt.io.preprocess import normalize
+from segrt.io.sources import ArraySource, open_image
+from segrt.unet.predictor import UNetPredictor
 
 SIZE_MIN, STEP, BORDER = 28, 4, 12  # the geometry of a depth-3 valid U-Net (pool factor 4)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sdk
-from sdk.backends import cuda_rt
-from sdk.backends import engine_file as ef
-from sdk.backends import tensorrt as trt_backend
-from sdk.errors import ArtifactError, BackendUnavailableError, InputError
+import segrt
+from segrt.backends import cuda_rt
+from segrt.artifact import engine_file as ef
+from segrt.backends import tensorrt as trt_backend
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 HAS_CUDA_PYTHON = importlib.util.find_spec("cuda") is not None and importlib.util.find_spec("cuda.bindings") is not None
@@ -38,9 +38,9 @@ def engine_meta(**eng) -> dict:
 
 def test_sdk_and_the_backend_modules_import_without_loading_tensorrt_or_cuda():
     """Importing must not need TensorRT or a GPU: they are loaded only when an engine is opened or built."""
-    code = ("import sys, sdk, sdk.backends.tensorrt, sdk.backends.cuda_rt, export.to_engine; "
-            "from sdk.formats import format_for_path; "
-            "assert format_for_path('m.engine').backend_class() is sdk.backends.tensorrt.TensorRTBackend; "
+    code = ("import sys, segrt, segrt.backends.tensorrt, segrt.backends.cuda_rt, segrt.export.to_engine; "
+            "from segrt.artifact.formats import format_for_path; "
+            "assert format_for_path('m.engine').backend_class() is segrt.backends.tensorrt.TensorRTBackend; "
             "bad = [m for m in ('tensorrt', 'cuda.bindings', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     root = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def test_constructing_without_tensorrt_says_what_to_install(tmp_path):
         trt_backend.TensorRTBackend(path)
     assert "pip install" in info.value.fix and "cuda-python" in info.value.fix
     with pytest.raises(BackendUnavailableError):  # the same through the public entry point
-        sdk.load(path)
+        segrt.load(path)
 
 
 def test_a_damaged_engine_is_reported_before_tensorrt_is_needed(tmp_path):
@@ -128,14 +128,14 @@ def test_engine_from_another_tensorrt_version_is_refused_with_the_rebuild_comman
     msg = str(info.value)
     assert "TensorRT 10.8.0.43" in msg and "TensorRT 10.9.0.34" in msg
     cmd = info.value.fix.split(": ", 1)[1].split("   (")[0]
-    assert shlex.split(cmd)[:6] == ["python", "-m", "export.to_engine", "m/unet.onnx", "-o", "m/unet.engine"]
+    assert shlex.split(cmd)[:6] == ["python", "-m", "segrt.export.to_engine", "m/unet.onnx", "-o", "m/unet.engine"]
 
 
 def test_engine_for_another_gpu_architecture_is_refused():
     with pytest.raises(ArtifactError, match=r"compute capability 8\.9.*compute capability 9\.0") as info:
         trt_backend.check_engine_compatibility(engine_meta(), tensorrt_version="10.8.0.43", compute_capability=(9, 0),
                                                gpu_name="NVIDIA H100 80GB HBM3", path="m/unet.engine")
-    assert "rebuild it on this GPU" in info.value.fix and "export.to_engine" in info.value.fix
+    assert "rebuild it on this GPU" in info.value.fix and "segrt.export.to_engine" in info.value.fix
 
 
 def test_same_architecture_other_gpu_only_warns_and_exact_match_is_silent():
@@ -159,8 +159,8 @@ def test_shapes_inside_the_profile_on_the_valid_grid_pass():
 
 def test_out_of_profile_shape_names_the_allowed_range():
     with pytest.raises(InputError, match=r"dim 2: 588 not in 188\.\.572") as info:
-        trt_backend.check_input_shape("image", (1, 1, 588, 572), PROFILE, (188, 16), rebuild_hint="python -m export.to_engine m.onnx")
-    assert "export.to_engine" in info.value.fix
+        trt_backend.check_input_shape("image", (1, 1, 588, 572), PROFILE, (188, 16), rebuild_hint="python -m segrt.export.to_engine m.onnx")
+    assert "segrt.export.to_engine" in info.value.fix
     with pytest.raises(InputError, match=r"dim 0: 5 not in 1\.\.4"):
         trt_backend.check_input_shape("image", (5, 1, 572, 572), PROFILE)
     with pytest.raises(InputError, match="rank 4"):
@@ -309,7 +309,7 @@ def test_missing_plugin_library_names_the_library_and_ops(tmp_path, monkeypatch)
     plugin = {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
               "ops": ["SegrtRoiAlign", "SegrtMultiLevelRoiAlign"]}
     try:
-        plugins = importlib.import_module("sdk.plugins")
+        plugins = importlib.import_module("segrt.ops.plugins")
     except ImportError:
         plugins = None
     if plugins is not None:
@@ -333,7 +333,7 @@ def test_no_plugin_needed_means_nothing_is_loaded():
 @pytest.fixture
 def two_layer_engine(tmp_path):
     pytest.importorskip("tensorrt")
-    from export.to_engine import onnx_to_engine
+    from segrt.export.to_engine import onnx_to_engine
     from tests.export.test_to_engine import conv_relu_model
     onnx_path = conv_relu_model(tmp_path / "m.onnx")
     return onnx_path, onnx_to_engine(onnx_path, max_batch=2, workspace_gib=1)
@@ -341,7 +341,7 @@ def two_layer_engine(tmp_path):
 
 @pytest.mark.tensorrt
 def test_cuda_graph_replay_equals_the_plain_run(two_layer_engine):
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.backends.tensorrt import TensorRTBackend
     _, engine = two_layer_engine
     x = np.random.default_rng(0).normal(size=(1, 2, 64, 64)).astype(np.float32)
     with TensorRTBackend(engine) as plain, TensorRTBackend(engine, use_cuda_graph=True) as graphed:
@@ -357,8 +357,8 @@ def test_cuda_graph_replay_equals_the_plain_run(two_layer_engine):
 
 @pytest.mark.tensorrt
 def test_threads_share_a_pool_of_contexts(two_layer_engine):
-    from sdk.backends.onnxrt import OnnxRuntimeBackend
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.backends.onnxrt import OnnxRuntimeBackend
+    from segrt.backends.tensorrt import TensorRTBackend
     onnx_path, engine = two_layer_engine
     ort_be = OnnxRuntimeBackend(onnx_path)
     xs = [np.random.default_rng(i).normal(size=(1, 2, 16 + 8 * (i % 3), 24)).astype(np.float32) for i in range(12)]
@@ -378,7 +378,7 @@ def test_threads_share_a_pool_of_contexts(two_layer_engine):
 @pytest.mark.tensorrt
 def test_torch_cuda_tensors_are_used_in_place(two_layer_engine):
     torch = pytest.importorskip("torch")
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.backends.tensorrt import TensorRTBackend
     _, engine = two_layer_engine
     x = torch.randn(2, 2, 32, 32, device="cuda")
     with TensorRTBackend(engine) as be:
@@ -391,7 +391,7 @@ def test_torch_cuda_tensors_are_used_in_place(two_layer_engine):
 
 @pytest.mark.tensorrt
 def test_engine_with_a_foreign_version_is_refused_on_load(two_layer_engine, tmp_path):
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.backends.tensorrt import TensorRTBackend
     _, engine = two_layer_engine
     meta, plan = ef.read_engine_file(engine)
     meta["engine"]["tensorrt_version"] = "9.0.0.0"

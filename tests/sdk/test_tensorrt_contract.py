@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.errors import ArtifactError
+from segrt.errors import ArtifactError
 
 from tests.doubles import cudart_double, tensorrt_double
 from tests.doubles import trt_api as bindings
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [*sorted((ROOT / "sdk" / "backends" / "tensorrt").glob("*.py")), ROOT / "sdk" / "plugins.py",
+SOURCES = [*sorted((ROOT / "sdk" / "backends" / "tensorrt").glob("*.py")), ROOT / "sdk" / "ops" / "plugins.py",
            ROOT / "export" / "to_engine.py"]
 
 # What segrt calls on TensorRT objects, by class. The AST test below keeps this table in step
@@ -167,7 +167,7 @@ def _kind_ok(value, type_text: str) -> bool:
     if t in ("Dims", "tuple", "list") or t.startswith(("List[int]", "typing.Sequence[typing.SupportsInt]")):
         return isinstance(value, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in value)
     if t in ("capsule", "typing_extensions.CapsuleType"):
-        return type(value).__module__.startswith(("tensorrt", "sdk", tensorrt_double.__name__))
+        return type(value).__module__.startswith(("tensorrt", "segrt", tensorrt_double.__name__))
     # a TensorRT class or enum: the value's class, or one of its bases, has that (last) name
     want = t.rsplit(".", 1)[-1]
     return any(c.__name__ == want for c in type(value).__mro__)
@@ -229,7 +229,7 @@ def _plugin_model(path: Path, name_the_plugin: bool = True) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    from sdk import metadata as md
+    from segrt.artifact import metadata as md
     node = helper.make_node("SegrtMultiLevelRoiAlign", ["rois", "f0"], ["y"], domain="segrt")
     graph = helper.make_graph([node], "p", [helper.make_tensor_value_info("rois", TensorProto.FLOAT, [4, 4]),
                                             helper.make_tensor_value_info("f0", TensorProto.FLOAT, [1, 2, 8, 8])],
@@ -246,8 +246,8 @@ def _plugin_model(path: Path, name_the_plugin: bool = True) -> Path:
 
 def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_double, trt_api, tmp_path,
                                                            plugin_library_standin):
-    from export.to_engine import onnx_to_engine
-    from sdk.backends.tensorrt import TensorRTBackend
+    from segrt.export.to_engine import onnx_to_engine
+    from segrt.backends.tensorrt import TensorRTBackend
     from tests.export.test_to_engine import conv_relu_model
     from tests.sdk.test_tensorrt_double import _nonzero_engine
 
@@ -262,8 +262,8 @@ def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_
         be.run({"image": x})
     with TensorRTBackend(_nonzero_engine(tmp_path)) as be:
         be.run({"x": np.ones(3, np.float32)})
-    from export.to_engine import wrap_plan
-    from sdk.backends.engine_file import read_engine_file
+    from segrt.export.to_engine import wrap_plan
+    from segrt.artifact.engine_file import read_engine_file
     (tmp_path / "bare.plan").write_bytes(bytes(read_engine_file(engine)[1]))  # as trtexec --saveEngine writes it
     wrapped = wrap_plan(tmp_path / "bare.plan", onnx_path, tmp_path / "wrapped.engine", precision="fp16")
     with TensorRTBackend(wrapped) as be:
@@ -303,8 +303,8 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from tests.doubles import trt_api, cudart_double
 trt = trt_api.import_bindings(Path(sys.argv[1]))
-from sdk.backends import cuda_rt
-from sdk.backends.tensorrt.api import make_logger, make_output_allocator
+from segrt.backends import cuda_rt
+from segrt.backends.tensorrt.api import make_logger, make_output_allocator
 out = {}
 logger = make_logger(trt)
 S = trt.ILogger.Severity

@@ -15,23 +15,23 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-import sdk
-from export.to_engine import onnx_to_engine
-from sdk import metadata as md
-from sdk.backends import engine_file as ef
-from sdk.backends.onnxrt import OnnxRuntimeBackend
-from sdk.backends.tensorrt import PoolClosedError, TensorRTBackend
-from sdk.errors import ArtifactError, BackendUnavailableError, InputError
-from sdk.unet import UNetPredictor
+import segrt
+from segrt.export.to_engine import onnx_to_engine
+from segrt.artifact import metadata as md
+from segrt.artifact import engine_file as ef
+from segrt.backends.onnxrt import OnnxRuntimeBackend
+from segrt.backends.tensorrt import PoolClosedError, TensorRTBackend
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.unet.predictor import UNetPredictor
 from tests.doubles import cudart_double
 
 
 @pytest.fixture(scope="module")
 def unet_onnx(tmp_path_factory):
-    """A tiny valid-padding U-Net (depth 2, 4 base channels) exported by export.to_onnx."""
+    """A tiny valid-padding U-Net (depth 2, 4 base channels) exported by segrt.export.to_onnx."""
     import torch
-    from export.models.unet import UNet, UNetConfig
-    from export.to_onnx import unet_to_onnx
+    from segrt.export.models.unet import UNet, UNetConfig
+    from segrt.export.to_onnx import unet_to_onnx
     torch.manual_seed(0)
     model = UNet(UNetConfig(depth=2, base_channels=4)).eval()
     return unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "unet.onnx", ["background", "nucleus"], tile_size=76)
@@ -55,10 +55,10 @@ def test_unet_engine_file_carries_the_build_and_predicts_like_onnxruntime(unet_e
     lo, opt, hi = eng["profile"]["image"]
     assert hi[0] == 2 and hi[2] == hi[3] <= 108 and lo[2] == meta["size_min"]
     assert len(plan) > 0 and eng["build"]["max_batch"] == 2
-    ref = sdk.load(unet_onnx)
-    with sdk.load(unet_engine).backend as backend:
+    ref = segrt.load(unet_onnx)
+    with segrt.load(unet_engine).backend as backend:
         assert isinstance(backend, TensorRTBackend)
-    got = sdk.load(unet_engine)
+    got = segrt.load(unet_engine)
     for hw in [(50, 70), (130, 90)]:  # several tiles, a remainder batch
         a, b = got.predict(_image(*hw)), ref.predict(_image(*hw))
         np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
@@ -71,10 +71,10 @@ def test_unet_predictor_follows_the_engine_profile(unet_engine, unet_onnx):
     engine2 = onnx_to_engine(unet_onnx, unet_engine.with_name("big_min.engine"), max_batch=2, max_size=108,
                              min_size=60)
     for path in (unet_engine, engine2):
-        predictor = UNetPredictor(sdk.open_backend(path), batch_size=4)
+        predictor = UNetPredictor(segrt.open_backend(path), batch_size=4)
         lo, _, hi = predictor.backend.profiles["image"]
         assert predictor.batch_size <= hi[0] and predictor.size_min >= lo[-1]
-        ref = sdk.load(unet_onnx).predict(_image(30, 200, 3))
+        ref = segrt.load(unet_onnx).predict(_image(30, 200, 3))
         np.testing.assert_allclose(predictor.predict(_image(30, 200, 3)).probs, ref.probs, atol=1e-5)
 
 
@@ -95,12 +95,12 @@ def test_engine_from_another_tensorrt_version_or_gpu_is_refused(unet_engine, tmp
     meta["engine"]["tensorrt_version"] = "10.8.0.43"
     old = ef.write_engine_file(tmp_path / "old.engine", meta, plan)
     with pytest.raises(ArtifactError, match="built with TensorRT 10.8.0.43, but this machine has TensorRT 10.13.3.9"):
-        sdk.load(old)
+        segrt.load(old)
     meta["engine"].update(tensorrt_version="10.13.3.9", compute_capability=[9, 0])
     other = ef.write_engine_file(tmp_path / "other.engine", meta, plan)
     with pytest.raises(ArtifactError, match=r"compute capability 9\.0.*compute capability 8\.9") as info:
-        sdk.load(other)
-    assert "export.to_engine" in info.value.fix
+        segrt.load(other)
+    assert "segrt.export.to_engine" in info.value.fix
 
 
 def test_a_plan_the_runtime_cannot_deserialize_names_tensorrt_reason(unet_engine, tmp_path):
@@ -190,7 +190,7 @@ def test_run_after_close_is_a_clear_error(unet_engine):
     be.close()
     with pytest.raises(PoolClosedError, match="was closed") as info:
         be.run({"image": np.zeros((1, 1, 44, 44), np.float32)})
-    assert "sdk.load" in info.value.fix
+    assert "segrt.load" in info.value.fix
     assert cudart_double.live_allocations() == 0
 
 
@@ -262,7 +262,7 @@ def test_an_allocation_failure_in_the_output_allocator_is_reported_not_raised_in
     with TensorRTBackend(engine) as be:
         assert be.run({"x": np.zeros(8, np.float32)})["idx"].shape == (1, 0)  # buffers for shape (8,) exist now
         cudart_double.STATE.fail["cudaMalloc"] = 1  # the allocator's next cudaMalloc runs out of memory
-        with pytest.raises(sdk.backends.cuda_rt.CudaError, match="could not allocate 64 bytes for output 'idx'"):
+        with pytest.raises(segrt.backends.cuda_rt.CudaError, match="could not allocate 64 bytes for output 'idx'"):
             be.run({"x": np.ones(8, np.float32)})
         np.testing.assert_array_equal(be.run({"x": np.ones(8, np.float32)})["idx"], [np.arange(8)])  # it recovers
 
@@ -274,9 +274,9 @@ def maskrcnn_onnx(tmp_path_factory):
     """(portable ONNX, TensorRT-graph ONNX) of a random-weight resnet18-FPN Mask R-CNN at 128x128."""
     pytest.importorskip("onnxruntime_extensions")
     import torch
-    from export.maskrcnn.models import MaskRCNNConfig, build_model
-    from export.maskrcnn.onnx_export import torch_to_onnx
-    from export.maskrcnn.trt_graph import portable_to_tensorrt
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+    from segrt.export.maskrcnn.trt_graph import portable_to_tensorrt
     torch.manual_seed(0)
     cfg = MaskRCNNConfig(min_size=128, max_size=128, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50,
                          box_detections_per_img=20)
@@ -300,9 +300,9 @@ def test_maskrcnn_tensorrt_graph_builds_loads_its_plugin_and_predicts_like_onnxr
                                         "ops": ["SegrtMultiLevelRoiAlign"]}
     (tmp_path / "libsegrt_trt_plugins.so").write_bytes((plugin_library_standin / "libsegrt_trt_plugins.so").read_bytes())
     trt_double.reset()  # as in a new process: the engine's folder holds the library, nothing is registered yet
-    got = sdk.load(engine)
+    got = segrt.load(engine)
     assert got.backend.plugin_library == tmp_path / "libsegrt_trt_plugins.so"
-    ref = sdk.load(portable)
+    ref = segrt.load(portable)
     image = np.random.default_rng(1).integers(0, 256, (100, 120, 3), dtype=np.uint8)
     a, b = got.predict(image), ref.predict(image)
     assert len(a) == len(b) > 0

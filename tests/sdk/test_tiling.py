@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from sdk.backends.base import Backend, TensorInfo
-from sdk.errors import InputError
-from sdk.tiling import mirror_pad, plan_axis, pool_factor, reflect_indices, smallest_tile
-from sdk.unet import UNetPredictor
+from segrt.backends.base import Backend, TensorInfo
+from segrt.errors import InputError
+from segrt.unet.tiling import mirror_pad, plan_axis, pool_factor, reflect_indices, smallest_tile
+from segrt.unet.predictor import UNetPredictor
 
 
 class CropBackend(Backend):
@@ -94,8 +94,8 @@ def test_mirror_pad_reflects_without_repeating_the_edge():
 def _net(depth, padding, tmp_path):
     """A random He-initialised U-Net (4 channels at level 1, no dropout), its ONNX export and metadata."""
     import torch
-    from export.models.unet import UNet, UNetConfig
-    from export.to_onnx import unet_to_onnx
+    from segrt.export.models.unet import UNet, UNetConfig
+    from segrt.export.to_onnx import unet_to_onnx
     torch.manual_seed(depth)
     model = UNet(UNetConfig(depth=depth, base_channels=4, padding=padding, dropout=0.0)).eval()
     path = unet_to_onnx(model, tmp_path / f"unet{depth}{padding}.onnx", ["bg", "fg"], tile_size=64, check=False)
@@ -105,8 +105,8 @@ def _net(depth, padding, tmp_path):
 def _one_pass(model, meta, image):
     """Probabilities of one pass over the whole mirror-padded image (no tiling): the reference."""
     import torch
-    from sdk.preprocess import normalize
-    from sdk.tiling import valid_size
+    from segrt.io.preprocess import normalize
+    from segrt.unet.tiling import valid_size
     x = normalize(image[:, :, None], meta["normalization"])
     context = meta["border"] + meta["margin"]
     size = [valid_size(n + 2 * context, meta["size_min"], meta["size_step"]) for n in image.shape]
@@ -121,12 +121,12 @@ def _one_pass(model, meta, image):
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("depth", [3, 4, 5])
 def test_tiled_probabilities_equal_one_pass_for_every_tile_size(tmp_path, depth, padding):
-    """The guarantee of sdk.tiling: ORT and eager PyTorch, through the same tiler, for several tile sizes."""
-    import sdk
-    from export.to_onnx import _WithSoftmax
-    from export.torch_backend import TorchBackend
+    """The guarantee of segrt.unet.tiling: ORT and eager PyTorch, through the same tiler, for several tile sizes."""
+    import segrt
+    from segrt.export.to_onnx import _WithSoftmax
+    from segrt.export.torch_backend import TorchBackend
     model, path = _net(depth, padding, tmp_path)
-    ort = sdk.load(path, threads=1)
+    ort = segrt.load(path, threads=1)
     meta = ort.backend.metadata
     assert meta["pool_factor"] == 2 ** (depth - 1)
     eager = UNetPredictor(TorchBackend(_WithSoftmax(model), meta, ["image"], ["probs"]))
@@ -148,11 +148,11 @@ def test_tiled_probabilities_equal_one_pass_for_every_tile_size(tmp_path, depth,
 
 def test_artifacts_without_pool_factor_and_with_a_small_same_margin_still_predict(tmp_path):
     """Older artifacts: no pool_factor key (derived) and the old same-padding margin (size_step // 2)."""
-    from export.to_onnx import _WithSoftmax
-    from export.torch_backend import TorchBackend
+    from segrt.export.to_onnx import _WithSoftmax
+    from segrt.export.torch_backend import TorchBackend
     model, path = _net(3, "same", tmp_path)
-    import sdk
-    meta = dict(sdk.load(path).backend.metadata)
+    import segrt
+    meta = dict(segrt.load(path).backend.metadata)
     del meta["pool_factor"]
     meta["margin"] = meta["size_step"] // 2
     predictor = UNetPredictor(TorchBackend(_WithSoftmax(model), meta, ["image"], ["probs"]))

@@ -1,19 +1,19 @@
-"""The sdk U-Net predictor: same answer as eager PyTorch, any image size, clear errors."""
+"""The segrt U-Net predictor: same answer as eager PyTorch, any image size, clear errors."""
 import numpy as np
 import onnx
 import pytest
 
-import sdk
-from sdk.errors import ArtifactError, InputError
-from sdk.unet import UNetPredictor
+import segrt
+from segrt.errors import ArtifactError, InputError
+from segrt.unet.predictor import UNetPredictor
 
 
 @pytest.mark.parametrize("hw", [(37, 53), (256, 300)])
 def test_predictor_matches_eager_pytorch_through_the_same_tiling(tiny_unet, hw):
-    from export.to_onnx import _WithSoftmax
-    from export.torch_backend import TorchBackend
+    from segrt.export.to_onnx import _WithSoftmax
+    from segrt.export.torch_backend import TorchBackend
     model, path = tiny_unet
-    predictor = sdk.load(path)
+    predictor = segrt.load(path)
     reference = UNetPredictor(TorchBackend(_WithSoftmax(model), predictor.metadata, ["image"], ["probs"]))
     image = np.random.default_rng(1).integers(0, 4000, hw).astype(np.uint16)
     got, want = predictor.predict(image), reference.predict(image)
@@ -23,7 +23,7 @@ def test_predictor_matches_eager_pytorch_through_the_same_tiling(tiny_unet, hw):
 
 
 def test_tta_is_equivariant_to_rotation(tiny_unet):
-    predictor = sdk.load(tiny_unet[1])
+    predictor = segrt.load(tiny_unet[1])
     image = np.random.default_rng(2).random((40, 61)).astype(np.float32)
     p = predictor.predict(image, tta=True).probs
     p_rot = predictor.predict(np.rot90(image).copy(), tta=True).probs
@@ -31,7 +31,7 @@ def test_tta_is_equivariant_to_rotation(tiny_unet):
 
 
 def test_instances_are_connected_components_of_the_foreground(tiny_unet):
-    predictor = sdk.load(tiny_unet[1])
+    predictor = segrt.load(tiny_unet[1])
     classes = np.zeros((10, 10), np.uint8)
     classes[1:3, 1:3] = 1
     classes[6:9, 5:9] = 1
@@ -49,7 +49,7 @@ def test_instances_are_connected_components_of_the_foreground(tiny_unet):
     ([[1, 2], [3, 4]], "numpy array"),
 ])
 def test_bad_images_raise_input_errors_that_name_the_problem(tiny_unet, image, words):
-    predictor = sdk.load(tiny_unet[1])
+    predictor = segrt.load(tiny_unet[1])
     with pytest.raises(InputError, match=words) as info:
         predictor.predict(image)
     assert info.value.fix
@@ -57,15 +57,15 @@ def test_bad_images_raise_input_errors_that_name_the_problem(tiny_unet, image, w
 
 def test_artifact_errors(tmp_path, tiny_unet):
     with pytest.raises(ArtifactError, match="not found"):
-        sdk.load(tmp_path / "missing.onnx")
+        segrt.load(tmp_path / "missing.onnx")
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(tiny_unet[1].read_bytes()[:1000])
     with pytest.raises(ArtifactError, match="could not be loaded"):
-        sdk.load(truncated)
+        segrt.load(truncated)
     bare = onnx.load(str(tiny_unet[1]))
     del bare.metadata_props[:]
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     with pytest.raises(ArtifactError, match="no segrt metadata"):
-        sdk.load(tmp_path / "bare.onnx")
+        segrt.load(tmp_path / "bare.onnx")
     with pytest.raises(ArtifactError, match="suffix"):
-        sdk.load(tmp_path / "model.pth")
+        segrt.load(tmp_path / "model.pth")

@@ -3,13 +3,13 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.backends.base import Backend, TensorInfo
-from sdk.coco import encode_rle, run_lengths
-from sdk.maskrcnn import MaskRCNNPredictor, draw_instances, instances_to_coco
-from sdk.masks import MaskCrops, paste_masks
-from sdk.windows import axis_starts, plan_windows, predict_windows
+from segrt.backends.base import Backend, TensorInfo
+from segrt.rcnn.coco import encode_rle, run_lengths
+from segrt.rcnn.predictor import MaskRCNNPredictor, draw_instances, instances_to_coco
+from segrt.rcnn.masks import MaskCrops, paste_masks
+from segrt.rcnn.windows import axis_starts, plan_windows, predict_windows
 
-OUTPUTS = ["boxes", "scores", "labels", "num_detections", "masks"]  # the graph contract in sdk/maskrcnn.py
+OUTPUTS = ["boxes", "scores", "labels", "num_detections", "masks"]  # the graph contract in segrt/maskrcnn.py
 
 
 class BlobDetector(Backend):
@@ -61,7 +61,7 @@ def _disks(hw=(300, 411), n=40, seed=0):
 
 def _match(a, b):
     """For each box of a, the IoU-best box of b."""
-    from sdk.windows import box_iou
+    from segrt.rcnn.windows import box_iou
     return [float(box_iou(box, b.boxes).max()) if len(b) else 0.0 for box in a.boxes]
 
 
@@ -119,13 +119,13 @@ def test_sparse_masks_densify_and_encode_like_dense_masks():
     masks = rng.random((5, 28, 28)).astype(np.float32)
     boxes = np.array([[3, 4, 40, 30], [-10, -5, 20, 12], [60, 50, 79, 59], [70, 55, 95, 80], [0, 0, 79, 59]], np.float32)
     dense = paste_masks(masks, boxes, (60, 80))
-    from sdk.masks import paste_crops
+    from segrt.rcnn.masks import paste_crops
     pasted = list(paste_crops(masks, boxes, (60, 80)))
     crops = MaskCrops([c for _, _, c in pasted], np.array([(y, x) for y, x, _ in pasted]), (60, 80))
     np.testing.assert_array_equal(crops.dense(), dense)
     for i in range(5):
         assert crops.run_lengths(i) == run_lengths(dense[i])
-    from sdk.maskrcnn import Instances
+    from segrt.rcnn.instances import Instances
     n = len(boxes)
     args = (boxes, np.linspace(1, 0.5, n).astype(np.float32), np.ones(n, np.int64), ["b"] * n)
     a = Instances(*args, dense, None, (60, 80))

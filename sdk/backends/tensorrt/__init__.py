@@ -1,13 +1,13 @@
 """TensorRT backend: runs a segrt ``.engine`` (or ``.plan``) file on an NVIDIA GPU.
 
-    backend = TensorRTBackend("unet.engine")              # or sdk.load("unet.engine")
+    backend = TensorRTBackend("unet.engine")              # or segrt.load("unet.engine")
     out = backend.run({"image": x})                        # numpy in, numpy out
     out = backend.run_torch({"image": t})                  # torch CUDA tensors in and out, zero-copy
 
-Loading reads the engine header (``sdk.backends.engine_file``: metadata + checksum),
+Loading reads the engine header (``segrt.artifact.engine_file``: metadata + checksum),
 refuses an engine built by another TensorRT version or for another GPU compute
 capability (printing the exact rebuild command), loads the segrt plugin library
-the metadata names (``sdk.plugins``: next to the engine, its environment variable,
+the metadata names (``segrt.ops.plugins``: next to the engine, its environment variable,
 the package), then deserializes the plan.
 
 Running uses TensorRT's tensor-name API (``set_input_shape``, ``set_tensor_address``,
@@ -32,12 +32,12 @@ Modules, one job each: ``checks`` (pure checks: versions, shapes, alignment), ``
 Without ``tensorrt`` and ``cuda-python`` this package still imports; constructing the
 backend raises ``BackendUnavailableError`` saying what to install.
 """
-from .api import TRT_INSTALL_HINT, import_tensorrt, make_logger, make_output_allocator
-from .backend import TensorRTBackend
-from .checks import TENSOR_ALIGNMENT, check_engine_compatibility, check_input_shape, is_aligned
-from .plugin_loading import check_plugin_creators, load_engine_plugins
-from .pool import ContextPool, PoolClosedError
-from .slot import MAX_CACHED_SHAPES
+from segrt.backends.tensorrt.api import TRT_INSTALL_HINT, import_tensorrt, make_logger, make_output_allocator
+from segrt.backends.tensorrt.backend import TensorRTBackend
+from segrt.backends.tensorrt.checks import TENSOR_ALIGNMENT, check_engine_compatibility, check_input_shape, is_aligned
+from segrt.backends.tensorrt.plugin_loading import check_plugin_creators, load_engine_plugins
+from segrt.backends.tensorrt.pool import ContextPool, PoolClosedError
+from segrt.backends.tensorrt.slot import MAX_CACHED_SHAPES
 
 __all__ = ["TensorRTBackend", "ContextPool", "PoolClosedError", "check_engine_compatibility", "check_input_shape",
            "is_aligned", "import_tensorrt", "make_logger", "make_output_allocator", "load_engine_plugins",

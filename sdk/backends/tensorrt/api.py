@@ -10,9 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ...errors import BackendUnavailableError
-from .. import cuda_rt
-
+from segrt.errors import BackendUnavailableError
+from segrt.backends import cuda_rt
 TRT_INSTALL_HINT = ("install TensorRT 10 or 11 for your CUDA version (pip install tensorrt-cu12 or tensorrt-cu13, "
                     "or NVIDIA's packages) together with cuda-python: pip install 'segrt[gpu]'")
 

@@ -9,15 +9,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...errors import ArtifactError, BackendUnavailableError, InputError
-from .. import cuda_rt
-from ..base import Backend, TensorInfo, check_feed
-from ..engine_file import read_engine_file, rebuild_command
-from .api import import_tensorrt, make_logger, make_output_allocator
-from .checks import check_engine_compatibility, check_input_shape, is_aligned
-from .plugin_loading import load_engine_plugins
-from .pool import ContextPool
-from .slot import MAX_CACHED_SHAPES, ShapeEntry, ShapeKey, Slot
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.backends import cuda_rt
+from segrt.backends.base import Backend, TensorInfo, check_feed
+from segrt.artifact.engine_file import read_engine_file, rebuild_command
+from segrt.backends.tensorrt.api import import_tensorrt, make_logger, make_output_allocator
+from segrt.backends.tensorrt.checks import check_engine_compatibility, check_input_shape, is_aligned
+from segrt.backends.tensorrt.plugin_loading import load_engine_plugins
+from segrt.backends.tensorrt.pool import ContextPool
+from segrt.backends.tensorrt.slot import MAX_CACHED_SHAPES, ShapeEntry, ShapeKey, Slot
 
 
 def _is_torch_tensor(x: Any) -> bool:
@@ -35,7 +35,7 @@ class TensorRTBackend(Backend):
     """Runs a segrt TensorRT engine file (see the package docstring).
 
     Args:
-        path: ``.engine`` / ``.plan`` written by ``export.to_engine``.
+        path: ``.engine`` / ``.plan`` written by ``segrt.export.to_engine``.
         device: CUDA device index.
         use_cuda_graph: capture each shape's enqueue as a CUDA graph and replay it when the
             shape comes again (saves CPU launch overhead; not with data-dependent outputs).

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ...errors import ArtifactError, InputError
-from ..engine_file import rebuild_command
+from segrt.errors import ArtifactError, InputError
+from segrt.artifact.engine_file import rebuild_command
 
 # TensorRT requires every I/O tensor address to be aligned to 256 bytes (what cudaMalloc returns);
 # a tensor viewed at an offset (x[1:], a slice of a larger buffer) may not be.
@@ -63,7 +63,7 @@ def check_input_shape(name: str, shape: Sequence[int], profile: tuple[Sequence[i
     bad = [i for i, (d, a, b) in enumerate(zip(shape, lo, hi)) if not a <= d <= b]
     if bad:
         ranges = ", ".join(f"dim {i}: {shape[i]} not in {lo[i]}..{hi[i]}" for i in bad)
-        fix = "use inputs within that range (sdk.unet tiles large images to fit)"
+        fix = "use inputs within that range (segrt.unet.predictor tiles large images to fit)"
         if rebuild_hint:
             fix += f", or rebuild the engine with a larger profile: {rebuild_hint}"
         raise InputError(f"input {name!r} shape {list(shape)} is outside the engine's optimization profile "
@@ -76,4 +76,4 @@ def check_input_shape(name: str, shape: Sequence[int], profile: tuple[Sequence[i
                 below = smin + max(0, (d - smin) // step) * step
                 raise InputError(f"input {name!r} size {d} on axis {axis} is not a valid U-Net input size "
                                  f"(valid: {smin} + k*{step}; nearest: {below}, {below + step})",
-                                 "pad or crop to a valid size (sdk.unet does this)")
+                                 "pad or crop to a valid size (segrt.unet.predictor does this)")

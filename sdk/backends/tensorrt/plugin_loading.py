@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ...errors import BackendUnavailableError
+from segrt.errors import BackendUnavailableError
 
 
 def check_plugin_creators(trt: Any, plugin: Mapping[str, Any], library: Path) -> None:
@@ -26,9 +26,9 @@ def load_engine_plugins(trt: Any, plugin: Mapping[str, Any] | None, extra_dirs: 
     need = (f"this engine needs the segrt TensorRT plugin library {plugin.get('library')} "
             f"(version {plugin.get('version')}, ops {', '.join(plugin.get('ops', ()))})")
     try:
-        from ...plugins import load_plugins
+        from segrt.ops.plugins import load_plugins
     except ImportError as exc:
-        raise BackendUnavailableError(f"{need}, but sdk.plugins cannot be imported ({exc})",
+        raise BackendUnavailableError(f"{need}, but segrt.ops.plugins cannot be imported ({exc})",
                                       "reinstall segrt with its native libraries (pip install 'segrt[gpu]')") from None
     try:
         library = Path(load_plugins(extra_dirs=tuple(extra_dirs)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from ...errors import InputError, SegrtError
+from segrt.errors import InputError, SegrtError
 
 
 class PoolClosedError(SegrtError, RuntimeError):
@@ -47,7 +47,7 @@ class ContextPool:
             return [*self._idle, *self._lent]
 
     def _closed_error(self) -> PoolClosedError:
-        return PoolClosedError(f"{self.name} was closed", "open the model again (sdk.load(path)) to keep running it")
+        return PoolClosedError(f"{self.name} was closed", "open the model again (segrt.load(path)) to keep running it")
 
     def acquire(self) -> Any:
         with self._cond:

@@ -14,8 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .. import cuda_rt
-
+from segrt.backends import cuda_rt
 MAX_CACHED_SHAPES = 4  # shape sets kept per slot; tiling uses 1-3 distinct shapes
 
 ShapeKey = tuple[tuple[int, ...], ...]  # one shape per engine input, in input order

@@ -5,7 +5,7 @@ touch across a band boundary are merged with a union-find over the label pairs
 that meet there (4- or 8-connected, as asked), then every label is replaced by
 its component's number. Components are numbered 1..n in raster order of their
 first pixel, which is the numbering ``cv2.connectedComponents`` gives the whole
-image (``tests/sdk/test_components.py`` checks equality).
+image (``tests/segrt/test_components.py`` checks equality).
 
 Memory: the int32 output (4 bytes per pixel, which may be a memory-mapped or
 zarr array) plus one band of about 4 Mpixel.
@@ -17,7 +17,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .errors import InputError
+from segrt.errors import InputError
 
 
 def _roots(parent: np.ndarray) -> np.ndarray:

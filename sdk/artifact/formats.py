@@ -1,10 +1,10 @@
 """The one table of artifact formats.
 
 The file suffix picks the backend on load. ``segrt export --format`` takes its
-names from this table too (``export.api.EXPORTERS`` has one entry per format, and a
+names from this table too (``segrt.export.api.EXPORTERS`` has one entry per format, and a
 test holds the two together), so the two sides cannot drift. A format may have
 several runtimes (``.onnx``: ONNX Runtime, the default, and OpenVINO; ``.xml``: OpenVINO IR);
-``sdk.load(path, backend=NAME)`` picks one.
+``segrt.load(path, backend=NAME)`` picks one.
 """
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ArtifactError, InputError
+from segrt.errors import ArtifactError, InputError
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """One backend that can run a format: ``sdk.load(path, backend=name)``."""
+    """One backend that can run a format: ``segrt.load(path, backend=name)``."""
 
     name: str                 # value of ``backend=`` (and of the CLI's --backend)
-    target: str               # "module:Class" of the sdk backend
+    target: str               # "module:Class" of the segrt backend
     needs: str                # what must be installed, for messages
 
     def backend_class(self):
@@ -56,13 +56,13 @@ class Format:
 
 FORMATS: tuple[Format, ...] = (
     Format("onnx", (".onnx",),
-           (Runtime("onnxruntime", "sdk.backends.onnxrt:OnnxRuntimeBackend", "onnxruntime (installed with segrt)"),
-            Runtime("openvino", "sdk.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"))),
+           (Runtime("onnxruntime", "segrt.backends.onnxrt:OnnxRuntimeBackend", "onnxruntime (installed with segrt)"),
+            Runtime("openvino", "segrt.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"))),
     # OpenVINO IR (model.xml + model.bin), converted from the .onnx: no conversion when loading
     Format("openvino", (".xml",),
-           (Runtime("openvino", "sdk.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"),)),
+           (Runtime("openvino", "segrt.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"),)),
     Format("engine", (".engine", ".plan"),
-           (Runtime("tensorrt", "sdk.backends.tensorrt:TensorRTBackend",
+           (Runtime("tensorrt", "segrt.backends.tensorrt:TensorRTBackend",
                     "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')"),)),
 )
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import InputError
+from segrt.errors import InputError
 
 DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "percentile", "low": 1.0, "high": 99.8}
 
@@ -24,7 +24,7 @@ def check_image(image: Any, name: str = "image") -> np.ndarray:
     """
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name} must be a numpy array, got {type(image).__name__}",
-                         "read it with sdk.imageio.read_image(path) or cv2.imread(path, cv2.IMREAD_UNCHANGED)")
+                         "read it with segrt.io.images.read_image(path) or cv2.imread(path, cv2.IMREAD_UNCHANGED)")
     if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer)
                                        or np.issubdtype(image.dtype, np.floating)):
         raise InputError(f"{name} has dtype {image.dtype}; pixels must be integers or real floats",

@@ -1,6 +1,6 @@
 """U-Net runtime: overlap-tile prediction of images of any size.
 
-Metadata keys read (written by ``export.to_onnx``)::
+Metadata keys read (written by ``segrt.export.to_onnx``)::
 
     padding      "valid" | "same"
     border       output is smaller than the input by this many pixels per side
@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend
-from .errors import ArtifactError
-from .imageio import write_png
-from .predictor import check_options
-from .preprocess import as_hwc, check_image
-from .sources import ArraySource
-from .tiling import AxisPlan
-from .viz import overlay_instances
+from segrt.backends.base import Backend
+from segrt.errors import ArtifactError
+from segrt.io.images import write_png
+from segrt.predictor import check_options
+from segrt.io.preprocess import as_hwc, check_image
+from segrt.io.sources import ArraySource
+from segrt.unet.tiling import AxisPlan
+from segrt.rcnn.viz import overlay_instances
 
 
 @dataclass
@@ -62,7 +62,7 @@ class UNetPredictor:
     """Segments images of any size with a U-Net artifact; configured from its metadata.
 
     Args:
-        backend: an opened artifact (see ``sdk.load``).
+        backend: an opened artifact (see ``segrt.load``).
         max_tile: largest input tile (default: the artifact's ``tile_size``).
         batch_size: tiles per backend call.
         tta: average over the 8 flips/rotations (8x the work; the paper averaged 7 rotations).
@@ -72,7 +72,7 @@ class UNetPredictor:
         meta = backend.metadata
         if meta.get("kind") != "unet":
             raise ArtifactError(f"{backend.path} holds a {meta.get('kind')!r} model, not a U-Net",
-                                "load it with sdk.load(path), which picks the right predictor")
+                                "load it with segrt.load(path), which picks the right predictor")
         self.backend = backend
         self.kind = "unet"
         self.metadata: dict[str, Any] = meta
@@ -108,10 +108,10 @@ class UNetPredictor:
                 read a band at a time), or the path of a TIFF / zarr / PNG image (TIFF and zarr read lazily).
             tta: override the predictor's test-time-augmentation setting (in-memory arrays only).
             tile: largest input tile edge (default: the predictor's ``max_tile``). The result does not
-                depend on it for valid-padding nets (see ``sdk.tiling``).
+                depend on it for valid-padding nets (see ``segrt.unet.tiling``).
             batch: tiles per backend call (default: the predictor's ``batch_size``).
             probs: the probability map to return: ``"auto"`` (float32 up to
-                ``sdk.stream.AUTO_PROBS_MAX_PIXELS`` pixels, else None), ``"float32"``,
+                ``segrt.unet.stream.AUTO_PROBS_MAX_PIXELS`` pixels, else None), ``"float32"``,
                 ``"float16"``, ``"uint8"`` (p * 255, rounded), None (not kept), a ``.zarr`` /
                 ``.npy`` path (float16, written atomically, returned opened read-only), or a
                 writable [K, H, W] array.
@@ -122,7 +122,7 @@ class UNetPredictor:
         Returns:
             :class:`SegmentationResult` with everything at H x W.
         """
-        from .stream import segment
+        from segrt.unet.stream import segment
         check_options(self.kind, unknown, ("tta", "tile", "batch", "probs", "instances", "progress", "connectivity"))
         t0 = time.perf_counter()
         if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):  # memmaps stay on disk
@@ -143,12 +143,12 @@ class UNetPredictor:
         Uses the predictor's ``size_min``, which an engine's optimization profile may raise above
         the artifact's (tiles below the profile's minimum would be refused).
         """
-        from .stream import plan_tiles
+        from segrt.unet.stream import plan_tiles
         return plan_tiles({**self.metadata, "size_min": self.size_min}, hw, int(max_tile or self.max_tile))
 
     def predict_probs(self, x: np.ndarray, max_tile: int | None = None) -> np.ndarray:
         """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
-        from .stream import run_tiles
+        from segrt.unet.stream import run_tiles
         ys, xs = self.plan(x.shape[:2], max_tile)
         probs = np.empty((len(self.class_names),) + x.shape[:2], np.float32)
 
@@ -160,7 +160,7 @@ class UNetPredictor:
 
     def instances(self, classes: np.ndarray, connectivity: int = 4) -> np.ndarray:
         """Connected components of the foreground class, int32 [H, W] (0 = background), labelled by bands."""
-        from .components import label_components
+        from segrt.unet.components import label_components
         return label_components(lambda y0, y1: classes[y0:y1] == self.foreground, classes.shape,
                                 connectivity=connectivity)[0]
 
@@ -174,11 +174,11 @@ class UNetPredictor:
         """Write ``<stem>_classes.png`` (uint8 class ids), ``<stem>_instances.png`` (uint16 ids)
         and, given the input ``image``, ``<stem>_overlay.png``.
 
-        Large results (over ``sdk.stream.LARGE_OUTPUT_PIXELS`` pixels, or more than 65535
+        Large results (over ``segrt.unet.stream.LARGE_OUTPUT_PIXELS`` pixels, or more than 65535
         instances) are written as tiled, zlib-compressed TIFFs instead (``_classes.tif`` uint8,
         ``_instances.tif`` int32), and without an overlay.
         """
-        from .stream import LARGE_OUTPUT_PIXELS, write_tiff
+        from segrt.unet.stream import LARGE_OUTPUT_PIXELS, write_tiff
         out_dir = Path(out_dir)
         if result.instances is not None and result.count > 65535 or result.classes.size > LARGE_OUTPUT_PIXELS:
             paths = [write_tiff(out_dir / f"{stem}_classes.tif", result.classes)]
@@ -204,11 +204,11 @@ def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False)
     Per image: at the argmax decision (threshold 0.5 for two classes) pixel error,
     foreground IoU, adapted Rand error of the connected components vs the true
     instances, warping error, and object counts; plus the ISBI-style sweep over
-    10 thresholds (``sdk.metrics.threshold_sweep``) with the best value of each.
+    10 thresholds (``segrt.unet.metrics.threshold_sweep``) with the best value of each.
     Results are averaged over the images of the split.
     """
-    from .datasets import load_split
-    from .metrics import adapted_rand_error, iou, pixel_error, threshold_sweep, warping_error
+    from segrt.io.datasets import load_split
+    from segrt.unet.metrics import adapted_rand_error, iou, pixel_error, threshold_sweep, warping_error
 
     per_image = []
     for image, labels in load_split(split_dir):

@@ -5,7 +5,7 @@ An engine built from a segrt Mask R-CNN graph contains ``SegrtRoiAlign`` /
 TensorRT can only deserialize it once ``libsegrt_trt_plugins.so`` is loaded:
 loading the library registers its plugin creators in TensorRT's registry.
 :func:`load_plugins` does that (idempotently) and, when it cannot, says which
-places were searched (:mod:`sdk.native`) and how to build the library.
+places were searched (:mod:`segrt.ops.native`) and how to build the library.
 
 Importing this module needs neither TensorRT nor a GPU.
 """
@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from . import native
-from .errors import BackendUnavailableError
+from segrt.ops import native
+from segrt.errors import BackendUnavailableError
 
 __all__ = [
     "BUILD_COMMAND",
@@ -42,7 +42,7 @@ _loaded: dict[Path, ctypes.CDLL] = {}
 
 def plugin_search_paths(extra_dirs: Sequence[str | Path] = ()) -> list[Path]:
     """Candidate plugin library paths, in search order: ``extra_dirs`` (e.g. the engine's folder),
-    ``$SEGRT_PLUGIN_PATH``, ``sdk/_lib/``, ``build/`` (see :func:`sdk.native.search_paths`)."""
+    ``$SEGRT_PLUGIN_PATH``, ``segrt/_lib/``, ``build/`` (see :func:`segrt.ops.native.search_paths`)."""
     return native.search_paths(native.TRT_PLUGINS, extra_dirs)
 
 

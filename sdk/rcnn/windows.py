@@ -16,7 +16,7 @@ one image per call, so windows run one after another). Detections are merged:
    one: the one with the most context (pixels to the nearest interior window side,
    counted up to half the overlap), then the highest score.
 
-Masks are kept as box crops (``sdk.masks.MaskCrops``): memory grows with the
+Masks are kept as box crops (``segrt.rcnn.masks.MaskCrops``): memory grows with the
 objects, not with N x H x W. Integer images are scaled by the whole image's
 maximum (read once), exactly as the whole-image path scales them.
 """
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .masks import MaskCrops, paste_crops
-from .sources import ImageSource, open_image
+from segrt.rcnn.masks import MaskCrops, paste_crops
+from segrt.io.sources import ImageSource, open_image
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge
     """Detect instances in a large image through overlapping windows (see the module doc).
 
     Args:
-        predictor: a ``sdk.maskrcnn.MaskRCNNPredictor`` (Mask R-CNN graph; keypoint graphs too, without masks).
+        predictor: a ``segrt.rcnn.predictor.MaskRCNNPredictor`` (Mask R-CNN graph; keypoint graphs too, without masks).
         image: [H, W], [H, W, 3] or [H, W, 4] array (numpy, memory-mapped, zarr) or an image path.
         overlap: pixels shared by neighbouring windows (default a quarter of the window):
             more than the largest object.
@@ -134,11 +134,11 @@ def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge
         progress: tqdm bar of windows (default: more than 16 windows).
 
     Returns:
-        ``sdk.maskrcnn.Instances`` in image pixels, masks sparse (``mask_crops``), sorted by score.
+        ``segrt.rcnn.predictor.Instances`` in image pixels, masks sparse (``mask_crops``), sorted by score.
     """
-    from .keypoints import heatmaps_to_keypoints
-    from .maskrcnn import Instances
-    from .preprocess import to_rgb_float
+    from segrt.rcnn.keypoints import heatmaps_to_keypoints
+    from segrt.rcnn.instances import Instances
+    from segrt.io.preprocess import to_rgb_float
 
     t0 = time.perf_counter()
     source = open_image(image)

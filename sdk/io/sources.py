@@ -10,7 +10,7 @@ of rows at a time through :class:`ImageSource`. ``open_image`` picks the reader:
   resident memory); any other TIFF (tiled, compressed) through ``tifffile``'s
   zarr view (``pip install 'segrt[large]'``);
 * ``.zarr`` folders: ``zarr.open_array``;
-* any other image file (PNG, JPEG): read whole with ``sdk.datasets.read_image``.
+* any other image file (PNG, JPEG): read whole with ``segrt.io.datasets.read_image``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import DataError, InputError
+from segrt.errors import DataError, InputError
 
 
 @runtime_checkable
@@ -130,9 +130,9 @@ def open_image(image: Any) -> ImageSource:
             except ImportError:
                 raise InputError(f"reading {path.name} needs zarr", "pip install 'segrt[large]'") from None
             return ArraySource(zarr.open_array(str(path), mode="r"), name=path.name)
-        from .datasets import read_image
+        from segrt.io.datasets import read_image
         return ArraySource(read_image(path), name=path.name)
     if isinstance(image, np.ndarray) or all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
         return ArraySource(image)
     raise InputError(f"image must be a numpy array, an array-like or a file path, got {type(image).__name__}",
-                     "read it with sdk.datasets.read_image(path), or pass the path of a TIFF/zarr image")
+                     "read it with segrt.io.datasets.read_image(path), or pass the path of a TIFF/zarr image")

@@ -2,7 +2,7 @@
 
 ONNX files keep it as one JSON string under the ``segrt`` key of
 ``metadata_props``; TensorRT engines keep the same JSON in a header (see
-``sdk.backends.tensorrt``). The runtime configures pre/post-processing from it.
+``segrt.backends.tensorrt``). The runtime configures pre/post-processing from it.
 
 Common keys (all artifacts)::
 
@@ -15,7 +15,7 @@ Common keys (all artifacts)::
     opset            int (ONNX)
 
 Kind-specific keys are documented next to the predictor that reads them
-(``sdk.unet``, ``sdk.maskrcnn``).
+(``segrt.unet.predictor``, ``segrt.rcnn.predictor``).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .errors import ArtifactError
+from segrt.errors import ArtifactError
 
 METADATA_KEY = "segrt"
 FORMAT_VERSION = 1
@@ -108,7 +108,7 @@ def decode(text: str | None, source: str) -> dict[str, Any]:
     if text is None:
         raise ArtifactError(
             f"{source} has no segrt metadata (no '{METADATA_KEY}' entry)",
-            "export the model with `segrt export` (or export.to_onnx), which embeds it; "
+            "export the model with `segrt export` (or segrt.export.to_onnx), which embeds it; "
             "a plain torch.onnx.export file does not say how to pre/post-process its input",
         )
     try:

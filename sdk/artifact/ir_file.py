@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ArtifactError
-from .onnx_file import TensorHeader
+from segrt.errors import ArtifactError
+from segrt.artifact.onnx_file import TensorHeader
 
 # OpenVINO element type -> numpy dtype name
 _DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i64": "int64", "i32": "int32", "u8": "uint8",

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import metadata as md
-from .errors import ArtifactError
-from .formats import format_for_path
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError
+from segrt.artifact.formats import format_for_path
 
 
 def describe(path: str | Path) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"model file not found: {path}", "check the path")
     info: dict[str, Any] = {"path": str(path), "format": fmt.name, "bytes": path.stat().st_size}
     if fmt.name == "onnx":
-        from .onnx_file import read_onnx_header
+        from segrt.artifact.onnx_file import read_onnx_header
         header = read_onnx_header(path)
         info.update(ir_version=header.ir_version, producer=header.producer, opsets=header.opsets,
                     nodes=header.nodes, weights=header.initializers,
@@ -31,7 +31,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         _add_metadata(info, header.metadata_props, path)
         info["plugin"] = (info.get("metadata") or {}).get("plugin")
     elif fmt.name == "openvino":
-        from .ir_file import read_ir_header
+        from segrt.artifact.ir_file import read_ir_header
         ir = read_ir_header(path)
         weights = path.with_suffix(".bin")
         info.update(openvino_version=ir.version, layers=ir.layers,
@@ -40,7 +40,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         _add_metadata(info, ir.metadata_props, path)
         info["plugin"] = None
     else:
-        from .backends.engine_file import read_engine_metadata
+        from segrt.artifact.engine_file import read_engine_metadata
         meta = read_engine_metadata(path)
         engine = meta.pop("engine", {})
         info.update(metadata=meta, engine={k: v for k, v in engine.items() if k != "plugin"},

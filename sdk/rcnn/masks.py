@@ -18,7 +18,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .errors import InputError
+from segrt.errors import InputError
 
 
 def expand_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
@@ -128,7 +128,7 @@ class MaskCrops:
 
     def run_lengths(self, i: int) -> list[int]:
         """COCO counts (column-major runs over the whole image) of mask ``i``, from its crop alone."""
-        from .coco import run_lengths
+        from segrt.rcnn.coco import run_lengths
         H, W = self.image_hw
         y0, x0 = (int(v) for v in self.origins[i])
         c = self.crops[i]

@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import DataError
-from .io import atomic_path
+from segrt.errors import DataError
+from segrt.io.files import atomic_path
 
 
 def read_image(path: str | Path) -> np.ndarray:

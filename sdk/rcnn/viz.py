@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .keypoints import draw_skeleton
-from .preprocess import to_rgb_uint8
+from segrt.rcnn.keypoints import draw_skeleton
+from segrt.io.preprocess import to_rgb_uint8
 
 if TYPE_CHECKING:
-    from .maskrcnn import Instances
+    from segrt.rcnn.instances import Instances
 
 
 def to_display(image: np.ndarray) -> np.ndarray:

@@ -12,9 +12,9 @@ keeps ``step`` output pixels, ``step`` a multiple of ``grid``, and discards the
 rest. For a valid-padding net each tile's output is then exactly the matching
 crop of one pass over the whole padded image, whatever the tile size, so the
 tiled result does not depend on the tile size, the engine profile or ``--tile``
-(to float rounding; ``tests/sdk/test_tiling.py`` checks max |dp| <= 1e-5).
+(to float rounding; ``tests/segrt/test_tiling.py`` checks max |dp| <= 1e-5).
 Same-padding nets zero-pad at every tile edge; the ``margin`` of output dropped
-per tile side bounds that effect (see ``export.to_onnx.same_padding_margin``).
+per tile side bounds that effect (see ``segrt.export.to_onnx.same_padding_margin``).
 
 Coordinates: tile ``i`` of an axis reads image pixels
 ``[i * step - context, i * step - context + tile_in)`` (mirrored where outside
@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import InputError
+from segrt.errors import InputError
 
 
 def pool_factor(metadata: Mapping[str, Any]) -> int:

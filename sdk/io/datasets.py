@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .imageio import read_image
+from segrt.errors import DataError
+from segrt.io.images import read_image
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 

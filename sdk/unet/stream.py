@@ -1,7 +1,7 @@
 """Streaming overlap-tile inference for U-Nets: images of any size in bounded memory.
 
 Tiles are cut from the source one band of tile rows at a time (mirror-padded per
-tile from the source, see ``sdk.tiling``), normalized, run ``batch`` at a time,
+tile from the source, see ``segrt.unet.tiling``), normalized, run ``batch`` at a time,
 and each batch's output is written into the requested outputs at once. Memory
 in use is therefore:
 
@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import InputError
-from .preprocess import fit_normalization, sample_step
-from .sources import ArraySource, ImageSource
-from .tiling import AxisPlan, plan_axis, pool_factor, reflect_indices
+from segrt.errors import InputError
+from segrt.io.preprocess import fit_normalization, sample_step
+from segrt.io.sources import ArraySource, ImageSource
+from segrt.unet.tiling import AxisPlan, plan_axis, pool_factor, reflect_indices
 
 # images above this many pixels stream without a probability map unless one is asked for
 AUTO_PROBS_MAX_PIXELS = 2048 * 2048
@@ -49,7 +49,7 @@ def plan_tiles(metadata: dict[str, Any], hw: tuple[int, int], max_tile: int) -> 
 
 
 def percentile_sample(source: ImageSource, rows_per_read: int = 256) -> np.ndarray:
-    """The pixels [n, C] that percentile normalization looks at (``sdk.preprocess.sample_step``), read by bands."""
+    """The pixels [n, C] that percentile normalization looks at (``segrt.io.preprocess.sample_step``), read by bands."""
     H, W, C = source.shape
     step = sample_step(H * W)
     if isinstance(source, ArraySource) and isinstance(source.array, np.ndarray):
@@ -226,7 +226,7 @@ def write_tiff(path: str | Path, array: np.ndarray) -> Path:
         import tifffile
     except ImportError:
         raise InputError(f"writing {Path(path).name} needs tifffile", "pip install 'segrt[large]'") from None
-    from .io import atomic_path
+    from segrt.io.files import atomic_path
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, tile=(512, 512), compression="zlib", bigtiff=array.nbytes > 2 ** 31)
     return Path(path)
@@ -237,14 +237,14 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
     """Class map and probabilities of a U-Net for an image of any size (``UNetPredictor.predict``'s engine).
 
     Args:
-        predictor: a ``sdk.unet.UNetPredictor`` (backend, tensor names, channels, classes, margin).
-        image: anything ``sdk.sources.open_image`` takes; an in-memory [H, W, C] array for ``tta``.
+        predictor: a ``segrt.unet.predictor.UNetPredictor`` (backend, tensor names, channels, classes, margin).
+        image: anything ``segrt.io.sources.open_image`` takes; an in-memory [H, W, C] array for ``tta``.
         probs, progress: as in ``UNetPredictor.predict``.
 
     Returns:
         (probabilities or None, classes uint8 [H, W], milliseconds spent in the backend).
     """
-    from .sources import open_image
+    from segrt.io.sources import open_image
     norm_spec = predictor.metadata["normalization"]
     source = open_image(image)
     H, W, C = source.shape

@@ -17,7 +17,7 @@ The file is exactly ``56 + N + M`` bytes: a shorter file is truncated, a longer
 one has trailing garbage, and a checksum mismatch means the bytes changed after
 writing. Every such case raises ``ArtifactError`` naming the cause and the fix.
 
-The metadata is the ONNX model's segrt metadata (``sdk.metadata``: ``kind``,
+The metadata is the ONNX model's segrt metadata (``segrt.artifact.metadata``: ``kind``,
 ``class_names``, ``normalization``, ...) with one more key, ``engine``::
 
     tensorrt_version    str, trt.__version__ of the builder ("10.8.0.43"); plans only
@@ -44,9 +44,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .. import metadata as md
-from ..errors import ArtifactError
-from ..io import atomic_path
+from segrt.artifact import metadata as md
+from segrt.errors import ArtifactError
+from segrt.io.files import atomic_path
 
 MAGIC = b"SEGRTENG"
 HEADER_VERSION = 1
@@ -66,7 +66,7 @@ def _checksum(meta_bytes: bytes, plan: bytes | memoryview) -> bytes:
 def encode_engine_file(metadata: dict[str, Any], plan: bytes | memoryview) -> bytes:
     """Return the bytes of an engine file holding ``metadata`` and the TensorRT ``plan``.
 
-    ``metadata`` must pass ``sdk.metadata.validate`` and have an ``engine`` dict
+    ``metadata`` must pass ``segrt.artifact.metadata.validate`` and have an ``engine`` dict
     with at least ``tensorrt_version``, ``compute_capability`` and ``precision``.
     """
     _validate_engine_metadata(metadata, "metadata being written")
@@ -97,9 +97,9 @@ def _parse_preamble(pre: bytes, source: str, file_size: int) -> tuple[int, int, 
     if pre[: len(MAGIC)] != MAGIC:
         raise ArtifactError(
             f"{source} is not a segrt engine file (it does not start with {MAGIC!r}; first bytes: {pre[:8]!r})",
-            "build engines with `python -m export.to_engine model.onnx` (or `segrt export --format engine`); "
+            "build engines with `python -m segrt.export.to_engine model.onnx` (or `segrt export --format engine`); "
             "a raw TensorRT plan from trtexec can be wrapped with "
-            "`python -m export.to_engine model.onnx --wrap-plan model.plan -o model.engine`")
+            "`python -m segrt.export.to_engine model.onnx --wrap-plan model.plan -o model.engine`")
     _, version, meta_len, plan_len, digest = _PREAMBLE.unpack(pre)
     if version > HEADER_VERSION:
         raise ArtifactError(f"{source} has engine header version {version}; this segrt reads up to {HEADER_VERSION}",
@@ -139,11 +139,11 @@ def _validate_engine_metadata(meta: Any, source: str) -> None:
     eng = meta.get("engine")
     if not isinstance(eng, dict):
         raise ArtifactError(f"{source}: segrt engine metadata lacks the 'engine' section",
-                            "rebuild the engine with `python -m export.to_engine`")
+                            "rebuild the engine with `python -m segrt.export.to_engine`")
     missing = [k for k in ENGINE_KEYS if k not in eng]
     if missing:
         raise ArtifactError(f"{source}: engine metadata lacks {', '.join(missing)}",
-                            "rebuild the engine with `python -m export.to_engine`")
+                            "rebuild the engine with `python -m segrt.export.to_engine`")
 
 
 def decode_engine_file(data: bytes | memoryview, source: str = "<bytes>") -> tuple[dict[str, Any], memoryview]:
@@ -166,7 +166,7 @@ def read_engine_file(path: str | Path) -> tuple[dict[str, Any], memoryview]:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"engine file not found: {path}",
-                            "check the path, or build one with `python -m export.to_engine model.onnx`")
+                            "check the path, or build one with `python -m segrt.export.to_engine model.onnx`")
     return decode_engine_file(path.read_bytes(), str(path))
 
 
@@ -178,7 +178,7 @@ def read_engine_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"engine file not found: {path}",
-                            "check the path, or build one with `python -m export.to_engine model.onnx`")
+                            "check the path, or build one with `python -m segrt.export.to_engine model.onnx`")
     size = path.stat().st_size
     with open(path, "rb") as f:
         meta_len, _, _ = _parse_preamble(f.read(PREAMBLE_SIZE), str(path), size)
@@ -186,7 +186,7 @@ def read_engine_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def profile_arg(name: str, triple: Any) -> str:
-    """``name:MIN:OPT:MAX`` (shapes as ``1x1x188x188``), the ``--profile`` form of ``export.to_engine``."""
+    """``name:MIN:OPT:MAX`` (shapes as ``1x1x188x188``), the ``--profile`` form of ``segrt.export.to_engine``."""
     return ":".join([name] + ["x".join(str(int(d)) for d in shape) for shape in triple])
 
 
@@ -196,7 +196,7 @@ def rebuild_command(meta: dict[str, Any], engine_path: str | Path | None = None)
     build = eng.get("build") or {}
     onnx = build.get("onnx") or eng.get("source_onnx") or "model.onnx"
     out = str(engine_path or build.get("engine") or Path(onnx).with_suffix(".engine"))
-    cmd = ["python", "-m", "export.to_engine", str(onnx), "-o", out,
+    cmd = ["python", "-m", "segrt.export.to_engine", str(onnx), "-o", out,
            "--precision", str(build.get("precision") or eng.get("precision", "fp32"))]
     for key, flag in (("workspace_gib", "--workspace-gib"), ("max_batch", "--max-batch"), ("opt_batch", "--opt-batch"),
                       ("max_size", "--max-size"), ("min_size", "--min-size"), ("timing_cache", "--timing-cache")):

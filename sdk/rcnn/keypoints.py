@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import DataError
+from segrt.errors import DataError
 
 # COCO person keypoints, in annotation order
 COCO_KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .errors import InputError
+from segrt.errors import InputError
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DataError, InputError
-from .imageio import read_image
-from .keypoints import keypoint_metrics
+from segrt.errors import DataError, InputError
+from segrt.io.images import read_image
+from segrt.rcnn.keypoints import keypoint_metrics
 
 if TYPE_CHECKING:
-    from .maskrcnn import Instances
-    from .predictor import Predictor
+    from segrt.rcnn.instances import Instances
+    from segrt.predictor import Predictor
 
 
 def run_lengths(mask: np.ndarray) -> list[int]:

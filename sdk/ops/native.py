@@ -5,14 +5,14 @@ Three shared libraries are built from ``kernels/roi_align/`` (see ``CMakeLists.t
 ==========================  ===========================  ==========================================
 library                     environment variable         used by
 ==========================  ===========================  ==========================================
-libsegrt_roi_align_cpu.so   ``SEGRT_ROI_ALIGN_LIB``      :mod:`sdk.ops` for numpy arrays
-libsegrt_roi_align_cuda.so  ``SEGRT_ROI_ALIGN_CUDA_LIB`` :mod:`sdk.ops` for CUDA tensors
-libsegrt_trt_plugins.so     ``SEGRT_PLUGIN_PATH``        :mod:`sdk.plugins` (TensorRT engines)
+libsegrt_roi_align_cpu.so   ``SEGRT_ROI_ALIGN_LIB``      :mod:`segrt.ops` for numpy arrays
+libsegrt_roi_align_cuda.so  ``SEGRT_ROI_ALIGN_CUDA_LIB`` :mod:`segrt.ops` for CUDA tensors
+libsegrt_trt_plugins.so     ``SEGRT_PLUGIN_PATH``        :mod:`segrt.ops.plugins` (TensorRT engines)
 ==========================  ===========================  ==========================================
 
 Each is looked for, in order, in: the folders the caller names (e.g. an engine's
 folder), the entries of its environment variable (files or folders,
-``os.pathsep``-separated), ``sdk/_lib/`` (where ``pip install`` puts them), and
+``os.pathsep``-separated), ``segrt/_lib/`` (where ``pip install`` puts them), and
 this checkout's CMake folder ``build/`` and its subfolders. When none holds it,
 :func:`find_library` raises an error that names every place searched and the
 build command.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import BackendUnavailableError
+from segrt.errors import BackendUnavailableError
 
 __all__ = [
     "CPU_ROI_ALIGN",
@@ -38,9 +38,9 @@ __all__ = [
 ]
 
 #: Where ``pip install`` puts the libraries (read at call time, so tests may point it elsewhere).
-PACKAGE_LIB_DIR = Path(__file__).resolve().parent / "_lib"
+PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "_lib"
 #: The CMake build folder of this checkout (``cmake -S . -B build``).
-BUILD_DIR = Path(__file__).resolve().parent.parent / "build"
+BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ CPU_ROI_ALIGN = NativeLibrary(
     filename="libsegrt_roi_align_cpu.so",
     description="the CPU RoIAlign library",
     env_var="SEGRT_ROI_ALIGN_LIB",
-    build=("`pip install -e .` from the repository root (puts it in sdk/_lib/), or "
+    build=("`pip install -e .` from the repository root (puts it in segrt/_lib/), or "
            "`cmake -S . -B build -DSEGRT_BUILD_CUDA=OFF && cmake --build build -j` (then it is found in build/)"),
     abi_symbol="segrt_roi_align_abi_version",  # SEGRT_ROI_ALIGN_ABI_VERSION in kernels/roi_align/roi_align_capi.h
     abi_version=1,
@@ -147,6 +147,6 @@ def open_library(library: NativeLibrary, path: Path | None = None, mode: int = c
         version = abi()
         if version != library.abi_version:
             raise BackendUnavailableError(
-                f"{path} has C ABI version {version}, this sdk needs {library.abi_version}",
+                f"{path} has C ABI version {version}, this segrt needs {library.abi_version}",
                 f"rebuild it from this checkout: {library.build}")
     return lib

@@ -1,13 +1,13 @@
 """Mask R-CNN / Keypoint R-CNN runtime: image in, instances out (numpy + OpenCV, no torch).
 
-Graph contract (written by ``export.maskrcnn``; see ``export/maskrcnn/deploy.py``)::
+Graph contract (written by ``segrt.export.maskrcnn``; see ``export/maskrcnn/deploy.py``)::
 
     inputs:  image       float32 [1, 3, H, W] RGB in [0, 1]  (or uint8 0..255), top-left aligned, zero padded
              image_size  float32 [2]     (h, w) of the valid (resized) region
     outputs: boxes [D, 4], scores [D], labels int64 [D], num_detections int64 [1],
              masks [D, 28, 28] (maskrcnn) | keypoint_heatmaps [D, K, 56, 56] (keypointrcnn)
 
-Metadata keys read here (besides the common ones in ``sdk.metadata``)::
+Metadata keys read here (besides the common ones in ``segrt.artifact.metadata``)::
 
     input_size      [H, W]   fixed graph input size
     input_dtype     "float32" | "uint8"
@@ -17,9 +17,9 @@ Metadata keys read here (besides the common ones in ``sdk.metadata``)::
     mask_size       28 (maskrcnn)
     num_keypoints   17 (keypointrcnn)
 
-Image conventions: see ``sdk.preprocess.to_rgb_float`` (grey, RGB or RGBA; uint8, uint16
-or float). Drawing lives in ``sdk.viz``, COCO output and evaluation in ``sdk.coco``,
-keypoint decoding in ``sdk.keypoints``.
+Image conventions: see ``segrt.io.preprocess.to_rgb_float`` (grey, RGB or RGBA; uint8, uint16
+or float). Drawing lives in ``segrt.rcnn.viz``, COCO output and evaluation in ``segrt.rcnn.coco``,
+keypoint decoding in ``segrt.rcnn.keypoints``.
 """
 from __future__ import annotations
 
@@ -32,54 +32,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .coco import evaluate as coco_evaluate
-from .coco import instances_to_coco
-from .imageio import write_png
-from .io import atomic_path
-from .keypoints import heatmaps_to_keypoints
-from .masks import MaskCrops, paste_masks
-from .predictor import Timer, check_options
-from .preprocess import check_image, to_rgb_float
-from .viz import draw_instances
-
-
-@dataclass
-class Instances:
-    """Detections in original-image pixels.
-
-    boxes float32 [N, 4] x1y1x2y2; scores float32 [N]; labels int64 [N] class ids;
-    class_names list[str] [N] (name of each instance's class); masks bool [N, H, W] or None;
-    keypoints float32 [N, K, 3] (x, y, heatmap score) or None; image_hw (H, W) of the input image.
-
-    Large images (predicted through sliding windows, ``sdk.windows``) keep their masks sparse
-    instead: ``masks`` is None and ``mask_crops`` holds one box crop per instance
-    (``sdk.masks.MaskCrops``); :meth:`dense_masks` gives bool [N, H, W] either way.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    class_names: list[str]
-    masks: np.ndarray | None
-    keypoints: np.ndarray | None
-    image_hw: tuple[int, int]
-    image: np.ndarray | None = field(default=None, repr=False)  # the input, kept for drawing
-    mask_crops: MaskCrops | None = field(default=None, repr=False)  # sparse masks of large images
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-    @property
-    def has_masks(self) -> bool:
-        return self.masks is not None or self.mask_crops is not None
-
-    def mask(self, i: int) -> np.ndarray:
-        """Mask of instance ``i``, bool [H, W]."""
-        return self.masks[i] if self.masks is not None else self.mask_crops.mask(i)
-
-    def dense_masks(self) -> np.ndarray | None:
-        """All masks as bool [N, H, W] (densifies sparse masks: N x H x W bytes), or None."""
-        return self.masks if self.masks is not None else None if self.mask_crops is None else self.mask_crops.dense()
+from segrt.rcnn.coco import evaluate as coco_evaluate
+from segrt.rcnn.coco import instances_to_coco
+from segrt.io.images import write_png
+from segrt.io.files import atomic_path
+from segrt.rcnn.keypoints import heatmaps_to_keypoints
+from segrt.rcnn.instances import Instances
+from segrt.rcnn.masks import paste_masks
+from segrt.predictor import Timer, check_options
+from segrt.io.preprocess import check_image, to_rgb_float
+from segrt.rcnn.viz import draw_instances
 
 
 @dataclass(frozen=True)
@@ -106,7 +68,7 @@ class MaskRCNNPredictor:
     """Runs an exported Mask R-CNN / Keypoint R-CNN on images of any size.
 
     Args:
-        backend: an ``sdk.backends`` backend holding a graph written by ``segrt export``.
+        backend: an ``segrt.backends`` backend holding a graph written by ``segrt export``.
         mask_threshold: probability above which a mask pixel is foreground (torchvision users use 0.5).
 
     After each ``predict``, ``last_timings`` holds the network's and the whole call's milliseconds.
@@ -172,20 +134,20 @@ class MaskRCNNPredictor:
         Args:
             image: a numpy array, or a large image read lazily (a memmap, a TIFF / zarr path).
             tiles: True: sliding windows of the graph's input size at native resolution, detections
-                merged, masks sparse (``sdk.windows``); False: the whole image resized into the graph
+                merged, masks sparse (``segrt.rcnn.windows``); False: the whole image resized into the graph
                 input; None decides: windows when fitting the image would shrink it more than
                 2x (:meth:`uses_windows`).
-            overlap, progress: for windows (see ``sdk.windows.predict_windows``).
+            overlap, progress: for windows (see ``segrt.rcnn.windows.predict_windows``).
         """
         check_options(self.kind, unknown, ("tiles", "overlap", "progress"))
         lazy = isinstance(image, (str, Path, np.memmap)) or (hasattr(image, "shape") and not isinstance(image, np.ndarray))
         if not lazy:
             check_image(image)  # in-memory images are checked before their size is used
         if tiles or (tiles is None and self.uses_windows(image)):
-            from .windows import predict_windows
+            from segrt.rcnn.windows import predict_windows
             return predict_windows(self, image, overlap=overlap, progress=progress)
         if not isinstance(image, np.ndarray):
-            from .sources import open_image
+            from segrt.io.sources import open_image
             src = open_image(image)
             image = src.read(0, src.shape[0], 0, src.shape[1])
         timer = Timer(self.backend)
@@ -198,7 +160,7 @@ class MaskRCNNPredictor:
 
     def uses_windows(self, image: Any) -> bool:
         """Whether ``predict`` runs sliding windows: when the whole-image resize would shrink ``image`` > 2x."""
-        from .sources import open_image
+        from segrt.io.sources import open_image
         h, w = (int(v) for v in (image.shape if hasattr(image, "shape") else open_image(image).shape)[:2])
         new_h, new_w = resized_size((h, w), self.input_hw, self.min_size, self.max_size)
         return new_h * 2 < h or new_w * 2 < w
@@ -227,7 +189,7 @@ class MaskRCNNPredictor:
         return paths
 
     def evaluate(self, data: str | Path, *, images: str | Path | None = None, **unknown: Any) -> dict[str, Any]:
-        """COCO box/segm AP on an instances JSON (``sdk.coco.evaluate``).
+        """COCO box/segm AP on an instances JSON (``segrt.rcnn.coco.evaluate``).
 
         ``images`` is the folder of the JSON's images; by default the folder named like the JSON
         beside it (``coco/val.json`` -> ``coco/val/``).
