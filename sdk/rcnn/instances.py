@@ -17,7 +17,7 @@ class Instances:
     """Detections in original-image pixels.
 
     boxes float32 [N, 4] x1y1x2y2; scores float32 [N]; labels int64 [N] class ids;
-    class_names list[str] [N] (name of each instance's class); masks bool [N, H, W] or None;
+    class_names ``list[str]`` of N (name of each instance's class); masks bool [N, H, W] or None;
     keypoints float32 [N, K, 3] (x, y, heatmap score) or None; image_hw (H, W) of the input image.
 
     Large images (predicted through sliding windows, ``segrt.rcnn.windows``) keep their masks sparse
