@@ -129,17 +129,28 @@ def plugin_library_standin(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def trt_double(monkeypatch):
+def trt_double(monkeypatch, request):
     """TensorRT and the CUDA runtime replaced by the CPU execution double (tests/doubles) for one test.
 
     ``import tensorrt`` gives ``tests.doubles.tensorrt_double``; ``segrt.backends.cuda_rt`` uses
-    ``tests.doubles.cudart_double``. Yields the TensorRT double; its ``cudart_double`` is the CUDA one.
+    ``tests.doubles.cudart_double`` (and ``cuda_utils_double`` for native handles). Yields the TensorRT
+    double, playing TensorRT 10.13 unless a test parametrizes ``trt_version`` (indirectly) with another
+    release of ``tensorrt_double.VERSIONS``. Fails the test if it left a contract violation behind
+    (the doubles' docstrings list them: what real TensorRT/CUDA leave undefined or refuse).
     """
+    import gc
+
     from segrt.backends import cuda_rt
-    from tests.doubles import cudart_double, tensorrt_double
+    from tests.doubles import cuda_utils_double, cudart_double, tensorrt_double
     cudart_double.reset()
     tensorrt_double.reset()
+    tensorrt_double.configure(getattr(request, "param", tensorrt_double.VERSIONS[0]))
     monkeypatch.setitem(sys.modules, "tensorrt", tensorrt_double)
     monkeypatch.setattr(cuda_rt, "import_cudart", lambda: cudart_double)
+    monkeypatch.setattr(cuda_rt, "import_cuda_utils", lambda: cuda_utils_double, raising=False)
     monkeypatch.delenv("SEGRT_PLUGIN_PATH", raising=False)
     yield tensorrt_double
+    gc.collect()  # contexts dropped by the test are destroyed now, and checked
+    violations = list(cudart_double.STATE.violations)
+    tensorrt_double.reset()
+    assert not violations, f"the test broke TensorRT/CUDA contracts: {violations}"
