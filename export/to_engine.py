@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from segrt.artifact import metadata as md
 from segrt.artifact.engine_file import rebuild_command, write_engine_file
-from segrt.backends.tensorrt import import_tensorrt, load_engine_plugins, make_logger
+from segrt.backends.tensorrt import import_tensorrt, load_engine_plugins, make_error_recorder, process_logger
 from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 from segrt.io.files import atomic_path
 
@@ -429,8 +429,8 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     from segrt.backends import cuda_rt
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
-    logger = make_logger(trt, verbose)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt, verbose)  # TensorRT keeps one logger per process (segrt.backends.tensorrt.api)
+    recorder = make_error_recorder(trt, onnx_path.name)  # this build's errors, named after its model
     plugin = load_segrt_plugins(trt, meta, extra_dirs=[onnx_path.parent, *plugin_dirs])
 
     trt_major = int(trt.__version__.split(".")[0])
@@ -445,6 +445,7 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         fp16_mode = None  # type: ignore[assignment]
 
     builder = trt.Builder(logger)
+    builder.error_recorder = recorder
     flags = 0
     if fp16_mode == "fp16_onnx" and trt_major < 11:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)  # TensorRT 11: always strongly typed
@@ -488,7 +489,7 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if plan is None:
-        detail = "; ".join(logger.errors[-5:]) or "no error message (run with verbose=True)"
+        detail = "; ".join(recorder.since(0)[-5:]) or "no error message (run with verbose=True)"
         raise ArtifactError(f"TensorRT could not build an engine from {onnx_path}: {detail}",
                             "if it ran out of memory, raise workspace_gib or lower max_size/max_batch; "
                             "otherwise rerun with verbose=True and report the log")
@@ -539,14 +540,16 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
     from segrt.backends import cuda_rt
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
-    logger = make_logger(trt)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt)
+    recorder = make_error_recorder(trt, plan_path.name)
     plugin = load_segrt_plugins(trt, meta, extra_dirs=[onnx_path.parent, plan_path.parent, *plugin_dirs])
     plan = plan_path.read_bytes()
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    runtime = trt.Runtime(logger)
+    runtime.error_recorder = recorder
+    engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise ArtifactError(f"{plan_path} does not load in TensorRT {trt.__version__} on {gpu.name}: "
-                            + ("; ".join(logger.errors[-3:]) or "unknown reason"),
+                            + ("; ".join(recorder.since(0)[-3:]) or "unknown reason"),
                             "wrap the plan on the machine and TensorRT version that built it")
     profiles = {}
     for i in range(engine.num_io_tensors):

@@ -13,7 +13,7 @@ from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 from segrt.backends import cuda_rt
 from segrt.backends.base import Backend, TensorInfo, check_feed
 from segrt.artifact.engine_file import read_engine_file, rebuild_command
-from segrt.backends.tensorrt.api import import_tensorrt, make_logger, make_output_allocator
+from segrt.backends.tensorrt.api import import_tensorrt, make_error_recorder, make_output_allocator, process_logger
 from segrt.backends.tensorrt.checks import check_engine_compatibility, check_input_shape, is_aligned
 from segrt.backends.tensorrt.plugin_loading import load_engine_plugins
 from segrt.backends.tensorrt.pool import ContextPool
@@ -23,6 +23,11 @@ from segrt.backends.tensorrt.slot import MAX_CACHED_SHAPES, ShapeEntry, ShapeKey
 def _is_torch_tensor(x: Any) -> bool:
     torch = sys.modules.get("torch")  # a torch tensor exists only if torch was imported
     return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _why(recorder: Any, mark: int, default: str = "no reason given", last: int = 3) -> str:
+    """TensorRT's error messages for one call: those ``recorder`` received since ``mark``."""
+    return "; ".join(recorder.since(mark)[-last:]) or default
 
 
 def _torch_dtype(dtype: np.dtype):
@@ -65,14 +70,16 @@ class TensorRTBackend(Backend):
                                                gpu_name=self.gpu.name, path=self.path):
             warnings.warn(note, stacklevel=2)
         cuda_rt.set_device(self.device)
-        self._logger = make_logger(trt, verbose)
-        trt.init_libnvinfer_plugins(self._logger, "")
+        self._logger = process_logger(trt, verbose)  # one per process (api.py): TensorRT keeps its pointer
+        self._recorder = make_error_recorder(trt, self.path.name)  # this engine's errors, named after it
         self.plugin_library = load_engine_plugins(trt, meta["engine"].get("plugin"),
                                                   extra_dirs=[self.path.parent, *plugin_dirs])
         self._runtime = trt.Runtime(self._logger)
+        self._runtime.error_recorder = self._recorder  # the engine, and its contexts, inherit it
+        mark = self._recorder.mark()
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
-            detail = "; ".join(self._logger.errors[-3:]) or "no reason given"
+            detail = _why(self._recorder, mark)
             raise ArtifactError(f"TensorRT {trt.__version__} could not deserialize {self.path}: {detail}",
                                 f"rebuild the engine: {rebuild_command(meta, self.path)}")
         self._rebuild_hint = rebuild_command(meta, self.path)
@@ -109,7 +116,11 @@ class TensorRTBackend(Backend):
 
         def new_slot() -> Slot:
             with create_lock:  # contexts run concurrently; creating them is kept to one thread at a time
-                return Slot(engine, cache)
+                slot = Slot(engine, cache)
+                # each context its own recorder: a failed call reads its own thread's errors
+                slot.recorder = make_error_recorder(trt, self.path.name)
+                slot.context.error_recorder = slot.recorder
+                return slot
         self._pool = ContextPool(new_slot, contexts, name=f"the TensorRT backend of {self.path.name}")
 
     # ----------------------------------------------------------------- feed checks
@@ -134,9 +145,10 @@ class TensorRTBackend(Backend):
         return out
 
     def _set_address(self, slot: Slot, name: str, address: int) -> None:
+        mark = slot.recorder.mark()
         if not slot.context.set_tensor_address(name, int(address)):
             raise cuda_rt.CudaError(f"TensorRT refused the address {int(address):#x} of tensor {name!r}: "
-                                    + ("; ".join(self._logger.errors[-2:]) or "no reason given"),
+                                    + _why(slot.recorder, mark),
                                     "report it with the engine (segrt passes 256-byte aligned buffers)")
 
     def _set_shapes(self, slot: Slot, key: ShapeKey) -> bool:
@@ -145,9 +157,10 @@ class TensorRTBackend(Backend):
             return False
         slot.shape_key = None  # a failure half-way leaves the context in no known state
         for info, shape in zip(self.inputs, key):
+            mark = slot.recorder.mark()
             if not slot.context.set_input_shape(info.name, shape):
                 raise InputError(f"TensorRT rejected shape {list(shape)} for input {info.name!r}: "
-                                 + ("; ".join(self._logger.errors[-2:]) or "outside the profile"),
+                                 + _why(slot.recorder, mark, "outside the profile"),
                                  f"use shapes between {list(self.profiles[info.name][0])} and {list(self.profiles[info.name][2])}")
         slot.shape_key = key
         return True
@@ -161,7 +174,7 @@ class TensorRTBackend(Backend):
             else:
                 static[info.name] = shape
         if dynamic and slot.allocator is None:
-            slot.allocator = make_output_allocator(self._trt, self._logger)
+            slot.allocator = make_output_allocator(self._trt, slot.recorder)
             for name in dynamic:
                 if not slot.context.set_output_allocator(name, slot.allocator):
                     raise cuda_rt.CudaError(f"TensorRT refused an output allocator for {name!r}",
@@ -176,9 +189,9 @@ class TensorRTBackend(Backend):
         return slot.entry(key, make)
 
     def _enqueue(self, slot: Slot) -> None:
+        mark = slot.recorder.mark()
         if not slot.context.execute_async_v3(int(slot.stream)):
-            raise cuda_rt.CudaError("TensorRT could not enqueue the inference: "
-                                    + ("; ".join(self._logger.errors[-3:]) or "no reason given"),
+            raise cuda_rt.CudaError("TensorRT could not enqueue the inference: " + _why(slot.recorder, mark),
                                     "run with verbose=True and report the log with the engine")
 
     # ----------------------------------------------------------------- run

@@ -61,6 +61,7 @@ class Slot:
         self.shape_key: ShapeKey | None = None  # the input shapes the context is set to
         self.use_graph = True  # cleared for this slot only when a capture fails here
         self.allocator: Any = None
+        self.recorder: Any = engine.error_recorder  # the backend gives each context its own (api.make_error_recorder)
 
     def entry(self, key: ShapeKey, make: Callable[[], ShapeEntry]) -> ShapeEntry:
         """The entry for ``key`` (created by ``make`` if absent), marked most recently used."""
