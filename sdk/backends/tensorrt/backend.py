@@ -190,7 +190,7 @@ class TensorRTBackend(Backend):
 
     def _enqueue(self, slot: Slot) -> None:
         mark = slot.recorder.mark()
-        if not slot.context.execute_async_v3(int(slot.stream)):
+        if not slot.context.execute_async_v3(slot.stream.native):
             raise cuda_rt.CudaError("TensorRT could not enqueue the inference: " + _why(slot.recorder, mark),
                                     "run with verbose=True and report the log with the engine")
 
@@ -306,7 +306,7 @@ class TensorRTBackend(Backend):
             self._set_shapes(slot, key)
             out_shapes, dynamic = self._output_shapes(slot)
             dev = torch.device("cuda", self.device)
-            ours = torch.cuda.ExternalStream(int(slot.stream), device=dev)
+            ours = torch.cuda.ExternalStream(slot.stream.native, device=dev)
             current = torch.cuda.current_stream(dev)
             outputs = {n: torch.empty(s, dtype=_torch_dtype(self._dtypes[n]), device=dev) for n, s in out_shapes.items()}
             # inputs were produced, and outputs allocated, in torch's stream order: start after both
