@@ -145,17 +145,24 @@ class TensorRTBackend(Backend):
         return out
 
     def _set_address(self, slot: Slot, name: str, address: int) -> None:
+        """Bind ``name`` to ``address`` unless it is bound there already (a change invalidates the graph)."""
+        if slot.addresses.get(name) == int(address):
+            return
+        slot.invalidate()
+        slot.addresses.pop(name, None)  # a refusal leaves the binding unknown
         mark = slot.recorder.mark()
         if not slot.context.set_tensor_address(name, int(address)):
             raise cuda_rt.CudaError(f"TensorRT refused the address {int(address):#x} of tensor {name!r}: "
                                     + _why(slot.recorder, mark),
                                     "report it with the engine (segrt passes 256-byte aligned buffers)")
+        slot.addresses[name] = int(address)
 
     def _set_shapes(self, slot: Slot, key: ShapeKey) -> bool:
         """Set the context's input shapes to ``key``; True if they changed."""
         if slot.shape_key == key:
             return False
         slot.shape_key = None  # a failure half-way leaves the context in no known state
+        slot.invalidate()
         for info, shape in zip(self.inputs, key):
             mark = slot.recorder.mark()
             if not slot.context.set_input_shape(info.name, shape):
@@ -188,11 +195,13 @@ class TensorRTBackend(Backend):
             return ShapeEntry(shapes, self._dtypes)
         return slot.entry(key, make)
 
-    def _enqueue(self, slot: Slot) -> None:
+    def _enqueue(self, slot: Slot, capturing: bool = False) -> None:
         mark = slot.recorder.mark()
         if not slot.context.execute_async_v3(slot.stream.native):
             raise cuda_rt.CudaError("TensorRT could not enqueue the inference: " + _why(slot.recorder, mark),
                                     "run with verbose=True and report the log with the engine")
+        if not capturing:
+            slot.settled = True  # this enqueue did TensorRT's deferred, shape-dependent work
 
     # ----------------------------------------------------------------- run
 
@@ -211,7 +220,7 @@ class TensorRTBackend(Backend):
             self._pool.release(slot)
 
     def _run_on_slot(self, slot: Slot, arrays: Mapping[str, Any], key: ShapeKey) -> dict[str, np.ndarray]:
-        switched = self._set_shapes(slot, key)
+        self._set_shapes(slot, key)
         out_shapes, dynamic = self._output_shapes(slot)
         entry = self._entry(slot, key, out_shapes)
         stream = slot.stream
@@ -236,7 +245,7 @@ class TensorRTBackend(Backend):
         for name in out_shapes:
             self._set_address(slot, name, entry.device[name].ptr)
         if graphable:
-            self._launch_graph(slot, entry, switched)
+            self._launch_graph(slot)
         else:
             self._enqueue(slot)
         for name in out_shapes:
@@ -252,38 +261,43 @@ class TensorRTBackend(Backend):
             stream.synchronize()
         return {info.name: results[info.name] for info in self.outputs}
 
-    def _launch_graph(self, slot: Slot, entry: ShapeEntry, switched: bool) -> None:
-        """Replay this shape's graph, or run a plain enqueue (capturing the graph if there is none yet).
+    def _launch_graph(self, slot: Slot) -> None:
+        """Replay the slot's graph, or run a plain enqueue, or capture the graph and replay it.
 
-        TensorRT does deferred, shape-dependent setup on the first enqueue after the input shapes
-        change. So after every switch this call runs one plain enqueue (it computes the outputs),
-        which puts the context back in the state the graph was captured in; calls that keep the
-        shape replay the graph. A graph is captured once per shape and kept with its buffers.
+        After any change of the context's shapes or addresses (``Slot.invalidate``) the next call
+        runs one plain enqueue: TensorRT does its deferred, shape-dependent work there, which a
+        graph cannot hold. The next call with nothing changed captures the enqueue as a graph and
+        replays it (capturing does not run the work); later calls replay it. So a shape seen once
+        costs no capture, and a graph never outlives the state it was captured in.
         """
-        if entry.graph is not None and not switched:
-            entry.graph.launch(slot.stream)
+        if slot.graph is not None:
+            slot.graph.launch(slot.stream)
             return
-        self._enqueue(slot)
-        if entry.graph is not None:
+        if not slot.settled:
+            self._enqueue(slot)
             return
         graph = cuda_rt.CudaGraph()
         try:
-            graph.capture(slot.stream, lambda: self._enqueue(slot))
+            graph.capture(slot.stream, lambda: self._enqueue(slot, capturing=True))
         except Exception as exc:
             graph.destroy()
             slot.use_graph = False  # this slot only: other threads' slots keep their graphs
             warnings.warn(f"CUDA graph capture failed for {self.path.name} ({exc}); this execution context "
                           "runs without graphs from now on", stacklevel=3)
+            self._enqueue(slot)  # nothing ran during the failed capture
             return
-        entry.graph = graph
+        slot.graph = graph
+        graph.launch(slot.stream)
 
     def run_torch(self, feed: Mapping[str, Any]) -> dict[str, Any]:
         """Run on torch CUDA tensors and return torch CUDA tensors, without host copies.
 
         Work is ordered after the current torch stream and the results are ordered
         before later work on it, as if it were a torch op; nothing synchronizes the host.
-        No CUDA graphs here (the addresses change with every call). Inputs whose memory
-        is not 256-byte aligned are copied once on the GPU.
+        No CUDA graphs here (the addresses change with every call): binding the tensors drops
+        the context's graph, and the next ``run`` starts with a plain enqueue. Inputs whose
+        memory is not 256-byte aligned are copied once on the GPU. ``close()`` waits for
+        work still queued on the backend's streams.
         """
         try:
             import torch
