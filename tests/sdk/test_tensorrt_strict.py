@@ -182,3 +182,16 @@ def test_onnx_to_engine_and_predict_under_each_tensorrt_release(trt_double, unet
     want = segrt.load(unet_onnx)
     want.backend.run = ref  # the same predictor around the ONNX the engine was built from
     np.testing.assert_allclose(got.probs, want.predict(image).probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_contract_bindings_that_cannot_be_fetched_fail_ci_and_skip_elsewhere(monkeypatch, ci, outcome):
+    from tests.conftest import real_bindings_or_skip
+    from tests.doubles import trt_api
+
+    def unreachable(version):
+        raise trt_api.Unavailable(f"pip download tensorrt-cu12-bindings=={version} failed: no network")
+    monkeypatch.setattr(trt_api, "describe", unreachable)
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="no network"):
+        real_bindings_or_skip()
