@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class CudaError(SegrtError, RuntimeError):
     """A CUDA runtime call failed (out of memory, illegal address, ...)."""
 
 
-def import_cudart():
+def import_cudart() -> Any:
     """Return ``cuda.bindings.runtime``, or raise ``BackendUnavailableError`` saying what to install."""
     try:
         from cuda.bindings import runtime as cudart
@@ -238,7 +238,7 @@ class CudaGraph:
         self.graph = None
         self.exec = None
 
-    def capture(self, stream: Stream, fn) -> None:
+    def capture(self, stream: Stream, fn: Callable[[], None]) -> None:
         cudart = self._cudart
         # thread-local mode: other threads' CUDA calls are not forbidden while we capture
         check(cudart.cudaStreamBeginCapture(stream.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),

@@ -58,7 +58,7 @@ def find_plugin_library(extra_dirs: Sequence[str | Path] = ()) -> Path:
     return native.find_library(native.TRT_PLUGINS, extra_dirs)
 
 
-def _import_tensorrt():
+def _import_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError:
@@ -66,7 +66,7 @@ def _import_tensorrt():
     return tensorrt
 
 
-def _registry_has(registry, name: str) -> bool:
+def _registry_has(registry: Any, name: str) -> bool:
     try:  # IPluginRegistry.get_creator: TensorRT 10 and 11 (get_plugin_creator is gone in 11)
         return registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
     except Exception:  # some releases raise instead of returning None

@@ -77,7 +77,8 @@ NOT_TENSORRT = {"shape", "name", "dtype", "get", "copy", "close", "free", "run",
                 "attribute", "graph", "node", "input", "output", "initializer", "dim", "dim_value", "HasField",
                 "tensor_type", "metadata_props", "key", "value", "fix", "problem", "args", "level", "warn",
                 "perf_counter", "hexdigest", "digest", "isoformat", "now", "tobytes", "cast", "enable", "print",
-                "location", "num_layers", "itemsize", "metadata", "precision", "read"}
+                "location", "num_layers", "itemsize", "metadata", "precision", "read",
+                "FLOAT16"}  # onnx.TensorProto.FLOAT16 (to_engine checks an fp16 ONNX)
 
 
 def _trt_chains(tree: ast.AST) -> set[str]:

@@ -167,7 +167,7 @@ def make_output_allocator(trt: Any, recorder: Any) -> Any:
             self.buffers: dict[str, cuda_rt.DeviceBuffer] = {}
             self.shapes: dict[str, tuple[int, ...]] = {}
 
-        def reallocate_output_async(self, tensor_name, memory, size, alignment, stream):
+        def reallocate_output_async(self, tensor_name: str, memory: int, size: int, alignment: int, stream: int) -> int:
             try:
                 buf = self.buffers.get(tensor_name)
                 if buf is None or buf.nbytes < size:
@@ -181,10 +181,10 @@ def make_output_allocator(trt: Any, recorder: Any) -> Any:
                 recorder.report(f"could not allocate {size} bytes for output {tensor_name!r}: {exc}")
                 return 0
 
-        def reallocate_output(self, tensor_name, memory, size, alignment):
+        def reallocate_output(self, tensor_name: str, memory: int, size: int, alignment: int) -> int:
             return self.reallocate_output_async(tensor_name, memory, size, alignment, 0)
 
-        def notify_shape(self, tensor_name, shape):
+        def notify_shape(self, tensor_name: str, shape: Any) -> None:
             try:
                 self.shapes[tensor_name] = tuple(int(d) for d in shape)
             except BaseException as exc:  # noqa: BLE001 - must not cross into TensorRT
