@@ -157,6 +157,8 @@ def trt_double(monkeypatch, request):
     monkeypatch.setitem(sys.modules, "tensorrt", tensorrt_double)
     monkeypatch.setattr(cuda_rt, "import_cudart", lambda: cudart_double)
     monkeypatch.setattr(cuda_rt, "import_cuda_utils", lambda: cuda_utils_double, raising=False)
+    from segrt.backends.tensorrt import api
+    monkeypatch.setattr(api, "_process_logger", None, raising=False)  # a fresh process, as the double is
     monkeypatch.delenv("SEGRT_PLUGIN_PATH", raising=False)
     yield tensorrt_double
     gc.collect()  # contexts dropped by the test are destroyed now, and checked
