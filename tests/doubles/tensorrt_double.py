@@ -42,7 +42,8 @@ and the ``trt_double`` fixture fails a test that leaves one behind), each from T
   runtime's recorder and a context its engine's, unless set on them.
 * **Changed context state.** ``NvInferRuntime.h`` (``IPluginV3OneRuntime::onShapeChange``):
   the next ``enqueueV3`` redoes shape-dependent work "if an input binding is changed via
-  setInputTensorAddress() or setTensorAddress() or setInputShape()". Such work cannot be in a
+  setInputTensorAddress() or setTensorAddress() or setInputShape()" (the Python bindings 10.13 and
+  11.4 expose no ``set_input_tensor_address``: ``set_tensor_address`` covers it). Such work cannot be in a
   CUDA graph, so capturing while the state is changed, or launching a graph captured before
   the change while it is pending, is a violation; a plain ``execute_async_v3`` settles it. A
   graph captured before the context's input shapes changed is never valid again (TensorRT may
