@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from segrt.artifact import metadata as md
 from segrt.artifact.engine_file import rebuild_command, write_engine_file
-from segrt.backends.tensorrt import import_tensorrt, load_engine_plugins, make_logger
+from segrt.backends.tensorrt import import_tensorrt, load_engine_plugins, make_error_recorder, process_logger
 from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 from segrt.io.files import atomic_path
 
@@ -258,17 +258,29 @@ def _shape_spec(profiles: Mapping[str, Profile], which: int) -> str:
 def trtexec_command(onnx_path: str | Path, engine_path: str | Path, profiles: Mapping[str, Profile], *,
                     precision: str = "fp32", workspace_gib: float = DEFAULT_WORKSPACE_GIB,
                     timing_cache: str | Path | None = None, plugin_library: str | Path | None = None,
-                    tensorrt_major: int = 10) -> list[str]:
+                    tensorrt_major: int = 10, fp16_onnx: str | Path | None = None) -> list[str]:
     """The ``trtexec`` command that builds the same engine as ``onnx_to_engine`` (for cross-checking).
 
     trtexec writes a bare plan (no segrt header): wrap it with
     ``python -m segrt.export.to_engine model.onnx --wrap-plan model.plan -o model.engine``.
-    For ``fp16`` with TensorRT >= 11 (strongly typed only, no ``--fp16``), ``onnx_path``
-    must be the fp16 ONNX that ``python -m segrt.export.to_engine --save-fp16-onnx`` writes.
+    For ``fp16`` with TensorRT >= 11 (strongly typed only: no ``--fp16``, the precision is the
+    ONNX's), the command builds from ``fp16_onnx``, the converted ONNX that
+    ``convert_to_fp16`` / ``--save-fp16-onnx`` writes; without it there is no fp16 command
+    (``InputError``), since the fp32 ONNX would build an fp32 engine.
+    The plugin library is given with ``--dynamicPlugins`` (TensorRT's ``loadLibrary``, which
+    registers the library's ``getCreators()``; the library does not register itself on load).
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}", f"use one of {PRECISIONS}")
-    cmd = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
+    source = onnx_path
+    if precision == "fp16" and tensorrt_major >= 11:
+        if fp16_onnx is None:
+            raise InputError(f"TensorRT {tensorrt_major}'s trtexec has no --fp16: it builds the precision the ONNX "
+                             f"carries, so {onnx_path} would give an fp32 engine",
+                             "convert it first: python -m segrt.export.to_engine MODEL.onnx --print-trtexec "
+                             "--precision fp16 --save-fp16-onnx MODEL.fp16.onnx (writes it and prints the command)")
+        source = fp16_onnx
+    cmd = ["trtexec", f"--onnx={source}", f"--saveEngine={engine_path}"]
     dynamic = {n: p for n, p in profiles.items() if p[0] != p[2]}
     if dynamic:
         cmd += [f"--minShapes={_shape_spec(profiles, 0)}", f"--optShapes={_shape_spec(profiles, 1)}",
@@ -279,7 +291,7 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, profiles: Ma
     if timing_cache:
         cmd.append(f"--timingCacheFile={timing_cache}")
     if plugin_library:
-        cmd.append(f"--staticPlugins={plugin_library}")
+        cmd.append(f"--dynamicPlugins={plugin_library}")
     cmd.append("--skipInference")
     return cmd
 
@@ -429,8 +441,8 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     from segrt.backends import cuda_rt
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
-    logger = make_logger(trt, verbose)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt, verbose)  # TensorRT keeps one logger per process (segrt.backends.tensorrt.api)
+    recorder = make_error_recorder(trt, onnx_path.name)  # this build's errors, named after its model
     plugin = load_segrt_plugins(trt, meta, extra_dirs=[onnx_path.parent, *plugin_dirs])
 
     trt_major = int(trt.__version__.split(".")[0])
@@ -445,6 +457,7 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         fp16_mode = None  # type: ignore[assignment]
 
     builder = trt.Builder(logger)
+    builder.error_recorder = recorder
     flags = 0
     if fp16_mode == "fp16_onnx" and trt_major < 11:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)  # TensorRT 11: always strongly typed
@@ -488,7 +501,7 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if plan is None:
-        detail = "; ".join(logger.errors[-5:]) or "no error message (run with verbose=True)"
+        detail = "; ".join(recorder.since(0)[-5:]) or "no error message (run with verbose=True)"
         raise ArtifactError(f"TensorRT could not build an engine from {onnx_path}: {detail}",
                             "if it ran out of memory, raise workspace_gib or lower max_size/max_batch; "
                             "otherwise rerun with verbose=True and report the log")
@@ -522,12 +535,27 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     return engine_path
 
 
+def _has_fp16_tensors(path: Path) -> bool:
+    """Whether the ONNX file computes in fp16 somewhere (an fp16 initializer or a Cast to fp16)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return True
+    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
+               for n in model.graph.node)
+
+
 def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | Path, *, precision: str,
-              device: int = 0, plugin_dirs: Sequence[str | Path] = ()) -> Path:
+              device: int = 0, plugin_dirs: Sequence[str | Path] = (), fp16_onnx: str | Path | None = None) -> Path:
     """Give a bare TensorRT plan (e.g. from ``trtexec --saveEngine``) the segrt header.
 
     Run it on the machine that built the plan: the plan is deserialized here to prove it
-    matches this TensorRT and GPU, and its profile is read back from it.
+    matches this TensorRT and GPU, and its profile is read back from it. ``onnx_path`` is the
+    segrt ONNX (its metadata goes into the header). On TensorRT >= 11 an fp16 plan can only
+    come from an fp16 ONNX: pass it as ``fp16_onnx`` (the file the trtexec line named); it is
+    checked to hold fp16 tensors and its checksum is recorded, so ``precision="fp16"`` is not
+    written onto a plan built from the fp32 ONNX.
     """
     plan_path, onnx_path = Path(plan_path), Path(onnx_path)
     if precision not in PRECISIONS:
@@ -536,17 +564,27 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
         raise ArtifactError(f"plan file not found: {plan_path}", "check the --saveEngine path of trtexec")
     _, meta = _read_onnx(onnx_path)
     trt = import_tensorrt()
+    fp16_source = None
+    if precision == "fp16" and int(trt.__version__.split(".")[0]) >= 11:
+        if fp16_onnx is None or not Path(fp16_onnx).is_file() or not _has_fp16_tensors(Path(fp16_onnx)):
+            raise InputError(f"TensorRT {trt.__version__} builds fp16 only from an fp16 ONNX, and "
+                             f"{fp16_onnx or 'no such file'} was not given as one: the plan may be fp32",
+                             "pass the fp16 ONNX trtexec built from (--save-fp16-onnx of --print-trtexec) "
+                             "with --save-fp16-onnx, or wrap with --precision fp32")
+        fp16_source = Path(fp16_onnx)
     from segrt.backends import cuda_rt
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
-    logger = make_logger(trt)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = process_logger(trt)
+    recorder = make_error_recorder(trt, plan_path.name)
     plugin = load_segrt_plugins(trt, meta, extra_dirs=[onnx_path.parent, plan_path.parent, *plugin_dirs])
     plan = plan_path.read_bytes()
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    runtime = trt.Runtime(logger)
+    runtime.error_recorder = recorder
+    engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise ArtifactError(f"{plan_path} does not load in TensorRT {trt.__version__} on {gpu.name}: "
-                            + ("; ".join(logger.errors[-3:]) or "unknown reason"),
+                            + ("; ".join(recorder.since(0)[-3:]) or "unknown reason"),
                             "wrap the plan on the machine and TensorRT version that built it")
     profiles = {}
     for i in range(engine.num_io_tensors):
@@ -561,8 +599,10 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
     engine_meta["engine"] = {
         "tensorrt_version": trt.__version__, "compute_capability": list(gpu.compute_capability),
         "gpu_name": gpu.name, "cuda_driver_version": gpu.driver_version, "precision": precision,
-        "fp16_mode": "trtexec" if precision == "fp16" else None, "profile": profiles, "plugin": plugin,
+        "fp16_mode": ("fp16_onnx" if fp16_source else "trtexec") if precision == "fp16" else None,
+        "profile": profiles, "plugin": plugin,
         "source_onnx": onnx_path.name, "source_onnx_sha256": _sha256(onnx_path),
+        **({"source_fp16_onnx": fp16_source.name, "source_fp16_onnx_sha256": _sha256(fp16_source)} if fp16_source else {}),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "build": {"onnx": str(onnx_path), "engine": str(engine_path), "precision": precision, "wrapped_plan": str(plan_path)},
     }
@@ -585,7 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile", action="append", default=[], metavar="NAME:MIN:OPT:MAX",
                    help="explicit profile for one input, e.g. image:1x1x188x188:4x1x572x572:4x1x572x572")
     p.add_argument("--fp16-mode", choices=("auto", "builder_flag", "fp16_onnx"), default="auto")
-    p.add_argument("--save-fp16-onnx", type=Path, help="also write the fp16 ONNX (TensorRT 11 trtexec cross-check)")
+    p.add_argument("--save-fp16-onnx", type=Path,
+                   help="the fp16 ONNX for TensorRT 11: written by a build or --print-trtexec, read by --wrap-plan")
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--plugin-dir", type=Path, action="append", default=[])
     p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command and exit")
@@ -608,12 +649,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except BackendUnavailableError:
                     major = 10
             plugin = (meta.get("plugin") or {}).get("library")
+            fp16_onnx = None
+            if a.precision == "fp16" and major >= 11:  # trtexec builds what the ONNX carries: write the fp16 ONNX
+                import onnx
+
+                fp16_onnx = a.save_fp16_onnx or a.onnx.with_name(a.onnx.stem + ".fp16.onnx")
+                converted = convert_to_fp16(onnx.load(str(a.onnx)), keep_fp32_ops=(meta.get("plugin") or {}).get("ops", ()))
+                with atomic_path(fp16_onnx) as tmp:
+                    onnx.save(converted, str(tmp))
+                print(f"wrote {fp16_onnx} (the fp16 ONNX the command builds from)", file=sys.stderr)
             print(shlex.join(trtexec_command(a.onnx, engine.with_suffix(".plan"), profiles, precision=a.precision,
                                              workspace_gib=a.workspace_gib, timing_cache=a.timing_cache,
-                                             plugin_library=plugin, tensorrt_major=major)))
+                                             plugin_library=plugin, tensorrt_major=major, fp16_onnx=fp16_onnx)))
             return 0
         if a.wrap_plan:
-            out = wrap_plan(a.wrap_plan, a.onnx, engine, precision=a.precision, device=a.device, plugin_dirs=a.plugin_dir)
+            out = wrap_plan(a.wrap_plan, a.onnx, engine, precision=a.precision, device=a.device, plugin_dirs=a.plugin_dir,
+                            fp16_onnx=a.save_fp16_onnx)
         else:
             out = onnx_to_engine(a.onnx, engine, precision=a.precision, workspace_gib=a.workspace_gib,
                                  timing_cache=a.timing_cache, profile=profile, max_batch=a.max_batch, max_size=a.max_size,

@@ -1,16 +1,15 @@
 // Entry points of libsegrt_trt_plugins.so.
 //
-// Two ways in, both supported:
-//  1. dlopen / ctypes.CDLL (what sdk.plugins.load_plugins does, and
-//     `trtexec --staticPlugins`): a static initializer registers both creators
-//     in TensorRT's global plugin registry under namespace "segrt", so an
-//     engine can be deserialized right after loading the library.
-//  2. IPluginRegistry::loadLibrary (`trtexec --dynamicPlugins`, plugin
-//     libraries serialized into version-compatible engines): TensorRT calls
-//     setLoggerFinder() and getCreators() and registers what getCreators()
-//     returns. getCreators() returns only the creators that path 1 did not
-//     already register, so the registry never sees a duplicate. Set
-//     SEGRT_TRT_PLUGIN_NO_AUTOREGISTER=1 to skip path 1 entirely.
+// Registration is dynamic: IPluginRegistry::loadLibrary (what segrt.ops.plugins.load_plugins
+// calls, `trtexec --dynamicPlugins`, plugin libraries serialized into version-compatible
+// engines) calls setLoggerFinder() and getCreators() and registers what getCreators() returns,
+// so TensorRT owns the registrations and can deregister them with the library.
+// NvInferRuntimeCommon.h: loadLibrary "will fail and return nullptr if any of the plugins are
+// already registered", so loading the library registers nothing by itself.
+// Static registration is opt-in, for programs that only dlopen the library and never call
+// loadLibrary (`trtexec --staticPlugins`): SEGRT_TRT_PLUGIN_AUTOREGISTER=1 at load time, or a
+// call to segrt_trt_plugins_register(). After it, getCreators() offers nothing (no duplicates),
+// and loadLibrary of this library fails as TensorRT specifies.
 // The creators are created once and never destroyed: TensorRT's registry may
 // outlive this library's static destructors at process exit.
 #include "plugin_utils.h"
@@ -99,8 +98,8 @@ struct AutoRegister
 {
     AutoRegister() noexcept
     {
-        char const* off = std::getenv("SEGRT_TRT_PLUGIN_NO_AUTOREGISTER");
-        if (off == nullptr || off[0] == '\0' || off[0] == '0')
+        char const* on = std::getenv("SEGRT_TRT_PLUGIN_AUTOREGISTER"); // opt-in (see the top of this file)
+        if (on != nullptr && on[0] != '\0' && on[0] != '0')
         {
             registerAll();
         }
@@ -145,8 +144,8 @@ extern "C" SEGRT_PLUGIN_API IPluginCreatorInterface* const* getCreators(int32_t&
     }
 }
 
-//! For ctypes users: registers the creators if they are not in the registry yet
-//! (e.g. auto-registration was disabled); returns how many of the 2 are registered.
+//! Opt-in static registration for programs that never call loadLibrary: registers the creators
+//! not in the registry yet; returns how many of the 2 are registered.
 extern "C" SEGRT_PLUGIN_API int32_t segrt_trt_plugins_register(void)
 {
     return registerAll();

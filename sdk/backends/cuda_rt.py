@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class CudaError(SegrtError, RuntimeError):
     """A CUDA runtime call failed (out of memory, illegal address, ...)."""
 
 
-def import_cudart():
+def import_cudart() -> Any:
     """Return ``cuda.bindings.runtime``, or raise ``BackendUnavailableError`` saying what to install."""
     try:
         from cuda.bindings import runtime as cudart
@@ -42,6 +42,27 @@ def import_cudart():
             raise BackendUnavailableError("cuda-python is not installed (the TensorRT backend uses it for "
                                           "GPU memory, streams and CUDA graphs)", INSTALL_HINT) from None
     return cudart
+
+
+def import_cuda_utils() -> Any:
+    """``cuda.bindings.utils`` (cuda-python >= 12.9.1), or None where it does not exist yet."""
+    try:
+        from cuda.bindings import utils
+    except ImportError:
+        return None
+    return utils
+
+
+def native_handle(obj: Any) -> int:
+    """The native value (``cudaStream_t`` address, ...) of a cuda-python object, as an int.
+
+    cuda-bindings 12.9.1/13.0 deprecate ``int(cuda_obj)`` for this ("subject to future
+    removal") in favour of ``cuda.bindings.utils.get_cuda_native_handle``; older releases
+    have only ``int()``.
+    """
+    utils = import_cuda_utils()
+    getter = getattr(utils, "get_cuda_native_handle", None) if utils is not None else None
+    return int(getter(obj)) if getter is not None else int(obj)
 
 
 def error_name(err: Any) -> str:
@@ -164,8 +185,10 @@ class Stream:
         self.handle = check(self._cudart.cudaStreamCreateWithFlags(self._cudart.cudaStreamNonBlocking),
                             "cudaStreamCreateWithFlags")
 
-    def __int__(self) -> int:
-        return int(self.handle)
+    @property
+    def native(self) -> int:
+        """The ``cudaStream_t`` as an int (for ``execute_async_v3`` and ``torch.cuda.ExternalStream``)."""
+        return native_handle(self.handle)
 
     def synchronize(self) -> None:
         check(self._cudart.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
@@ -186,9 +209,14 @@ class Stream:
               "cudaMemcpyAsync device->device")
 
     def destroy(self) -> None:
+        """Wait for the stream's work, then destroy it (TensorRT: releasing memory an enqueue uses
+        before the stream has synchronized is undefined behaviour, and callers free buffers next)."""
         if self.handle is not None:
-            self._cudart.cudaStreamDestroy(self.handle)
-            self.handle = None
+            handle, self.handle = self.handle, None
+            try:
+                self._cudart.cudaStreamSynchronize(handle)
+            finally:
+                self._cudart.cudaStreamDestroy(handle)
 
     def __del__(self) -> None:
         try:
@@ -210,7 +238,7 @@ class CudaGraph:
         self.graph = None
         self.exec = None
 
-    def capture(self, stream: Stream, fn) -> None:
+    def capture(self, stream: Stream, fn: Callable[[], None]) -> None:
         cudart = self._cudart
         # thread-local mode: other threads' CUDA calls are not forbidden while we capture
         check(cudart.cudaStreamBeginCapture(stream.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
@@ -218,11 +246,27 @@ class CudaGraph:
         try:
             fn()
         except BaseException:
-            cudart.cudaStreamEndCapture(stream.handle)  # end the capture, or the stream stays unusable
+            self._end_failed_capture(stream)
             raise
-        graph = check(cudart.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
+        result = cudart.cudaStreamEndCapture(stream.handle)
+        if int(result[0]) != 0:
+            self._end_failed_capture(stream, result)
+            check(result, "cudaStreamEndCapture")
+        graph = result[1]
         self.graph = graph
         self.exec = check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+
+    def _end_failed_capture(self, stream: Stream, ended: Any = None) -> None:
+        """Clean up as trtexec does after a failed capture: end it (or the stream stays in capture
+        mode), destroy any graph it returned, and read CUDA's last error, which would otherwise be
+        returned by the next ``cudaGetLastError`` (segrt's plugin checks its launch with it)."""
+        cudart = self._cudart
+        if ended is None:
+            ended = cudart.cudaStreamEndCapture(stream.handle)
+        graph = ended[1] if isinstance(ended, tuple) and len(ended) > 1 else None
+        if graph is not None:
+            cudart.cudaGraphDestroy(graph)
+        cudart.cudaGetLastError()
 
     def launch(self, stream: Stream) -> None:
         check(self._cudart.cudaGraphLaunch(self.exec, stream.handle), "cudaGraphLaunch")

@@ -2,10 +2,13 @@
 
 An engine built from a segrt Mask R-CNN graph contains ``SegrtRoiAlign`` /
 ``SegrtMultiLevelRoiAlign`` layers (plugin version "1", namespace "segrt").
-TensorRT can only deserialize it once ``libsegrt_trt_plugins.so`` is loaded:
-loading the library registers its plugin creators in TensorRT's registry.
-:func:`load_plugins` does that (idempotently) and, when it cannot, says which
-places were searched (:mod:`segrt.ops.native`) and how to build the library.
+TensorRT can only deserialize it once the creators of ``libsegrt_trt_plugins.so``
+are in its plugin registry. :func:`load_plugins` puts them there through TensorRT's own
+``IPluginRegistry.load_library`` (which registers what the library's ``getCreators()``
+returns, so TensorRT owns the registrations), idempotently, and, when it cannot, says
+which places were searched (:mod:`segrt.ops.native`) and how to build the library.
+The library does not register itself when loaded: ``loadLibrary`` "will fail and return
+nullptr if any of the plugins are already registered" (``NvInferRuntimeCommon.h``).
 
 Importing this module needs neither TensorRT nor a GPU.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from segrt.ops import native
 from segrt.errors import BackendUnavailableError
@@ -55,7 +58,7 @@ def find_plugin_library(extra_dirs: Sequence[str | Path] = ()) -> Path:
     return native.find_library(native.TRT_PLUGINS, extra_dirs)
 
 
-def _import_tensorrt():
+def _import_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError:
@@ -63,19 +66,20 @@ def _import_tensorrt():
     return tensorrt
 
 
-def _registry_has(registry, name: str) -> bool:
+def _registry_has(registry: Any, name: str) -> bool:
     try:  # IPluginRegistry.get_creator: TensorRT 10 and 11 (get_plugin_creator is gone in 11)
         return registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
     except Exception:  # some releases raise instead of returning None
         return False
 
 
-def _ensure_registered(trt, path: Path) -> None:
-    """Make sure TensorRT's registry holds both creators (load_library as a fallback)."""
+def _ensure_registered(trt: Any, path: Path) -> None:
+    """Make sure TensorRT's registry holds both creators: ``load_library`` unless they are there already
+    (registered by an earlier call, or by a program that opted into the library's static registration)."""
     registry = trt.get_plugin_registry()
     missing = [n for n in PLUGIN_NAMES if not _registry_has(registry, n)]
     if missing:
-        registry.load_library(str(path))
+        registry.load_library(str(path))  # None if some were registered meanwhile: checked below
         missing = [n for n in PLUGIN_NAMES if not _registry_has(registry, n)]
     if missing:
         raise BackendUnavailableError(
@@ -103,13 +107,9 @@ def load_plugins(extra_dirs: Sequence[str | Path] = ()) -> Path:
         # tensorrt first: it loads libnvinfer, which the plugin library links against.
         trt = _import_tensorrt()
         if key not in _loaded:
-            lib = native.open_library(native.TRT_PLUGINS, key, mode=ctypes.RTLD_GLOBAL)
-            register = getattr(lib, "segrt_trt_plugins_register", None)
-            if register is not None:  # registers the creators if the load-time registration was switched off
-                register.restype = ctypes.c_int32
-                register.argtypes = []
-                register()
-            _loaded[key] = lib
+            # opened here first for a clear error when it cannot load (missing libnvinfer, wrong build);
+            # it registers nothing (module docstring): TensorRT's load_library does, below
+            _loaded[key] = native.open_library(native.TRT_PLUGINS, key, mode=ctypes.RTLD_GLOBAL)
         if trt is not None:
             _ensure_registered(trt, key)
     return path

@@ -20,15 +20,47 @@ Every class, method, parameter name and enum member defined here exists in the r
 bindings (``tests/segrt/test_tensorrt_contract.py`` checks it against both versions).
 It is injected as ``sys.modules["tensorrt"]`` by a fixture, never installed.
 
-Like TensorRT's C++ side, it calls the Python ``ILogger``/``IOutputAllocator`` overrides
-as callbacks; an exception escaping one of them would abort a real process, so here it
+Like TensorRT's C++ side, it calls the Python ``ILogger``/``IErrorRecorder``/``IOutputAllocator``
+overrides as callbacks; an exception escaping one of them would abort a real process, so here it
 raises ``CrossedIntoTensorRT`` (a ``BaseException``), which tests must never see.
+
+It plays one release at a time: ``configure("10.13.3.9")`` (the default) or
+``configure("11.4.0.106")``, which has no ``BuilderFlag.FP16`` and builds strongly typed
+networks only; each is held to its own real bindings by the contract test.
+
+Contracts it enforces (``cudart_double.violation``: recorded, raised as ``ContractViolation``,
+and the ``trt_double`` fixture fails a test that leaves one behind), each from TensorRT's text:
+
+* **One logger per process.** ``NvInferRuntime.h``/``NvInfer.h``: ``getLogger()`` returns the one
+  logger TensorRT holds; a Builder/Runtime created with a different logger makes TensorRT warn that
+  the first one stays in use (NVIDIA/TensorRT#1475); ``init_libnvinfer_plugins`` stores it as a
+  raw pointer (the binding keeps no reference), so it must outlive everything. Here a second,
+  different logger is a violation, and the first is held by a weak reference only: logging
+  through it after it was garbage-collected is a violation (a real process would call freed memory).
+* **Errors go to an error recorder when one is set** (``NvInferRuntime.h``: "If an error
+  recorder is not set, messages will be sent to the global log stream"); an engine takes its
+  runtime's recorder and a context its engine's, unless set on them.
+* **Changed context state.** ``NvInferRuntime.h`` (``IPluginV3OneRuntime::onShapeChange``):
+  the next ``enqueueV3`` redoes shape-dependent work "if an input binding is changed via
+  setInputTensorAddress() or setTensorAddress() or setInputShape()" (the Python bindings 10.13 and
+  11.4 expose no ``set_input_tensor_address``: ``set_tensor_address`` covers it). Such work cannot be in a
+  CUDA graph, so capturing while the state is changed, or launching a graph captured before
+  the change while it is pending, is a violation; a plain ``execute_async_v3`` settles it. A
+  graph captured before the context's input shapes changed is never valid again (TensorRT may
+  re-plan the context's internal memory for new shapes; trtexec captures one graph per context,
+  after a warm-up enqueue, and never changes that context again).
+* **Destroying a context with queued work** (``enqueueV3``: releasing memory registered for the
+  tensors before stream synchronization is undefined behaviour) is a violation.
+* **A pending CUDA error fails the next enqueue** (``cudart_double`` docstring).
+* **``load_library`` returns None if any of the library's plugins are already registered**
+  (``NvInferRuntimeCommon.h``, ``IPluginRegistry::loadLibrary``).
 """
 from __future__ import annotations
 
 import enum
 import json
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +68,8 @@ import numpy as np
 
 from . import cudart_double
 
-__version__ = "10.13.3.9"  # the API level it mirrors (the real bindings the contract test compares with)
+VERSIONS = ("10.13.3.9", "11.4.0.106")  # the releases it can play (tests/doubles/trt_api.VERSIONS)
+__version__ = VERSIONS[0]  # the one it plays now (configure)
 
 _MAGIC = b"SEGRT-TRT-DOUBLE-PLAN\0"
 _ONNX_TO_NUMPY = {1: np.float32, 10: np.float16, 3: np.int8, 6: np.int32, 9: np.bool_, 2: np.uint8, 7: np.int64}
@@ -89,9 +122,32 @@ class TensorIOMode(enum.IntEnum):
     OUTPUT = 2
 
 
-class BuilderFlag(enum.IntEnum):
+class _BuilderFlag10(enum.IntEnum):
     FP16 = 0  # the double builds fp32 whatever the flags (it has no kernels)
     TF32 = 6
+
+
+class _BuilderFlag11(enum.IntEnum):  # TensorRT 11: strongly typed networks only, no precision flags
+    TF32 = 6
+
+
+BuilderFlag = _BuilderFlag10
+BuilderFlag.__name__ = BuilderFlag.__qualname__ = "BuilderFlag"
+_BuilderFlag11.__name__ = _BuilderFlag11.__qualname__ = "BuilderFlag"
+
+
+class ErrorCodeTRT(enum.IntEnum):
+    SUCCESS = 0
+    UNSPECIFIED_ERROR = 1
+    INTERNAL_ERROR = 2
+    INVALID_ARGUMENT = 3
+    INVALID_CONFIG = 4
+    FAILED_ALLOCATION = 5
+    FAILED_INITIALIZATION = 6
+    FAILED_EXECUTION = 7
+    FAILED_COMPUTATION = 8
+    INVALID_STATE = 9
+    UNSUPPORTED_STATE = 10
 
 
 class NetworkDefinitionCreationFlag(enum.IntEnum):
@@ -117,8 +173,45 @@ class ILogger:
         raise NotImplementedError("ILogger.log must be overridden")
 
 
-def _log(logger: ILogger, severity, msg: str) -> None:
+_logger_ref: Any = None  # weakref to the process's logger: TensorRT holds a raw pointer, no reference
+
+
+def _adopt_logger(logger) -> None:
+    """Every API that takes a logger: the first one becomes the process's, another one is a violation."""
+    global _logger_ref
+    current = _logger_ref() if _logger_ref is not None else None
+    if _logger_ref is not None and current is None:
+        cudart_double.violation("a TensorRT logger was garbage-collected while TensorRT still holds it "
+                                "(the logger must outlive every TensorRT object; keep one for the process)")
+    if current is None:
+        _logger_ref = weakref.ref(logger)
+    elif current is not logger:
+        cudart_double.violation("a second, different ILogger: TensorRT keeps one logger per process "
+                                "(NVIDIA/TensorRT#1475); errors would go to the first one")
+
+
+def _log(severity, msg: str) -> None:
+    logger = _logger_ref() if _logger_ref is not None else None
+    if logger is None:
+        if _logger_ref is not None:
+            cudart_double.violation(f"TensorRT logged {msg!r} through a logger that was garbage-collected")
+        return  # no logger was ever given: TensorRT's default logger prints nothing here
     _callback(logger.log, severity, msg)
+
+
+def _report(recorder, msg: str, code: "ErrorCodeTRT" = None) -> None:  # type: ignore[assignment]
+    """An error: to ``recorder`` if one is set (NvInferRuntime.h), else to the process's logger."""
+    if recorder is not None:
+        _callback(recorder.report_error, code if code is not None else ErrorCodeTRT.UNSPECIFIED_ERROR, msg)
+    else:
+        _log(ILogger.Severity.ERROR, msg)
+
+
+class IErrorRecorder:
+    MAX_DESC_LENGTH = 127
+
+    def __init__(self) -> None:
+        pass
 
 
 class IOutputAllocator:
@@ -135,6 +228,7 @@ class IHostMemory(bytes):
 
 
 def init_libnvinfer_plugins(logger, namespace):
+    _adopt_logger(logger)
     return True
 
 
@@ -177,6 +271,11 @@ class IPluginRegistry:
 
         if not Path(plugin_path).is_file():
             return None
+        if Path(plugin_path).name == PLUGIN_LIBRARY:
+            already = [op for op in PLUGIN_NAMES if (op, PLUGIN_VERSION, PLUGIN_NAMESPACE) in self._creators]
+            if already:  # NvInferRuntimeCommon.h: "nullptr if any of the plugins are already registered"
+                _log(ILogger.Severity.ERROR, f"loadLibrary: {plugin_path}: plugin(s) {already} are already registered")
+                return None
         self.loaded.append(str(plugin_path))
         if Path(plugin_path).name == PLUGIN_LIBRARY:
             for op in PLUGIN_NAMES:
@@ -196,9 +295,23 @@ def get_plugin_registry():
 
 
 def reset() -> None:
-    """An empty plugin registry (as in a fresh process)."""
-    global _REGISTRY
+    """An empty plugin registry and no logger (as in a fresh process); the release played stays."""
+    global _REGISTRY, _logger_ref
     _REGISTRY = _new(IPluginRegistry)
+    _logger_ref = None
+
+
+def configure(version: str) -> None:
+    """Play TensorRT ``version`` (one of ``VERSIONS``): its version string and its ``BuilderFlag``."""
+    global __version__, BuilderFlag
+    if version not in VERSIONS:
+        raise ValueError(f"the double plays {VERSIONS}, not {version}")
+    __version__ = version
+    BuilderFlag = _BuilderFlag10 if version.startswith("10.") else _BuilderFlag11
+
+
+def _major() -> int:
+    return int(__version__.split(".")[0])
 
 
 # ----------------------------------------------------------------------------- network, parser, builder
@@ -345,11 +458,26 @@ class IBuilderConfig:
         return self.cache
 
 
-class Builder:
+class _Recorded:
+    """The ``error_recorder`` property of the objects that have one."""
+    _recorder: Any = None
+
+    @property
+    def error_recorder(self):
+        return self._recorder
+
+    @error_recorder.setter
+    def error_recorder(self, recorder) -> None:
+        self._recorder = recorder
+
+
+class Builder(_Recorded):
     def __init__(self, logger) -> None:
-        self._logger = logger
+        _adopt_logger(logger)
 
     def create_network(self, flags=0):
+        if _major() >= 11:  # TensorRT 11: every network is strongly typed
+            flags = int(flags) | (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         return _new(INetworkDefinition, int(flags))
 
     def create_builder_config(self):
@@ -360,14 +488,18 @@ class Builder:
 
     def build_serialized_network(self, network, config):
         if network.model is None:
-            _log(self._logger, ILogger.Severity.ERROR, "the network is empty (nothing was parsed)")
+            _report(self._recorder, "the network is empty (nothing was parsed)")
+            return None
+        strongly_typed = bool(network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+        if strongly_typed and hasattr(BuilderFlag, "FP16") and int(BuilderFlag.FP16) in config.flags:
+            _report(self._recorder, "BuilderFlag::kFP16 cannot be set on a strongly typed network", ErrorCodeTRT.INVALID_CONFIG)
             return None
         inputs, _ = _graph_io(network.model)
         profile = config.profiles[0].shapes if config.profiles else {}
         for vi in inputs:
             if -1 in _dims(vi) and vi.name not in profile:
-                _log(self._logger, ILogger.Severity.ERROR,
-                     f"Network has dynamic or shape inputs, but no optimization profile has been defined ({vi.name})")
+                _report(self._recorder,
+                        f"Network has dynamic or shape inputs, but no optimization profile has been defined ({vi.name})")
                 return None
         header = json.dumps({"version": __version__, "profile": profile}).encode()
         onnx_bytes = network.model.SerializeToString()
@@ -376,38 +508,37 @@ class Builder:
 
 # ----------------------------------------------------------------------------- runtime, engine, context
 
-class Runtime:
+class Runtime(_Recorded):
     def __init__(self, logger) -> None:
-        self._logger = logger
+        _adopt_logger(logger)
 
     def deserialize_cuda_engine(self, serialized_engine):
         import onnx
 
         data = bytes(memoryview(serialized_engine))
         if not data.startswith(_MAGIC):
-            _log(self._logger, ILogger.Severity.ERROR, "The engine plan file is not compatible with this version of "
-                 "TensorRT or is corrupt (magic tag does not match)")
+            _report(self._recorder, "The engine plan file is not compatible with this version of "
+                    "TensorRT or is corrupt (magic tag does not match)")
             return None
         n = int.from_bytes(data[len(_MAGIC):len(_MAGIC) + 4], "little")
         header = json.loads(data[len(_MAGIC) + 4:len(_MAGIC) + 4 + n])
         if header["version"] != __version__:
-            _log(self._logger, ILogger.Severity.ERROR, f"The engine plan file is not compatible with this version of "
-                 f"TensorRT, expecting library version {__version__} got {header['version']}")
+            _report(self._recorder, f"The engine plan file is not compatible with this version of "
+                    f"TensorRT, expecting library version {__version__} got {header['version']}")
             return None
         model = onnx.load_from_string(data[len(_MAGIC) + 4 + n:])
         missing = sorted({node.op_type for node in model.graph.node
                           if node.domain not in ("", "ai.onnx") and not _REGISTRY.has(node.op_type)})
         if missing:
-            _log(self._logger, ILogger.Severity.ERROR, f"IPluginRegistry::getCreator: Error Code 4: Cannot find plugin: "
-                 f"{missing[0]}")
+            _report(self._recorder, f"IPluginRegistry::getCreator: Error Code 4: Cannot find plugin: {missing[0]}")
             return None
-        return _new(ICudaEngine, model, {k: tuple(tuple(s) for s in v) for k, v in header["profile"].items()}, self._logger)
+        return _new(ICudaEngine, model, {k: tuple(tuple(s) for s in v) for k, v in header["profile"].items()}, self._recorder)
 
 
-class ICudaEngine:
-    def _setup(self, model, profile: dict[str, tuple[tuple[int, ...], ...]], logger) -> None:
+class ICudaEngine(_Recorded):
+    def _setup(self, model, profile: dict[str, tuple[tuple[int, ...], ...]], recorder) -> None:
         self.model = model
-        self.logger = logger  # TensorRT reports a context's errors to its runtime's logger
+        self._recorder = recorder  # an engine takes its runtime's error recorder
         inputs, outputs = _graph_io(model)
         self._io = {vi.name: (TensorIOMode.INPUT, vi) for vi in inputs}
         self._io.update({vi.name: (TensorIOMode.OUTPUT, vi) for vi in outputs})
@@ -499,16 +630,24 @@ def _host_array(address: int, shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, count=count * np.dtype(dtype).itemsize).view(dtype).reshape(shape)
 
 
-class IExecutionContext:
+class IExecutionContext(_Recorded):
     def _setup(self, engine: ICudaEngine) -> None:
         self._engine = engine
+        self._recorder = engine.error_recorder  # a context takes its engine's error recorder
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._addresses: dict[str, int] = {}
         self._allocators: dict[str, Any] = {}
         self._busy = threading.Lock()
+        self._changed = False     # set_input_shape / set_tensor_address since the last plain enqueue
+        self._shape_epoch = 0     # bumped when an input shape changes: older graphs are invalid for good
+
+    def __del__(self) -> None:
+        if cudart_double.pending_work(id(self)):  # a raise here would be lost: the fixture reads violations
+            cudart_double.STATE.violations.append("an IExecutionContext was destroyed with its inference still queued "
+                                                  "(synchronize the stream before releasing the context)")
 
     def _error(self, msg: str) -> None:
-        _log(self._engine.logger, ILogger.Severity.ERROR, msg)
+        _report(self._recorder, msg)
 
     def set_input_shape(self, name, shape):
         shape = tuple(int(d) for d in shape)
@@ -519,7 +658,10 @@ class IExecutionContext:
         if len(shape) != len(lo) or any(not a <= d <= b for d, a, b in zip(shape, lo, hi)):
             self._error(f"setInputShape: {name} shape {list(shape)} is outside the profile {list(lo)}..{list(hi)}")
             return False
+        if self._input_shapes().get(name) != shape:
+            self._shape_epoch += 1
         self._shapes[name] = shape
+        self._changed = True  # NvInferRuntime.h: the next enqueue redoes shape-dependent work
         return True
 
     def _input_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -543,6 +685,7 @@ class IExecutionContext:
             self._error(f"setTensorAddress: the address {int(memory):#x} of {name} is not aligned to {_ALIGNMENT} bytes")
             return False
         self._addresses[name] = int(memory)
+        self._changed = True  # NvInferRuntime.h: the next enqueue redoes shape-dependent work
         return True
 
     def set_output_allocator(self, name, output_allocator):
@@ -550,6 +693,15 @@ class IExecutionContext:
         return True
 
     def execute_async_v3(self, stream_handle):
+        if cudart_double.STATE.last_error:
+            self._error(f"executeAsyncV3: a CUDA error is pending ({cudart_double.cudaError_t(cudart_double.STATE.last_error).name}) "
+                        "and the first kernel launch check returns it")
+            return False
+        capturing = cudart_double.is_capturing(stream_handle)
+        if capturing and self._changed:
+            cudart_double.violation("execute_async_v3 captured into a CUDA graph right after set_input_shape/"
+                                    "set_tensor_address: run one plain enqueue first (its shape-dependent work "
+                                    "cannot be captured)")
         inputs = self._input_shapes()
         if any(-1 in s for s in inputs.values()):
             self._error("executeAsyncV3: not all input shapes are specified")
@@ -567,9 +719,10 @@ class IExecutionContext:
         allocators = dict(self._allocators)
         dtypes = {n: nptype(self._engine.get_tensor_dtype(n)) for n in self._engine._names}
         engine = self._engine
+        busy = self._busy  # the queued work must not keep the context alive (TensorRT's does not)
 
         def work() -> None:
-            if not self._busy.acquire(blocking=False):  # one context, two threads at once: a bug in the caller
+            if not busy.acquire(blocking=False):  # one context, two threads at once: a bug in the caller
                 raise AssertionError("an IExecutionContext was used by two threads at once")
             try:
                 feed = {n: _host_array(addresses[n], s, dtypes[n]).copy() for n, s in inputs.items()}
@@ -591,7 +744,23 @@ class IExecutionContext:
                     if value.nbytes:
                         _host_array(int(ptr), value.shape, dtypes[name])[...] = value
             finally:
-                self._busy.release()
+                busy.release()
+
+        work.owner = id(self)  # type: ignore[attr-defined]
+        if capturing:
+            ref, epoch = weakref.ref(self), self._shape_epoch
+
+            def before_launch() -> None:
+                ctx = ref()
+                if ctx is None:
+                    cudart_double.violation("a CUDA graph of a destroyed IExecutionContext was launched")
+                elif ctx._shape_epoch != epoch:
+                    cudart_double.violation("a CUDA graph captured before the context's input shapes changed was "
+                                            "replayed (capture one graph per context state, after a plain enqueue)")
+                elif ctx._changed:
+                    cudart_double.violation("a CUDA graph was replayed after set_input_shape/set_tensor_address "
+                                            "without a plain enqueue in between")
+            work.before_launch = before_launch  # type: ignore[attr-defined]
 
         try:
             if any(-1 in s for s in outputs.values()):
@@ -607,6 +776,8 @@ class IExecutionContext:
         except _EnqueueFailed as exc:
             self._error(f"executeAsyncV3: {exc}")
             return False
+        if not capturing:
+            self._changed = False  # this enqueue did the shape-dependent work
         return True
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -132,12 +133,15 @@ def test_trtexec_command_for_tensorrt_10_and_11():
     assert cmd == ["trtexec", "--onnx=unet.onnx", "--saveEngine=unet.plan",
                    "--minShapes=image:1x1x188x188", "--optShapes=image:4x1x572x572", "--maxShapes=image:4x1x572x572",
                    "--memPoolSize=workspace:2048M", "--fp16", "--timingCacheFile=trt.cache", "--skipInference"]
-    cmd11 = te.trtexec_command("unet_fp16.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11)
-    assert "--fp16" not in cmd11  # TensorRT 11's trtexec is strongly typed only: the ONNX carries fp16
+    cmd11 = te.trtexec_command("unet.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11,
+                               fp16_onnx="unet.fp16.onnx")
+    assert "--fp16" not in cmd11 and "--onnx=unet.fp16.onnx" in cmd11  # TensorRT 11: the ONNX carries fp16
+    with pytest.raises(InputError, match="no --fp16.*fp32 engine"):  # no fp16 line from the fp32 ONNX
+        te.trtexec_command("unet.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11)
     static = {"image": ((1, 3, 800, 1344),) * 3}
     cmd_rcnn = te.trtexec_command("m.onnx", "m.plan", static, plugin_library="libsegrt_trt_plugins.so")
     assert not any(c.startswith("--minShapes") for c in cmd_rcnn)
-    assert "--staticPlugins=libsegrt_trt_plugins.so" in cmd_rcnn
+    assert "--dynamicPlugins=libsegrt_trt_plugins.so" in cmd_rcnn  # loadLibrary: TensorRT owns the creators
 
 
 class _ParserError:
@@ -254,6 +258,34 @@ def test_cli_prints_the_trtexec_equivalent(tmp_path, capsys):
     cmd = shlex.split(capsys.readouterr().out.strip())
     assert cmd[0] == "trtexec" and "--fp16" in cmd
     assert "--minShapes=image:1x2x8x8" in cmd and "--maxShapes=image:2x2x64x64" in cmd
+
+
+def test_cli_fp16_trtexec_line_for_tensorrt_11_builds_from_the_fp16_onnx(tmp_path, capsys):
+    """TensorRT 11's trtexec has no --fp16: the printed line must name an ONNX that computes in fp16."""
+    pytest.importorskip("onnxconverter_common")
+    path = conv_relu_model(tmp_path / "m.onnx")
+    assert te.main([str(path), "--print-trtexec", "--tensorrt-major", "11", "--precision", "fp16", "--max-batch", "2"]) == 0
+    cmd = shlex.split(capsys.readouterr().out.strip())
+    source = Path(next(c for c in cmd if c.startswith("--onnx=")).split("=", 1)[1])
+    assert "--fp16" not in cmd and source != path and source.is_file()
+    model = onnx.load(str(source))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+
+
+@pytest.mark.parametrize("trt_double", ["11.4.0.106"], indirect=True)
+def test_wrap_plan_refuses_to_call_a_tensorrt_11_plan_fp16_without_its_fp16_onnx(trt_double, tmp_path):
+    pytest.importorskip("onnxconverter_common")
+    from segrt.artifact.engine_file import read_engine_file, read_engine_metadata
+    path = conv_relu_model(tmp_path / "m.onnx")
+    engine = te.onnx_to_engine(path, tmp_path / "m.engine", max_batch=2)  # fp32: what trtexec builds from m.onnx
+    (tmp_path / "m.plan").write_bytes(bytes(read_engine_file(engine)[1]))
+    with pytest.raises(InputError, match="builds fp16 only from an fp16 ONNX"):
+        te.wrap_plan(tmp_path / "m.plan", path, tmp_path / "w.engine", precision="fp16")
+    fp16 = tmp_path / "m.fp16.onnx"
+    onnx.save(te.convert_to_fp16(onnx.load(str(path))), str(fp16))
+    wrapped = te.wrap_plan(tmp_path / "m.plan", path, tmp_path / "w.engine", precision="fp16", fp16_onnx=fp16)
+    eng = read_engine_metadata(wrapped)["engine"]
+    assert eng["fp16_mode"] == "fp16_onnx" and eng["source_fp16_onnx"] == "m.fp16.onnx"
 
 
 def test_every_flag_of_the_rebuild_command_is_accepted_by_the_cli(tmp_path, capsys):

@@ -2,8 +2,13 @@
 // getLogger), so the plugin library can be linked, loaded and driven through TensorRT's public
 // plugin interfaces on a machine without TensorRT. The registry records registrations by
 // (name, version, namespace) and refuses duplicates as TensorRT's does; the logger keeps messages.
+// loadLibrary does what NvInferRuntimeCommon.h specifies: dlopen the library, hand it a logger
+// finder (setLoggerFinder), register what getCreators() returns, and "fail and return nullptr if
+// any of the plugins are already registered" (then nothing is registered and the library is closed).
 // Built by tests/kernels/test_trt_plugin.py; never shipped.
 #include <NvInferRuntime.h>
+
+#include <dlfcn.h>
 
 #include <cstring>
 #include <string>
@@ -36,11 +41,14 @@ public:
         return false;
     }
     void setParentSearchEnabled(bool const) override {}
-    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override
+    PluginLibraryHandle loadLibrary(AsciiChar const* path) noexcept override;
+    void deregisterLibrary(PluginLibraryHandle handle) noexcept override
     {
-        return nullptr;
+        if (handle != nullptr)
+        {
+            dlclose(handle);
+        }
     }
-    void deregisterLibrary(PluginLibraryHandle) noexcept override {}
     bool registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const ns) noexcept override
     {
         auto& c = static_cast<IPluginCreatorV3One&>(creator);
@@ -108,6 +116,58 @@ public:
 
 FakeRegistry gRegistry;
 FakeLogger gLogger;
+
+class FakeLoggerFinder final : public ILoggerFinder
+{
+public:
+    ILogger* findLogger() noexcept override
+    {
+        return &gLogger;
+    }
+};
+
+FakeLoggerFinder gLoggerFinder;
+
+IPluginRegistry::PluginLibraryHandle FakeRegistry::loadLibrary(AsciiChar const* path) noexcept
+{
+    void* lib = dlopen(path, RTLD_LAZY | RTLD_LOCAL);
+    if (lib == nullptr)
+    {
+        gLogger.log(ILogger::Severity::kERROR, dlerror());
+        return nullptr;
+    }
+    using SetLoggerFinder = void (*)(ILoggerFinder*);
+    using GetCreators = IPluginCreatorInterface* const* (*) (int32_t&);
+    auto setFinder = reinterpret_cast<SetLoggerFinder>(dlsym(lib, "setLoggerFinder"));
+    auto getCreators = reinterpret_cast<GetCreators>(dlsym(lib, "getCreators"));
+    if (setFinder == nullptr || getCreators == nullptr)
+    {
+        gLogger.log(ILogger::Severity::kERROR, "loadLibrary: the library lacks setLoggerFinder or getCreators");
+        dlclose(lib);
+        return nullptr;
+    }
+    setFinder(&gLoggerFinder);
+    int32_t n = 0;
+    IPluginCreatorInterface* const* creators = getCreators(n);
+    bool anyRegistered = n <= 0 || creators == nullptr;
+    for (int32_t i = 0; i < n && creators != nullptr; ++i)
+    {
+        auto* c = static_cast<IPluginCreatorV3One*>(creators[i]);
+        anyRegistered = anyRegistered || getCreator(c->getPluginName(), c->getPluginVersion(), c->getPluginNamespace());
+    }
+    if (anyRegistered)
+    {
+        gLogger.log(ILogger::Severity::kERROR, "loadLibrary: a plugin of the library is already registered (or it offers none)");
+        dlclose(lib);
+        return nullptr;
+    }
+    for (int32_t i = 0; i < n; ++i)
+    {
+        auto* c = static_cast<IPluginCreatorV3One*>(creators[i]);
+        registerCreator(*creators[i], c->getPluginNamespace());
+    }
+    return lib;
+}
 
 } // namespace
 

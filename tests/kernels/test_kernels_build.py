@@ -185,12 +185,14 @@ def test_tensorrt_plugin_library_through_the_plugin_interfaces(full_build, tmp_p
     harness = tmp_path / "trt_plugin_harness"
     _run([CXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-isystem{TRT_INCLUDE}", f"-isystem{_cuda_include()}",
           HERE / "trt_plugin_harness.cpp", "-o", harness, f"-L{stub}", "-lnvinfer", f"-Wl,-rpath,{stub}", "-ldl"])
-    env = {k: v for k, v in os.environ.items() if k != "SEGRT_TRT_PLUGIN_NO_AUTOREGISTER"}
+    env = {k: v for k, v in os.environ.items() if k != "SEGRT_TRT_PLUGIN_AUTOREGISTER"}
+    # the default: dlopen registers nothing, IPluginRegistry::loadLibrary registers getCreators()
     done = subprocess.run([harness, plugin], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and "PASSED" in done.stdout, done.stdout + done.stderr
-    done = subprocess.run([harness, plugin, "--no-autoregister"], capture_output=True, text=True,
-                          env={**env, "SEGRT_TRT_PLUGIN_NO_AUTOREGISTER": "1"})
-    assert done.returncode == 0, done.stdout + done.stderr
+    # the opt-in static path: registered on dlopen; loadLibrary then fails, as TensorRT specifies
+    done = subprocess.run([harness, plugin, "--autoregister"], capture_output=True, text=True,
+                          env={**env, "SEGRT_TRT_PLUGIN_AUTOREGISTER": "1"})
+    assert done.returncode == 0 and "PASSED" in done.stdout, done.stdout + done.stderr
 
 
 PLUGIN_SOURCES = ["plugin_base.cpp", "plugin_utils.cpp", "roi_align_plugin.cpp", "multi_level_roi_align_plugin.cpp",

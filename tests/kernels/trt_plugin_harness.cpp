@@ -394,7 +394,7 @@ int main(int argc, char** argv)
         std::printf("usage: %s libsegrt_trt_plugins.so [--no-autoregister]\n", argv[0]);
         return 2;
     }
-    bool const noAuto = argc > 2 && std::strcmp(argv[2], "--no-autoregister") == 0;
+    bool const autoRegister = argc > 2 && std::strcmp(argv[2], "--autoregister") == 0;
     void* lib = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
     expect(lib != nullptr, std::string("dlopen ") + (lib ? argv[1] : dlerror()));
     if (lib == nullptr)
@@ -415,15 +415,21 @@ int main(int argc, char** argv)
     registry->getAllCreators(&registered);
     int32_t offered = -1;
     getCreators(offered);
-    if (noAuto)
-    {
-        expect(registered == 0, "SEGRT_TRT_PLUGIN_NO_AUTOREGISTER=1: nothing registered on dlopen");
-        expect(offered == 2, "... and getCreators() offers both creators to loadLibrary");
+    if (autoRegister)
+    {   // the opt-in static path: registered on dlopen, nothing left for loadLibrary, which then fails
+        expect(registered == 2, "SEGRT_TRT_PLUGIN_AUTOREGISTER=1: dlopen registered 2 creators");
+        expect(offered == 0, "getCreators() offers none of the already registered creators (no duplicates)");
+        expect(registry->loadLibrary(argv[1]) == nullptr, "loadLibrary fails: the plugins are already registered");
+        expect(registerAll() == 2, "segrt_trt_plugins_register() is idempotent and reports 2");
+        std::printf("%s: %d failure(s)\n", gFailures ? "FAILED" : "PASSED", gFailures);
         return gFailures ? 1 : 0;
     }
-    expect(registered == 2, "dlopen registered 2 creators");
-    expect(offered == 0, "getCreators() offers none of the already registered creators (no duplicates)");
-    expect(registerAll() == 2, "segrt_trt_plugins_register() is idempotent and reports 2");
+    expect(registered == 0, "dlopen registers nothing (registration is TensorRT's, through loadLibrary)");
+    expect(offered == 2, "getCreators() offers both creators");
+    void* handle = registry->loadLibrary(argv[1]);
+    expect(handle != nullptr, std::string("IPluginRegistry::loadLibrary succeeds: ") + fake_nvinfer_logged());
+    registry->getAllCreators(&registered);
+    expect(registered == 2, "loadLibrary registered the 2 creators getCreators() offered");
     auto* roi = static_cast<IPluginCreatorV3One*>(registry->getCreator("SegrtRoiAlign", "1", "segrt"));
     auto* ml = static_cast<IPluginCreatorV3One*>(registry->getCreator("SegrtMultiLevelRoiAlign", "1", "segrt"));
     expect(roi != nullptr && ml != nullptr, "both creators found by (name, \"1\", \"segrt\")");

@@ -38,13 +38,13 @@ SOURCES = [*sorted((ROOT / "sdk" / "backends" / "tensorrt").glob("*.py")), ROOT 
 # What segrt calls on TensorRT objects, by class. The AST test below keeps this table in step
 # with the sources: any attribute the sources use that a real TensorRT class has must be here.
 USED_MEMBERS = {
-    "ICudaEngine": ["num_io_tensors", "get_tensor_name", "is_shape_inference_io", "get_tensor_dtype",
+    "ICudaEngine": ["error_recorder", "num_io_tensors", "get_tensor_name", "is_shape_inference_io", "get_tensor_dtype",
                     "get_tensor_shape", "get_tensor_mode", "get_tensor_profile_shape", "create_execution_context"],
-    "IExecutionContext": ["set_input_shape", "get_tensor_shape", "set_output_allocator", "set_tensor_address",
+    "IExecutionContext": ["error_recorder", "set_input_shape", "get_tensor_shape", "set_output_allocator", "set_tensor_address",
                           "execute_async_v3"],
-    "Runtime": ["__init__", "deserialize_cuda_engine"],
+    "Runtime": ["__init__", "error_recorder", "deserialize_cuda_engine"],
     "IPluginRegistry": ["get_creator", "load_library"],
-    "Builder": ["__init__", "create_network", "create_builder_config", "create_optimization_profile",
+    "Builder": ["__init__", "error_recorder", "create_network", "create_builder_config", "create_optimization_profile",
                 "build_serialized_network"],
     "INetworkDefinition": ["num_inputs", "get_input"],
     "ITensor": ["name", "shape"],
@@ -56,6 +56,8 @@ USED_MEMBERS = {
     "ITimingCache": ["serialize"],
     "ILogger": ["__init__", "log"],
     "IOutputAllocator": ["__init__"],
+    "IErrorRecorder": ["__init__", "num_errors", "get_error_code", "get_error_desc", "has_overflowed", "clear",
+                       "report_error"],
 }
 # Used only behind a check that it exists (TensorRT 11 builds strongly typed networks only).
 GUARDED = {"BuilderFlag.FP16": 'hasattr(trt.BuilderFlag, "FP16")'}
@@ -66,7 +68,7 @@ NOT_TENSORRT = {"shape", "name", "dtype", "get", "copy", "close", "free", "run",
                 "version", "device", "add", "release", "acquire", "destroy", "capture", "launch", "synchronize",
                 "stream", "graph", "engine", "context", "flags", "profile", "builder", "network", "parser", "config",
                 "inputs", "outputs", "errors", "buffers", "shapes", "allocator", "entries", "host", "path", "mode",
-                "type", "format", "max", "min", "opt", "error_recorder", "logger", "num_bindings", "reset",
+                "type", "format", "max", "min", "opt", "logger", "num_bindings", "reset",
                 "setdefault", "count", "extend", "sort", "search", "resolve", "glob", "exists", "stat", "mkdir",
                 "lower", "upper", "startswith", "endswith", "replace", "encode", "decode", "format_map", "keys",
                 "report", "record_stream", "wait_stream", "element_size", "numel", "data_ptr", "contiguous",
@@ -75,7 +77,8 @@ NOT_TENSORRT = {"shape", "name", "dtype", "get", "copy", "close", "free", "run",
                 "attribute", "graph", "node", "input", "output", "initializer", "dim", "dim_value", "HasField",
                 "tensor_type", "metadata_props", "key", "value", "fix", "problem", "args", "level", "warn",
                 "perf_counter", "hexdigest", "digest", "isoformat", "now", "tobytes", "cast", "enable", "print",
-                "location", "num_layers", "itemsize", "metadata", "precision", "read"}
+                "location", "num_layers", "itemsize", "metadata", "precision", "read",
+                "FLOAT16"}  # onnx.TensorProto.FLOAT16 (to_engine checks an fp16 ONNX)
 
 
 def _trt_chains(tree: ast.AST) -> set[str]:
@@ -119,7 +122,8 @@ def test_every_tensorrt_name_segrt_uses_exists_in_both_versions(trt_api):
     chains = set().union(*(_trt_chains(ast.parse(p.read_text())) for p in SOURCES))
     assert any(c.startswith("__version__") for c in chains)  # trt.__version__: in every release (api["version"])
     chains = {c for c in chains if not c.startswith("__version__")}
-    assert {"ILogger.Severity.ERROR", "Runtime", "TensorIOMode.INPUT", "BuilderFlag.FP16"} <= chains  # parsed
+    assert {"ILogger.Severity.WARNING", "Runtime", "TensorIOMode.INPUT", "BuilderFlag.FP16", "IErrorRecorder.__init__",
+            "ErrorCodeTRT.UNSPECIFIED_ERROR"} <= chains  # parsed
     used = chains | {f"{cls}.{m}" for cls, ms in USED_MEMBERS.items() for m in ms}
     for version, api in trt_api.items():
         members = api["members"]
@@ -197,7 +201,7 @@ def _matches(overload, args, kwargs) -> str | None:
 def recorded_calls(trt_double, monkeypatch):
     """Every call segrt makes into the TensorRT double: (qualified name, args, kwargs)."""
     calls: list[tuple[str, tuple, dict]] = []
-    internal = {"session", "output_shapes", "has", "reset"}  # the double's own helpers
+    internal = {"session", "output_shapes", "has", "reset", "configure"}  # the double's own helpers
 
     def wrap(qual, fn):
         def recorder(*args, **kwargs):
@@ -304,27 +308,38 @@ sys.path.insert(0, sys.argv[2])
 from tests.doubles import trt_api, cudart_double
 trt = trt_api.import_bindings(Path(sys.argv[1]))
 from segrt.backends import cuda_rt
-from segrt.backends.tensorrt.api import make_logger, make_output_allocator
+from segrt.backends.tensorrt.api import make_error_recorder, make_output_allocator, process_logger
 out = {}
-logger = make_logger(trt)
+logger = process_logger(trt)                        # calls the real init_libnvinfer_plugins with it (stub: False)
+out["same_logger"] = process_logger(trt) is logger
 S = trt.ILogger.Severity
 for sev in (S.INTERNAL_ERROR, S.ERROR, S.WARNING, S.INFO, S.VERBOSE):
     logger.log(sev, f"message {sev.name}")           # as TensorRT calls it: a real Severity, a str
-out["logger_errors"] = list(logger.errors)
 out["is_ilogger"] = isinstance(logger, trt.ILogger)
 out["init_plugins"] = trt.init_libnvinfer_plugins(logger, "")   # converts the logger; the stub says False
+recorder = make_error_recorder(trt, "m.engine")
+out["is_recorder"] = isinstance(recorder, trt.IErrorRecorder)
+mark = recorder.mark()
+out["fatal"] = recorder.report_error(trt.ErrorCodeTRT.INVALID_ARGUMENT, "bad shape")  # as TensorRT calls it
+out["recorded"] = [recorder.num_errors(), recorder.get_error_desc(0), recorder.get_error_code(0).name,
+                   recorder.has_overflowed()]
+out["recorder_params"] = {m: [p for p in inspect.signature(getattr(type(recorder), m)).parameters if p != "self"]
+                          for m in ("num_errors", "get_error_code", "get_error_desc", "has_overflowed", "clear",
+                                    "report_error")}
 for factory in ("Runtime", "Builder"):
     try:
         getattr(trt, factory)(logger)
         out[factory] = "constructed"
     except TypeError as exc:                            # "incompatible" = wrong arguments; nullptr = stub factory
         out[factory] = str(exc)
-alloc = make_output_allocator(trt, logger)
+alloc = make_output_allocator(trt, recorder)
 out["is_allocator"] = isinstance(alloc, trt.IOutputAllocator)
 doc = trt.IOutputAllocator.__doc__
-out["doc_methods"] = {m: ("def %s%s" % (m, inspect.signature(getattr(type(alloc), m)))) in doc
+def names(fn):  # the documented override, by parameter names (segrt's may carry annotations)
+    return "(%s)" % ", ".join(inspect.signature(fn).parameters)
+out["doc_methods"] = {m: ("def %s%s" % (m, names(getattr(type(alloc), m)))) in doc
                       for m in ("reallocate_output", "reallocate_output_async", "notify_shape")}
-out["logger_doc"] = ("def log%s" % inspect.signature(type(logger).log)) in trt.ILogger.__doc__
+out["logger_doc"] = ("def log%s" % names(type(logger).log)) in trt.ILogger.__doc__
 # with no GPU, cudaMalloc fails: the callback must answer 0 and log, not raise
 out["ptr_no_gpu"] = alloc.reallocate_output_async("idx", 0, 1024, 256, 0)
 cuda_rt.import_cudart = lambda: cudart_double
@@ -332,7 +347,7 @@ out["ptr_double"] = alloc.reallocate_output_async("idx", 0, 1024, 256, 0)
 alloc.notify_shape("idx", trt.Dims([2, 3]))         # TensorRT passes a Dims
 out["shape"] = list(alloc.shapes["idx"])
 out["nptype"] = {n: str(trt.nptype(getattr(trt.DataType, n))) for n in ("FLOAT", "HALF", "INT32", "INT64", "UINT8", "BOOL")}
-out["errors_after"] = logger.errors[len(out["logger_errors"]):]
+out["errors_after"] = recorder.since(mark + 1)
 print(json.dumps(out))
 '''
 
@@ -345,14 +360,18 @@ def test_segrt_subclasses_work_with_the_real_base_classes(trt_api, version, tmp_
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["is_ilogger"] and out["is_allocator"]
-    assert out["logger_errors"] == ["message INTERNAL_ERROR", "message ERROR"]  # severity <= ERROR kept
+    assert out["is_ilogger"] and out["is_allocator"] and out["is_recorder"] and out["same_logger"]
+    assert "[TensorRT ERROR] message ERROR" in done.stderr and "message INFO" not in done.stderr  # warnings up
     assert out["init_plugins"] is False  # called and converted; the stub library answers False
+    assert out["fatal"] is False and out["recorded"] == [1, "m.engine: bad shape", "INVALID_ARGUMENT", False]
+    members = trt_api[version]["members"]
+    for method, params in out["recorder_params"].items():  # pybind11 names the overridable parameters argN
+        assert params in [[p[0] for p in o] for o in members[f"IErrorRecorder.{method}"]["overloads"]], method
     for factory in ("Runtime", "Builder"):
         assert "factory function returned nullptr" in out[factory], out[factory]  # arguments accepted
     assert out["doc_methods"] == {"reallocate_output": True, "reallocate_output_async": True, "notify_shape": True}
     assert out["logger_doc"]
-    assert out["ptr_no_gpu"] == 0 and "could not allocate 1024 bytes for output 'idx'" in out["errors_after"][0]
+    assert out["ptr_no_gpu"] == 0 and "m.engine: could not allocate 1024 bytes for output 'idx'" in out["errors_after"][0]
     assert out["ptr_double"] % 256 == 0 and out["ptr_double"] != 0
     assert out["shape"] == [2, 3]
     assert out["nptype"]["HALF"] == "<class 'numpy.float16'>" and out["nptype"]["INT64"] == "<class 'numpy.int64'>"
@@ -366,7 +385,7 @@ def _double_members(module) -> dict[str, object]:
         if name.startswith("_") or inspect.ismodule(obj) or getattr(obj, "__module__", module.__name__) != module.__name__:
             continue
         if name in ("reset", "CrossedIntoTensorRT", "annotations", "enqueue", "flush", "is_capturing", "live_allocations",
-                    "STATE", "ALIGN"):
+                    "STATE", "ALIGN", "configure", "VERSIONS", "ContractViolation", "violation", "pending_work"):
             continue  # the doubles' own test hooks, not TensorRT/CUDA names
         found[name] = obj
         if inspect.isclass(obj):
@@ -387,9 +406,19 @@ def _param_names(fn) -> list[str]:
     return [p for p in inspect.signature(fn).parameters if p != "self"]
 
 
-def test_the_tensorrt_double_defines_only_real_names_with_real_parameter_names(trt_api):
-    members = trt_api["10.13.3.9"]["members"]
-    for qual, obj in _double_members(tensorrt_double).items():
+@pytest.mark.parametrize("version", bindings.VERSIONS)
+def test_the_tensorrt_double_defines_only_real_names_with_real_parameter_names(trt_api, version):
+    """Playing each release, the double defines only what that release's bindings have (11: no BuilderFlag.FP16)."""
+    members = trt_api[version]["members"]
+    tensorrt_double.configure(version)
+    try:
+        found = _double_members(tensorrt_double)
+    finally:
+        tensorrt_double.configure(tensorrt_double.VERSIONS[0])
+    assert ("BuilderFlag.FP16" in found) == ("BuilderFlag.FP16" in members)
+    for recorded in ("Builder", "Runtime", "ICudaEngine", "IExecutionContext"):  # inherited from one helper
+        assert f"{recorded}.error_recorder" in members and hasattr(getattr(tensorrt_double, recorded), "error_recorder")
+    for qual, obj in found.items():
         assert qual in members, f"the double defines {qual}, which TensorRT does not have"
         real = members[qual]
         if inspect.isfunction(obj) and real["kind"] in ("method", "function"):
@@ -398,7 +427,7 @@ def test_the_tensorrt_double_defines_only_real_names_with_real_parameter_names(t
                 f"{qual}{names} differs from TensorRT's {[[p[0] for p in o] for o in real['overloads']]}"
         if isinstance(obj, property):
             assert real["kind"] == "property", f"{qual} is a property in the double, a {real['kind']} in TensorRT"
-    assert tensorrt_double.__version__ == "10.13.3.9"
+    assert tuple(tensorrt_double.VERSIONS) == tuple(bindings.VERSIONS)
 
 
 def test_the_cuda_double_defines_only_real_cuda_python_names():

@@ -13,10 +13,13 @@ the package), then deserializes the plan.
 Running uses TensorRT's tensor-name API (``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``) on a CUDA stream. Device buffers and page-locked host buffers
 are allocated once per set of input shapes and reused (the last few shape sets are
-kept); with ``use_cuda_graph=True`` the enqueue is captured as a CUDA graph the first
-time a shape set is seen, kept with that shape's buffers, and replayed while the shape
-repeats (after a switch, one plain enqueue first). Outputs whose size depends on the
-data get TensorRT's output allocator, and no graph.
+kept); with ``use_cuda_graph=True`` each context keeps one CUDA graph: after any change
+of its shapes or tensor addresses one plain enqueue runs, the next call with nothing
+changed captures the enqueue and replays it, and later calls replay it (see ``slot``).
+Outputs whose size depends on the data get TensorRT's output allocator, and no graph.
+
+One TensorRT logger serves the whole process (``api.process_logger``); each engine and
+each context reports errors into its own ``IErrorRecorder``, so a failure names its model.
 
 Thread safety: a TensorRT execution context holds per-inference state, so it must
 not be used by two threads at once. The backend keeps a small pool of contexts
@@ -32,7 +35,8 @@ Modules, one job each: ``checks`` (pure checks: versions, shapes, alignment), ``
 Without ``tensorrt`` and ``cuda-python`` this package still imports; constructing the
 backend raises ``BackendUnavailableError`` saying what to install.
 """
-from segrt.backends.tensorrt.api import TRT_INSTALL_HINT, import_tensorrt, make_logger, make_output_allocator
+from segrt.backends.tensorrt.api import (TRT_INSTALL_HINT, import_tensorrt, make_error_recorder, make_logger,
+                                         make_output_allocator, process_logger)
 from segrt.backends.tensorrt.backend import TensorRTBackend
 from segrt.backends.tensorrt.checks import TENSOR_ALIGNMENT, check_engine_compatibility, check_input_shape, is_aligned
 from segrt.backends.tensorrt.plugin_loading import check_plugin_creators, load_engine_plugins
@@ -40,5 +44,6 @@ from segrt.backends.tensorrt.pool import ContextPool, PoolClosedError
 from segrt.backends.tensorrt.slot import MAX_CACHED_SHAPES
 
 __all__ = ["TensorRTBackend", "ContextPool", "PoolClosedError", "check_engine_compatibility", "check_input_shape",
-           "is_aligned", "import_tensorrt", "make_logger", "make_output_allocator", "load_engine_plugins",
-           "check_plugin_creators", "TRT_INSTALL_HINT", "TENSOR_ALIGNMENT", "MAX_CACHED_SHAPES"]
+           "is_aligned", "import_tensorrt", "make_logger", "process_logger", "make_error_recorder",
+           "make_output_allocator", "load_engine_plugins", "check_plugin_creators", "TRT_INSTALL_HINT",
+           "TENSOR_ALIGNMENT", "MAX_CACHED_SHAPES"]

@@ -13,7 +13,7 @@ from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 from segrt.backends import cuda_rt
 from segrt.backends.base import Backend, TensorInfo, check_feed
 from segrt.artifact.engine_file import read_engine_file, rebuild_command
-from segrt.backends.tensorrt.api import import_tensorrt, make_logger, make_output_allocator
+from segrt.backends.tensorrt.api import import_tensorrt, make_error_recorder, make_output_allocator, process_logger
 from segrt.backends.tensorrt.checks import check_engine_compatibility, check_input_shape, is_aligned
 from segrt.backends.tensorrt.plugin_loading import load_engine_plugins
 from segrt.backends.tensorrt.pool import ContextPool
@@ -23,6 +23,11 @@ from segrt.backends.tensorrt.slot import MAX_CACHED_SHAPES, ShapeEntry, ShapeKey
 def _is_torch_tensor(x: Any) -> bool:
     torch = sys.modules.get("torch")  # a torch tensor exists only if torch was imported
     return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _why(recorder: Any, mark: int, default: str = "no reason given", last: int = 3) -> str:
+    """TensorRT's error messages for one call: those ``recorder`` received since ``mark``."""
+    return "; ".join(recorder.since(mark)[-last:]) or default
 
 
 def _torch_dtype(dtype: np.dtype):
@@ -65,14 +70,16 @@ class TensorRTBackend(Backend):
                                                gpu_name=self.gpu.name, path=self.path):
             warnings.warn(note, stacklevel=2)
         cuda_rt.set_device(self.device)
-        self._logger = make_logger(trt, verbose)
-        trt.init_libnvinfer_plugins(self._logger, "")
+        self._logger = process_logger(trt, verbose)  # one per process (api.py): TensorRT keeps its pointer
+        self._recorder = make_error_recorder(trt, self.path.name)  # this engine's errors, named after it
         self.plugin_library = load_engine_plugins(trt, meta["engine"].get("plugin"),
                                                   extra_dirs=[self.path.parent, *plugin_dirs])
         self._runtime = trt.Runtime(self._logger)
+        self._runtime.error_recorder = self._recorder  # the engine, and its contexts, inherit it
+        mark = self._recorder.mark()
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
-            detail = "; ".join(self._logger.errors[-3:]) or "no reason given"
+            detail = _why(self._recorder, mark)
             raise ArtifactError(f"TensorRT {trt.__version__} could not deserialize {self.path}: {detail}",
                                 f"rebuild the engine: {rebuild_command(meta, self.path)}")
         self._rebuild_hint = rebuild_command(meta, self.path)
@@ -109,7 +116,11 @@ class TensorRTBackend(Backend):
 
         def new_slot() -> Slot:
             with create_lock:  # contexts run concurrently; creating them is kept to one thread at a time
-                return Slot(engine, cache)
+                slot = Slot(engine, cache)
+                # each context its own recorder: a failed call reads its own thread's errors
+                slot.recorder = make_error_recorder(trt, self.path.name)
+                slot.context.error_recorder = slot.recorder
+                return slot
         self._pool = ContextPool(new_slot, contexts, name=f"the TensorRT backend of {self.path.name}")
 
     # ----------------------------------------------------------------- feed checks
@@ -134,20 +145,29 @@ class TensorRTBackend(Backend):
         return out
 
     def _set_address(self, slot: Slot, name: str, address: int) -> None:
+        """Bind ``name`` to ``address`` unless it is bound there already (a change invalidates the graph)."""
+        if slot.addresses.get(name) == int(address):
+            return
+        slot.invalidate()
+        slot.addresses.pop(name, None)  # a refusal leaves the binding unknown
+        mark = slot.recorder.mark()
         if not slot.context.set_tensor_address(name, int(address)):
             raise cuda_rt.CudaError(f"TensorRT refused the address {int(address):#x} of tensor {name!r}: "
-                                    + ("; ".join(self._logger.errors[-2:]) or "no reason given"),
+                                    + _why(slot.recorder, mark),
                                     "report it with the engine (segrt passes 256-byte aligned buffers)")
+        slot.addresses[name] = int(address)
 
     def _set_shapes(self, slot: Slot, key: ShapeKey) -> bool:
         """Set the context's input shapes to ``key``; True if they changed."""
         if slot.shape_key == key:
             return False
         slot.shape_key = None  # a failure half-way leaves the context in no known state
+        slot.invalidate()
         for info, shape in zip(self.inputs, key):
+            mark = slot.recorder.mark()
             if not slot.context.set_input_shape(info.name, shape):
                 raise InputError(f"TensorRT rejected shape {list(shape)} for input {info.name!r}: "
-                                 + ("; ".join(self._logger.errors[-2:]) or "outside the profile"),
+                                 + _why(slot.recorder, mark, "outside the profile"),
                                  f"use shapes between {list(self.profiles[info.name][0])} and {list(self.profiles[info.name][2])}")
         slot.shape_key = key
         return True
@@ -161,7 +181,7 @@ class TensorRTBackend(Backend):
             else:
                 static[info.name] = shape
         if dynamic and slot.allocator is None:
-            slot.allocator = make_output_allocator(self._trt, self._logger)
+            slot.allocator = make_output_allocator(self._trt, slot.recorder)
             for name in dynamic:
                 if not slot.context.set_output_allocator(name, slot.allocator):
                     raise cuda_rt.CudaError(f"TensorRT refused an output allocator for {name!r}",
@@ -175,11 +195,13 @@ class TensorRTBackend(Backend):
             return ShapeEntry(shapes, self._dtypes)
         return slot.entry(key, make)
 
-    def _enqueue(self, slot: Slot) -> None:
-        if not slot.context.execute_async_v3(int(slot.stream)):
-            raise cuda_rt.CudaError("TensorRT could not enqueue the inference: "
-                                    + ("; ".join(self._logger.errors[-3:]) or "no reason given"),
+    def _enqueue(self, slot: Slot, capturing: bool = False) -> None:
+        mark = slot.recorder.mark()
+        if not slot.context.execute_async_v3(slot.stream.native):
+            raise cuda_rt.CudaError("TensorRT could not enqueue the inference: " + _why(slot.recorder, mark),
                                     "run with verbose=True and report the log with the engine")
+        if not capturing:
+            slot.settled = True  # this enqueue did TensorRT's deferred, shape-dependent work
 
     # ----------------------------------------------------------------- run
 
@@ -198,7 +220,7 @@ class TensorRTBackend(Backend):
             self._pool.release(slot)
 
     def _run_on_slot(self, slot: Slot, arrays: Mapping[str, Any], key: ShapeKey) -> dict[str, np.ndarray]:
-        switched = self._set_shapes(slot, key)
+        self._set_shapes(slot, key)
         out_shapes, dynamic = self._output_shapes(slot)
         entry = self._entry(slot, key, out_shapes)
         stream = slot.stream
@@ -223,7 +245,7 @@ class TensorRTBackend(Backend):
         for name in out_shapes:
             self._set_address(slot, name, entry.device[name].ptr)
         if graphable:
-            self._launch_graph(slot, entry, switched)
+            self._launch_graph(slot)
         else:
             self._enqueue(slot)
         for name in out_shapes:
@@ -239,38 +261,43 @@ class TensorRTBackend(Backend):
             stream.synchronize()
         return {info.name: results[info.name] for info in self.outputs}
 
-    def _launch_graph(self, slot: Slot, entry: ShapeEntry, switched: bool) -> None:
-        """Replay this shape's graph, or run a plain enqueue (capturing the graph if there is none yet).
+    def _launch_graph(self, slot: Slot) -> None:
+        """Replay the slot's graph, or run a plain enqueue, or capture the graph and replay it.
 
-        TensorRT does deferred, shape-dependent setup on the first enqueue after the input shapes
-        change. So after every switch this call runs one plain enqueue (it computes the outputs),
-        which puts the context back in the state the graph was captured in; calls that keep the
-        shape replay the graph. A graph is captured once per shape and kept with its buffers.
+        After any change of the context's shapes or addresses (``Slot.invalidate``) the next call
+        runs one plain enqueue: TensorRT does its deferred, shape-dependent work there, which a
+        graph cannot hold. The next call with nothing changed captures the enqueue as a graph and
+        replays it (capturing does not run the work); later calls replay it. So a shape seen once
+        costs no capture, and a graph never outlives the state it was captured in.
         """
-        if entry.graph is not None and not switched:
-            entry.graph.launch(slot.stream)
+        if slot.graph is not None:
+            slot.graph.launch(slot.stream)
             return
-        self._enqueue(slot)
-        if entry.graph is not None:
+        if not slot.settled:
+            self._enqueue(slot)
             return
         graph = cuda_rt.CudaGraph()
         try:
-            graph.capture(slot.stream, lambda: self._enqueue(slot))
+            graph.capture(slot.stream, lambda: self._enqueue(slot, capturing=True))
         except Exception as exc:
             graph.destroy()
             slot.use_graph = False  # this slot only: other threads' slots keep their graphs
             warnings.warn(f"CUDA graph capture failed for {self.path.name} ({exc}); this execution context "
                           "runs without graphs from now on", stacklevel=3)
+            self._enqueue(slot)  # nothing ran during the failed capture
             return
-        entry.graph = graph
+        slot.graph = graph
+        graph.launch(slot.stream)
 
     def run_torch(self, feed: Mapping[str, Any]) -> dict[str, Any]:
         """Run on torch CUDA tensors and return torch CUDA tensors, without host copies.
 
         Work is ordered after the current torch stream and the results are ordered
         before later work on it, as if it were a torch op; nothing synchronizes the host.
-        No CUDA graphs here (the addresses change with every call). Inputs whose memory
-        is not 256-byte aligned are copied once on the GPU.
+        No CUDA graphs here (the addresses change with every call): binding the tensors drops
+        the context's graph, and the next ``run`` starts with a plain enqueue. Inputs whose
+        memory is not 256-byte aligned are copied once on the GPU. ``close()`` waits for
+        work still queued on the backend's streams.
         """
         try:
             import torch
@@ -293,7 +320,7 @@ class TensorRTBackend(Backend):
             self._set_shapes(slot, key)
             out_shapes, dynamic = self._output_shapes(slot)
             dev = torch.device("cuda", self.device)
-            ours = torch.cuda.ExternalStream(int(slot.stream), device=dev)
+            ours = torch.cuda.ExternalStream(slot.stream.native, device=dev)
             current = torch.cuda.current_stream(dev)
             outputs = {n: torch.empty(s, dtype=_torch_dtype(self._dtypes[n]), device=dev) for n, s in out_shapes.items()}
             # inputs were produced, and outputs allocated, in torch's stream order: start after both

@@ -1,11 +1,17 @@
-"""One execution slot: a TensorRT execution context, its CUDA stream, and per-shape buffers and CUDA graphs.
+"""One execution slot: a TensorRT execution context, its CUDA stream, per-shape buffers and one CUDA graph.
 
 A slot is used by one thread at a time (``ContextPool`` lends it). For each set of input
-shapes it keeps device and page-locked host buffers and, once captured, the CUDA graph of
-the inference on those buffers: a graph bakes in the addresses and shapes, so buffers and
-graph live and die together. The last ``MAX_CACHED_SHAPES`` shape sets are kept, least
-recently used first out, so a U-Net's tiles (full batches, then the remainder) keep
-their graphs instead of recapturing on every shape switch.
+shapes it keeps device and page-locked host buffers; the last ``MAX_CACHED_SHAPES`` shape
+sets are kept, least recently used first out, so a U-Net's tiles (full batches, then the
+remainder) do not reallocate on every switch.
+
+It keeps at most one CUDA graph, valid only for the context's state when it was captured:
+``NvInferRuntime.h`` says the next enqueue redoes shape-dependent work "if an input binding is
+changed via setInputTensorAddress() or setTensorAddress() or setInputShape()", and TensorRT may
+re-plan the context's internal memory for new shapes, which an older graph still points into.
+So every such change drops the graph (``invalidate``); trtexec likewise captures one graph per
+context after a warm-up enqueue and never changes that context again. ``addresses`` remembers
+what the context is bound to, so binding the same buffers again changes nothing.
 """
 from __future__ import annotations
 
@@ -21,13 +27,12 @@ ShapeKey = tuple[tuple[int, ...], ...]  # one shape per engine input, in input o
 
 
 class ShapeEntry:
-    """Device + pinned host buffers for one set of I/O shapes, and the CUDA graph captured on them."""
+    """Device + pinned host buffers for one set of I/O shapes."""
 
     def __init__(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, np.dtype]) -> None:
         self.shapes = dict(shapes)
         self.device: dict[str, cuda_rt.DeviceBuffer] = {}
         self.host: dict[str, cuda_rt.PinnedBuffer] = {}
-        self.graph: cuda_rt.CudaGraph | None = None
         try:
             for n, s in shapes.items():
                 self.device[n] = cuda_rt.DeviceBuffer(int(np.prod(s, dtype=np.int64)) * np.dtype(dtypes[n]).itemsize)
@@ -37,9 +42,7 @@ class ShapeEntry:
             raise
 
     def close(self) -> None:
-        if self.graph is not None:
-            self.graph.destroy()
-            self.graph = None
+        """Free the buffers (the caller makes sure no queued work uses them)."""
         for b in (*self.device.values(), *self.host.values()):
             b.free()
         self.device.clear()
@@ -60,7 +63,18 @@ class Slot:
         self.entries: collections.OrderedDict[ShapeKey, ShapeEntry] = collections.OrderedDict()
         self.shape_key: ShapeKey | None = None  # the input shapes the context is set to
         self.use_graph = True  # cleared for this slot only when a capture fails here
+        self.graph: cuda_rt.CudaGraph | None = None  # captured on the context's current state, if any
+        self.settled = False  # a plain enqueue ran since the last change of shapes or addresses
+        self.addresses: dict[str, int] = {}  # tensor name -> device address the context is bound to
         self.allocator: Any = None
+        self.recorder: Any = engine.error_recorder  # the backend gives each context its own (api.make_error_recorder)
+
+    def invalidate(self) -> None:
+        """The context's shapes or addresses changed: the graph is stale and the next enqueue must be plain."""
+        self.settled = False
+        if self.graph is not None:
+            self.graph.destroy()  # safe: every run() synchronizes before it returns, so no launch is queued
+            self.graph = None
 
     def entry(self, key: ShapeKey, make: Callable[[], ShapeEntry]) -> ShapeEntry:
         """The entry for ``key`` (created by ``make`` if absent), marked most recently used."""
@@ -74,6 +88,15 @@ class Slot:
         return found
 
     def close(self) -> None:
+        """Wait for the stream's work, then free graph, buffers, stream and context (TensorRT: releasing
+        memory an enqueue uses before the stream has synchronized is undefined behaviour)."""
+        try:
+            self.stream.synchronize()
+        finally:
+            self._free()
+
+    def _free(self) -> None:
+        self.invalidate()
         for e in self.entries.values():
             e.close()
         self.entries.clear()
