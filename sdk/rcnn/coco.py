@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
     return out
 
 
-def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
+def evaluate(predictor: Predictor[Instances], coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
     """COCO box, segm and keypoint metrics of ``predictor`` on a COCO instances file (pycocotools).
 
     Returns:
@@ -124,7 +124,8 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
         results.extend(instances_to_coco(res, image_id=img_id))
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
     names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
-    for iou_type in (["bbox", "segm"] if has_masks else ["bbox"]):
+    iou_types: list[Literal["bbox", "segm"]] = ["bbox", "segm"] if has_masks else ["bbox"]
+    for iou_type in iou_types:
         if not results:
             metrics.update({f"{iou_type}_{n}": 0.0 for n in names})
             continue
