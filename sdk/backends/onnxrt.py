@@ -181,7 +181,7 @@ class OnnxRuntimeBackend(Backend):
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feed(self.inputs, feed)
         results = self.session.run(self._output_names, feed)
-        return dict(zip(self._output_names, results))
+        return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
         self.session = None  # ORT frees the session when the last reference goes

@@ -56,7 +56,7 @@ def convert_to_bf16(model: Any, nodes: list[Any]) -> int:
         if not changed:
             continue
         node.validate_and_infer_types()
-        for out, targets in zip(float_outputs, consumers):
+        for out, targets in zip(float_outputs, consumers, strict=True):
             back = ops.convert(out, "f32")
             for target in targets:
                 target.replace_source_output(back.output(0))

@@ -85,7 +85,7 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
                                  "counts": compress_counts(result.mask_crops.run_lengths(i))}
         if result.keypoints is not None:
             kp = result.keypoints[i]
-            d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp))) for v in xyv]
+            d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp)), strict=True) for v in xyv]
             d["keypoint_scores"] = [float(v) for v in kp[:, 2]]
         out.append(d)
     return out
@@ -135,7 +135,7 @@ def evaluate(predictor: Predictor[Instances], coco_json: str | Path, image_dir: 
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6])})
+        metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6], strict=True)})
     if has_keypoints:
         metrics.update(keypoint_metrics(gt, results))
     return metrics

@@ -150,7 +150,7 @@ def draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, colour: tuple[int, 
     dark = tuple(int(c * 0.45) for c in colour)
     for a, b in skeleton:
         cv2.line(canvas, pts[a - 1], pts[b - 1], colour, thickness, cv2.LINE_AA, shift)
-    for p, k in zip(pts, keep):
+    for p, k in zip(pts, keep, strict=True):
         if not k:
             continue
         cv2.circle(canvas, p, (thickness + 1) * 16, dark, -1, cv2.LINE_AA, shift)
@@ -188,4 +188,4 @@ def keypoint_metrics(gt: Any, results: list[dict[str, Any]]) -> dict[str, float]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {f"keypoints_{n}": float(v) for n, v in zip(names, ev.stats[:5])}
+    return {f"keypoints_{n}": float(v) for n, v in zip(names, ev.stats[:5], strict=True)}

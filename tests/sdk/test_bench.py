@@ -186,7 +186,7 @@ def _instances(boxes, scores, masks_hw=(32, 32)):
     from segrt.rcnn.instances import Instances
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     masks = np.zeros((len(boxes),) + masks_hw, bool)
-    for m, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
+    for m, (x1, y1, x2, y2) in zip(masks, boxes.astype(int), strict=True):
         m[y1:y2, x1:x2] = True
     return Instances(boxes, np.asarray(scores, np.float32), np.ones(len(boxes), np.int64), ["x"] * len(boxes),
                      masks, None, masks_hw)

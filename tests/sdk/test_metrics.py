@@ -145,9 +145,9 @@ def test_split_residual_pixel_follows_priority_order():
     pred[:, 7] = False
     rows = np.broadcast_to(np.arange(SHAPE[0], dtype=float)[:, None], SHAPE)
     _, warped = M.warping_error(pred, truth, priority=10.0 - rows)   # top most confident
-    assert list(zip(*np.nonzero(warped != pred))) == [(7, 7)]
+    assert list(zip(*np.nonzero(warped != pred), strict=True)) == [(7, 7)]
     _, warped = M.warping_error(pred, truth, priority=rows)          # bottom most confident
-    assert list(zip(*np.nonzero(warped != pred))) == [(2, 7)]
+    assert list(zip(*np.nonzero(warped != pred), strict=True)) == [(2, 7)]
 
 
 def test_merge_two_objects_predicted_as_one():
@@ -270,7 +270,7 @@ def check_valid_warp(pred, truth, warped, err, connectivity):
     assert np.array_equal(warped[truth == pred], truth[truth == pred])
     # 3. finished: no remaining mismatch is a simple point
     padded = np.pad(warped, 1)
-    for r, c in zip(*np.nonzero(warped != pred)):
+    for r, c in zip(*np.nonzero(warped != pred), strict=True):
         assert not brute_simple(padded[r:r + 3, c:c + 3], connectivity), (r, c)
     # 4. the error is the residual mismatch, never more than the pixel error
     assert err == np.count_nonzero(warped != pred) / pred.size

@@ -114,7 +114,6 @@ def test_unet_bf16_within_bound(tiny_unet):
 
 def test_unet_int8_qdq_runs_int8(tiny_unet, unet_int8):
     """The QDQ file from `segrt export --int8` runs with int8 convolutions and stays near fp32."""
-    _, path = tiny_unet
     ov = _open(unet_int8, precision="fp32")
     assert ov.metadata["quantization"]["format"] == "QDQ"
     layer_precisions: dict[str, set[str]] = {}
@@ -314,7 +313,7 @@ def test_ir_without_its_weights_is_a_clear_error(tiny_unet, tmp_path):
     from segrt.errors import ArtifactError
     xml = onnx_to_openvino_ir(tiny_unet[1], tmp_path / "unet.xml")
     xml.with_suffix(".bin").unlink()
-    with pytest.raises(ArtifactError, match="without its .bin"):
+    with pytest.raises(ArtifactError, match=r"without its \.bin"):
         segrt.load(xml)
 
 
