@@ -105,7 +105,7 @@ def instances_agreement(out: Any, ref: Any) -> dict[str, float]:
     ``segm_ap``: COCO AP of ``out`` against ``ref`` as ground truth (1.0 = the same detections)."""
     numbers = {"detections": float(len(out)), "reference_detections": float(len(ref))}
     try:
-        import pycocotools  # noqa: F401
+        import pycocotools  # noqa: F401 - imported only to learn whether it is installed
     except ImportError:  # counts only: AP needs the eval extra
         return numbers
     numbers["bbox_ap"] = _coco_ap(out, ref, "bbox")

@@ -81,7 +81,8 @@ class MaskRCNNPredictor:
         self.metadata = meta
         self.kind: str = meta["kind"]
         self.class_names: list[str] = list(meta["class_names"])
-        self.input_hw: tuple[int, int] = tuple(int(v) for v in meta["input_size"])  # type: ignore[assignment]
+        height, width = (int(v) for v in meta["input_size"])
+        self.input_hw: tuple[int, int] = (height, width)
         self.input_dtype = np.dtype(meta.get("input_dtype", "float32"))
         resize = meta.get("resize") or {"min_size": min(self.input_hw), "max_size": max(self.input_hw)}
         self.min_size, self.max_size = int(resize["min_size"]), int(resize["max_size"])

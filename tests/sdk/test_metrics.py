@@ -70,7 +70,7 @@ def test_simple_lut_duality_and_textbook_cases():
     lut4, lut8 = M.is_simple_lut(4), M.is_simple_lut(8)
     # (4,8) simple for X  <=>  (8,4) simple for the complement of X
     np.testing.assert_array_equal(lut4, lut8[np.arange(512) ^ 0x1FF])
-    code = lambda rows: sum(int(v) << k for k, v in enumerate(np.array(rows).ravel()))  # noqa: E731
+    code = lambda rows: sum(int(v) << k for k, v in enumerate(np.array(rows).ravel()))  # noqa: E731 - a one-line helper of this test
     isolated = code([[0, 0, 0], [0, 1, 0], [0, 0, 0]])
     interior = code([[1, 1, 1], [1, 1, 1], [1, 1, 1]])
     end_point = code([[0, 0, 0], [1, 1, 0], [0, 0, 0]])

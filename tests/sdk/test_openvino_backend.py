@@ -166,7 +166,7 @@ def test_maskrcnn_bf16_warns_and_stays_close(tiny_maskrcnn):
         x1, y1 = np.maximum(a.boxes[:, :2], b.boxes[i, :2]).T
         x2, y2 = np.minimum(a.boxes[:, 2:], b.boxes[i, 2:]).T
         inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
+        area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731 - a one-line helper of this test
         iou = inter / (area(a.boxes) + area(b.boxes[i]) - inter)
         j = int(np.argmax(np.where(a.labels == b.labels[i], iou, -1)))
         assert iou[j] >= 0.5 and abs(a.scores[j] - b.scores[i]) <= 0.15, (i, iou[j], a.scores[j], b.scores[i])
