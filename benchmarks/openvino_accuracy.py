@@ -94,7 +94,7 @@ def load_runtimes(kind: str, paths: dict[str, Path], threads: int) -> dict[str, 
 
 def unet_agreement(pred, views: list[np.ndarray], ref_results: list) -> dict[str, float]:
     """``segrt.bench.agreement.segmentation_agreement`` on each view, summarized over the views."""
-    per = [segmentation_agreement(pred.predict(v), r) for v, r in zip(views, ref_results)]
+    per = [segmentation_agreement(pred.predict(v), r) for v, r in zip(views, ref_results, strict=True)]
     agree = [p["label_agreement"] for p in per]
     return {"label_agreement_pct": 100.0 * float(np.mean(agree)), "label_agreement_min_pct": 100.0 * min(agree),
             "min_iou": min(p["iou"] for p in per), "max_abs_dprob": max(p["max_abs_dprob"] for p in per),
@@ -137,7 +137,7 @@ def maskrcnn_agreement(pred, views, ref_results) -> dict[str, float]:
     """``instances_agreement`` and ``detection_matching`` (``segrt.bench.agreement``) on each view,
     summarized over the views."""
     per = [instances_agreement(out, r) | detection_matching(out, r)
-           for out, r in ((pred.predict(v), r) for v, r in zip(views, ref_results))]
+           for out, r in ((pred.predict(v), r) for v, r in zip(views, ref_results, strict=True))]
     numbers = {"matched": sum(p["matched"] for p in per), "reference": sum(p["reference_detections"] for p in per),
                "runtime": sum(p["detections"] for p in per),
                "max_abs_dscore": max(p["max_abs_dscore"] for p in per),

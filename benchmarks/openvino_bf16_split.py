@@ -96,8 +96,8 @@ def main() -> None:
             from segrt.rcnn.coco import evaluate
             scores = evaluate(predictor, held_out, held_out.with_suffix(""))
         outs = [predictor.predict(v) for v in views]
-        match = [detection_matching(o, r) for o, r in zip(outs, references)]
-        agree = [instances_agreement(o, r) for o, r in zip(outs, references)]
+        match = [detection_matching(o, r) for o, r in zip(outs, references, strict=True)]
+        agree = [instances_agreement(o, r) for o, r in zip(outs, references, strict=True)]
         times = []
         for _ in range(args.rounds):
             t = time.perf_counter()

@@ -58,7 +58,7 @@ def cpu_variants(feats, rois, idx, image_hw, output_sizes, threads: int) -> list
     from segrt.ops import multi_scale_roi_align, roi_align
     names = [f"p{i + 2}" for i in range(len(feats))]
     scales = [1.0 / s for s in STRIDES]
-    tfeats = OrderedDict((n, torch.from_numpy(f)) for n, f in zip(names, feats))
+    tfeats = OrderedDict((n, torch.from_numpy(f)) for n, f in zip(names, feats, strict=True))
     tboxes = torch.from_numpy(np.concatenate([idx[:, None].astype(np.float32), rois], 1))
     variants = []
     for out in output_sizes:
@@ -99,7 +99,7 @@ def bytes_moved(rois: np.ndarray, levels: np.ndarray, shapes, c: int, out: int, 
     """Bytes a kernel must move: per RoI its feature window (rows x cols covered by its taps, clipped
     to the map, all channels; overlapping RoIs counted again) plus the output it writes."""
     total = 0
-    for (x1, y1, x2, y2), lv in zip(rois, levels):
+    for (x1, y1, x2, y2), lv in zip(rois, levels, strict=True):
         h, w = shapes[lv]
         s = 1.0 / STRIDES[lv]
         rows = min(h, math.ceil(max((y2 - y1) * s, 1)) + 1)
@@ -138,7 +138,7 @@ def gpu_variants(feats_np, rois_np, idx_np, image_hw, output_sizes) -> list[Vari
     variants = []
     for dtype in (torch.float32, torch.float16):
         feats = [torch.from_numpy(f).cuda().to(dtype) for f in feats_np]
-        fmap = OrderedDict(zip(names, feats))
+        fmap = OrderedDict(zip(names, feats, strict=True))
         elem, c = feats[0].element_size(), feats[0].shape[1]
         shapes = [tuple(f.shape[2:]) for f in feats]
         for out in output_sizes:

@@ -98,11 +98,11 @@ def main() -> None:
                 per_client = [args.requests // clients + (c < args.requests % clients) for c in range(clients)]
 
                 def run(c: int) -> tuple[list[float], int, int]:
-                    remote = RemotePredictor(url, timeout_s=args.timeout, probs=args.probs)
+                    remote = RemotePredictor(url, timeout_s=args.timeout, probs=args.probs)  # noqa: B023 - called within this iteration, before the loop variable changes
                     remote.predict(images[0])  # connect and warm up outside the timed loop
                     lats, errors, unequal = [], 0, 0
-                    for k in range(per_client[c]):
-                        i = (c + k * clients) % len(images)
+                    for k in range(per_client[c]):  # noqa: B023 - called within this iteration, before the loop variable changes
+                        i = (c + k * clients) % len(images)  # noqa: B023 - called within this iteration, before the loop variable changes
                         t = time.perf_counter()
                         try:
                             got = remote.predict(images[i])

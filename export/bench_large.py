@@ -33,7 +33,7 @@ import numpy as np
 def _status() -> dict[str, int]:
     """VmRSS and VmHWM (peak) of this process, in bytes."""
     out = {}
-    for line in open("/proc/self/status"):
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(("VmRSS:", "VmHWM:")):
             out[line.split(":")[0]] = int(line.split()[1]) * 1024
     return out
@@ -187,7 +187,7 @@ def mosaic(coco_dir: Path, size: int, out_image: Path, out_json: Path) -> None:
     crops, origins = [], []
     for ry in range(reps[0]):
         for rx in range(reps[1]):
-            for m, yx in zip(masks, boxes):
+            for m, yx in zip(masks, boxes, strict=True):
                 (y0, x0), (y1, x1) = yx.min(0), yx.max(0) + 1
                 gy, gx = ry * h + y0, rx * w + x0
                 c = m[y0:y1, x0:x1][:max(0, size - gy), :max(0, size - gx)]

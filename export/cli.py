@@ -161,8 +161,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def register(cli: Commands) -> None:
     """Add the training side's verbs to ``segrt``; raises ImportError, adding none, without torch."""
-    import torch  # noqa: F401
-    import torchvision  # noqa: F401
+    import torch  # noqa: F401 - imported to fail early, before any verb is added
+    import torchvision  # noqa: F401 - the same
     p = cli.add_sub("data", "dsb2018", cmd_data, help="the DSB2018 nuclei image from the stardist wheel",
                     description="Write the real DSB2018 nuclei image shipped in the stardist 0.9.2 wheel (pip "
                                 "downloads it, about 3 MB) as train (left half) / val (right half) image+label "

@@ -212,7 +212,7 @@ def normalize_profile(profile: Any, input_names: Sequence[str]) -> dict[str, Pro
         if not len(lo) == len(opt) == len(hi):
             raise InputError(f"profile shapes for {name!r} have different ranks: {lo}, {opt}, {hi}",
                              "give min, opt and max with one entry per dimension")
-        if any(not (a <= b <= c) for a, b, c in zip(lo, opt, hi)) or min(lo, default=1) < 1:
+        if any(not (a <= b <= c) for a, b, c in zip(lo, opt, hi, strict=True)) or min(lo, default=1) < 1:
             raise InputError(f"profile for {name!r} must satisfy 1 <= min <= opt <= max per dimension: {lo}, {opt}, {hi}",
                              "fix the shapes")
         out[name] = (lo, opt, hi)
@@ -228,7 +228,7 @@ def check_profile_against_inputs(profiles: Mapping[str, Profile], input_shapes: 
                                  f"add {name!r} to the profile")
             continue
         for shape in profiles[name]:
-            if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape)):
+            if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape, strict=True)):
                 raise InputError(f"profile shape {list(shape)} does not fit input {name!r} of shape "
                                  f"{['?' if d is None else d for d in dims]}", "fix the profile")
     unknown = set(profiles) - set(input_shapes)

@@ -36,4 +36,4 @@ class TorchBackend(Backend):
         with torch.inference_mode(), torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
             out = self.module(*(torch.from_numpy(feed[t.name]) for t in self.inputs))
         out = out if isinstance(out, (tuple, list)) else (out,)
-        return {t.name: o.float().numpy() for t, o in zip(self.outputs, out)}
+        return {t.name: o.float().numpy() for t, o in zip(self.outputs, out, strict=True)}

@@ -74,7 +74,7 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
     elif isinstance(a, (list, tuple)):
         if len(a) != len(b):
             return {"equal": False, "max_abs_diff": float("inf"), "note": f"lengths {len(a)} vs {len(b)}"}
-        parts = [compare(x, y) for x, y in zip(a, b)]
+        parts = [compare(x, y) for x, y in zip(a, b, strict=True)]
     else:
         if a.shape != b.shape:
             return {"equal": False, "max_abs_diff": float("inf"), "note": f"shapes {tuple(a.shape)} vs {tuple(b.shape)}"}
@@ -115,15 +115,15 @@ def bench_unet(device: torch.device, quick: bool, runs: int, warmup: int, size: 
             with torch.no_grad():
                 if not graphed:
                     def fn():
-                        with precision_ctx(device, precision):
+                        with precision_ctx(device, precision):  # noqa: B023 - called within this iteration, before the loop variable changes
                             return model(x)
                     row.update(timed(fn, device, runs, warmup, batch))
                     continue
                 static_x = x.clone()
 
                 def body():
-                    with precision_ctx(device, precision, cache_enabled=False):
-                        return model(static_x)
+                    with precision_ctx(device, precision, cache_enabled=False):  # noqa: B023 - called within this iteration, before the loop variable changes
+                        return model(static_x)  # noqa: B023 - called within this iteration, before the loop variable changes
                 graph, static_y = capture(body, device)
                 row.update(timed(graph.replay, device, runs, warmup, batch))
                 static_x.copy_(x2)
@@ -181,7 +181,7 @@ def bench_maskrcnn(device: torch.device, quick: bool, runs: int, warmup: int, hw
             with torch.no_grad():
                 if not graphed:
                     def fn():
-                        with precision_ctx(device, precision):
+                        with precision_ctx(device, precision):  # noqa: B023 - called within this iteration, before the loop variable changes
                             return model([img])
                     row.update(timed(fn, device, runs, warmup, 1))
                     out = fn()
@@ -192,7 +192,7 @@ def bench_maskrcnn(device: torch.device, quick: bool, runs: int, warmup: int, hw
                 model.backbone = GraphedBackbone(eager_backbone, padded, precision)
                 try:
                     def fn():
-                        with precision_ctx(device, precision):
+                        with precision_ctx(device, precision):  # noqa: B023 - called within this iteration, before the loop variable changes
                             return model([img])
                     row.update(timed(fn, device, runs, warmup, 1))
                     # same output as eager on an input the graph was not captured with

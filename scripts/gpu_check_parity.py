@@ -62,7 +62,7 @@ def main() -> int:
         names = ["p2", "p3", "p4", "p5"]
         for out in (7, 14):
             pooler = torchvision.ops.MultiScaleRoIAlign(names, out, 2)
-            want = pooler(OrderedDict(zip(names, [f.float() for f in feats])),
+            want = pooler(OrderedDict(zip(names, [f.float() for f in feats], strict=True)),
                           [rois[idx == i] for i in range(2)], [(200, 336), (190, 300)])
             got = ops.multi_scale_roi_align(feats, rois, idx, out, pooler.scales, 2)
             check(f"multi_scale_roi_align {str(dtype)[6:]} out={out}", got, want, dtype, failures)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segrt.errors import ArtifactError, BackendUnavailableError, DataError, InputError, SegrtError
 from segrt.artifact.formats import FORMATS, format_for_path
+
+if TYPE_CHECKING:  # typing only: importing segrt stays light
+    from segrt.backends.base import Backend
+    from segrt.predictor import Predictor
 
 __version__ = "0.1.0"
 
@@ -23,7 +27,7 @@ PREDICTORS = {
 }
 
 
-def open_backend(path: str | Path, backend: str | None = None, **backend_options: Any):
+def open_backend(path: str | Path, backend: str | None = None, **backend_options: Any) -> Backend:
     """Open ``path`` with a backend that runs its format (see ``segrt.artifact.formats.FORMATS``).
 
     ``backend``: None for the format's default (ONNX Runtime for ``.onnx``), a runtime name
@@ -43,7 +47,7 @@ def open_backend(path: str | Path, backend: str | None = None, **backend_options
     return backend_class(path, **backend_options)
 
 
-def load(path: str | Path, backend: str | None = None, **backend_options: Any):
+def load(path: str | Path, backend: str | None = None, **backend_options: Any) -> Predictor[Any]:
     """Load an artifact and return the predictor its metadata asks for.
 
     Args:

@@ -14,9 +14,13 @@ import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from segrt.errors import SegrtError
+
+if TYPE_CHECKING:
+    from segrt.predictor import Predictor
+    from segrt.serve.client import RemotePredictor
 
 ENTRY_POINT_GROUP = "segrt.commands"
 # verbs (and `bench` sub-verbs) that other segrt extras provide, for the message when one is missing
@@ -79,7 +83,7 @@ class Commands:
 
 
 # -- runtime verbs ----------------------------------------------------------------------------
-def load_predictor(args: argparse.Namespace):
+def load_predictor(args: argparse.Namespace) -> Predictor[Any] | RemotePredictor:
     """The predictor of ``args.model``: local with the CLI's backend options (--backend, --precision,
     --threads), or the model of that name on a Triton server (--server)."""
     if args.server:
@@ -125,9 +129,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
                                  ("tiles", {"on": True, "off": False}.get(args.windows))) if v is not None}
     for image_path in args.images:
         lazy = Path(image_path).suffix.lower() in LAZY_SUFFIXES and not args.tta and not args.server
-        image = str(image_path) if lazy else read_image(image_path)
-        result = predictor.predict(image, **options)
-        written = predictor.save(result, args.out, Path(image_path).stem, image=None if lazy else image)
+        image = None if lazy else read_image(image_path)
+        result = predictor.predict(str(image_path) if image is None else image, **options)
+        written = predictor.save(result, args.out, Path(image_path).stem, image=image)
         print(f"{image_path}: {len(result)} objects -> {', '.join(str(p) for p in written)}")
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -37,22 +37,31 @@ class Result(Protocol):
         """Number of objects found (instances or connected components)."""
 
 
+# The result type a predictor returns and takes back (``draw``, ``save``): invariant, because it is both.
+ResultT = TypeVar("ResultT", bound=Result)
+
+
 @runtime_checkable
-class Predictor(Protocol):
-    """A loaded model that turns images into results (see the module docstring)."""
+class Predictor(Protocol, Generic[ResultT]):
+    """A loaded model that turns images into results (see the module docstring).
+
+    ``Predictor[Instances]`` is a Mask R-CNN predictor, ``Predictor[SegmentationResult]`` a U-Net one;
+    code that serves every kind takes ``Predictor[Any]``.
+    """
 
     kind: str
     metadata: dict[str, Any]
     backend: Backend
     last_timings: dict[str, float]
 
-    def predict(self, image: np.ndarray, **options: Any) -> Result:
-        """Run the whole pipeline on one image ([H, W] or [H, W, C] numpy array)."""
+    def predict(self, image: Any, **options: Any) -> ResultT:
+        """Run the whole pipeline on one image ([H, W] or [H, W, C] numpy array; predictors that read
+        large images lazily also take an image path or a memory-mapped / zarr array)."""
 
-    def draw(self, image: np.ndarray, result: Result) -> np.ndarray:
+    def draw(self, image: np.ndarray, result: ResultT) -> np.ndarray:
         """uint8 RGB [H, W, 3] picture of ``result`` over ``image``."""
 
-    def save(self, result: Result, out_dir: str | Path, stem: str, image: np.ndarray | None = None) -> list[Path]:
+    def save(self, result: ResultT, out_dir: str | Path, stem: str, image: np.ndarray | None = None) -> list[Path]:
         """Write the result's files (atomically) into ``out_dir``; return their paths."""
 
     def evaluate(self, data: str | Path, **options: Any) -> dict[str, Any]:

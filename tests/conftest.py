@@ -24,7 +24,7 @@ def _cuda_available() -> bool:
 
 def _tensorrt_available() -> bool:
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt  # noqa: F401 - imported only to learn whether it is installed
     except Exception:
         return False
     return _cuda_available()

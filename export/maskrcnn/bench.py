@@ -170,12 +170,12 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
 # per kind: help of --checkpoint, help of --models
 _HELP = {
     "maskrcnn": ("segrt checkpoint of the small model (default: random-weight resnet18-FPN)",
-                 "small: the demo model at the image's size (512x256); "
-                 "r50: random-weight maskrcnn_resnet50_fpn at 800x1344"),
-    "keypointrcnn": ("segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
-                     "default: random-weight resnet18-FPN at 128x128)",
-                     "small: the checkpoint at its training size on a synthetic pose image; "
-                     "r50: random-weight keypointrcnn_resnet50_fpn at 800x1344"),
+                 ("small: the demo model at the image's size (512x256); "
+                  "r50: random-weight maskrcnn_resnet50_fpn at 800x1344")),
+    "keypointrcnn": (("segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
+                      "default: random-weight resnet18-FPN at 128x128)"),
+                     ("small: the checkpoint at its training size on a synthetic pose image; "
+                      "r50: random-weight keypointrcnn_resnet50_fpn at 800x1344")),
 }
 
 

@@ -90,7 +90,7 @@ def load_coco(json_path: str | Path, image_dir: str | Path) -> CocoSet:
         if int(ann["category_id"]) not in cats:
             raise DataError(f"annotation {ann.get('id')} has unknown category_id {ann['category_id']}",
                             "add the category to 'categories'")
-        x, y, w, h = ann.get("bbox", (0, 0, 0, 0))
+        _, _, w, h = ann.get("bbox", (0, 0, 0, 0))
         if ann.get("iscrowd", 0) or w < 1 or h < 1 or not ann.get("segmentation"):
             dropped += 1
             continue
@@ -161,7 +161,7 @@ class CocoTrainSet:
             raise DataError("this COCO file has no keypoint names (category 'keypoints')",
                             "train Keypoint R-CNN on a person-keypoints file (e.g. `segrt data pose`)")
         self.flip_perm = flip_permutation(coco.keypoint_names, k)
-        for path, info, anns in coco.records:
+        for path, _info, anns in coco.records:
             img = read_image(path)
             rgb = to_rgb_uint8(img).astype(np.float32) / 255.0
             h, w = rgb.shape[:2]

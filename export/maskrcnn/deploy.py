@@ -106,7 +106,8 @@ class MultiLevelRoIAlign(nn.Module):
         levels = level_of_boxes(boxes, self.k_min, self.k_max, self.canonical_scale, self.canonical_level)
         rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], 1)
         out = torch.zeros((boxes.shape[0], features[0].shape[1]) + self.output_size, dtype=boxes.dtype)
-        for lvl, (feat, scale) in enumerate(zip(features, self.scales)):
+        # features may hold more levels than the pooler uses (the FPN's extra 'pool' level): those are unused
+        for lvl, (feat, scale) in enumerate(zip(features[:len(self.scales)], self.scales, strict=True)):
             idx = torch.where(levels == lvl)[0]
             pooled = roi_align(feat, rois[idx], self.output_size, spatial_scale=scale,
                                sampling_ratio=self.sampling_ratio, aligned=self.aligned)
@@ -213,7 +214,7 @@ class DeployRCNN(nn.Module):
         boxes, logits, levels = [], [], []
         start = 0
         for lvl, (obj, dlt, n, k) in enumerate(zip(objectness, deltas, self.num_anchors_per_level,
-                                                   self.pre_nms_top_n)):
+                                                   self.pre_nms_top_n, strict=True)):
             # [1, A, h, w] -> [h*w*A] in the anchor generator's (y, x, anchor) order
             a = obj.shape[1]
             obj = obj.permute(0, 2, 3, 1).reshape(-1)

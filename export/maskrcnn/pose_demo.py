@@ -32,7 +32,7 @@ RECIPE = ["--min-size", str(SIZE), "--max-size", str(SIZE), "--anchor-sizes", "8
 def _confident(result: Instances, min_score: float) -> Instances:
     keep = result.scores >= min_score
     return Instances(result.boxes[keep], result.scores[keep], result.labels[keep],
-                     [n for n, k in zip(result.class_names, keep) if k], None,
+                     [n for n, k in zip(result.class_names, keep, strict=True) if k], None,
                      None if result.keypoints is None else result.keypoints[keep], result.image_hw, result.image)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def draw_figure(image: np.ndarray | None, mask: np.ndarray | None, kp: np.ndarra
         paint = (lambda c: c) if target is image else (lambda c: 1)
         cv2.line(target, _px([shoulder_c])[0], _px([head_c])[0], paint(_shade(skin, 0.8)), limb_w, aa, _SHIFT)
         for names, width, shade in chains:
-            for a, b in zip(names[:-1], names[1:]):
+            for a, b in pairwise(names):
                 cv2.line(target, pts[KP[a]], pts[KP[b]], paint(_shade(colour, shade)), width, aa, _SHIFT)
         cv2.fillPoly(target, [torso], paint(_shade(colour, 1.0)), aa, _SHIFT)
         cv2.polylines(target, [torso], True, paint(_shade(colour, 1.0)), limb_w, aa, _SHIFT)

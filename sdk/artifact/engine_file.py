@@ -152,7 +152,7 @@ def decode_engine_file(data: bytes | memoryview, source: str = "<bytes>") -> tup
     The plan is returned as a zero-copy ``memoryview`` into ``data``.
     """
     view = memoryview(data).cast("B")
-    meta_len, plan_len, digest = _parse_preamble(bytes(view[:PREAMBLE_SIZE]), source, len(view))
+    meta_len, _plan_len, digest = _parse_preamble(bytes(view[:PREAMBLE_SIZE]), source, len(view))
     meta_bytes = bytes(view[PREAMBLE_SIZE:PREAMBLE_SIZE + meta_len])
     plan = view[PREAMBLE_SIZE + meta_len:]
     if _checksum(meta_bytes, plan) != digest:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from segrt.errors import ArtifactError, InputError
 
@@ -23,7 +24,8 @@ class Runtime:
     target: str               # "module:Class" of the segrt backend
     needs: str                # what must be installed, for messages
 
-    def backend_class(self):
+    def backend_class(self) -> type[Any]:
+        """The backend class (a ``segrt.backends.base.Backend``), imported on first use."""
         module, name = self.target.split(":")
         return getattr(importlib.import_module(module), name)
 
@@ -50,7 +52,8 @@ class Format:
         raise InputError(f"no backend {backend!r} for {self.name} files",
                          f"use one of: {', '.join(r.name for r in self.runtimes)} (or 'auto')")
 
-    def backend_class(self, backend: str | None = None):
+    def backend_class(self, backend: str | None = None) -> type[Any]:
+        """The class of the runtime called ``backend`` (see ``runtime``)."""
         return self.runtime(backend).backend_class()
 
 

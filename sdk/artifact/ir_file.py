@@ -27,7 +27,7 @@ class IRHeader:
     layers: int = 0
 
 
-def _dims(port: ET.Element | None) -> list[int | None]:
+def _dims(port: ET.Element | None) -> list[int | str | None]:
     dims = [] if port is None else [d.text or "" for d in port.findall("dim")]
     return [int(d) if d.lstrip("-").isdigit() and int(d) >= 0 else None for d in dims]
 
@@ -55,7 +55,7 @@ def read_ir_header(path: str | Path) -> IRHeader:
         elif kind == "Result":
             port = layer.find("input/port")
             precision = (port.get("precision", "") if port is not None else "").lower()
-            header.outputs.append(TensorHeader(layer.get("output_names") or layer.get("name", ""),
+            header.outputs.append(TensorHeader(layer.get("output_names") or layer.get("name") or "",
                                                _DTYPES.get(precision.replace("fp", "f"), precision), _dims(port)))
     info = root.find("rt_info")
     if info is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeGuard
 
 from segrt.errors import ArtifactError
 
@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 KINDS = ("unet", "maskrcnn", "keypointrcnn")
 
 
-def _int(v: Any) -> bool:
+def _int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 

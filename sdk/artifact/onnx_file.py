@@ -100,14 +100,14 @@ def _tensor(value: memoryview) -> TensorHeader:
                     continue
                 for n3, t in _fields(tensor_type):
                     if n3 == 1:
-                        dtype = ELEM_TYPES.get(int(t), f"type {t}")  # type: ignore[arg-type]
+                        dtype = ELEM_TYPES.get(int(t), f"type {t}")
                     elif n3 == 2 and isinstance(t, memoryview):
                         for n4, dim in _fields(t):
                             if n4 != 1 or not isinstance(dim, memoryview):
                                 continue
                             d: int | str | None = None
                             for n5, dv in _fields(dim):
-                                d = int(dv) if n5 == 1 else _text(dv) if n5 == 2 else d  # type: ignore[arg-type]
+                                d = int(dv) if n5 == 1 else _text(dv) if n5 == 2 else d
                             shape.append(d)
     return TensorHeader(name, dtype, shape)
 
@@ -122,14 +122,14 @@ def read_onnx_header(path: str | Path) -> OnnxHeader:
     try:
         for number, value in _fields(memoryview(path.read_bytes())):
             if number == 1:
-                header.ir_version = int(value)  # type: ignore[arg-type]
+                header.ir_version = int(value)
             elif number == 2:
                 header.producer = _text(value)
             elif number == 3 and header.producer:
                 header.producer += f" {_text(value)}"
             elif number == 8 and isinstance(value, memoryview):
                 entry = dict(_fields(value))
-                header.opsets[_text(entry.get(1, memoryview(b""))) or "ai.onnx"] = int(entry.get(2, 0))  # type: ignore[arg-type]
+                header.opsets[_text(entry.get(1, memoryview(b""))) or "ai.onnx"] = int(entry.get(2, 0))
             elif number == 14 and isinstance(value, memoryview):
                 entry = dict(_fields(value))
                 header.metadata_props[_text(entry.get(1, memoryview(b"")))] = _text(entry.get(2, memoryview(b"")))

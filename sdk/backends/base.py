@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,9 @@ class TensorInfo:
     dtype: np.dtype
 
 
+_B = TypeVar("_B", bound="Backend")
+
+
 class Backend(abc.ABC):
     """A loaded model that maps named numpy arrays to named numpy arrays."""
 
@@ -40,17 +43,17 @@ class Backend(abc.ABC):
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model once. ``feed`` must hold every input; returns every output."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend that holds nothing keeps this no-op
         """Release the runtime's resources (sessions, device memory)."""
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
-    def __enter__(self):
+    def __enter__(self: _B) -> _B:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -46,10 +46,10 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 GPU_INSTALL_HINT = ("pip uninstall onnxruntime && pip install onnxruntime-gpu (CUDA EP: CUDA 12 and cuDNN 9 libraries; "
                     "TensorRT EP: also TensorRT's libraries)")
 
-ProviderSpec = Union[str, tuple[str, dict[str, Any]]]
+ProviderSpec = str | tuple[str, dict[str, Any]]
 
 
-def _tensor_info(arg) -> TensorInfo:
+def _tensor_info(arg: Any) -> TensorInfo:
     shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
     return TensorInfo(arg.name, shape, np.dtype(_ORT_DTYPES.get(arg.type, np.float32)))
 
@@ -181,7 +181,7 @@ class OnnxRuntimeBackend(Backend):
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feed(self.inputs, feed)
         results = self.session.run(self._output_names, feed)
-        return dict(zip(self._output_names, results))
+        return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
         self.session = None  # ORT frees the session when the last reference goes

@@ -78,7 +78,7 @@ MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up 
 PrecisionRule = Callable[[Mapping[str, Any], Sequence[str]], str]
 
 
-def import_openvino():
+def import_openvino() -> Any:
     """Return the ``openvino`` module, or raise ``BackendUnavailableError`` with the pip command."""
     try:
         import openvino
@@ -114,19 +114,19 @@ def resolve_precision(precision: str, capabilities: Iterable[str]) -> str:
     return name
 
 
-def _tensor_info(port) -> TensorInfo:
+def _tensor_info(port: Any) -> TensorInfo:
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
     return TensorInfo(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()))
 
 
-def _onnx_props(model) -> dict[str, str]:
+def _onnx_props(model: Any) -> dict[str, str]:
     """The ONNX ``metadata_props`` of a model read by OpenVINO (its ONNX frontend keeps them under ``framework``)."""
     if not model.has_rt_info(["framework"]):
         return {}
     return {str(k): v.astype(str) for k, v in model.get_rt_info()["framework"].items()}
 
 
-def keep_fp32(ov, core, model, op_types: Iterable[str]):
+def keep_fp32(ov: Any, core: Any, model: Any, op_types: Iterable[str]) -> tuple[Any, int]:
     """``model`` with every node whose type is in ``op_types`` kept float32; returns (model, marked count).
 
     The marks become effective by a round trip through a temporary IR file: OpenVINO's serializer
@@ -144,6 +144,7 @@ def keep_fp32(ov, core, model, op_types: Iterable[str]):
         ov.save_model(model, str(xml), compress_to_fp16=False)
         xml_bytes, weight_bytes = xml.read_bytes(), weights.read_bytes()
     return core.read_model(xml_bytes, weight_bytes), count  # from memory: nothing stays on disk
+
 
 def _first_line(exc: Exception) -> str:
     """The informative line of an OpenVINO exception (its first lines name C++ source files)."""

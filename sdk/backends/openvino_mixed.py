@@ -9,23 +9,25 @@ else, the box scores, NMS and RoiAlign included, stays float32, in one compiled 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
+
+# OpenVINO's Python objects (Model, Node, Output) carry no type hints: they are Any below.
 
 # the layer types worth running in bf16 (the rest is memory bound: converting would cost more)
 HEAVY_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
 
 
-def _name(node) -> str:
-    return node.get_friendly_name()
+def _name(node: Any) -> str:
+    return str(node.get_friendly_name())
 
 
-def heavy_nodes(model, prefixes: Sequence[str]) -> list:
+def heavy_nodes(model: Any, prefixes: Sequence[str]) -> list[Any]:
     """The convolutions and matmuls of ``model`` named with one of ``prefixes``: by their own name,
     or, where the ONNX import renamed them (a ConvTranspose becomes ``ConvolutionBackpropData_N``
     and its bias ``Add`` keeps the ONNX name), by the names of all their consumers."""
     prefixes = tuple(prefixes)
 
-    def in_scope(op) -> bool:
+    def in_scope(op: Any) -> bool:
         consumers = [t.get_node() for out in op.outputs() for t in out.get_target_inputs()]
         return _name(op).startswith(prefixes) or (bool(consumers) and all(
             _name(c).startswith(prefixes) for c in consumers))
@@ -33,7 +35,7 @@ def heavy_nodes(model, prefixes: Sequence[str]) -> list:
     return [op for op in model.get_ordered_ops() if op.get_type_name() in HEAVY_TYPES and in_scope(op)]
 
 
-def convert_to_bf16(model, nodes: list) -> int:
+def convert_to_bf16(model: Any, nodes: list[Any]) -> int:
     """Run ``nodes`` in bf16 (``model`` is modified in place); returns how many were converted.
 
     Each node's float inputs (data and weights) pass through ``Convert`` to bf16, and its float
@@ -54,7 +56,7 @@ def convert_to_bf16(model, nodes: list) -> int:
         if not changed:
             continue
         node.validate_and_infer_types()
-        for out, targets in zip(float_outputs, consumers):
+        for out, targets in zip(float_outputs, consumers, strict=True):
             back = ops.convert(out, "f32")
             for target in targets:
                 target.replace_source_output(back.output(0))

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from segrt.bench.core import Agreement
 from segrt.rcnn.coco import bbox_xywh, encode_rle
 
 
@@ -55,12 +56,12 @@ def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
     return numbers
 
 
-def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
+def _coco_ap(result: Any, reference: Any, iou_type: Literal["bbox", "segm"]) -> float:
     """AP@[.5:.95] of ``result`` against ``reference`` as ground truth (both ``segrt.rcnn.predictor.Instances``)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    keep_ref, keep_out = range(len(reference)), range(len(result))
+    keep_ref, keep_out = list(range(len(reference))), list(range(len(result)))
     if iou_type == "segm":  # an empty mask is no object: COCO would score two empty masks as IoU 0
         keep_ref = [i for i in keep_ref if reference.masks[i].any()]
         keep_out = [i for i in keep_out if result.masks[i].any()]
@@ -69,7 +70,7 @@ def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
     if len(keep_out) == 0:
         return 0.0
     h, w = reference.image_hw
-    anns = []
+    anns: list[Any] = []  # COCO annotation dicts (pycocotools' stubs type them as TypedDicts)
     for i in keep_ref:
         box = bbox_xywh(reference.boxes[i])
         ann = {"id": i + 1, "image_id": 1, "category_id": int(reference.labels[i]), "bbox": box,
@@ -79,7 +80,7 @@ def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
             ann["area"] = float(np.count_nonzero(reference.masks[i]))
         anns.append(ann)
     cats = sorted({int(c) for c in reference.labels} | {int(c) for c in result.labels})
-    dets = []
+    dets: list[dict[str, Any]] = []
     for i in keep_out:
         d = {"image_id": 1, "category_id": int(result.labels[i]), "bbox": bbox_xywh(result.boxes[i]),
              "score": float(result.scores[i])}
@@ -88,8 +89,8 @@ def _coco_ap(result: Any, reference: Any, iou_type: str) -> float:
         dets.append(d)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": [{"id": 1, "height": int(h), "width": int(w)}], "annotations": anns,
-                      "categories": [{"id": c, "name": str(c)} for c in cats]}
+        gt.dataset = {"images": [{"id": 1, "height": int(h), "width": int(w), "file_name": ""}], "annotations": anns,
+                      "categories": [{"id": c, "name": str(c), "supercategory": ""} for c in cats]}
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dets), iou_type)
         ev.params.maxDets = [1, 10, max(100, len(keep_out))]
@@ -104,7 +105,7 @@ def instances_agreement(out: Any, ref: Any) -> dict[str, float]:
     ``segm_ap``: COCO AP of ``out`` against ``ref`` as ground truth (1.0 = the same detections)."""
     numbers = {"detections": float(len(out)), "reference_detections": float(len(ref))}
     try:
-        import pycocotools  # noqa: F401
+        import pycocotools  # noqa: F401 - imported only to learn whether it is installed
     except ImportError:  # counts only: AP needs the eval extra
         return numbers
     numbers["bbox_ap"] = _coco_ap(out, ref, "bbox")
@@ -172,7 +173,8 @@ def array_agreement(out: Any, ref: Any) -> dict[str, float]:
 
 # per artifact kind: the agreement of end-to-end outputs, of model-only outputs (None: not
 # compared, e.g. padded detection tensors), and the default --pick budget
-BY_KIND = {
+# model kind -> (agreement of predict results, of backend outputs, minimum scores of the agreement)
+BY_KIND: dict[str, tuple[Agreement | None, Agreement | None, dict[str, float]]] = {
     "unet": (segmentation_agreement, segmentation_agreement, {"iou": 0.995}),
     "maskrcnn": (instances_agreement, None, {"segm_ap": 0.995}),
     "keypointrcnn": (instances_agreement, None, {"bbox_ap": 0.995}),

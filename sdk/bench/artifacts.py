@@ -12,13 +12,16 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from segrt.errors import InputError
 from segrt.predictor import record_feeds
 from segrt.bench.core import MODES, Agreement, Variant
+
+if TYPE_CHECKING:
+    from segrt.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Runtime:
     def applies_to(self, kind: str | None) -> bool:
         return not self.kinds or kind is None or kind in self.kinds
 
-    def load(self, artifacts: Mapping[str, str | Path], threads: int | None):
+    def load(self, artifacts: Mapping[str, str | Path], threads: int | None) -> Predictor[Any]:
         """The predictor of this runtime for the exported files ``artifacts`` ({"fp32": path, "int8": path})."""
         return load(artifacts[self.artifact], threads, self.options)
 
@@ -70,7 +73,7 @@ def runtimes_for(artifacts: Mapping[str, Path | None], kind: str | None = None) 
     return [r for r in RUNTIMES if r.available and r.applies_to(kind) and artifacts.get(r.artifact) is not None]
 
 
-def load(path: str | Path, threads: int | None, options: Mapping[str, Any] | None = None):
+def load(path: str | Path, threads: int | None, options: Mapping[str, Any] | None = None) -> Predictor[Any]:
     """``segrt.load(path, threads=threads, **options)``, with a clear error for options this segrt lacks."""
     import segrt
     from segrt.artifact.formats import format_for_path
@@ -100,11 +103,11 @@ def predictor_variants(name: str, make_predictor: Callable[[], Any], image: np.n
     """
     pixels = float(image.shape[0] * image.shape[1])
 
-    def model_factory():
+    def model_factory() -> Callable[[], Any]:
         predictor = make_predictor()
         return model_call(predictor.backend, record_feeds(predictor, image))
 
-    def e2e_factory():
+    def e2e_factory() -> Callable[[], Any]:
         predictor = make_predictor()
         return lambda: predictor.predict(image)
 

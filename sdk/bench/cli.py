@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from segrt.errors import InputError
-from segrt.bench.core import MODES, Report, pick, run_variants
+from segrt.bench.core import MODES, Report, Variant, pick, run_variants
 from segrt.bench.report import format_table, plot, write_json
 
 
@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> Report:
         raise InputError(f"the artifacts hold different model kinds ({meta.get('kind')} and {other})",
                          "compare artifacts of one model")
     del first
-    agreement, model_agreement, budget = BY_KIND.get(meta.get("kind"), (None, None, {}))
+    agreement, model_agreement, budget = BY_KIND.get(str(meta.get("kind")), (None, None, {}))
     sizes = [tuple(hw) for hw in args.size] if args.size else [art.default_image_hw(meta)]
     specs = args.backend or [None]
-    variants = []
+    variants: list[Variant] = []
     for h, w in sizes:
         # one group per image size; its reference: the first artifact on the first backend
         group = f"{h}x{w}" if len(sizes) > 1 else ""

@@ -113,7 +113,9 @@ class _PeakRss:
 
     @property
     def peak_mb(self) -> float | None:
-        return None if self.start is None else (self.peak - self.start) / 2**20
+        if self.start is None or self.peak is None:  # /proc unreadable: both are None
+            return None
+        return (self.peak - self.start) / 2**20
 
 
 def measure(fn: Callable[[], Any], runs: int = 10, warmup: int = 2, *, sync: Callable[[], Any] | None = None,

@@ -106,13 +106,13 @@ def plot(report: Report, path: str | Path, log: Any = print) -> Path | None:
             panels.append((r.group, r.mode))
     most = max(sum(1 for r in report.rows if (r.group, r.mode) == p) for p in panels)
     fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 1.1 * most + 1.5) * len(panels), 4.2), squeeze=False)
-    for ax, (group, mode) in zip(axes[0], panels):
+    for ax, (group, mode) in zip(axes[0], panels, strict=True):
         rows = [r for r in report.rows if (r.group, r.mode) == (group, mode)]
         p50 = [r.p50_ms for r in rows]
         bars = ax.bar([r.variant.replace(" ", "\n", 1) for r in rows], p50,
                       yerr=[[0.0] * len(rows), [r.p90_ms - r.p50_ms for r in rows]], capsize=4,
                       color=["#999999" if r.reference else "#4a90d9" for r in rows])
-        for b, r in zip(bars, rows):
+        for b, r in zip(bars, rows, strict=True):
             ms = f"{r.p50_ms:.0f}" if r.p50_ms >= 100 else f"{r.p50_ms:.3g}"
             label = f"{ms} ms" + ("" if r.reference or r.speedup is None else f"\n{r.speedup:.2f}x")
             ax.text(b.get_x() + b.get_width() / 2, r.p50_ms, label, ha="center", va="bottom", fontsize=8)

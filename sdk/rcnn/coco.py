@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -85,13 +85,13 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
                                  "counts": compress_counts(result.mask_crops.run_lengths(i))}
         if result.keypoints is not None:
             kp = result.keypoints[i]
-            d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp))) for v in xyv]
+            d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp)), strict=True) for v in xyv]
             d["keypoint_scores"] = [float(v) for v in kp[:, 2]]
         out.append(d)
     return out
 
 
-def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
+def evaluate(predictor: Predictor[Instances], coco_json: str | Path, image_dir: str | Path) -> dict[str, float]:
     """COCO box, segm and keypoint metrics of ``predictor`` on a COCO instances file (pycocotools).
 
     Returns:
@@ -124,7 +124,8 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
         results.extend(instances_to_coco(res, image_id=img_id))
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
     names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
-    for iou_type in (["bbox", "segm"] if has_masks else ["bbox"]):
+    iou_types: list[Literal["bbox", "segm"]] = ["bbox", "segm"] if has_masks else ["bbox"]
+    for iou_type in iou_types:
         if not results:
             metrics.update({f"{iou_type}_{n}": 0.0 for n in names})
             continue
@@ -134,7 +135,7 @@ def evaluate(predictor: Predictor, coco_json: str | Path, image_dir: str | Path)
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6])})
+        metrics.update({f"{iou_type}_{n}": float(v) for n, v in zip(names, ev.stats[:6], strict=True)})
     if has_keypoints:
         metrics.update(keypoint_metrics(gt, results))
     return metrics

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segrt.errors import InputError
 from segrt.rcnn.masks import MaskCrops
 
 
@@ -43,8 +44,13 @@ class Instances:
         return self.masks is not None or self.mask_crops is not None
 
     def mask(self, i: int) -> np.ndarray:
-        """Mask of instance ``i``, bool [H, W]."""
-        return self.masks[i] if self.masks is not None else self.mask_crops.mask(i)
+        """Mask of instance ``i``, bool [H, W]; ``InputError`` if the model predicts no masks."""
+        if self.masks is not None:
+            return self.masks[i]
+        if self.mask_crops is None:
+            raise InputError("these instances carry no masks (the model has no mask head)",
+                             "check result.has_masks before asking for a mask")
+        return self.mask_crops.mask(i)
 
     def dense_masks(self) -> np.ndarray | None:
         """All masks as bool [N, H, W] (densifies sparse masks: N x H x W bytes), or None."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from segrt.errors import DataError
 
@@ -38,7 +39,7 @@ _F32 = np.float32
 _A = _F32(-0.75)  # PyTorch's (and OpenCV's) bicubic coefficient
 
 
-def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+def _fma(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> np.ndarray:
     """float32 fused multiply-add: the float64 product of two float32 numbers is exact."""
     return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(_F32)
 
@@ -50,10 +51,10 @@ def _cubic_taps(in_size: int, out_size: int, at: np.ndarray) -> tuple[np.ndarray
     base = np.floor(real)
     t = (real - base).astype(_F32)
 
-    def conv1(x):  # ((A + 2) x - (A + 3)) x x + 1, first step fused
+    def conv1(x: np.ndarray) -> np.ndarray:  # ((A + 2) x - (A + 3)) x x + 1, first step fused
         return (_fma(_A + _F32(2), x, -(_A + _F32(3))) * x * x + _F32(1)).astype(_F32)
 
-    def conv2(x):  # ((A x - 5A) x + 8A) x - 4A, first two steps fused
+    def conv2(x: np.ndarray) -> np.ndarray:  # ((A x - 5A) x + 8A) x - 4A, first two steps fused
         return (_fma(_fma(_A, x, _F32(-5) * _A), x, _F32(8) * _A) * x - _F32(4) * _A).astype(_F32)
 
     u = (_F32(1) - t).astype(_F32)
@@ -149,7 +150,7 @@ def draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, colour: tuple[int, 
     dark = tuple(int(c * 0.45) for c in colour)
     for a, b in skeleton:
         cv2.line(canvas, pts[a - 1], pts[b - 1], colour, thickness, cv2.LINE_AA, shift)
-    for p, k in zip(pts, keep):
+    for p, k in zip(pts, keep, strict=True):
         if not k:
             continue
         cv2.circle(canvas, p, (thickness + 1) * 16, dark, -1, cv2.LINE_AA, shift)
@@ -187,4 +188,4 @@ def keypoint_metrics(gt: Any, results: list[dict[str, Any]]) -> dict[str, float]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {f"keypoints_{n}": float(v) for n, v in zip(names, ev.stats[:5])}
+    return {f"keypoints_{n}": float(v) for n, v in zip(names, ev.stats[:5], strict=True)}

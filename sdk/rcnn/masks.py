@@ -55,7 +55,7 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
         raise InputError(f"boxes must be [N, 4] for {masks.shape[0]} masks, got {boxes.shape}",
                          "pass one x1y1x2y2 box per mask")
     H, W = int(image_hw[0]), int(image_hw[1])
-    out = np.zeros((masks.shape[0], H, W), dtype=np.float32 if threshold is None else np.bool_)
+    out: np.ndarray = np.zeros((masks.shape[0], H, W), dtype=np.float32 if threshold is None else np.bool_)
     for i, (y0, x0, crop) in enumerate(paste_crops(masks, boxes, (H, W), threshold, padding)):
         out[i, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
     return out

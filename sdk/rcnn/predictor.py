@@ -39,6 +39,7 @@ from segrt.io.files import atomic_path
 from segrt.rcnn.keypoints import heatmaps_to_keypoints
 from segrt.rcnn.instances import Instances
 from segrt.rcnn.masks import paste_masks
+from segrt.backends.base import Backend
 from segrt.predictor import Timer, check_options
 from segrt.io.preprocess import check_image, to_rgb_float
 from segrt.rcnn.viz import draw_instances
@@ -74,13 +75,14 @@ class MaskRCNNPredictor:
     After each ``predict``, ``last_timings`` holds the network's and the whole call's milliseconds.
     """
 
-    def __init__(self, backend, mask_threshold: float = 0.5) -> None:
+    def __init__(self, backend: Backend, mask_threshold: float = 0.5) -> None:
         self.backend = backend
         meta = backend.metadata
         self.metadata = meta
         self.kind: str = meta["kind"]
         self.class_names: list[str] = list(meta["class_names"])
-        self.input_hw: tuple[int, int] = tuple(int(v) for v in meta["input_size"])  # type: ignore[assignment]
+        height, width = (int(v) for v in meta["input_size"])
+        self.input_hw: tuple[int, int] = (height, width)
         self.input_dtype = np.dtype(meta.get("input_dtype", "float32"))
         resize = meta.get("resize") or {"min_size": min(self.input_hw), "max_size": max(self.input_hw)}
         self.min_size, self.max_size = int(resize["min_size"]), int(resize["max_size"])

@@ -66,7 +66,7 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
     """Join RGB panels of equal height horizontally with a white gap."""
     h = max(p.shape[0] for p in panels)
     spacer = np.full((h, gap, 3), 255, np.uint8)
-    parts = []
+    parts: list[np.ndarray] = []
     for i, p in enumerate(panels):
         if p.shape[0] < h:
             p = np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
@@ -78,7 +78,8 @@ def instance_colour(i: int) -> tuple[int, int, int]:
     """A distinct, stable RGB colour per instance (golden-ratio hue steps)."""
     hue = int((i * 0.618033988749895 % 1.0) * 179)
     hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
-    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    r, g, b = (int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    return r, g, b
 
 
 def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) -> np.ndarray:
@@ -86,15 +87,16 @@ def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) ->
     canvas = to_rgb_uint8(image).copy()
     for i in range(len(result)):
         colour = np.array(instance_colour(i), dtype=np.float32)
-        if result.masks is not None or result.mask_crops is not None:
-            if result.masks is not None:
-                m, (y0, x0) = result.masks[i], (0, 0)
-            else:
-                m, (y0, x0) = result.mask_crops.crops[i], (int(v) for v in result.mask_crops.origins[i])
+        m: np.ndarray | None = None
+        if result.masks is not None:
+            m, (y0, x0) = result.masks[i], (0, 0)
+        elif result.mask_crops is not None:
+            m, (y0, x0) = result.mask_crops.crops[i], (int(v) for v in result.mask_crops.origins[i])
+        if m is not None:
             region = canvas[y0:y0 + m.shape[0], x0:x0 + m.shape[1]]
             region[m] = (region[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
         x1, y1, x2, y2 = (int(round(v)) for v in result.boxes[i])
-        c = tuple(int(v) for v in colour)
+        c = instance_colour(i)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), c, 1)
         cv2.putText(canvas, f"{result.class_names[i]} {result.scores[i]:.2f}", (x1, max(y1 - 3, 8)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)

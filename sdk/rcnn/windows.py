@@ -26,12 +26,15 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segrt.rcnn.masks import MaskCrops, paste_crops
 from segrt.io.sources import ImageSource, open_image
+
+if TYPE_CHECKING:
+    from segrt.rcnn.instances import Instances
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ix = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
     iy = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
     inter = ix * iy
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
 def crop_iou(crops: MaskCrops, i: int, j: int) -> float:
@@ -112,7 +116,7 @@ def deduplicate(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, crops
         kept.append(int(i))
         cand = np.flatnonzero(~suppressed & (labels == labels[i]) & (window_ids != window_ids[i]))
         cand = cand[box_iou(boxes[i], boxes[cand]) > 0] if cand.size else cand
-        for j in cand:
+        for j in cand.tolist():
             same = crop_iou(crops, i, j) >= dup_iou if crops is not None else \
                 box_iou(boxes[i], boxes[j:j + 1])[0] >= dup_iou
             if same:
@@ -121,7 +125,7 @@ def deduplicate(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, crops
 
 
 def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge: int = 2, dup_iou: float = 0.5,
-                    progress: bool | None = None):
+                    progress: bool | None = None) -> Instances:
     """Detect instances in a large image through overlapping windows (see the module doc).
 
     Args:
@@ -153,7 +157,7 @@ def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge
     origins: list[tuple[int, int]] = []
     has_masks = False
     model_s = 0.0
-    bar = contextlib.nullcontext(None)
+    bar: contextlib.AbstractContextManager[Any] = contextlib.nullcontext(None)
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(windows), unit="window", desc="detect", dynamic_ncols=True, leave=False)

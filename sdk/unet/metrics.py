@@ -223,7 +223,7 @@ def connected_components(mask: ArrayLike, connectivity: int = 4) -> NDArray[np.i
     m = _as_mask("mask", mask)
     _check_connectivity(connectivity)
     _, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S)
-    return labels
+    return np.asarray(labels, dtype=np.int32)  # already int32 (CV_32S): no copy
 
 
 # --------------------------------------------------------------------------- simple points

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from segrt.backends.base import Backend
-from segrt.errors import ArtifactError
+from segrt.errors import ArtifactError, InputError
 from segrt.io.images import write_png
 from segrt.predictor import check_options
 from segrt.io.preprocess import as_hwc, check_image
@@ -35,19 +35,23 @@ class SegmentationResult:
     """Output of :meth:`UNetPredictor.predict` for one image of size H x W.
 
     Attributes:
-        probs: float32 [K, H, W], per-pixel class probabilities (softmax).
+        probs: float32 [K, H, W], per-pixel class probabilities (softmax); None when
+            ``predict(probs=None)`` (or ``"auto"`` on a large image) kept none.
         classes: uint8 [H, W], argmax class per pixel.
         instances: int32 [H, W], connected components of the foreground class
-            (0 = background, 1..n = objects, e.g. cells to count).
+            (0 = background, 1..n = objects, e.g. cells to count); None after ``predict(instances=False)``.
     """
 
-    probs: np.ndarray
+    probs: np.ndarray | None
     classes: np.ndarray
-    instances: np.ndarray
+    instances: np.ndarray | None
 
     @property
     def count(self) -> int:
         """Number of instances (connected components of the foreground)."""
+        if self.instances is None:
+            raise InputError("this result has no instance labels to count (predicted with instances=False)",
+                             "predict with instances=True")
         return int(self.instances.max())
 
     @property
@@ -152,7 +156,7 @@ class UNetPredictor:
         ys, xs = self.plan(x.shape[:2], max_tile)
         probs = np.empty((len(self.class_names),) + x.shape[:2], np.float32)
 
-        def write(region, p):
+        def write(region: tuple[slice, slice], p: np.ndarray) -> None:
             probs[(slice(None),) + region] = p
         run_tiles(self.backend, (self.input_name, self.output_name), ArraySource(x), ys, xs, self.margin,
                   lambda block: block.astype(np.float32), self.batch_size, write)
@@ -166,8 +170,9 @@ class UNetPredictor:
 
     # -- output -------------------------------------------------------------------------------
     def draw(self, image: np.ndarray, result: SegmentationResult) -> np.ndarray:
-        """Overlay of the instances on the image, uint8 RGB [H, W, 3]."""
-        return overlay_instances(image, result.instances)
+        """Overlay of the instances on the image, uint8 RGB [H, W, 3] (labelled now if ``result`` has none)."""
+        labels = result.instances if result.instances is not None else self.instances(result.classes)
+        return overlay_instances(image, labels)
 
     def save(self, result: SegmentationResult, out_dir: str | Path, stem: str,
              image: np.ndarray | None = None) -> list[Path]:
@@ -210,9 +215,10 @@ def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False)
     from segrt.io.datasets import load_split
     from segrt.unet.metrics import adapted_rand_error, iou, pixel_error, threshold_sweep, warping_error
 
-    per_image = []
+    per_image: list[dict[str, Any]] = []
     for image, labels in load_split(split_dir):
         result = predictor.predict(image, tta=tta, probs="float32")
+        assert result.probs is not None and result.instances is not None  # asked for both just above
         pred, truth = result.classes == predictor.foreground, labels > 0
         prob = result.probs[predictor.foreground]
         sweep = threshold_sweep(prob, labels)

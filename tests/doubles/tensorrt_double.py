@@ -611,7 +611,7 @@ class ICudaEngine(_Recorded):
             for vi in model.graph.input:
                 if vi.name in input_shapes:
                     dims = vi.type.tensor_type.shape.dim
-                    for d, v in zip(dims, input_shapes[vi.name]):
+                    for d, v in zip(dims, input_shapes[vi.name], strict=True):
                         d.Clear()
                         d.dim_value = int(v)
             inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -655,7 +655,7 @@ class IExecutionContext(_Recorded):
             self._error(f"setInputShape: {name} is not an input")
             return False
         lo, _, hi = self._engine.profile.get(name, (self._engine.get_tensor_shape(name),) * 3)
-        if len(shape) != len(lo) or any(not a <= d <= b for d, a, b in zip(shape, lo, hi)):
+        if len(shape) != len(lo) or any(not a <= d <= b for d, a, b in zip(shape, lo, hi, strict=True)):
             self._error(f"setInputShape: {name} shape {list(shape)} is outside the profile {list(lo)}..{list(hi)}")
             return False
         if self._input_shapes().get(name) != shape:
@@ -727,7 +727,7 @@ class IExecutionContext(_Recorded):
             try:
                 feed = {n: _host_array(addresses[n], s, dtypes[n]).copy() for n, s in inputs.items()}
                 names = [vi.name for vi in engine.model.graph.output]
-                results = dict(zip(names, engine.session().run(names, feed)))
+                results = dict(zip(names, engine.session().run(names, feed), strict=True))
                 cudart_double.STATE.count("inference")
                 for name, value in results.items():
                     value = np.ascontiguousarray(value, dtype=dtypes[name])

@@ -18,7 +18,7 @@ def test_geometry_is_applied_jointly_and_reproducibly():
     weights = classes.astype(np.float32) + 1
     a = augment(image, classes, weights, np.random.default_rng(7), elastic_sigma=0.0)
     b = augment(image, classes, weights, np.random.default_rng(7), elastic_sigma=0.0)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     img, cls, w = a
     assert np.array_equal(w, cls + 1)  # weights follow the target exactly
     # intensity changes are monotone: foreground stays brighter than background

@@ -51,7 +51,7 @@ def test_each_image_comes_with_its_three_flips(tmp_path):
         np.testing.assert_array_equal(view, flip(image))  # the same views, for agreement on the raw image
         anns = [a for a in doc["annotations"] if a["image_id"] == im["id"]]
         assert len(anns) == 2
-        for ann, mask in zip(anns, masks):
+        for ann, mask in zip(anns, masks, strict=True):
             decoded = mask_util.decode({"size": ann["segmentation"]["size"],
                                         "counts": ann["segmentation"]["counts"].encode()})
             np.testing.assert_array_equal(decoded, flip(mask))

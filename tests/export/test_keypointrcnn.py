@@ -114,7 +114,7 @@ def test_pose_dataset_is_deterministic_coco_keypoints(pose, tmp_path):
         assert (kp[v == 0, :2] == 0).all() and ((kp[v > 0, :2] >= 0) & (kp[v > 0, :2] < SIZE)).all()
         mask = gt.annToMask(ann)
         assert abs(int(mask.sum()) - ann["area"]) <= 0.25 * ann["area"] + 20  # polygons of the visible silhouette
-        x, y, w, h = ann["bbox"]
+        x, y, _w, _h = ann["bbox"]
         ys, xs = np.nonzero(mask)
         assert abs(xs.min() - x) <= 1 and abs(ys.min() - y) <= 1
     assert len({a["image_id"] for a in doc["annotations"]}) == 8 and 2 in seen
@@ -178,7 +178,7 @@ def test_crops_and_flips_keep_keypoints_consistent(tmp_path):
 # -- training, export, parity --------------------------------------------------------------
 
 def test_training_writes_a_keypoint_checkpoint(trained):
-    model, cfg, names, path = trained
+    _model, cfg, names, path = trained
     ckpt = load_checkpoint(path)
     assert ckpt["kind"] == "keypointrcnn" and ckpt["extra"]["steps"] == 3 and names == ["__background__", "person"]
     assert cfg.arch == "keypointrcnn_resnet18_fpn" and list(cfg.keypoint_names) == COCO_KEYPOINT_NAMES
@@ -195,7 +195,7 @@ def _match(a, b) -> None:
 
 def test_portable_graph_matches_torchvision(trained, portable, pose):
     import cv2
-    model, cfg, names, _ = trained
+    model, _cfg, names, _ = trained
     runtime = segrt.load(portable)
     meta = runtime.metadata
     assert meta["kind"] == "keypointrcnn" and meta["num_keypoints"] == 17 and meta["keypoint_names"] == COCO_KEYPOINT_NAMES
@@ -224,7 +224,7 @@ def _self_gt(predictions: list, pose, path: Path) -> Path:
 
 
 def test_oks_ap_identical_to_torchvision(trained, portable, pose, tmp_path):
-    model, cfg, names, _ = trained
+    model, _cfg, names, _ = trained
     runtime, ref = segrt.load(portable), TorchvisionPredictor(model, names, canvas_hw=HW)
     ours = evaluate(runtime, pose["val_json"], pose["val_images"])
     theirs = evaluate(ref, pose["val_json"], pose["val_images"])
@@ -251,7 +251,7 @@ def test_tensorrt_graph_computes_the_same(portable, pose, tmp_path):
     for img in _val_images(pose)[:2]:
         feed, geometry = runtime.preprocess(img)
         want = runtime.backend.run(feed)
-        got = dict(zip(names, session.run(None, feed)))
+        got = dict(zip(names, session.run(None, feed), strict=True))
         n = int(want["num_detections"][0])
         assert int(got["num_detections"][0]) == n > 0
         assert np.array_equal(got["labels"][:n], want["labels"][:n])

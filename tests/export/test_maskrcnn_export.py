@@ -79,14 +79,14 @@ def _match(a, b) -> None:
 
 def test_deploy_wrapper_eager_equals_torchvision(trained, coco_demo):
     """The wrapper's own torch forward reproduces torchvision's detections before any export."""
-    model, cfg, names, _ = trained
+    model, _cfg, names, _ = trained
     img = _val_images(coco_demo)[0]
     ref = TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW).predict(img)
     deploy = DeployRCNN(model, EXPORT_HW)
     x = torch.zeros(1, 3, *EXPORT_HW)
     x[0, :, :img.shape[0], :img.shape[1]] = torch.from_numpy(img.transpose(2, 0, 1)) / 255.0
     with torch.no_grad():
-        boxes, scores, labels, masks, num = deploy(x, torch.tensor(img.shape[:2], dtype=torch.float32))
+        boxes, scores, _labels, masks, num = deploy(x, torch.tensor(img.shape[:2], dtype=torch.float32))
     n = int(num)
     assert n == len(ref) > 0
     np.testing.assert_allclose(boxes[:n].numpy(), ref.boxes, rtol=1e-5, atol=1e-4)
@@ -95,7 +95,7 @@ def test_deploy_wrapper_eager_equals_torchvision(trained, coco_demo):
 
 
 def test_portable_onnx_matches_torchvision(trained, portable, coco_demo):
-    model, cfg, names, _ = trained
+    model, _cfg, names, _ = trained
     runtime = segrt.load(portable)
     ref = TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW)
     graph = onnx.load(str(portable))
@@ -111,7 +111,7 @@ def test_portable_onnx_matches_torchvision(trained, portable, coco_demo):
 
 
 def test_coco_ap_matches_torchvision(trained, portable, coco_demo):
-    model, cfg, names, _ = trained
+    model, _cfg, names, _ = trained
     ours = segrt.load(portable).evaluate(coco_demo / "val.json")
     theirs = evaluate(TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW), coco_demo / "val.json", coco_demo / "val")
     for key in ("bbox_AP", "segm_AP", "segm_AP50"):
@@ -138,7 +138,7 @@ def test_tensorrt_graph_computes_the_same(portable, coco_demo, tmp_path):
     for img in _val_images(coco_demo)[:2]:
         feed, _ = runtime.preprocess(img)
         want = runtime.backend.run(feed)
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
         assert int(got["num_detections"][0]) == int(want["num_detections"][0]) > 0
         n = int(want["num_detections"][0])
         assert np.array_equal(got["labels"][:n], want["labels"][:n])
@@ -164,7 +164,7 @@ def test_mask_head_runs_on_the_detections_only(portable, coco_demo):
     feed, _ = runtime.preprocess(_val_images(coco_demo)[0])
     graph.graph.output.append(onnx.helper.make_tensor_value_info(head_input, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(graph.SerializeToString())  # the graph, plus the head's input as an output
-    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
     n, padded = int(outputs["num_detections"][0]), outputs["masks"].shape[0]
     assert 0 < n < padded == runtime.metadata["max_detections"]
     assert not outputs["masks"][n:].any() and outputs["masks"][:n].max(axis=(1, 2)).min() > 0
@@ -183,7 +183,7 @@ def test_uint8_graph_close_to_float_graph(trained, portable, coco_demo, tmp_path
 def test_checkpoint_key_mismatch_names_keys(tmp_path):
     sd = build_model(MaskRCNNConfig()).state_dict()
     torch.save(sd, tmp_path / "small.pth")
-    with pytest.raises(ArtifactError, match="does not fit architecture 'maskrcnn_resnet50_fpn'.*missing keys"):
+    with pytest.raises(ArtifactError, match=r"does not fit architecture 'maskrcnn_resnet50_fpn'.*missing keys"):
         load_torchvision_state_dict(tmp_path / "small.pth", "maskrcnn_resnet50_fpn", 2)
 
 
@@ -210,7 +210,7 @@ def test_keypoint_head_and_decoding_match_torchvision():
     deploy = DeployRCNN(model, (256, 320))
     x = torch.from_numpy(img.transpose(2, 0, 1)[None].copy()).float() / 255
     with torch.no_grad():
-        boxes, scores, labels, heatmaps, num = deploy(x, torch.tensor([256.0, 320.0]))
+        boxes, _scores, _labels, heatmaps, num = deploy(x, torch.tensor([256.0, 320.0]))
     assert deploy.output_names == ["boxes", "scores", "labels", "keypoint_heatmaps", "num_detections"]
     n = int(num)
     assert n == len(ref) > 0 and heatmaps.shape == (deploy.max_detections, 17, 56, 56)

@@ -37,7 +37,7 @@ def test_calibration_feeds_are_what_predict_feeds(tiny_unet, tiny_maskrcnn):
     tiles = [tile[None] for k in range(4)  # the predictor's own tile batches, split into single tiles
              for f in record_feeds(predictor, np.ascontiguousarray(np.rot90(image, k))) for tile in f[name]]
     assert len(feeds) == len(tiles) > 4 and all(list(f) == [name] for f in feeds)
-    assert all(np.array_equal(f[name], t) for f, t in zip(feeds, tiles))
+    assert all(np.array_equal(f[name], t) for f, t in zip(feeds, tiles, strict=True))
     assert len(_calibration_feeds(tiny_unet[1], [image], 60)) > len(feeds)  # a smaller calibration tile: more feeds
 
     rgb = rng.integers(0, 255, (100, 120, 3)).astype(np.uint8)
@@ -45,5 +45,5 @@ def test_calibration_feeds_are_what_predict_feeds(tiny_unet, tiny_maskrcnn):
     predictor = segrt.load(tiny_maskrcnn)
     expected = record_feeds(predictor, rgb) + record_feeds(predictor, np.ascontiguousarray(rgb[:, ::-1]))
     assert len(feeds) == len(expected) == 2
-    for got, want in zip(feeds, expected):
+    for got, want in zip(feeds, expected, strict=True):
         assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in got)

@@ -125,7 +125,7 @@ def test_kernel_body_multi_level_matches_torchvision(emu, output_size):
     idx = np.sort(rng.integers(0, 2, len(rois)))
     names = ["p2", "p3", "p4", "p5"]
     pooler = torchvision.ops.MultiScaleRoIAlign(names, output_size, 2)
-    want = pooler(OrderedDict(zip(names, map(torch.from_numpy, feats))),
+    want = pooler(OrderedDict(zip(names, map(torch.from_numpy, feats), strict=True)),
                   [torch.from_numpy(rois[idx == i]) for i in range(2)], [(128, 160)] * 2).numpy()
     got = _emulate_multi(emu, feats, rois, idx, output_size, pooler.scales, 2)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,7 @@ NAMES = ["p2", "p3", "p4", "p5"]
 
 def _torchvision(features, rois, idx, image_sizes, output_size, sampling_ratio, names=NAMES):
     pooler = torchvision.ops.MultiScaleRoIAlign(names, output_size, sampling_ratio)
-    fmap = OrderedDict((name, torch.from_numpy(f)) for name, f in zip(names, features))
+    fmap = OrderedDict((name, torch.from_numpy(f)) for name, f in zip(names, features, strict=True))
     boxes = [torch.from_numpy(rois[idx == i]) for i in range(features[0].shape[0])]
     out = pooler(fmap, boxes, image_sizes).numpy()
     # torchvision returns boxes grouped per image; put them back in our row order

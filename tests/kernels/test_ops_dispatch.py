@@ -9,6 +9,7 @@ that there is no GPU.
 from __future__ import annotations
 
 import importlib
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -99,7 +100,7 @@ def test_cuda_inputs_are_checked_before_the_library_is_needed(no_cuda_library):
 
 def test_other_device_arrays_are_refused_clearly():
     class CupyLike:
-        __cuda_array_interface__ = {"shape": (1, 3, 16, 16)}
+        __cuda_array_interface__: ClassVar[dict[str, tuple[int, ...]]] = {"shape": (1, 3, 16, 16)}
     with pytest.raises(InputError, match="torch CUDA tensors"):
         segrt.ops.roi_align(CupyLike(), ROIS, IDX, 4)
 

@@ -119,7 +119,7 @@ def test_multi_level_matches_torchvision_cuda(ops, output_size, dtype):
     idx_np = np.sort(rng.integers(0, 2, len(rois_np))).astype(np.int32)  # sorted: torchvision groups per image
     rois, idx = _cuda(rois_np), _cuda(idx_np)
     pooler, names, boxes = _tv_pooler(feats, rois, idx, [(200, 336), (190, 300)], output_size, 2)
-    want = pooler(OrderedDict(zip(names, [f.float() for f in feats])), boxes, [(200, 336), (190, 300)])
+    want = pooler(OrderedDict(zip(names, [f.float() for f in feats], strict=True)), boxes, [(200, 336), (190, 300)])
     got = ops.multi_scale_roi_align(feats, rois, idx, output_size, pooler.scales, 2).float()
     torch.cuda.synchronize()
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else FP16_TOL
@@ -157,7 +157,7 @@ def test_fused_multi_level_is_faster_than_torchvision(ops):
     rois = _cuda(boxes_all_levels(rng, 1000, (800, 1344)).clip(0, 1344))
     idx = torch.zeros(1000, dtype=torch.int32, device="cuda")
     pooler, names, boxes = _tv_pooler(feats, rois, idx, [(800, 1344)], 14, 2)
-    fmap = OrderedDict(zip(names, feats))
+    fmap = OrderedDict(zip(names, feats, strict=True))
     pooler(fmap, boxes, [(800, 1344)])
     ours = _median_ms(lambda: ops.multi_scale_roi_align(feats, rois, idx, 14, pooler.scales, 2))
     theirs = _median_ms(lambda: pooler(fmap, boxes, [(800, 1344)]))

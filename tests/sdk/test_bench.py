@@ -76,7 +76,7 @@ def test_peak_rss_sees_memory_the_work_keeps():
 
 
 def _variants(clock: FakeClock) -> list[Variant]:
-    agree = lambda out, ref: {"same": float(out == ref)}  # noqa: E731
+    agree = lambda out, ref: {"same": float(out == ref)}  # noqa: E731 - a one-line helper of this test
     return [
         # declared before its reference: the harness still runs the reference first
         Variant("fast", lambda: clock.work(25, "a"), "end_to_end", agreement=agree, group="g"),
@@ -176,7 +176,7 @@ def test_segmentation_agreement_by_hand():
     from segrt.unet.predictor import SegmentationResult
     two, one = np.zeros((2, 4), np.int32), np.zeros((2, 4), np.int32)  # 2 objects, 1 object
     two[0, 0], two[1, 3], one[0, 0] = 1, 2, 1
-    as_result = lambda probs, inst: SegmentationResult(probs, probs.argmax(0).astype(np.uint8), inst)  # noqa: E731
+    as_result = lambda probs, inst: SegmentationResult(probs, probs.argmax(0).astype(np.uint8), inst)  # noqa: E731 - a one-line helper of this test
     assert segmentation_agreement(as_result(out, two), as_result(ref, one)) == {**a, "abs_dcount": 1.0}
     with pytest.raises(ValueError):
         segmentation_agreement(ref, ref[:, :1])
@@ -186,7 +186,7 @@ def _instances(boxes, scores, masks_hw=(32, 32)):
     from segrt.rcnn.instances import Instances
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     masks = np.zeros((len(boxes),) + masks_hw, bool)
-    for m, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
+    for m, (x1, y1, x2, y2) in zip(masks, boxes.astype(int), strict=True):
         m[y1:y2, x1:x2] = True
     return Instances(boxes, np.asarray(scores, np.float32), np.ones(len(boxes), np.int64), ["x"] * len(boxes),
                      masks, None, masks_hw)

@@ -146,7 +146,7 @@ def test_interrupted_write_leaves_the_previous_file_and_no_partial_one(tmp_path,
 def test_rebuild_command_reproduces_the_build_arguments():
     cmd = shlex.split(ef.rebuild_command(engine_meta(), "here/unet.engine"))
     assert cmd[:6] == ["python", "-m", "segrt.export.to_engine", "models/unet.onnx", "-o", "here/unet.engine"]
-    args = dict(zip(cmd[6::2], cmd[7::2]))
+    args = dict(zip(cmd[6::2], cmd[7::2], strict=True))
     assert args == {"--precision": "fp16", "--workspace-gib": "2.0", "--max-batch": "4", "--max-size": "572",
                     "--timing-cache": "trt.cache"}
 

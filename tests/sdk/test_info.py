@@ -41,5 +41,5 @@ def test_describe_and_format(tiny_maskrcnn):
 def test_garbage_is_a_clear_error(content, tmp_path):
     path = tmp_path / "bad.onnx"
     path.write_bytes(content)
-    with pytest.raises(ArtifactError, match="not (a readable ONNX file|an ONNX model)"):
+    with pytest.raises(ArtifactError, match=r"not (a readable ONNX file|an ONNX model)"):
         read_onnx_header(path)

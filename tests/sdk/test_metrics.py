@@ -70,7 +70,7 @@ def test_simple_lut_duality_and_textbook_cases():
     lut4, lut8 = M.is_simple_lut(4), M.is_simple_lut(8)
     # (4,8) simple for X  <=>  (8,4) simple for the complement of X
     np.testing.assert_array_equal(lut4, lut8[np.arange(512) ^ 0x1FF])
-    code = lambda rows: sum(int(v) << k for k, v in enumerate(np.array(rows).ravel()))  # noqa: E731
+    code = lambda rows: sum(int(v) << k for k, v in enumerate(np.array(rows).ravel()))  # noqa: E731 - a one-line helper of this test
     isolated = code([[0, 0, 0], [0, 1, 0], [0, 0, 0]])
     interior = code([[1, 1, 1], [1, 1, 1], [1, 1, 1]])
     end_point = code([[0, 0, 0], [1, 1, 0], [0, 0, 0]])
@@ -145,9 +145,9 @@ def test_split_residual_pixel_follows_priority_order():
     pred[:, 7] = False
     rows = np.broadcast_to(np.arange(SHAPE[0], dtype=float)[:, None], SHAPE)
     _, warped = M.warping_error(pred, truth, priority=10.0 - rows)   # top most confident
-    assert list(zip(*np.nonzero(warped != pred))) == [(7, 7)]
+    assert list(zip(*np.nonzero(warped != pred), strict=True)) == [(7, 7)]
     _, warped = M.warping_error(pred, truth, priority=rows)          # bottom most confident
-    assert list(zip(*np.nonzero(warped != pred))) == [(2, 7)]
+    assert list(zip(*np.nonzero(warped != pred), strict=True)) == [(2, 7)]
 
 
 def test_merge_two_objects_predicted_as_one():
@@ -270,7 +270,7 @@ def check_valid_warp(pred, truth, warped, err, connectivity):
     assert np.array_equal(warped[truth == pred], truth[truth == pred])
     # 3. finished: no remaining mismatch is a simple point
     padded = np.pad(warped, 1)
-    for r, c in zip(*np.nonzero(warped != pred)):
+    for r, c in zip(*np.nonzero(warped != pred), strict=True):
         assert not brute_simple(padded[r:r + 3, c:c + 3], connectivity), (r, c)
     # 4. the error is the residual mismatch, never more than the pixel error
     assert err == np.count_nonzero(warped != pred) / pred.size

@@ -94,7 +94,7 @@ def test_real_session_auto_and_default_agree(tiny_model):
 
 @pytest.mark.skipif(not CPU_ONLY_ORT, reason="this onnxruntime has the CUDA provider")
 def test_real_session_explicit_cuda_on_a_cpu_build_is_refused(tiny_model):
-    with pytest.raises(BackendUnavailableError, match="onnxruntime .* has no CUDAExecutionProvider"):
+    with pytest.raises(BackendUnavailableError, match=r"onnxruntime .* has no CUDAExecutionProvider"):
         OnnxRuntimeBackend(tiny_model, providers=["cuda", "cpu"])
 
 

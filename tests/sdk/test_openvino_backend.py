@@ -114,7 +114,6 @@ def test_unet_bf16_within_bound(tiny_unet):
 
 def test_unet_int8_qdq_runs_int8(tiny_unet, unet_int8):
     """The QDQ file from `segrt export --int8` runs with int8 convolutions and stays near fp32."""
-    _, path = tiny_unet
     ov = _open(unet_int8, precision="fp32")
     assert ov.metadata["quantization"]["format"] == "QDQ"
     layer_precisions: dict[str, set[str]] = {}
@@ -167,7 +166,7 @@ def test_maskrcnn_bf16_warns_and_stays_close(tiny_maskrcnn):
         x1, y1 = np.maximum(a.boxes[:, :2], b.boxes[i, :2]).T
         x2, y2 = np.minimum(a.boxes[:, 2:], b.boxes[i, 2:]).T
         inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
+        area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731 - a one-line helper of this test
         iou = inter / (area(a.boxes) + area(b.boxes[i]) - inter)
         j = int(np.argmax(np.where(a.labels == b.labels[i], iou, -1)))
         assert iou[j] >= 0.5 and abs(a.scores[j] - b.scores[i]) <= 0.15, (i, iou[j], a.scores[j], b.scores[i])
@@ -314,7 +313,7 @@ def test_ir_without_its_weights_is_a_clear_error(tiny_unet, tmp_path):
     from segrt.errors import ArtifactError
     xml = onnx_to_openvino_ir(tiny_unet[1], tmp_path / "unet.xml")
     xml.with_suffix(".bin").unlink()
-    with pytest.raises(ArtifactError, match="without its .bin"):
+    with pytest.raises(ArtifactError, match=r"without its \.bin"):
         segrt.load(xml)
 
 

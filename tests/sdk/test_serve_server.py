@@ -107,7 +107,7 @@ def test_unet_results_equal_local_predict(server, tiny_unet, scheme, tmp_path):
     mine = remote.save(remote.predict(image), tmp_path / "remote", "u", image=image)
     theirs = local.save(local.predict(image), tmp_path / "local", "u", image=image)
     assert [p.name for p in mine] == [p.name for p in theirs] == ["u_classes.png", "u_instances.png", "u_overlay.png"]
-    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(mine, theirs))
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(mine, theirs, strict=True))
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
@@ -349,7 +349,7 @@ def test_segrt_predict_and_eval_through_the_server(server, tiny_unet, tiny_split
     assert main(["predict", str(tiny_unet[1]), str(image), "--out", str(tmp_path / "local")]) == 0
     remote, local = sorted((tmp_path / "remote").iterdir()), sorted((tmp_path / "local").iterdir())
     assert [p.name for p in remote] == [p.name for p in local] and len(remote) == 3
-    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(remote, local))
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(remote, local, strict=True))
     capsys.readouterr()
     assert main(["eval", "tiny", str(tiny_split), "--server", server.grpc_url]) == 0
     remote_report = json.loads(capsys.readouterr().out)

@@ -81,7 +81,7 @@ def test_no_gpu_is_a_clear_backend_unavailable_error():
     err, count = cudart.cudaGetDeviceCount()
     if int(err) == 0 and count > 0:
         pytest.skip("this machine has a GPU")
-    with pytest.raises(BackendUnavailableError, match="no NVIDIA driver|no usable NVIDIA GPU") as info:
+    with pytest.raises(BackendUnavailableError, match=r"no NVIDIA driver|no usable NVIDIA GPU") as info:
         cuda_rt.device_info(0)
     assert "ONNX Runtime" in info.value.fix
 
@@ -319,7 +319,7 @@ def test_missing_plugin_library_names_the_library_and_ops(tmp_path, monkeypatch)
             pytest.skip("a built plugin library is installed in the package, so nothing is missing")
         except BackendUnavailableError:
             pass
-    with pytest.raises(BackendUnavailableError, match="libsegrt_trt_plugins.so") as info:
+    with pytest.raises(BackendUnavailableError, match=r"libsegrt_trt_plugins\.so") as info:
         trt_backend.load_engine_plugins(None, plugin, extra_dirs=[tmp_path])
     assert "SegrtMultiLevelRoiAlign" in str(info.value)
 
@@ -371,7 +371,7 @@ def test_threads_share_a_pool_of_contexts(two_layer_engine):
             t.start()
         for t in threads:
             t.join()
-    for x, got in zip(xs, results):
+    for x, got in zip(xs, results, strict=True):
         np.testing.assert_allclose(got, ort_be.run({"image": x})["probs"], atol=1e-3)
 
 
@@ -396,5 +396,5 @@ def test_engine_with_a_foreign_version_is_refused_on_load(two_layer_engine, tmp_
     meta, plan = ef.read_engine_file(engine)
     meta["engine"]["tensorrt_version"] = "9.0.0.0"
     forged = ef.write_engine_file(tmp_path / "old.engine", meta, plan)
-    with pytest.raises(ArtifactError, match="TensorRT 9.0.0.0"):
+    with pytest.raises(ArtifactError, match=r"TensorRT 9\.0\.0\.0"):
         TensorRTBackend(forged)

@@ -185,7 +185,8 @@ def _matches(overload, args, kwargs) -> str | None:
     unknown = [k for k in kwargs if k not in names]
     if unknown:
         return f"unknown keyword(s) {unknown}; parameters are {names}"
-    for (pname, ptype, has_default), value in zip(overload, args):
+    # strict=False: trailing parameters with defaults may be left out of ``args``
+    for (pname, ptype, _has_default), value in zip(overload, args, strict=False):
         if not _kind_ok(value, ptype):
             return f"{pname}: {type(value).__name__} where the binding takes {ptype}"
     for pname, ptype, has_default in overload[len(args):]:
@@ -275,7 +276,7 @@ def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_
         be.run({"image": x})
     onnx_to_engine(_plugin_model(tmp_path / "p.onnx"), tmp_path / "p.engine", plugin_dirs=[plugin_library_standin])
     trt_double.reset()  # a fresh registry, and metadata that does not name the plugin: the parser fails
-    with pytest.raises(ArtifactError, match="node #0 .*SegrtMultiLevelRoiAlign.*Plugin not found"):
+    with pytest.raises(ArtifactError, match=r"node #0 .*SegrtMultiLevelRoiAlign.*Plugin not found"):
         onnx_to_engine(_plugin_model(tmp_path / "q.onnx", name_the_plugin=False), tmp_path / "q.engine")
 
     called = {q for q, _, _ in recorded_calls}

@@ -52,7 +52,7 @@ def test_unet_engine_file_carries_the_build_and_predicts_like_onnxruntime(unet_e
     meta, plan = ef.read_engine_file(unet_engine)
     eng = meta["engine"]
     assert eng["tensorrt_version"] == "10.13.3.9" and eng["gpu_name"] == "segrt CPU test double (no GPU)"
-    lo, opt, hi = eng["profile"]["image"]
+    lo, _opt, hi = eng["profile"]["image"]
     assert hi[0] == 2 and hi[2] == hi[3] <= 108 and lo[2] == meta["size_min"]
     assert len(plan) > 0 and eng["build"]["max_batch"] == 2
     ref = segrt.load(unet_onnx)
@@ -94,7 +94,7 @@ def test_engine_from_another_tensorrt_version_or_gpu_is_refused(unet_engine, tmp
     meta, plan = ef.read_engine_file(unet_engine)
     meta["engine"]["tensorrt_version"] = "10.8.0.43"
     old = ef.write_engine_file(tmp_path / "old.engine", meta, plan)
-    with pytest.raises(ArtifactError, match="built with TensorRT 10.8.0.43, but this machine has TensorRT 10.13.3.9"):
+    with pytest.raises(ArtifactError, match=r"built with TensorRT 10\.8\.0\.43, but this machine has TensorRT 10\.13\.3\.9"):
         segrt.load(old)
     meta["engine"].update(tensorrt_version="10.13.3.9", compute_capability=[9, 0])
     other = ef.write_engine_file(tmp_path / "other.engine", meta, plan)
@@ -106,7 +106,7 @@ def test_engine_from_another_tensorrt_version_or_gpu_is_refused(unet_engine, tmp
 def test_a_plan_the_runtime_cannot_deserialize_names_tensorrt_reason(unet_engine, tmp_path):
     meta, plan = ef.read_engine_file(unet_engine)
     forged = ef.write_engine_file(tmp_path / "junk.engine", meta, b"not a plan" + bytes(plan[10:]))
-    with pytest.raises(ArtifactError, match="could not deserialize.*not compatible with this version"):
+    with pytest.raises(ArtifactError, match=r"could not deserialize.*not compatible with this version"):
         TensorRTBackend(forged)
 
 
@@ -320,7 +320,7 @@ def test_maskrcnn_tensorrt_graph_builds_loads_its_plugin_and_predicts_like_onnxr
 
 def test_missing_plugin_library_is_named_when_building_and_loading(trt_double, tmp_path, maskrcnn_trt_onnx,
                                                                     plugin_library_standin):
-    with pytest.raises(BackendUnavailableError, match="libsegrt_trt_plugins.so") as info:
+    with pytest.raises(BackendUnavailableError, match=r"libsegrt_trt_plugins\.so") as info:
         onnx_to_engine(maskrcnn_trt_onnx, tmp_path / "m.engine")
     assert "SegrtMultiLevelRoiAlign" in str(info.value)
     engine = onnx_to_engine(maskrcnn_trt_onnx, tmp_path / "m.engine", plugin_dirs=[plugin_library_standin])
