@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,15 @@ def _check(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace, items: list[Item], mode: str, predict_options: dict[str, Any]) -> BatchSummary:
     from segrt.cli import backend_options
     options = backend_options(args)
-    summary = run_batch(args.model, items, args.out, mode=mode, address=args.ray, actors=args.actors,
-                        cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
-                        backend=args.backend, backend_options=options, predict_options=predict_options,
-                        max_pixels=args.max_pixels or None)
+    try:
+        summary = run_batch(args.model, items, args.out, mode=mode, address=args.ray, actors=args.actors,
+                            cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+                            backend=args.backend, backend_options=options, predict_options=predict_options,
+                            max_pixels=args.max_pixels or None)
+    except KeyboardInterrupt:
+        print(f"segrt: finished images are kept in {args.out}: rerun the same command to do the rest",
+              file=sys.stderr)
+        raise
     print(summary, flush=True)
     return summary
 

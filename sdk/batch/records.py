@@ -5,7 +5,7 @@ Layout of an output folder ``OUT``::
     OUT/<key>_classes.png ...          results, as ``predictor.save`` writes them (see segrt.batch.inputs for keys)
     OUT/.segrt-batch/job.json          what produced them: mode, model (name, size, SHA-256), options
     OUT/.segrt-batch/records/<key>.json   one per image: {"image", "status", "objects", "model_ms",
-                                       "total_ms", "error", ...}; written atomically AFTER the results
+                                       "total_ms", "error", "finished", ...}; written atomically AFTER the results
     OUT/manifest.jsonl                 the records of every image of the run, one line each, sorted by key
     OUT/results.json                   R-CNN: the per-image results merged into one COCO results list
 

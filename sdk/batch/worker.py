@@ -132,6 +132,7 @@ class BatchWorker:
         except Exception as exc:  # one bad image never stops the run: it is recorded
             record.update(status="error", error=error_message(exc))
         record["total_ms"] = (time.perf_counter() - t0) * 1e3
+        record["finished"] = time.time()  # seconds since the epoch: throughput without actor start-up
         self.processed += 1
         if self.crash_once is not None and self.processed >= self.crash_once.after:
             self._maybe_crash(item, record)
