@@ -168,10 +168,16 @@ def run_batch(model: str | Path, items: list[Item], out_dir: str | Path, *, mode
                             num_cpus=cpus, num_gpus=gpus or None, batch_format="numpy")
         t0 = time.perf_counter()
         finished = 0
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            finished += len(batch["key"])
-            if on_batch is not None:
-                on_batch(finished)
+        batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
+        try:
+            for batch in batches:
+                finished += len(batch["key"])
+                if on_batch is not None:
+                    on_batch(finished)
+        finally:  # on Ctrl-C, stop the execution (and its actors) now, not when the generator is collected
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
         seconds = time.perf_counter() - t0
     rows = records.write_manifest(out_dir, [item.key for item in items])
     if mode == "predict" and model_kind(model) != "unet":  # R-CNN: one COCO results file for the run

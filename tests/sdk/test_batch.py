@@ -115,7 +115,8 @@ def test_interrupted_driver_rerun_completes_only_the_missing_images(tiny_unet, i
     done = {k for k, r in before.items() if r is not None and r["status"] == "ok"}
     assert 0 < len(done) < N_IMAGES
     summary = run_batch(tiny_unet[1], items, out, actors=1, cpus_per_actor=1, progress=False)
-    assert summary.skipped == len(done) and summary.processed == N_IMAGES - len(done)
+    # (a task in flight at the interrupt may still have committed its image: skipped >= len(done))
+    assert summary.skipped >= len(done) and summary.processed == N_IMAGES - summary.skipped > 0
     assert all(records.read_record(out, k) == before[k] for k in done)  # finished images were not redone
     assert_exactly_once(out, N_IMAGES)
     assert result_files(out) == result_files(reference)
