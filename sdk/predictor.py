@@ -129,7 +129,8 @@ def predict_file(predictor: Any, image_path: str | Path, out_dir: str | Path, st
     """What ``segrt predict`` does for one image file: read it, ``predict``, ``save`` into ``out_dir``.
 
     TIFF and zarr files go to ``predict`` as paths (read lazily, a band at a time) unless ``tta`` is asked
-    for or the predictor is ``remote`` (a Triton server takes arrays); other files are read whole with ``segrt.io.images.read_image``.
+    for or the predictor is ``remote`` (a Triton server takes arrays); other files are read whole with
+    ``segrt.io.images.read_image``.
     The batch runner (``segrt.batch``) calls this too, so its files equal local ``predict``'s byte for byte.
 
     Returns:

@@ -99,7 +99,8 @@ def coco_items(coco_json: str | Path, image_dir: str | Path | None = None) -> li
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"cannot read the image list of COCO file {coco_json}: {exc}",
                         "pass a COCO instances JSON with images[].id and images[].file_name") from None
-    return unique([Item(Path(name).with_suffix("").as_posix(), str(image_dir / name), image_id=i) for i, name in listed])
+    return unique([Item(Path(name).with_suffix("").as_posix(), str(image_dir / name), image_id=i)
+                   for i, name in listed])
 
 
 def split_items(split_dir: str | Path) -> list[Item]:

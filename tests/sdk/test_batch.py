@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ N_IMAGES = 24
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
+def local_ray() -> Iterator[None]:
     """One local Ray for the whole module: 2 CPUs, as on the CI machine (runs reuse the connection)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -36,7 +37,7 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def image_tree(tmp_path_factory) -> Path:
+def image_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """N_IMAGES grey uint16 images of different sizes in two sub-folders (keys like ``a/im3``)."""
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(3)
@@ -58,7 +59,7 @@ def unet_reference(model: Path, images: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_unet, image_tree, tmp_path_factory) -> Path:
+def reference(tiny_unet: tuple[Any, Path], image_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return unet_reference(tiny_unet[1], image_tree, tmp_path_factory.mktemp("reference"))
 
 
@@ -69,7 +70,7 @@ def result_files(out: Path) -> dict[str, bytes]:
                                                                                     records.MERGED_RESULTS)}
 
 
-def assert_exactly_once(out: Path, n: int) -> list[dict]:
+def assert_exactly_once(out: Path, n: int) -> list[dict[str, Any]]:
     """The manifest lists n distinct images, all ok, no temporary file is left, each has its record."""
     rows = records.read_manifest(out)
     assert len(rows) == n and len({r["image"] for r in rows}) == n
@@ -79,7 +80,8 @@ def assert_exactly_once(out: Path, n: int) -> list[dict]:
     return rows
 
 
-def test_cli_predict_on_ray_equals_local_byte_for_byte(tiny_unet, image_tree, reference, tmp_path):
+def test_cli_predict_on_ray_equals_local_byte_for_byte(tiny_unet: tuple[Any, Path], image_tree: Path,
+                                                       reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main(["predict", str(tiny_unet[1]), f"{image_tree}/**/*.png", "--out", str(out), "--ray",
                  "--actors", "2", "--cpus-per-actor", "0.5"])
@@ -91,7 +93,8 @@ def test_cli_predict_on_ray_equals_local_byte_for_byte(tiny_unet, image_tree, re
     assert all(r["objects"] >= 1 and 0 < r["model_ms"] <= r["total_ms"] for r in rows)
 
 
-def test_killed_worker_leaves_no_torn_missing_or_duplicate_result(tiny_unet, image_tree, reference, tmp_path):
+def test_killed_worker_leaves_no_torn_missing_or_duplicate_result(
+        tiny_unet: tuple[Any, Path], image_tree: Path, reference: Path, tmp_path: Path) -> None:
     out, marker = tmp_path / "out", tmp_path / "crashed"
     summary = run_batch(tiny_unet[1], list_images([f"{image_tree}/**/*.png"]), out, actors=2, cpus_per_actor=0.5,
                         crash_once=CrashOnce(str(marker), after=3), progress=False)
@@ -101,7 +104,8 @@ def test_killed_worker_leaves_no_torn_missing_or_duplicate_result(tiny_unet, ima
     assert result_files(out) == result_files(reference)
 
 
-def test_interrupted_driver_rerun_completes_only_the_missing_images(tiny_unet, image_tree, reference, tmp_path):
+def test_interrupted_driver_rerun_completes_only_the_missing_images(
+        tiny_unet: tuple[Any, Path], image_tree: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     items = list_images([f"{image_tree}/**/*.png"])
 
@@ -122,7 +126,8 @@ def test_interrupted_driver_rerun_completes_only_the_missing_images(tiny_unet, i
     assert result_files(out) == result_files(reference)
 
 
-def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet, image_tree, tmp_path):
+def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet: tuple[Any, Path], image_tree: Path,
+                                                      tmp_path: Path) -> None:
     images = tmp_path / "mixed"
     for p in sorted((image_tree / "a").glob("*.png"))[:4]:
         (images / p.name).parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +141,8 @@ def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet, image_tree, tmp
     rows = {r["image"]: r for r in records.read_manifest(out)}
     assert summary.images == len(rows) == 7 and summary.errors == 3 and summary.ok == 4
     assert rows["corrupt"]["error"].startswith("DataError: cannot read image")
-    assert rows["huge"]["error"].startswith("InputError: image of 200 x 300") and "--max-pixels" in rows["huge"]["error"]
+    assert rows["huge"]["error"].startswith("InputError: image of 200 x 300")
+    assert "--max-pixels" in rows["huge"]["error"]
     assert rows["rgb"]["error"].startswith("InputError: image has 3 channel(s) but the model takes 1")
     assert not list(out.glob("huge_*")) and not list(out.glob("corrupt_*"))
     # a rerun retries only the failed images (a fixed file would now succeed)
@@ -145,7 +151,8 @@ def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet, image_tree, tmp
     assert again.skipped == 4 and again.processed == 3 and again.errors == 3
 
 
-def test_rerun_with_another_model_is_refused(tiny_unet, tiny_maskrcnn, image_tree, tmp_path):
+def test_rerun_with_another_model_is_refused(tiny_unet: tuple[Any, Path], tiny_maskrcnn: Path,
+                                             image_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     items = list_images([f"{image_tree}/a/im1.png"])
     run_batch(tiny_unet[1], items, out, actors=1, cpus_per_actor=1, progress=False)
@@ -154,7 +161,8 @@ def test_rerun_with_another_model_is_refused(tiny_unet, tiny_maskrcnn, image_tre
         run_batch(tiny_maskrcnn, items, out, actors=1, cpus_per_actor=1, progress=False)
 
 
-def test_cli_eval_unet_on_ray_gives_the_local_report(tiny_unet, tiny_split, tmp_path):
+def test_cli_eval_unet_on_ray_gives_the_local_report(tiny_unet: tuple[Any, Path], tiny_split: Path,
+                                                     tmp_path: Path) -> None:
     local = load(tiny_unet[1]).evaluate(tiny_split)
     code = main(["eval", str(tiny_unet[1]), str(tiny_split), "--out", str(tmp_path / "out"), "--ray",
                  "--json", str(tmp_path / "report.json")])
@@ -163,11 +171,12 @@ def test_cli_eval_unet_on_ray_gives_the_local_report(tiny_unet, tiny_split, tmp_
 
 
 @pytest.fixture(scope="module")
-def coco_set(tmp_path_factory) -> Path:
+def coco_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 6-image COCO instances file (two square objects each), with its image folder beside it."""
     root = tmp_path_factory.mktemp("coco")
     rng = np.random.default_rng(5)
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i in range(6):
         image = rng.integers(0, 255, (90 + 4 * i, 120, 3), dtype=np.uint8)
         write_png(root / "val" / f"cells{i}.png", image)
@@ -180,7 +189,7 @@ def coco_set(tmp_path_factory) -> Path:
     return root / "val.json"
 
 
-def test_maskrcnn_predict_and_eval_on_ray_equal_local(tiny_maskrcnn, coco_set, tmp_path):
+def test_maskrcnn_predict_and_eval_on_ray_equal_local(tiny_maskrcnn: Path, coco_set: Path, tmp_path: Path) -> None:
     pytest.importorskip("pycocotools")
     predictor = load(tiny_maskrcnn, threads=1)
     reference = tmp_path / "reference"
@@ -200,7 +209,8 @@ def test_maskrcnn_predict_and_eval_on_ray_equal_local(tiny_maskrcnn, coco_set, t
     assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(local))
 
 
-def test_without_the_extra_ray_is_named_and_the_local_path_unchanged(tiny_unet, image_tree, tmp_path):
+def test_without_the_extra_ray_is_named_and_the_local_path_unchanged(tiny_unet: tuple[Any, Path],
+                                                                     image_tree: Path, tmp_path: Path) -> None:
     """With ray not importable: `--ray` names the extra; plain predict works and never imports ray."""
     blocked = ("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
                "        if name.split('.')[0] == 'ray': raise ImportError('ray is blocked')\n"
