@@ -107,13 +107,14 @@ def read_manifest(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def coco_results(out_dir: str | Path, items: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
-    """The COCO results (``instances_to_coco`` with ``image_id``) of ``(key, image_id)`` pairs, from the
-    per-image ``<key>.json`` files R-CNN ``save`` wrote, in the order given; images without one are left out."""
+    """The COCO results (``instances_to_coco`` with ``image_id``, plus ``image``: the key) of ``(key, image_id)``
+    pairs, from the per-image ``<key>.json`` files R-CNN ``save`` wrote, in the order given; images without
+    one are left out. ``image_id`` is the COCO file's id, 0 for images given as files or globs."""
     results: list[dict[str, Any]] = []
     for key, image_id in items:
         path = Path(out_dir) / f"{key}.json"
         if path.is_file():
-            results.extend({**r, "image_id": image_id} for r in json.loads(path.read_text())["instances"])
+            results.extend({**r, "image_id": image_id, "image": key} for r in json.loads(path.read_text())["instances"])
     return results
 
 

@@ -83,8 +83,8 @@ def assert_exactly_once(out: Path, n: int) -> list[dict[str, Any]]:
 def test_cli_predict_on_ray_equals_local_byte_for_byte(tiny_unet: tuple[Any, Path], image_tree: Path,
                                                        reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["predict", str(tiny_unet[1]), f"{image_tree}/**/*.png", "--out", str(out), "--ray",
-                 "--actors", "2", "--cpus-per-actor", "0.5"])
+    # default sizing: 2 actors of 0.75 CPU on 2 CPUs (two 1-CPU actors would starve Ray Data's own task)
+    code = main(["predict", str(tiny_unet[1]), f"{image_tree}/**/*.png", "--out", str(out), "--ray", "--actors", "2"])
     assert code == 0
     produced, expected = result_files(out), result_files(reference)
     assert produced.keys() == expected.keys() and len(expected) == 3 * N_IMAGES
@@ -151,6 +151,16 @@ def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet: tuple[Any, Path
     assert again.skipped == 4 and again.processed == 3 and again.errors == 3
 
 
+def test_actor_sizing_follows_the_cluster() -> None:
+    from segrt.batch.run import actor_resources
+    from segrt.errors import InputError
+    assert actor_resources(ray, 1, None, 0.0) == (1.5, 0.0) and actor_resources(ray, 2, None, 0.0) == (0.75, 0.0)
+    with pytest.raises(InputError, match="more than the cluster's 2 CPUs"):
+        actor_resources(ray, 3, 1.0, 0.0)
+    with pytest.raises(InputError, match="the Ray cluster has 0 GPUs"):
+        actor_resources(ray, 1, None, 1.0)
+
+
 def test_rerun_with_another_model_is_refused(tiny_unet: tuple[Any, Path], tiny_maskrcnn: Path,
                                              image_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -200,7 +210,7 @@ def test_maskrcnn_predict_and_eval_on_ray_equal_local(tiny_maskrcnn: Path, coco_
                  "--cpus-per-actor", "0.5"]) == 0
     assert result_files(out) == result_files(reference)
     merged = json.loads((out / records.MERGED_RESULTS).read_text())
-    per_image = [{**r, "image_id": 10 + i} for i in range(6)
+    per_image = [{**r, "image_id": 10 + i, "image": f"cells{i}"} for i in range(6)
                  for r in json.loads((reference / f"cells{i}.json").read_text())["instances"]]
     assert merged == per_image
     local = predictor.evaluate(coco_set)
