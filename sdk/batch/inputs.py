@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,7 +26,7 @@ class Item:
 
     Attributes:
         key: results name, relative to the output folder, no suffix (POSIX separators).
-        path: the image file.
+        path: the image file, absolute (Ray workers do not share the driver's working folder).
         image_id: its COCO image id (COCO inputs), else 0.
         labels: its label image (U-Net evaluation on a split folder), else "".
     """
@@ -77,7 +78,7 @@ def list_images(patterns: Iterable[str | Path]) -> list[Item]:
                                                                "to segrt; `**` matches sub-folders)")
         else:
             raise DataError(f"image not found: {pattern}", "pass image files, folders or a quoted glob pattern")
-        items.extend(Item(_key(p, base), str(p)) for p in files)
+        items.extend(Item(_key(p, base), os.path.abspath(p)) for p in files)  # workers may run elsewhere
     if not items:
         raise DataError(f"no images in {', '.join(map(str, patterns))}",
                         f"a folder contributes its {'/'.join(IMAGE_SUFFIXES)} files")
@@ -99,14 +100,15 @@ def coco_items(coco_json: str | Path, image_dir: str | Path | None = None) -> li
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"cannot read the image list of COCO file {coco_json}: {exc}",
                         "pass a COCO instances JSON with images[].id and images[].file_name") from None
-    return unique([Item(Path(name).with_suffix("").as_posix(), str(image_dir / name), image_id=i)
+    return unique([Item(Path(name).with_suffix("").as_posix(), os.path.abspath(image_dir / name), image_id=i)
                    for i, name in listed])
 
 
 def split_items(split_dir: str | Path) -> list[Item]:
     """Items for an image/label split folder (``segrt.io.datasets``), with their label files."""
     from segrt.io.datasets import list_pairs
-    return unique([Item(image.stem, str(image), labels=str(labels)) for image, labels in list_pairs(split_dir)])
+    return unique([Item(image.stem, os.path.abspath(image), labels=os.path.abspath(labels))
+                   for image, labels in list_pairs(split_dir)])
 
 
 def unique(items: list[Item]) -> list[Item]:
