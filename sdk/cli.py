@@ -42,6 +42,7 @@ EPILOG = """examples:
   segrt info runs/unet.onnx
   segrt predict runs/unet.onnx image.png --out predictions/
   segrt eval runs/unet.onnx data/dsb2018/val
+  segrt predict runs/unet.onnx 'images/**/*.png' --out predictions/ --ray --actors 2   # Ray Data, resumable
   segrt bench unet --checkpoint runs/unet.pt
 """
 
@@ -90,6 +91,11 @@ def load_predictor(args: argparse.Namespace) -> Predictor[Any] | RemotePredictor
         from segrt.serve.client import RemotePredictor
         return RemotePredictor(args.server, Path(args.model).stem)
     from segrt import load
+    return load(args.model, backend=args.backend, **backend_options(args))
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``segrt.load``'s backend options from --threads and --precision (refused without a backend that has it)."""
     options: dict[str, Any] = {}
     if args.threads and Path(args.model).suffix == ".onnx":
         options["threads"] = args.threads
@@ -98,7 +104,7 @@ def load_predictor(args: argparse.Namespace) -> Predictor[Any] | RemotePredictor
             raise SegrtError(f"--precision {args.precision} needs --backend openvino (or auto)",
                              "ONNX Runtime runs the precision the file was exported in (use the .int8.onnx for int8)")
         options["precision"] = args.precision
-    return load(args.model, backend=args.backend, **options)
+    return options
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -118,24 +124,28 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "(or its file: the stem is used), e.g. --server http://localhost:8000")
 
 
-# TIFF and zarr inputs are read lazily, tile by tile: images larger than memory work
-LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
-
-
 def cmd_predict(args: argparse.Namespace) -> None:
-    from segrt.io.images import read_image
+    if args.ray is not None:
+        from segrt.batch.cli import predict_on_ray
+        return predict_on_ray(args)
+    from segrt.predictor import predict_file
     predictor = load_predictor(args)
-    options = {k: v for k, v in (("tta", args.tta or None), ("tile", args.tile), ("batch", args.batch),
-                                 ("tiles", {"on": True, "off": False}.get(args.windows))) if v is not None}
     for image_path in args.images:
-        lazy = Path(image_path).suffix.lower() in LAZY_SUFFIXES and not args.tta and not args.server
-        image = None if lazy else read_image(image_path)
-        result = predictor.predict(str(image_path) if image is None else image, **options)
-        written = predictor.save(result, args.out, Path(image_path).stem, image=image)
+        result, written = predict_file(predictor, image_path, args.out, Path(image_path).stem,
+                                       remote=bool(args.server), **predict_options(args))
         print(f"{image_path}: {len(result)} objects -> {', '.join(str(p) for p in written)}")
 
 
+def predict_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``predict`` options the CLI's flags ask for (only those given)."""
+    return {k: v for k, v in (("tta", args.tta or None), ("tile", args.tile), ("batch", args.batch),
+                              ("tiles", {"on": True, "off": False}.get(args.windows))) if v is not None}
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.ray is not None:
+        from segrt.batch.cli import eval_on_ray
+        return eval_on_ray(args)
     predictor = load_predictor(args)
     options = {k: v for k, v in (("tta", args.tta or None), ("images", args.images)) if v}
     report = predictor.evaluate(args.data, **options)
@@ -154,11 +164,14 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 def register_runtime(cli: Commands) -> None:
     """The verbs that need only the runtime."""
+    from segrt.batch.cli import add_ray_arguments  # the options only: Ray is imported when --ray runs
     p = cli.add("predict", cmd_predict, help="segment images; write masks and an overlay PNG per image",
                 description="Run a model on images and write its masks (U-Net: class and instance label PNGs; "
                             "Mask R-CNN: COCO-style JSON with RLE masks) plus an overlay picture per image.")
     p.add_argument("model", type=Path, help=".onnx or TensorRT engine from `segrt export`")
-    p.add_argument("images", type=Path, nargs="+", help="PNG/TIFF/JPEG files")
+    p.add_argument("images", type=Path, nargs="+",
+                   help="PNG/TIFF/JPEG files (with --ray also folders, quoted globs like 'images/**/*.png', "
+                        "or a COCO JSON with its image folder beside it)")
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)")
     p.add_argument("--tta", action="store_true", help="U-Net: average the 8 flips/rotations")
     p.add_argument("--tile", type=int, default=None, help="U-Net: largest input tile edge (default: the model's)")
@@ -167,6 +180,7 @@ def register_runtime(cli: Commands) -> None:
                    help="Mask R-CNN: sliding windows at native resolution for large images (default auto: when "
                         "fitting the image into the model input would shrink it more than 2x)")
     add_backend_arguments(p)
+    add_ray_arguments(p)
 
     p = cli.add("eval", cmd_eval, help="score a model on held-out data",
                 description="U-Net: pixel error, IoU, adapted Rand error and warping error (and their best over "
@@ -180,6 +194,9 @@ def register_runtime(cli: Commands) -> None:
     p.add_argument("--tta", action="store_true", help="U-Net: average the 8 flips/rotations")
     add_backend_arguments(p)
     p.add_argument("--json", type=Path, help="also write the report here")
+    p.add_argument("--out", type=Path, default=Path("predictions"),
+                   help="with --ray: folder for the per-image results, records and manifest (default: %(default)s)")
+    add_ray_arguments(p)
 
     p = cli.add("info", cmd_info, help="show what an artifact holds, without loading it",
                 description="Metadata, inputs/outputs, opsets, engine header and plugin of an .onnx or engine "

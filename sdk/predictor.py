@@ -129,6 +129,29 @@ class FeedRecorder:
         self.predictor.backend, self._backend = self._backend, None
 
 
+# TIFF and zarr inputs are read lazily, tile by tile: images larger than memory work
+LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
+
+
+def predict_file(predictor: Any, image_path: str | Path, out_dir: str | Path, stem: str, *,
+                 remote: bool = False, **options: Any) -> tuple[Result, list[Path]]:
+    """What ``segrt predict`` does for one image file: read it, ``predict``, ``save`` into ``out_dir``.
+
+    TIFF and zarr files go to ``predict`` as paths (read lazily, a band at a time) unless ``tta`` is asked
+    for or the predictor is ``remote`` (a Triton server takes arrays); other files are read whole with
+    ``segrt.io.images.read_image``.
+    The batch runner (``segrt.batch``) calls this too, so its files equal local ``predict``'s byte for byte.
+
+    Returns:
+        the result and the paths ``save`` wrote (written atomically).
+    """
+    from segrt.io.images import read_image
+    lazy = Path(image_path).suffix.lower() in LAZY_SUFFIXES and not options.get("tta") and not remote
+    image = str(image_path) if lazy else read_image(image_path)
+    result = predictor.predict(image, **options)
+    return result, predictor.save(result, out_dir, stem, image=None if lazy else image)
+
+
 def record_feeds(predictor: Any, image: np.ndarray, **options: Any) -> list[dict[str, np.ndarray]]:
     """The feeds ``predictor.predict(image, **options)`` passes to ``predictor.backend.run``, in order."""
     with FeedRecorder(predictor) as recorder:

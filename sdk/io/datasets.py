@@ -42,16 +42,17 @@ def list_pairs(split_dir: str | Path) -> list[tuple[Path, Path]]:
 
 def load_split(split_dir: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """Load every (image, labels) pair of a split; labels as int32 [H, W]."""
-    pairs = []
-    for image_path, label_path in list_pairs(split_dir):
-        image, labels = read_image(image_path), read_image(label_path)
-        if labels.ndim != 2:
-            raise DataError(f"{label_path} has shape {labels.shape}; label images must be single-channel",
-                            "store instance ids (or 0/1 masks) as a grey uint16/uint8 PNG")
-        if image.shape[:2] != labels.shape:
-            raise DataError(f"{image_path.name}: image is {image.shape[:2]} but its labels are {labels.shape}",
-                            "image and label must have the same height and width")
-        pairs.append((image, labels.astype(np.int32)))
-    return pairs
+    return [load_pair(image_path, label_path) for image_path, label_path in list_pairs(split_dir)]
 
 
+def load_pair(image_path: str | Path, label_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One image ([H, W] or [H, W, C], as stored) and its labels (int32 [H, W]); errors name a mismatch."""
+    image_path, label_path = Path(image_path), Path(label_path)
+    image, labels = read_image(image_path), read_image(label_path)
+    if labels.ndim != 2:
+        raise DataError(f"{label_path} has shape {labels.shape}; label images must be single-channel",
+                        "store instance ids (or 0/1 masks) as a grey uint16/uint8 PNG")
+    if image.shape[:2] != labels.shape:
+        raise DataError(f"{image_path.name}: image is {image.shape[:2]} but its labels are {labels.shape}",
+                        "image and label must have the same height and width")
+    return image, labels.astype(np.int32)

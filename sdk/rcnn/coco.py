@@ -100,9 +100,22 @@ def evaluate(predictor: Predictor[Instances], coco_json: str | Path, image_dir: 
         "keypoints_AP", "_AP50", "_AP75", "_APM", "_APL" (Keypoint R-CNN), "images": n}; AP in [0, 1],
         -1 where COCO has no ground truth of that size.
     """
+    gt = load_ground_truth(coco_json, image_dir)
+    image_dir = Path(image_dir)
+    results: list[dict[str, Any]] = []
+    has_masks, has_keypoints = True, False
+    for img_id in sorted(gt.getImgIds()):
+        res = predictor.predict(read_image(image_dir / gt.imgs[img_id]["file_name"]))
+        has_masks = has_masks and res.has_masks
+        has_keypoints = res.keypoints is not None
+        results.extend(instances_to_coco(res, image_id=img_id))
+    return score_results(gt, results, has_masks, has_keypoints)
+
+
+def load_ground_truth(coco_json: str | Path, image_dir: str | Path) -> Any:
+    """The ``pycocotools.coco.COCO`` of an instances file, after checking that ``image_dir`` holds all its images."""
     try:
         from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
     except ImportError:
         raise InputError("COCO evaluation needs pycocotools", "pip install 'segrt[eval]' (or pycocotools)") from None
     coco_json, image_dir = Path(coco_json), Path(image_dir)
@@ -110,18 +123,21 @@ def evaluate(predictor: Predictor[Instances], coco_json: str | Path, image_dir: 
         raise DataError(f"COCO annotation file not found: {coco_json}", "check the path")
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(coco_json))
-    results: list[dict[str, Any]] = []
-    has_masks, has_keypoints = True, False
     missing = [gt.imgs[i]["file_name"] for i in gt.getImgIds()
                if not (image_dir / gt.imgs[i]["file_name"]).is_file()]
     if missing:
         raise DataError(f"{len(missing)} image(s) listed in {coco_json.name} are not in {image_dir}: "
                         f"{', '.join(missing[:5])}", "pass the folder that holds the COCO file's images")
-    for img_id in sorted(gt.getImgIds()):
-        res = predictor.predict(read_image(image_dir / gt.imgs[img_id]["file_name"]))
-        has_masks = has_masks and res.has_masks
-        has_keypoints = res.keypoints is not None
-        results.extend(instances_to_coco(res, image_id=img_id))
+    return gt
+
+
+def score_results(gt: Any, results: list[dict[str, Any]], has_masks: bool, has_keypoints: bool) -> dict[str, float]:
+    """The metrics of :func:`evaluate` for COCO result dicts (``instances_to_coco`` with ``image_id``) against ``gt``.
+
+    ``has_masks``: every prediction carried masks (segm AP is computed); ``has_keypoints``: the model
+    predicts keypoints (OKS AP is computed).
+    """
+    from pycocotools.cocoeval import COCOeval
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
     names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
     iou_types: list[Literal["bbox", "segm"]] = ["bbox", "segm"] if has_masks else ["bbox"]

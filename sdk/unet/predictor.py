@@ -206,32 +206,44 @@ class UNetPredictor:
 def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False) -> dict[str, Any]:
     """Score a U-Net on an image/label folder with the paper's metrics.
 
-    Per image: at the argmax decision (threshold 0.5 for two classes) pixel error,
-    foreground IoU, adapted Rand error of the connected components vs the true
-    instances, warping error, and object counts; plus the ISBI-style sweep over
-    10 thresholds (``segrt.unet.metrics.threshold_sweep``) with the best value of each.
-    Results are averaged over the images of the split.
+    Per image (:func:`score_image`): at the argmax decision (threshold 0.5 for two classes) pixel
+    error, foreground IoU, adapted Rand error of the connected components vs the true instances,
+    warping error, and object counts; plus the ISBI-style sweep over 10 thresholds
+    (``segrt.unet.metrics.threshold_sweep``) with the best value of each. Results are averaged over
+    the images of the split (:func:`summarize_scores`).
     """
     from segrt.io.datasets import load_split
-    from segrt.unet.metrics import adapted_rand_error, iou, pixel_error, threshold_sweep, warping_error
+    per_image = [score_image(predictor, image, labels, tta=tta) for image, labels in load_split(split_dir)]
+    return summarize_scores(per_image, tta=tta, model=str(predictor.backend.path))
 
-    per_image: list[dict[str, Any]] = []
-    for image, labels in load_split(split_dir):
-        result = predictor.predict(image, tta=tta, probs="float32")
-        assert result.probs is not None and result.instances is not None  # asked for both just above
-        pred, truth = result.classes == predictor.foreground, labels > 0
-        prob = result.probs[predictor.foreground]
-        sweep = threshold_sweep(prob, labels)
-        per_image.append({
-            "pixel_error": pixel_error(pred, truth), "iou": iou(pred, truth),
-            "rand_error": adapted_rand_error(result.instances, labels),
-            "warping_error": warping_error(pred, truth, priority=np.abs(prob - 0.5))[0],
-            "objects_predicted": result.count, "objects_true": int(len(np.unique(labels)) - 1),
-            "best_over_thresholds": {k: v["value"] for k, v in sweep["best"].items()},
-        })
+
+def score_image(predictor: UNetPredictor, image: np.ndarray, labels: np.ndarray, tta: bool = False
+                ) -> dict[str, Any]:
+    """The metrics of one image ([H, W] or [H, W, C]) against its int32 [H, W] instance labels (0 = background).
+
+    Returns a JSON-ready dict: pixel_error, iou, rand_error, warping_error (floats), objects_predicted,
+    objects_true (ints) and best_over_thresholds {metric: value}.
+    """
+    from segrt.unet.metrics import adapted_rand_error, iou, pixel_error, threshold_sweep, warping_error
+    result = predictor.predict(image, tta=tta, probs="float32")
+    assert result.probs is not None and result.instances is not None  # asked for both just above
+    pred, truth = result.classes == predictor.foreground, labels > 0
+    prob = result.probs[predictor.foreground]
+    sweep = threshold_sweep(prob, labels)
+    return {
+        "pixel_error": pixel_error(pred, truth), "iou": iou(pred, truth),
+        "rand_error": adapted_rand_error(result.instances, labels),
+        "warping_error": warping_error(pred, truth, priority=np.abs(prob - 0.5))[0],
+        "objects_predicted": result.count, "objects_true": int(len(np.unique(labels)) - 1),
+        "best_over_thresholds": {k: v["value"] for k, v in sweep["best"].items()},
+    }
+
+
+def summarize_scores(per_image: list[dict[str, Any]], tta: bool, model: str) -> dict[str, Any]:
+    """The report of :func:`evaluate`: each metric of :func:`score_image` averaged over ``per_image`` (in order)."""
     keys = ["pixel_error", "iou", "rand_error", "warping_error", "objects_predicted", "objects_true"]
     report: dict[str, Any] = {k: float(np.mean([r[k] for r in per_image])) for k in keys}
     report["best_over_thresholds"] = {k: float(np.mean([r["best_over_thresholds"][k] for r in per_image]))
                                       for k in per_image[0]["best_over_thresholds"]}
-    report.update(images=len(per_image), tta=tta, model=str(predictor.backend.path))
+    report.update(images=len(per_image), tta=tta, model=model)
     return report
