@@ -43,6 +43,11 @@ def parse_url(url: str) -> tuple[str, str]:
     return parsed.scheme, f"{parsed.hostname}:{port}"
 
 
+# statuses worth retrying: the server (or a dependency) is temporarily unable, the request was fine
+RETRY_STATUSES = ("503", "StatusCode.UNAVAILABLE")
+RETRY_BASE_S = 0.25
+
+
 def _split_error(message: str) -> tuple[str, str | None]:
     problem, _, fix = message.partition("\n  fix: ")
     return problem.strip(), (fix.strip() or None)
@@ -68,7 +73,11 @@ class RemotePredictor:
         model: pipeline model name (default: the server's only segrt model).
         timeout_s: limit for connecting and for each request, seconds.
         probs: U-Net: also fetch the class probabilities float32 [K, H, W] (off: ``result.probs`` is None,
-            and the response is K x 4 bytes per pixel smaller).
+            and the response is K x 4 bytes per pixel smaller; the server does not compute them).
+        instances: U-Net: also fetch the instance labels int32 [H, W] (off: ``result.instances`` is None,
+            and the server does not compute them).
+        retries: how often a request is retried when the server is unavailable or refuses the connection
+            (waits 0.25, 0.5, 1 s, ...); a request the server refuses as bad input is never retried.
 
     Implements the predictor protocol (``segrt.predictor``): ``kind``, ``metadata``, ``backend``
     (a :class:`TritonEndpoint`), ``predict``, ``draw``, ``save``, ``evaluate``, ``last_timings``.
@@ -77,11 +86,13 @@ class RemotePredictor:
     Usable from several threads (one connection per thread).
     """
 
-    def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 60.0, probs: bool = True) -> None:
+    def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 60.0, probs: bool = True,
+                 instances: bool = True, retries: int = 3) -> None:
         self.protocol, self.address = parse_url(url)
         self.url = f"{self.protocol}://{self.address}"
         self.timeout_s = float(timeout_s)
         self.probs = probs
+        self.retries = max(0, int(retries))
         self._tc, self._exception = _tritonclient(self.protocol)
         self._local = threading.local()
         self._clients: list[Any] = []
@@ -96,7 +107,8 @@ class RemotePredictor:
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.max_pixels = int(params.get("max_pixels", {}).get("string_value", protocol.DEFAULT_MAX_PIXELS))
         self.batching = int(config.get("max_batch_size", 0)) > 0
-        self.outputs = [n for n in protocol.outputs_for(self.kind) if n != "probs" or probs]
+        self.outputs = [n for n in protocol.outputs_for(self.kind)
+                        if (n != "probs" or probs) and (n != "instances" or instances)]
         self.foreground = int(self.metadata.get("foreground_class", 1))
         self.backend = TritonEndpoint(self.url, self.model)
         self.last_timings: dict[str, float] = {}
@@ -116,21 +128,31 @@ class RemotePredictor:
             self._clients.append(client)
         return client
 
-    def _call(self, fn, *args, **kwargs):
-        """Run a client call; server refusals -> InputError, everything else -> ServerError."""
-        try:
-            return fn(*args, **kwargs)
-        except self._exception as exc:
-            status, message = str(exc.status() or ""), exc.message() or str(exc)
-            if status in ("400", "StatusCode.INVALID_ARGUMENT"):
-                raise InputError(*_split_error(message)) from None
-            raise ServerError(f"{self.url}: {message}", "check that the server is running (segrt serve) and "
-                              "its log; retry once it is ready") from None
-        except SegrtError:
-            raise
-        except Exception as exc:  # transport failures (refused, reset, closed, timed out) of either client library
-            raise ServerError(f"{self.url}: {type(exc).__name__}: {exc}",
-                              "check that the server is running (segrt serve); retry once it is ready") from None
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a client call. Refusals of the request (INVALID_ARG / HTTP 400) -> InputError, never retried;
+        an unavailable or unreachable server is retried ``retries`` times with doubling waits (0.25 s, 0.5 s,
+        ...), then ServerError; other server faults -> ServerError at once."""
+        attempt = 0
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except self._exception as exc:
+                status, message = str(exc.status() or ""), exc.message() or str(exc)
+                if status in ("400", "StatusCode.INVALID_ARGUMENT"):
+                    raise InputError(*_split_error(message)) from None
+                retry = status in RETRY_STATUSES or "connect" in message.lower()
+                error = ServerError(f"{self.url}: {message}", "check that the server is running (segrt serve) and "
+                                    "its log; retry once it is ready")
+            except SegrtError:
+                raise
+            except Exception as exc:  # transport failures (refused, reset, closed, timed out) of either library
+                retry = isinstance(exc, ConnectionRefusedError) or "refused" in str(exc).lower()
+                error = ServerError(f"{self.url}: {type(exc).__name__}: {exc}",
+                                    "check that the server is running (segrt serve); retry once it is ready")
+            if not retry or attempt >= self.retries:
+                raise error from None
+            time.sleep(RETRY_BASE_S * 2 ** attempt)
+            attempt += 1
 
     def _config(self) -> dict[str, Any]:
         if self.protocol == "grpc":
@@ -138,11 +160,17 @@ class RemotePredictor:
         return self._client.get_model_config(self.model)
 
     def _only_model(self) -> str:
-        if self.protocol == "grpc":
-            index = self._call(self._client.get_model_repository_index, as_json=True,
-                               client_timeout=self.timeout_s).get("models", [])
-        else:
-            index = self._call(self._client.get_model_repository_index)
+        """The server's only segrt model, from its repository index (which a segrt server closes to clients)."""
+        try:
+            if self.protocol == "grpc":
+                index = self._call(self._client.get_model_repository_index, as_json=True,
+                                   client_timeout=self.timeout_s).get("models", [])
+            else:
+                index = self._call(self._client.get_model_repository_index)
+        except SegrtError:
+            raise InputError(f"{self.url} does not list its models (segrt serve closes the repository API to "
+                             "clients)", "name the model: RemotePredictor(url, model=NAME), NAME = the file stem "
+                             "(segrt serve prints it)") from None
         ready = [m["name"] for m in index if m.get("state") == "READY" and not m["name"].endswith("_net")]
         if len(ready) != 1:
             raise InputError(f"{self.url} serves {len(ready)} models ({', '.join(ready) or 'none ready'})",
