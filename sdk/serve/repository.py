@@ -94,13 +94,43 @@ def _dims(shape: Sequence[int | None]) -> list[int]:
     return [-1 if d is None else int(d) for d in shape]
 
 
+# Mask R-CNN network outputs by name (segrt.export's deploy graphs); an engine header names them, not their types
+RCNN_NETWORK_DTYPES = {"boxes": "float32", "scores": "float32", "labels": "int64", "masks": "float32",
+                       "num_detections": "int64", "keypoint_heatmaps": "float32"}
+
+
+def engine_io(meta: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """Network inputs and outputs of a segrt engine, from its header alone (no TensorRT needed).
+
+    Inputs come from the build profile (``engine.profile``: a dimension whose min and max differ is
+    dynamic, None), outputs from the metadata (``output_name`` for U-Net, ``outputs`` for Mask R-CNN).
+    """
+    from segrt.backends.base import TensorInfo
+    profile = (meta.get("engine") or {}).get("profile") or {}
+    dtype = np.dtype(meta.get("input_dtype", "float32"))
+    inputs = [TensorInfo(name, tuple(int(lo) if lo == hi else None for lo, hi in zip(tri[0], tri[2])), dtype)
+              for name, tri in profile.items()]
+    if meta["kind"] == "unet":
+        name = meta.get("input_name", "image")
+        if not inputs:
+            inputs = [TensorInfo(name, (None, int(meta["input_channels"]), None, None), dtype)]
+        k = len(meta["class_names"])
+        return inputs, [TensorInfo(meta.get("output_name", "probs"), (None, k, None, None), np.dtype("float32"))]
+    if "image_size" not in profile:
+        inputs.append(TensorInfo("image_size", (2,), np.dtype("float32")))
+    names = meta.get("outputs") or ["boxes", "labels", "scores", "masks", "num_detections"]
+    return inputs, [TensorInfo(n, (), np.dtype(RCNN_NETWORK_DTYPES.get(n, "float32"))) for n in names]
+
+
 def read_artifact(path: Path) -> tuple[dict[str, Any], list[Any], list[Any], bytes | None]:
-    """(metadata, inputs, outputs, TensorRT plan or None) of an artifact; engines are read without TensorRT."""
+    """(metadata, inputs, outputs, TensorRT plan or None) of an artifact; engines are read without TensorRT,
+    their inputs and outputs from the header (:func:`engine_io`)."""
     fmt = format_for_path(path)
     if fmt.name == "engine":
         from segrt.artifact.engine_file import read_engine_file
         meta, plan = read_engine_file(path)
-        return meta, [], [], bytes(plan)  # Triton auto-completes a plan's inputs and outputs
+        inputs, outputs = engine_io(meta)
+        return meta, inputs, outputs, bytes(plan)
     from segrt import open_backend
     backend = open_backend(path)
     try:
@@ -171,7 +201,9 @@ def pipeline_config(name: str, artifact_file: str, meta: dict[str, Any], *, gpu:
         params["segrt_network_model"] = net_name
         params["segrt_network_io"] = json.dumps({
             "inputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_in],
-            "outputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_out]})
+            "outputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_out],
+            # an engine's optimization profile: the pipeline keeps its tiles inside it
+            "profiles": (meta.get("engine") or {}).get("profile") or {}})
     config: dict[str, Any] = {
         "name": name, "backend": "python", "max_batch_size": int(max_batch),
         "input": inputs, "output": outputs,
@@ -266,7 +298,9 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
                 shutil.copy2(path, net_version / "model.onnx")
             plugin = (meta.get("engine") or {}).get("plugin") if engine else None
             header = PLUGIN_NOTE.format(library=Path(plugin["library"]).name) if plugin else ""
-            _write_config(tmp / net_name, network_config(net_name, engine, inputs, outputs, instances), header)
+            # a plan's config leaves inputs and outputs to Triton's auto-complete (exact dtypes from the plan)
+            _write_config(tmp / net_name, network_config(net_name, engine, [] if engine else inputs,
+                                                         [] if engine else outputs, instances), header)
         if repo.exists():  # swap: the old repository stays whole until the new one is in place
             old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".old", dir=repo.parent))
             os.replace(repo, old / repo.name)
