@@ -59,6 +59,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # them is refused before any work.
 DEFAULT_MAX_PROBS_PIXELS = 40_000_000
 DEFAULT_MAX_TTA_PIXELS = 16_000_000
+# Header that unlocks the operator's APIs of a segrt server (repository, shared memory, logging, ...)
+ADMIN_HEADER = "segrt-admin-key"
 # Channels an image may have (grey, grey+alpha, RGB, RGBA), checked before any pass over the pixels.
 MAX_CHANNELS = 4
 

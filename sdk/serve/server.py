@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Sequence
 
 from segrt.errors import BackendUnavailableError, ServerError
+from segrt.serve import protocol
 from segrt.serve.repository import pipeline_models
 
 
@@ -157,7 +158,7 @@ def _die_with_parent() -> None:
 # APIs only the operator may call: the repository (index, load, unload), shared-memory registration,
 # log settings, traces and statistics. Health, metadata, model config and inference stay open.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace", "statistics")
-ADMIN_HEADER = "segrt-admin-key"
+ADMIN_HEADER = protocol.ADMIN_HEADER
 STOP_GRACE_S = 30.0   # Kubernetes' default terminationGracePeriodSeconds
 KILL_MARGIN_S = 5.0   # kept back from the grace period for the SIGKILL fallback and its cleanup
 
@@ -188,7 +189,8 @@ class TritonServer:
         log_file: server log path; ``"-"`` sends it to this process's stdout (``kubectl logs``);
             default: a file in the server's work folder, kept on failures.
         admin_key: value of the ``segrt-admin-key`` header that unlocks the restricted APIs
-            (:data:`RESTRICTED_APIS`); default: a random key nobody is told, i.e. closed.
+            (:data:`RESTRICTED_APIS`); default: the ``SEGRT_ADMIN_KEY`` environment variable, else a random
+            key nobody is told, i.e. closed.
     """
 
     def __init__(self, repo: str | Path, models: Sequence[str] | None = None, *, host: str = "127.0.0.1",
@@ -205,7 +207,7 @@ class TritonServer:
             raise ServerError(f"{self.repo} has no model {', '.join(missing)}", "name models the repository holds")
         self.host, self.http_port, self.grpc_port, self.metrics_port = host, http_port, grpc_port, metrics_port
         self.exit_timeout_s = max(1, min(int(exit_timeout_s), int(STOP_GRACE_S - KILL_MARGIN_S)))
-        self.admin_key = admin_key or secrets.token_hex(16)
+        self.admin_key = admin_key or os.environ.get("SEGRT_ADMIN_KEY") or secrets.token_hex(16)
         self.install = find_tritonserver()
         self._work = Path(tempfile.mkdtemp(prefix="segrt-triton-"))
         self.log_to_stdout = str(log_file) == "-"
@@ -240,7 +242,6 @@ class TritonServer:
 
     def _max_pixels(self) -> int:
         """The largest ``max_pixels`` of the served models: OpenCV's decoder is bounded by it."""
-        from segrt.serve import protocol
         from segrt.serve.repository import parse_config
         limits = [protocol.DEFAULT_MAX_PIXELS]
         for m in self.models:

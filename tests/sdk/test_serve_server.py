@@ -377,6 +377,25 @@ def test_client_retries_unavailable_with_backoff_but_never_bad_input(server):
     assert len(calls) == 2
 
 
+def test_shared_memory_needs_the_admin_key_and_gives_the_same_results(server, tiny_unet):
+    """A co-located client with the operator's key sends pixels and receives U-Net outputs through /dev/shm: the
+    same arrays as over the socket; without the key the registration is refused; close() removes its region."""
+    image = _images()[1]
+    want = RemotePredictor(server.grpc_url, "tiny").predict(image)
+    for url in (server.grpc_url, server.http_url):
+        remote = RemotePredictor(url, "tiny", shared_memory=True, admin_key=server.admin_key)
+        for _ in range(2):  # the second request reuses the registered region
+            got = remote.predict(image)
+            for k in ("probs", "classes", "instances"):
+                np.testing.assert_array_equal(getattr(got, k), getattr(want, k), err_msg=k)
+        names = [a.name for a in remote._arenas]
+        assert names and all(Path("/dev/shm", n).exists() for n in names)
+        remote.close()
+        assert not any(Path("/dev/shm", n).exists() for n in names)
+    with pytest.raises(ServerError, match="restricted"):
+        RemotePredictor(server.http_url, "tiny", shared_memory=True, admin_key="wrong").predict(image)
+
+
 def test_start_refuses_a_taken_port_and_names_it(repo):
     """Triton loads models before binding: another server on our port would answer our health checks."""
     import socket
