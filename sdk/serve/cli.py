@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from segrt.errors import InputError, SegrtError, ServerError
 from segrt.serve import protocol
@@ -123,7 +123,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def register(cli) -> None:
+def register(cli: Any) -> None:
     """Add ``segrt serve`` to the command line (``cli.add(name, handler, help=..., description=...)``)."""
     add_arguments(cli.add("serve", cmd_serve, help="serve models on Triton Inference Server (HTTP/gRPC)",
                           description=DESCRIPTION))

@@ -22,7 +22,7 @@ import numpy as np
 
 from segrt.errors import BackendUnavailableError, InputError, SegrtError, ServerError
 from segrt.serve import protocol
-def _tritonclient(protocol_name: str):
+def _tritonclient(protocol_name: str) -> tuple[Any, Any]:
     try:
         if protocol_name == "grpc":
             import tritonclient.grpc as tc
@@ -129,7 +129,7 @@ class RemotePredictor:
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
-    def _client(self):
+    def _client(self) -> Any:
         """This thread's Triton client: the HTTP client (gevent) must stay on the thread that made it."""
         client = getattr(self._local, "client", None)
         if client is None:
@@ -199,7 +199,7 @@ class RemotePredictor:
         through this thread's shared-memory region instead of the socket.
         """
         tc = self._tc
-        arena = self._arena() if self.shared_memory else None
+        arena: Any = self._arena() if self.shared_memory else None
         arrays = {n: np.ascontiguousarray(a[None] if self.batching else a) for n, a in inputs.items()}
         shm_outputs = self._output_shapes(inputs, outputs) if arena is not None else {}
         if arena is not None:
@@ -297,7 +297,7 @@ class RemotePredictor:
 
     __call__ = predict
 
-    def _local_class(self):
+    def _local_class(self) -> Any:
         from segrt import PREDICTORS
         import importlib
         module, name = PREDICTORS[self.kind].split(":")
@@ -332,5 +332,5 @@ class RemotePredictor:
     def __enter__(self) -> "RemotePredictor":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -203,7 +203,8 @@ def encoded_header(data: bytes | np.ndarray) -> tuple[str, int, int, int]:
     if fmt is None:
         raise InputError("the encoded image is not a PNG, JPEG or TIFF file (by its first bytes)",
                          "send the bytes of a PNG, JPEG or TIFF file, or the pixels as an array")
-    b = memoryview(data if isinstance(data, (bytes, bytearray)) else np.ascontiguousarray(data).view(np.uint8)).cast("B")
+    raw: Any = data if isinstance(data, (bytes, bytearray)) else np.ascontiguousarray(data).view(np.uint8)
+    b = memoryview(raw).cast("B")
     size: tuple[int, int, int] | None
     if fmt == "png":
         size = None

@@ -48,7 +48,7 @@ PLUGIN_NOTE = ("# This engine needs the segrt TensorRT plugin library ({library}
                "# or LD_PRELOAD=/path/to/{library} tritonserver ...\n")
 
 
-def _model_config_pb2():
+def _model_config_pb2() -> tuple[Any, Any, Any]:
     try:
         from google.protobuf import json_format, text_format
         from tritonclient.grpc import model_config_pb2
@@ -69,7 +69,7 @@ def config_text(config: dict[str, Any]) -> str:
     return text_format.MessageToString(message)
 
 
-def parse_config(text: str, source: str = "config.pbtxt"):
+def parse_config(text: str, source: str = "config.pbtxt") -> Any:
     """Parse config.pbtxt text with Triton's ModelConfig schema; returns the message, raises ArtifactError."""
     pb2, _, text_format = _model_config_pb2()
     try:
@@ -293,7 +293,7 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
             net_version = tmp / net_name / "1"
             net_version.mkdir(parents=True)
             if engine:
-                (net_version / "model.plan").write_bytes(plan)
+                (net_version / "model.plan").write_bytes(plan or b"")
             else:
                 shutil.copy2(path, net_version / "model.onnx")
             plugin = (meta.get("engine") or {}).get("plugin") if engine else None

@@ -96,6 +96,7 @@ def prepare_backends(install: TritonInstall, work_dir: Path) -> Path | None:
         return None
     dest = work_dir / "backends"
     shutil.copytree(install.backend_dir, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    assert install.python_stub is not None  # found together with the bundled backends
     shutil.copy2(install.python_stub, dest / "python" / "triton_python_backend_stub")
     return dest
 

@@ -29,15 +29,15 @@ except ImportError:  # importable elsewhere so the module can be checked and doc
     pb_utils = None
 
 
-def _param(config: dict[str, Any], key: str, default: str | None = None) -> str | None:
-    return (config.get("parameters", {}).get(key) or {}).get("string_value", default)
+def _param(config: dict[str, Any], key: str, default: str = "") -> str:
+    return str((config.get("parameters", {}).get(key) or {}).get("string_value", default))
 
 
-def _to_numpy(tensor) -> np.ndarray:
+def _to_numpy(tensor: Any) -> np.ndarray:
     return np.from_dlpack(tensor)
 
 
-def _to_triton(name: str, array: np.ndarray):
+def _to_triton(name: str, array: np.ndarray) -> Any:
     array = np.ascontiguousarray(array)
     if array.size == 0:  # DLPack reports zero strides for empty arrays, which the stub refuses; no bytes to misread
         return pb_utils.Tensor(name, array)
@@ -53,7 +53,7 @@ def _quiet_dlpack_capsules() -> None:
     """
     previous = sys.unraisablehook
 
-    def hook(unraisable) -> None:
+    def hook(unraisable: Any) -> None:
         if unraisable.exc_type is ValueError and "PyCapsule_GetPointer called with incorrect name" in str(
                 unraisable.exc_value) and unraisable.object is None:
             return
@@ -111,7 +111,7 @@ class TritonPythonModel:
         self.kind = self.predictor.kind
         self.channels = int(self.predictor.metadata["input_channels"]) if self.kind == "unet" else None
 
-    def execute(self, requests: list) -> list:
+    def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request, in order; a failed request never stops the others."""
         responses = []
         for request in requests:
@@ -133,7 +133,7 @@ class TritonPythonModel:
                     output_tensors=[], error=pb_utils.TritonError(message, getattr(pb_utils.TritonError, code))))
         return responses
 
-    def _inputs(self, request) -> tuple[np.ndarray, dict[str, Any]]:
+    def _inputs(self, request: Any) -> tuple[np.ndarray, dict[str, Any]]:
         present = {}
         for name in (*protocol.IMAGE_INPUTS.values(), protocol.ENCODED_INPUT):
             t = pb_utils.get_input_tensor_by_name(request, name)
@@ -162,7 +162,7 @@ class TritonPythonModel:
                                  "send the image without tta, or split it")
         return image, options
 
-    def _run(self, request) -> list:
+    def _run(self, request: Any) -> list[Any]:
         image, options = self._inputs(request)
         wanted = set(request.requested_output_names()) if hasattr(request, "requested_output_names") else set()
         wanted = wanted or set(protocol.outputs_for(self.kind))  # none named: all (KServe v2)
@@ -192,7 +192,7 @@ def _hwc(image: np.ndarray) -> np.ndarray:
     return image[:, :, None] if image.ndim == 2 else image
 
 
-def _predictor_for(backend):
+def _predictor_for(backend: Any) -> Any:
     import importlib
     from segrt import PREDICTORS
     module, name = PREDICTORS[backend.metadata["kind"]].split(":")
