@@ -142,6 +142,32 @@ def _stubs(server_pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def _reap_stubs(stubs: list[tuple[int, str]], grace_s: float) -> None:
+    """After its server is gone: SIGKILL each stub still running after ``grace_s`` and remove its shared memory.
+
+    A pid is killed only while its command line still names its region (never a reused pid).
+    """
+    deadline = time.monotonic() + grace_s
+    for pid, region in stubs:
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        while time.monotonic() < deadline and _names(cmdline, region):
+            time.sleep(0.05)
+        if _names(cmdline, region):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        Path("/dev/shm", region).unlink(missing_ok=True)
+
+
+def _names(cmdline: Path, region: str) -> bool:
+    """Whether a live (non-zombie) process's command line names ``region``."""
+    try:
+        return region.encode() in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM (a draining stop) when the thread that started the server dies,
     so a killed ``segrt serve`` never leaves a server behind (Linux prctl PR_SET_PDEATHSIG).
@@ -363,7 +389,8 @@ class TritonServer:
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGINT (drain in-flight requests, unload, exit); if it outlives ``timeout_s`` (default: the exit
-        timeout plus a margin, 30 s in all at most), SIGKILL with its stubs and their shared memory.
+        timeout plus a margin, 30 s in all at most), SIGKILL. Either way, backend stubs that outlive the
+        server are killed and their shared memory removed.
 
         Returns the exit code; ``self.drained`` tells whether the server stopped by itself.
         """
@@ -371,14 +398,18 @@ class TritonServer:
         if p is None:
             return None
         if p.poll() is None:
+            stubs = _stubs(p.pid)
             p.send_signal(signal.SIGINT)
-            wait_s = self.exit_timeout_s + KILL_MARGIN_S - 1 if timeout_s is None else timeout_s
+            wait_s = self.exit_timeout_s + KILL_MARGIN_S - 2 if timeout_s is None else timeout_s
             try:
                 p.wait(timeout=wait_s)
                 self.drained = True
             except subprocess.TimeoutExpired:
-                self.kill()
+                p.kill()
+                p.wait()
                 self.drained = False
+            # a server whose own exit timeout expired exits at once and leaves its stubs (they ignore signals)
+            _reap_stubs(stubs, grace_s=1.0)
         elif self.drained is None:
             self.drained = p.returncode == 0
         return p.returncode
@@ -393,12 +424,7 @@ class TritonServer:
             stubs = _stubs(self.process.pid)
             self.process.kill()
             self.process.wait()
-            for pid, region in stubs:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                Path("/dev/shm", region).unlink(missing_ok=True)
+            _reap_stubs(stubs, grace_s=0.0)
             self.drained = False
 
     def wait(self) -> int:

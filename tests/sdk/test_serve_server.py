@@ -456,8 +456,9 @@ def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
             futures = [pool.submit(client, srv.http_url if i % 2 else srv.grpc_url) for i in range(4)]
             while len(served) < 8:
                 time.sleep(0.01)
-            stubs = [pid for pid, _ in _stubs(srv.process.pid)]
-            assert stubs
+            found = _stubs(srv.process.pid)
+            stubs = [pid for pid, _ in found]
+            assert stubs and all(Path("/dev/shm", region).exists() for _, region in found)
             srv.kill()
             t_kill = time.monotonic()
             killed.set()
@@ -466,6 +467,7 @@ def test_killed_server_gives_clear_errors_then_restart_serves(repo, tiny_unet):
         assert max(ends) - t_kill < 12  # each client learnt of the failure within its timeout: no hang
         assert all(np.array_equal(s, want.instances) for s in served)
         assert not _alive(stubs)  # no stub outlives the kill
+        assert not any(Path("/dev/shm", region).exists() for _, region in found)  # nor its shared memory
         srv.start()
         for url in (srv.http_url, srv.grpc_url):
             np.testing.assert_array_equal(RemotePredictor(url, "tiny").predict(image).probs, want.probs)
