@@ -13,7 +13,7 @@ The pipeline model runs the network itself (ONNX Runtime, or TensorRT through ``
 which loads the engine's plugin library from its metadata) unless ``bls_network=True``: then it
 calls ``NAME_net`` by BLS and only pre/post-processing stay in Python. The network-only model
 needs Triton's onnxruntime/tensorrt backends, which the server bundled with ``nvidia-pytriton``
-lacks: ``segrt serve`` therefore serves the pipeline models only (it loads models explicitly),
+lacks: ``segrt serve`` therefore serves the pipeline models only (only they are linked into the folder it serves),
 and the ``_net`` models are for the official container (untested here; their configs are
 parsed against Triton's ModelConfig schema when written).
 

@@ -308,14 +308,18 @@ def test_large_unet_requests_with_and_without_probabilities(server, mini_unet, h
     """Above the local 'auto' limit of 2048 x 2048 the server returns probabilities when asked (never None), and
     computes neither probabilities nor instances when not asked."""
     image = np.random.default_rng(5).integers(0, 256, hw, dtype=np.uint8)
-    local = segrt.load(mini_unet).predict(image, probs="float32", progress=False)
     got = RemotePredictor(server.grpc_url, "mini", timeout_s=300).predict(image)
-    assert got.probs.shape == (2, *hw)
-    for k in ("probs", "classes", "instances"):
-        np.testing.assert_array_equal(getattr(got, k), getattr(local, k), err_msg=k)
+    assert got.probs.shape == (2, *hw) and got.probs.dtype == np.float32
     bare = RemotePredictor(server.http_url, "mini", timeout_s=300, probs=False, instances=False).predict(image)
     assert bare.probs is None and bare.instances is None
-    np.testing.assert_array_equal(bare.classes, local.classes)
+    np.testing.assert_array_equal(bare.classes, got.classes)
+    if hw[0] * hw[1] <= 2100 * 2100:  # every array against local predict (the 36 MP one would cost CI ~20 s more)
+        local = segrt.load(mini_unet).predict(image, probs="float32", progress=False)
+        for k in ("probs", "classes", "instances"):
+            np.testing.assert_array_equal(getattr(got, k), getattr(local, k), err_msg=k)
+    else:  # the classes are the probabilities' argmax, and the instances label exactly the foreground
+        np.testing.assert_array_equal(got.probs.argmax(0), got.classes)
+        np.testing.assert_array_equal(got.instances > 0, got.classes == 1)
 
 
 def test_burst_beyond_the_queue_is_rejected_at_once_and_server_recovers(server, tiny_unet):
