@@ -54,6 +54,15 @@ KEYPOINT_OUTPUTS: dict[str, tuple[str, list[int]]] = {"keypoints": ("FP32", [-1,
 # A pipeline model refuses images above this many pixels unless configured otherwise
 # (`max_pixels` in its config): one request must not take a server's memory.
 DEFAULT_MAX_PIXELS = 40_000_000
+# U-Net probabilities (K x 4 bytes per pixel in the response) and test-time augmentation (8 passes)
+# have their own limits (`max_probs_pixels`, `max_tta_pixels`); above them a request asking for
+# them is refused before any work.
+DEFAULT_MAX_PROBS_PIXELS = 40_000_000
+DEFAULT_MAX_TTA_PIXELS = 16_000_000
+# Header that unlocks the operator's APIs of a segrt server (repository, shared memory, logging, ...)
+ADMIN_HEADER = "segrt-admin-key"
+# Channels an image may have (grey, grey+alpha, RGB, RGBA), checked before any pass over the pixels.
+MAX_CHANNELS = 4
 
 
 def outputs_for(kind: str) -> dict[str, tuple[str, list[int]]]:
@@ -97,43 +106,142 @@ def check_pixels(h: int, w: int, max_pixels: int) -> None:
                          "split the image into tiles, or raise max_pixels when writing the model repository")
 
 
-def check_request_image(image: np.ndarray, max_pixels: int) -> np.ndarray:
-    """Server-side checks of an [H, W, C] request array: the predictors' own check, then the size limit."""
+def check_request_image(image: np.ndarray, max_pixels: int, channels: int | None = None) -> np.ndarray:
+    """Server-side checks of an [H, W, C] request array, cheapest first: rank, size limit and channel
+    count from the shape alone, then the predictors' own check (which reads every value for NaN).
+
+    ``channels``: the count the model takes (None: 1 to :data:`MAX_CHANNELS`).
+    """
+    if image.ndim != 3:
+        raise InputError(f"a request image has shape [H, W, C], got {list(image.shape)}",
+                         "send one [H, W, C] image per request")
+    h, w, c = image.shape
+    check_pixels(h, w, max_pixels)
+    if channels is not None and c != channels:
+        raise InputError(f"this model takes {channels}-channel images, got {c} channels",
+                         "convert the image (e.g. grey to RGB with np.repeat) before sending it")
+    if not 1 <= c <= MAX_CHANNELS and image.size:
+        raise InputError(f"an image has 1 to {MAX_CHANNELS} channels, got {c}", "send [H, W, C] with C <= 4")
     check_image(image)
-    check_pixels(image.shape[0], image.shape[1], max_pixels)
     return image
 
 
-def encoded_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
-    """(H, W) read from a PNG or JPEG header without decoding, or None for other formats.
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
+# JPEG start-of-frame markers (SOF0..SOF15 except DHT C4, JPG C8, DAC CC): they carry the frame size
+_JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_SAMPLES = 256, 257, 277
 
-    Lets a server refuse a small file that would decode to a huge image.
-    """
-    b = bytes(data[:65536]) if isinstance(data, (bytes, bytearray)) else np.asarray(data[:65536]).tobytes()
-    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24 and b[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", b[16:24])
-        return int(h), int(w)
-    if b[:2] == b"\xff\xd8":  # JPEG: walk the segments to the first start-of-frame marker
-        i = 2
-        while i + 9 < len(b):
-            if b[i] != 0xFF:
-                return None
-            marker, length = b[i + 1], struct.unpack(">H", b[i + 2:i + 4])[0]
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                h, w = struct.unpack(">HH", b[i + 5:i + 9])
-                return int(h), int(w)
-            i += 2 + length
+
+def encoded_format(data: bytes | np.ndarray) -> str | None:
+    """'png', 'jpeg' or 'tiff' from the file's magic bytes; None for anything else."""
+    head = bytes(data[:8]) if isinstance(data, (bytes, bytearray)) else np.asarray(data[:8]).tobytes()
+    if head.startswith(PNG_MAGIC):
+        return "png"
+    if head.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if head[:4] in TIFF_MAGICS:
+        return "tiff"
     return None
 
 
+def _jpeg_size(b: memoryview) -> tuple[int, int, int] | None:
+    """(H, W, channels) from the first start-of-frame segment, wherever it lies (EXIF may come first)."""
+    i, n = 2, len(b)
+    while i + 4 <= n:
+        if b[i] != 0xFF:
+            return None
+        marker = b[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = struct.unpack(">H", b[i + 2:i + 4])[0]
+        if marker in _JPEG_SOF:
+            if i + 10 > n:
+                return None
+            h, w = struct.unpack(">HH", b[i + 5:i + 9])
+            return int(h), int(w), int(b[i + 9])
+        if marker == 0xDA or length < 2:  # scan data before any frame header: malformed
+            return None
+        i += 2 + length
+    return None
+
+
+def _tiff_size(b: memoryview) -> tuple[int, int, int] | None:
+    """(H, W, samples per pixel) from the first IFD of a classic TIFF (the page OpenCV decodes)."""
+    if len(b) < 8:
+        return None
+    end = "<" if bytes(b[:2]) == b"II" else ">"
+    (ifd,) = struct.unpack(end + "I", b[4:8])
+    if ifd + 2 > len(b):
+        return None
+    (count,) = struct.unpack(end + "H", b[ifd:ifd + 2])
+    tags: dict[int, int] = {}
+    for k in range(count):
+        at = ifd + 2 + 12 * k
+        if at + 12 > len(b):
+            return None
+        tag, typ, num = struct.unpack(end + "HHI", b[at:at + 8])
+        if tag in (_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_SAMPLES) and num == 1:
+            tags[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), b[at + 8:at + (10 if typ == 3 else 12)])[0]
+    if _TIFF_WIDTH not in tags or _TIFF_LENGTH not in tags:
+        return None
+    return int(tags[_TIFF_LENGTH]), int(tags[_TIFF_WIDTH]), int(tags.get(_TIFF_SAMPLES, 1))
+
+
+def encoded_header(data: bytes | np.ndarray) -> tuple[str, int, int, int]:
+    """(format, H, W, channels) read from a PNG, JPEG or TIFF header without decoding anything.
+
+    InputError for any other format, and for a header that does not give the size: a server
+    decodes only what it has sized first.
+    """
+    fmt = encoded_format(data)
+    if fmt is None:
+        raise InputError("the encoded image is not a PNG, JPEG or TIFF file (by its first bytes)",
+                         "send the bytes of a PNG, JPEG or TIFF file, or the pixels as an array")
+    raw: Any = data if isinstance(data, (bytes, bytearray)) else np.ascontiguousarray(data).view(np.uint8)
+    b = memoryview(raw).cast("B")
+    size: tuple[int, int, int] | None
+    if fmt == "png":
+        size = None
+        if len(b) >= 26 and bytes(b[12:16]) == b"IHDR":
+            w, h = struct.unpack(">II", b[16:24])
+            size = (int(h), int(w), {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(int(b[25]), 0))
+    elif fmt == "jpeg":
+        size = _jpeg_size(b)
+    else:
+        size = _tiff_size(b)
+    if size is None:
+        raise InputError(f"the {fmt.upper()} header gives no image size (truncated or malformed file)",
+                         "send the complete bytes of the file")
+    return (fmt, *size)
+
+
+def encoded_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(H, W) read from a PNG, JPEG or TIFF header without decoding; None when the header does not give it."""
+    try:
+        return encoded_header(data)[1:3]
+    except InputError:
+        return None
+
+
 def decode_request_image(data: np.ndarray, max_pixels: int) -> np.ndarray:
-    """Decode PNG/JPEG/TIFF bytes (uint8 [n]) as ``read_image`` reads a file: unchanged depth, colour as RGB."""
+    """Decode PNG/JPEG/TIFF bytes (uint8 [n]) as ``read_image`` reads a file: unchanged depth, colour as RGB.
+
+    Only these three formats (by magic bytes) are decoded, and only after their header gave a size
+    and channel count within the limits.
+    """
     data = np.ascontiguousarray(np.asarray(data, dtype=np.uint8).reshape(-1))
     if data.size == 0:
         raise InputError("the encoded image is empty (0 bytes)", "send the bytes of a PNG, JPEG or TIFF file")
-    hw = encoded_size(data)
-    if hw is not None:
-        check_pixels(*hw, max_pixels)
+    fmt, h, w, c = encoded_header(data)
+    check_pixels(h, w, max_pixels)
+    if not 1 <= c <= MAX_CHANNELS:
+        raise InputError(f"the {fmt.upper()} image has {c} channels", f"send 1 to {MAX_CHANNELS} channels")
     img = decode_image(data)
     if img is None:
         raise InputError(f"the encoded image ({data.size} bytes) cannot be decoded",
@@ -175,11 +283,12 @@ def crops_to_masks(mask_boxes: np.ndarray, mask_bits: np.ndarray, image_hw: tupl
 
 
 def encode_result(kind: str, result: Any, with_probs: bool = True) -> dict[str, np.ndarray]:
-    """A predictor's result -> the response tensors (no batch dimension)."""
+    """A predictor's result -> the response tensors (no batch dimension); U-Net outputs left None are left out."""
     if kind == "unet":
-        out = {"classes": result.classes.astype(np.uint8, copy=False),
-               "instances": result.instances.astype(np.int32, copy=False)}
-        if with_probs:
+        out = {"classes": result.classes.astype(np.uint8, copy=False)}
+        if result.instances is not None:
+            out["instances"] = result.instances.astype(np.int32, copy=False)
+        if with_probs and result.probs is not None:
             out["probs"] = result.probs.astype(np.float32, copy=False)
         return out
     out = {"boxes": result.boxes.astype(np.float32, copy=False), "scores": result.scores.astype(np.float32, copy=False),
@@ -197,7 +306,7 @@ def decode_result(kind: str, tensors: dict[str, np.ndarray], class_names: list[s
     """Response tensors (no batch dimension) -> ``SegmentationResult`` or ``Instances``, as local predict returns."""
     if kind == "unet":
         from segrt.unet.predictor import SegmentationResult
-        return SegmentationResult(tensors.get("probs"), tensors["classes"], tensors["instances"])
+        return SegmentationResult(tensors.get("probs"), tensors["classes"], tensors.get("instances"))
     from segrt.rcnn.instances import Instances
     h, w = (int(v) for v in tensors["image_size"])
     labels = tensors["labels"].astype(np.int64)

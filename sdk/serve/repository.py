@@ -13,7 +13,7 @@ The pipeline model runs the network itself (ONNX Runtime, or TensorRT through ``
 which loads the engine's plugin library from its metadata) unless ``bls_network=True``: then it
 calls ``NAME_net`` by BLS and only pre/post-processing stay in Python. The network-only model
 needs Triton's onnxruntime/tensorrt backends, which the server bundled with ``nvidia-pytriton``
-lacks: ``segrt serve`` therefore serves the pipeline models only (it loads models explicitly),
+lacks: ``segrt serve`` therefore serves the pipeline models only (only they are linked into the folder it serves),
 and the ``_net`` models are for the official container (untested here; their configs are
 parsed against Triton's ModelConfig schema when written).
 
@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,7 +48,7 @@ PLUGIN_NOTE = ("# This engine needs the segrt TensorRT plugin library ({library}
                "# or LD_PRELOAD=/path/to/{library} tritonserver ...\n")
 
 
-def _model_config_pb2():
+def _model_config_pb2() -> tuple[Any, Any, Any]:
     try:
         from google.protobuf import json_format, text_format
         from tritonclient.grpc import model_config_pb2
@@ -68,7 +69,7 @@ def config_text(config: dict[str, Any]) -> str:
     return text_format.MessageToString(message)
 
 
-def parse_config(text: str, source: str = "config.pbtxt"):
+def parse_config(text: str, source: str = "config.pbtxt") -> Any:
     """Parse config.pbtxt text with Triton's ModelConfig schema; returns the message, raises ArtifactError."""
     pb2, _, text_format = _model_config_pb2()
     try:
@@ -93,13 +94,43 @@ def _dims(shape: Sequence[int | None]) -> list[int]:
     return [-1 if d is None else int(d) for d in shape]
 
 
+# Mask R-CNN network outputs by name (segrt.export's deploy graphs); an engine header names them, not their types
+RCNN_NETWORK_DTYPES = {"boxes": "float32", "scores": "float32", "labels": "int64", "masks": "float32",
+                       "num_detections": "int64", "keypoint_heatmaps": "float32"}
+
+
+def engine_io(meta: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """Network inputs and outputs of a segrt engine, from its header alone (no TensorRT needed).
+
+    Inputs come from the build profile (``engine.profile``: a dimension whose min and max differ is
+    dynamic, None), outputs from the metadata (``output_name`` for U-Net, ``outputs`` for Mask R-CNN).
+    """
+    from segrt.backends.base import TensorInfo
+    profile = (meta.get("engine") or {}).get("profile") or {}
+    dtype = np.dtype(meta.get("input_dtype", "float32"))
+    inputs = [TensorInfo(name, tuple(int(lo) if lo == hi else None for lo, hi in zip(tri[0], tri[2])), dtype)
+              for name, tri in profile.items()]
+    if meta["kind"] == "unet":
+        name = meta.get("input_name", "image")
+        if not inputs:
+            inputs = [TensorInfo(name, (None, int(meta["input_channels"]), None, None), dtype)]
+        k = len(meta["class_names"])
+        return inputs, [TensorInfo(meta.get("output_name", "probs"), (None, k, None, None), np.dtype("float32"))]
+    if "image_size" not in profile:
+        inputs.append(TensorInfo("image_size", (2,), np.dtype("float32")))
+    names = meta.get("outputs") or ["boxes", "labels", "scores", "masks", "num_detections"]
+    return inputs, [TensorInfo(n, (), np.dtype(RCNN_NETWORK_DTYPES.get(n, "float32"))) for n in names]
+
+
 def read_artifact(path: Path) -> tuple[dict[str, Any], list[Any], list[Any], bytes | None]:
-    """(metadata, inputs, outputs, TensorRT plan or None) of an artifact; engines are read without TensorRT."""
+    """(metadata, inputs, outputs, TensorRT plan or None) of an artifact; engines are read without TensorRT,
+    their inputs and outputs from the header (:func:`engine_io`)."""
     fmt = format_for_path(path)
     if fmt.name == "engine":
         from segrt.artifact.engine_file import read_engine_file
         meta, plan = read_engine_file(path)
-        return meta, [], [], bytes(plan)  # Triton auto-completes a plan's inputs and outputs
+        inputs, outputs = engine_io(meta)
+        return meta, inputs, outputs, bytes(plan)
     from segrt import open_backend
     backend = open_backend(path)
     try:
@@ -109,13 +140,52 @@ def read_artifact(path: Path) -> tuple[dict[str, Any], list[Any], list[Any], byt
             backend.close()
 
 
+@dataclass(frozen=True)
+class ServingLimits:
+    """What one request may cost a pipeline model; every limit is checked before the work it bounds.
+
+    Attributes:
+        max_pixels: larger images are refused (pixels, H x W).
+        max_probs_pixels: U-Net: larger images get no probabilities (refused with INVALID_ARG when
+            asked for; K x 4 bytes per pixel in the response).
+        max_tta_pixels: U-Net: larger images are refused test-time augmentation (8x the compute).
+        max_queue: requests waiting per model beyond which new ones are rejected at once (0: unbounded).
+        queue_timeout_s: a request waiting longer than this in the queue is rejected (0: never); a client
+            may ask for less (gRPC deadline / Triton's ``timeout`` parameter).
+        bls_timeout_s: BLS pipelines: limit of each network call (0: none).
+    """
+
+    max_pixels: int = protocol.DEFAULT_MAX_PIXELS
+    max_probs_pixels: int = protocol.DEFAULT_MAX_PROBS_PIXELS
+    max_tta_pixels: int = protocol.DEFAULT_MAX_TTA_PIXELS
+    max_queue: int = 32
+    queue_timeout_s: float = 60.0
+    bls_timeout_s: float = 60.0
+
+    def check(self) -> None:
+        """InputError when a limit is negative or a size limit is zero."""
+        sizes = (self.max_pixels, self.max_probs_pixels, self.max_tta_pixels)
+        if min(sizes) < 1 or min(self.max_queue, self.queue_timeout_s, self.bls_timeout_s) < 0:
+            raise InputError(f"serving limits must be positive (sizes) or >= 0, got {self}",
+                             "e.g. --max-pixels 40000000 --max-queue 32 --queue-timeout 60")
+
+
 def pipeline_config(name: str, artifact_file: str, meta: dict[str, Any], *, gpu: bool, instances: int,
-                    max_batch: int, max_pixels: int, threads: int | None,
-                    network: tuple[str, list[Any], list[Any]] | None = None) -> dict[str, Any]:
-    """The pipeline model's ModelConfig as a dict (protobuf JSON names)."""
+                    max_batch: int, max_pixels: int | None = None, threads: int | None,
+                    network: tuple[str, list[Any], list[Any]] | None = None,
+                    limits: ServingLimits | None = None) -> dict[str, Any]:
+    """The pipeline model's ModelConfig as a dict (protobuf JSON names).
+
+    ``threads`` 0/None: ONNX Runtime threads are decided when the model loads, on the serving
+    machine (its cores / instances), not baked in from the machine that wrote the repository.
+    """
+    limits = limits or ServingLimits(**({"max_pixels": int(max_pixels)} if max_pixels else {}))
     ragged = max_batch > 0  # requests of different sizes may share a batch; the model handles each alone
+    # U-Net: the channel count is the network's, so Triton itself refuses other shapes; Mask R-CNN takes
+    # grey, RGB and RGBA alike (checked in the model, before any pass over the pixels)
+    channels = int(meta["input_channels"]) if meta["kind"] == "unet" and "input_channels" in meta else -1
     inputs = [{"name": n, "data_type": "TYPE_" + protocol.TRITON_DTYPES[n],
-               "dims": [-1, -1, -1], "optional": True, "allow_ragged_batch": ragged}
+               "dims": [-1, -1, channels], "optional": True, "allow_ragged_batch": ragged}
               for n in protocol.IMAGE_INPUTS.values()]
     inputs.append({"name": protocol.ENCODED_INPUT, "data_type": "TYPE_UINT8", "dims": [-1], "optional": True,
                    "allow_ragged_batch": ragged})
@@ -123,21 +193,32 @@ def pipeline_config(name: str, artifact_file: str, meta: dict[str, Any], *, gpu:
         inputs.append({"name": protocol.TTA_INPUT, "data_type": "TYPE_UINT8", "dims": [1], "optional": True})
     outputs = [{"name": n, "data_type": "TYPE_" + t, "dims": d} for n, (t, d) in protocol.outputs_for(meta["kind"]).items()]
     params = {"segrt_artifact": artifact_file, "segrt_metadata": json.dumps(meta, sort_keys=True),
-              "max_pixels": str(int(max_pixels)), "threads": str(int(threads or 0))}
+              "max_pixels": str(int(limits.max_pixels)), "max_probs_pixels": str(int(limits.max_probs_pixels)),
+              "max_tta_pixels": str(int(limits.max_tta_pixels)), "threads": str(int(threads or 0)),
+              "bls_timeout_s": str(float(limits.bls_timeout_s))}
     if network is not None:
         net_name, net_in, net_out = network
         params["segrt_network_model"] = net_name
         params["segrt_network_io"] = json.dumps({
             "inputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_in],
-            "outputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_out]})
+            "outputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_out],
+            # an engine's optimization profile: the pipeline keeps its tiles inside it
+            "profiles": (meta.get("engine") or {}).get("profile") or {}})
     config: dict[str, Any] = {
         "name": name, "backend": "python", "max_batch_size": int(max_batch),
         "input": inputs, "output": outputs,
         "instance_group": [{"kind": "KIND_GPU" if gpu else "KIND_CPU", "count": int(instances)}],
         "parameters": {k: {"string_value": v} for k, v in params.items()},
     }
+    # The dynamic batcher is on even without batching (max_batch_size 0): it owns the queue policy, and it
+    # hands each request to the next free instance. Over-full queue and expired waits -> rejected at once.
+    policy: dict[str, Any] = {"timeout_action": "REJECT", "allow_timeout_override": True,
+                              "max_queue_size": int(limits.max_queue)}
+    if limits.queue_timeout_s > 0:
+        policy["default_timeout_microseconds"] = int(limits.queue_timeout_s * 1e6)
+    config["dynamic_batching"] = {"default_queue_policy": policy}
     if max_batch > 0:
-        config["dynamic_batching"] = {"max_queue_delay_microseconds": 1000}
+        config["dynamic_batching"]["max_queue_delay_microseconds"] = 1000
     return config
 
 
@@ -156,19 +237,23 @@ def network_config(name: str, engine: bool, inputs: list[Any], outputs: list[Any
 
 
 def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *, instances: int = 1,
-                           max_batch: int = 8, bls_network: bool = False, max_pixels: int = protocol.DEFAULT_MAX_PIXELS,
-                           threads: int | None = None) -> Path:
+                           max_batch: int = 0, bls_network: bool = False, max_pixels: int | None = None,
+                           threads: int | None = None, limits: ServingLimits | None = None) -> Path:
     """Write a Triton model repository serving ``artifacts`` (see the module doc for the layout).
 
     Args:
         artifacts: ``.onnx`` files or segrt TensorRT engines (``segrt export``).
         repo: output folder; replaced as a whole (written beside it, then renamed into place).
         instances: model instances (per GPU for engines: KIND_GPU; else KIND_CPU).
-        max_batch: dynamic batching limit of the pipeline models (0 = no dynamic batching).
+        max_batch: requests per ``execute`` call (0, the default: one request per call, each instance
+            takes the next request as soon as it is free; >0: Triton groups up to this many requests
+            for one instance, which runs them one after another, so it only adds queueing here).
         bls_network: the pipeline models call their ``NAME_net`` model by BLS instead of running the
             network in Python (official Triton container only).
-        max_pixels: larger images are refused with an error response.
-        threads: ONNX Runtime intra-op threads per instance (default: cores / instances).
+        max_pixels: larger images are refused with an error response (shorthand for ``limits.max_pixels``).
+        threads: ONNX Runtime intra-op threads per instance (default: decided when the model loads, on the
+            serving machine: its cores / instances).
+        limits: request size, queue and timeout limits (:class:`ServingLimits`).
 
     Returns:
         ``repo``.
@@ -185,7 +270,10 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
             raise ArtifactError(f"artifact not found: {p}", "pass the .onnx or .engine file written by `segrt export`")
     if len(set(names)) != len(names):
         raise InputError(f"two artifacts would get the same model name: {names}", "rename one of the files")
-    threads = threads or max(1, (os.cpu_count() or 1) // (instances * len(paths)))
+    limits = limits or ServingLimits()
+    if max_pixels:
+        limits = ServingLimits(**{**limits.__dict__, "max_pixels": int(max_pixels)})
+    limits.check()
     repo = Path(repo)
     repo.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".partial", dir=repo.parent))
@@ -200,17 +288,19 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
             (version / "model.py").write_text(MODEL_PY)
             network = (net_name, inputs, outputs) if bls_network else None
             _write_config(tmp / name, pipeline_config(name, path.name, meta, gpu=engine, instances=instances,
-                                                      max_batch=max_batch, max_pixels=max_pixels, threads=threads,
-                                                      network=network))
+                                                      max_batch=max_batch, threads=threads, network=network,
+                                                      limits=limits))
             net_version = tmp / net_name / "1"
             net_version.mkdir(parents=True)
             if engine:
-                (net_version / "model.plan").write_bytes(plan)
+                (net_version / "model.plan").write_bytes(plan or b"")
             else:
                 shutil.copy2(path, net_version / "model.onnx")
             plugin = (meta.get("engine") or {}).get("plugin") if engine else None
             header = PLUGIN_NOTE.format(library=Path(plugin["library"]).name) if plugin else ""
-            _write_config(tmp / net_name, network_config(net_name, engine, inputs, outputs, instances), header)
+            # a plan's config leaves inputs and outputs to Triton's auto-complete (exact dtypes from the plan)
+            _write_config(tmp / net_name, network_config(net_name, engine, [] if engine else inputs,
+                                                         [] if engine else outputs, instances), header)
         if repo.exists():  # swap: the old repository stays whole until the new one is in place
             old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".old", dir=repo.parent))
             os.replace(repo, old / repo.name)

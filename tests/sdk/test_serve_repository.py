@@ -42,7 +42,49 @@ def test_bls_pipeline_names_its_network_model(tiny_unet, tmp_path):
     assert pipe.parameters["segrt_network_model"].string_value == "tiny_net"
     io = json.loads(pipe.parameters["segrt_network_io"].string_value)
     assert io["inputs"] == [["image", "float32", [-1, 1, -1, -1]]] and io["outputs"][0][0] == "probs"
-    assert pipe.max_batch_size == 0 and not pipe.HasField("dynamic_batching")
+    assert pipe.max_batch_size == 0 and pipe.dynamic_batching.max_queue_delay_microseconds == 0
+
+
+def test_queue_policy_limits_and_fixed_channels(tiny_unet, tmp_path):
+    """Every pipeline model has a bounded queue that rejects (not delays) when full or timed out, its limits, a
+    U-Net image input with the network's channel count fixed, and no thread count baked in by the writing machine."""
+    from segrt.serve.repository import ServingLimits
+    limits = ServingLimits(max_queue=5, queue_timeout_s=2.5, max_probs_pixels=123, max_tta_pixels=45)
+    repo = write_model_repository([tiny_unet[1]], tmp_path / "repo", limits=limits)
+    pipe = parse_config((repo / "tiny/config.pbtxt").read_text())
+    policy = pipe.dynamic_batching.default_queue_policy
+    assert pipe.max_batch_size == 0
+    assert (policy.max_queue_size, policy.default_timeout_microseconds, policy.allow_timeout_override) == (5, 2_500_000, True)
+    assert policy.timeout_action == 0  # REJECT in model_config.proto
+    assert {i.name: list(i.dims) for i in pipe.input}["image"] == [-1, -1, 1]
+    p = {k: v.string_value for k, v in pipe.parameters.items()}
+    assert (p["max_probs_pixels"], p["max_tta_pixels"], p["threads"]) == ("123", "45", "0")
+    with pytest.raises(InputError, match="serving limits"):
+        write_model_repository([tiny_unet[1]], tmp_path / "bad", limits=ServingLimits(max_queue=-1))
+
+
+def test_bls_pipeline_of_an_engine_loads_without_a_gpu(tiny_unet, tmp_path):
+    """Engines: the BLS pipeline's network inputs, outputs and optimization profile come from the engine header,
+    and the pipeline model's predictor builds on them (it used to fail on an empty input list) and keeps its tiles
+    inside the profile. No TensorRT is needed: the plan bytes are never read."""
+    from google.protobuf import json_format
+    import segrt
+    from segrt.artifact.engine_file import write_engine_file
+    from segrt.serve.bls import BLSBackend
+    from segrt.serve.triton_model import _predictor_for
+    meta = dict(segrt.load(tiny_unet[1]).metadata)
+    meta["engine"] = {"tensorrt_version": "10.8.0.43", "compute_capability": [9, 0], "precision": "fp16",
+                      "profile": {"image": [[1, 1, 44, 44], [4, 1, 124, 124], [8, 1, 92, 92]]}}
+    engine = write_engine_file(tmp_path / "u.engine", meta, b"plan bytes, never deserialized here")
+    repo = write_model_repository([engine], tmp_path / "repo", bls_network=True)
+    pipe = parse_config((repo / "u/config.pbtxt").read_text())
+    config = json.loads(json_format.MessageToJson(pipe, preserving_proto_field_name=True))  # as Triton hands it over
+    backend = BLSBackend(repo / "u/1/u.engine", "u_net", config, pb_utils=None)
+    assert [(t.name, t.shape) for t in backend.inputs] == [("image", (None, 1, None, None))]
+    assert [t.name for t in backend.outputs] == ["probs"]
+    assert backend.profiles["image"][2] == (8, 1, 92, 92)
+    predictor = _predictor_for(backend)
+    assert predictor.kind == "unet" and predictor.max_tile == 92 and predictor.max_batch == 8
 
 
 def test_engine_network_model_names_the_plugin(tmp_path):
@@ -107,7 +149,18 @@ def test_encoded_size_and_decode():
     img = np.zeros((30, 70, 3), np.uint8)
     png = cv2.imencode(".png", img)[1]
     jpg = cv2.imencode(".jpg", img)[1]
+    tif = cv2.imencode(".tiff", img)[1]
+    tif16 = cv2.imencode(".tiff", np.zeros((30, 70), np.uint16))[1]
     assert protocol.encoded_size(png) == (30, 70) == protocol.encoded_size(jpg)
+    # sizes and channels from each header, as OpenCV then decodes them
+    for data, fmt in ((png, "png"), (jpg, "jpeg"), (tif, "tiff"), (tif16, "tiff")):
+        decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        channels = decoded.shape[2] if decoded.ndim == 3 else 1
+        assert protocol.encoded_header(data) == (fmt, *decoded.shape[:2], channels)
+    for other in (cv2.imencode(".bmp", img)[1], cv2.imencode(".webp", img)[1], np.frombuffer(b"GIF89a....", np.uint8)):
+        assert protocol.encoded_size(other) is None
+        with pytest.raises(InputError, match="not a PNG, JPEG or TIFF"):
+            protocol.decode_request_image(other, 10_000)
     assert protocol.decode_request_image(png, 10_000).shape == (30, 70, 3)
     with pytest.raises(InputError, match="exceeds this server's limit"):
         protocol.decode_request_image(png, 2000)
