@@ -37,7 +37,7 @@ def import_cudart() -> Any:
         from cuda.bindings import runtime as cudart
     except ImportError:
         try:  # cuda-python < 12.6 spelled it cuda.cudart
-            from cuda import cudart  # type: ignore[no-redef]
+            from cuda import cudart
         except ImportError:
             raise BackendUnavailableError("cuda-python is not installed (the TensorRT backend uses it for "
                                           "GPU memory, streams and CUDA graphs)", INSTALL_HINT) from None
@@ -137,12 +137,19 @@ class DeviceBuffer:
         self._cudart = import_cudart()
         self.nbytes = int(nbytes)
         # cudaMalloc(0) returns a null pointer; TensorRT wants a valid address even for empty tensors
-        self.ptr: int | None = int(check(self._cudart.cudaMalloc(max(self.nbytes, 1)), f"cudaMalloc({self.nbytes})"))
+        self._ptr: int | None = int(check(self._cudart.cudaMalloc(max(self.nbytes, 1)), f"cudaMalloc({self.nbytes})"))
+
+    @property
+    def ptr(self) -> int:
+        """The device address; using a freed buffer is a bug, so it raises rather than passing a null pointer."""
+        if self._ptr is None:
+            raise RuntimeError("this device buffer was freed")
+        return self._ptr
 
     def free(self) -> None:
-        if self.ptr is not None:
-            self._cudart.cudaFree(self.ptr)
-            self.ptr = None
+        if self._ptr is not None:
+            self._cudart.cudaFree(self._ptr)
+            self._ptr = None
 
     def __del__(self) -> None:
         try:
@@ -162,7 +169,7 @@ class PinnedBuffer:
         self.ptr: int | None = int(check(self._cudart.cudaMallocHost(max(self.nbytes, 1)), f"cudaMallocHost({self.nbytes})"))
         # byte view then dtype view: works for float16, which ctypes has no type for
         raw = (ctypes.c_ubyte * max(self.nbytes, 1)).from_address(self.ptr)
-        self.array = np.frombuffer(raw, dtype=np.uint8, count=self.nbytes).view(self.dtype).reshape(self.shape)
+        self.array = np.frombuffer(memoryview(raw), dtype=np.uint8, count=self.nbytes).view(self.dtype).reshape(self.shape)
 
     def free(self) -> None:
         if self.ptr is not None:

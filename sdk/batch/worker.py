@@ -146,7 +146,8 @@ class BatchWorker:
         stem = Path(item.key).name
         if self.mode == "eval" and self.predictor.kind == "unet":
             from segrt.io.datasets import load_pair
-            from segrt.unet.predictor import score_image
+            from segrt.unet.predictor import UNetPredictor, score_image
+            assert isinstance(self.predictor, UNetPredictor)  # kind "unet" is loaded as one
             image, labels = load_pair(item.path, item.labels)
             metrics = score_image(self.predictor, image, labels, tta=bool(self.predict_options.get("tta")))
             return {"objects": int(metrics["objects_predicted"]), "metrics": metrics}

@@ -106,11 +106,11 @@ def _run(server: "TritonServer", repo: Path, startup_timeout: float) -> None:
                          "see the log above")
     except KeyboardInterrupt:
         print("stopping: finishing requests in flight...", file=sys.stderr, flush=True)
-        code = server.stop()
-        print(f"tritonserver stopped (exit code {code})", file=sys.stderr)
-        if code or not server.drained:
+        stopped = server.stop()
+        print(f"tritonserver stopped (exit code {stopped})", file=sys.stderr)
+        if stopped or not server.drained:
             print(server.log_tail(), file=sys.stderr)
-            raise ServerError(f"tritonserver did not stop cleanly (exit code {code}"
+            raise ServerError(f"tritonserver did not stop cleanly (exit code {stopped}"
                               f"{', killed after the drain timed out' if not server.drained else ''})",
                               "requests in flight may have been lost; see the log")
     finally:

@@ -47,7 +47,7 @@ def make_logger(trt: Any, verbose: bool = False) -> Any:
     process. Errors are printed, not kept: they reach exceptions through error recorders.
     """
 
-    class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.min_print = trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.WARNING
@@ -94,7 +94,7 @@ def make_error_recorder(trt: Any, owner: str) -> Any:
     error of segrt's own callbacks (output allocator) the same way.
     """
 
-    class _ErrorRecorder(trt.IErrorRecorder):  # type: ignore[misc, name-defined]
+    class _ErrorRecorder(trt.IErrorRecorder):
         def __init__(self) -> None:
             trt.IErrorRecorder.__init__(self)
             self.owner = owner

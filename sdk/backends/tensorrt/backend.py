@@ -30,7 +30,7 @@ def _why(recorder: Any, mark: int, default: str = "no reason given", last: int =
     return "; ".join(recorder.since(mark)[-last:]) or default
 
 
-def _torch_dtype(dtype: np.dtype):
+def _torch_dtype(dtype: np.dtype) -> Any:
     import torch
 
     return torch.from_numpy(np.empty(0, dtype=dtype)).dtype

@@ -43,8 +43,10 @@ class ShapeEntry:
 
     def close(self) -> None:
         """Free the buffers (the caller makes sure no queued work uses them)."""
-        for b in (*self.device.values(), *self.host.values()):
-            b.free()
+        for device in self.device.values():
+            device.free()
+        for host in self.host.values():
+            host.free()
         self.device.clear()
         self.host.clear()
 
