@@ -64,6 +64,8 @@ def test_environment_is_the_installed_wheel_without_compilers() -> None:
         ("cc", "c++", "gcc", "g++", "cmake"))
     with pytest.raises(ModuleNotFoundError):
         import torch  # noqa: F401
+    from segrt.ops import native
+    assert native.BUILD_DIR is None  # no source checkout around the installed package to search
 
 
 def _assert_unet_matches(got: segrt.unet.predictor.SegmentationResult, expected: dict[str, np.ndarray]) -> None:
@@ -109,7 +111,8 @@ from segrt.errors import BackendUnavailableError
 from segrt.io.images import read_image
 from segrt.ops import native
 # the library is absent: nothing at segrt/_lib/ or build/, no environment variable
-native.PACKAGE_LIB_DIR = native.BUILD_DIR = Path(sys.argv[2])
+native.PACKAGE_LIB_DIR = Path(sys.argv[2])
+native.BUILD_DIR = None  # no checkout's build/ either (already None in an installed package)
 models = Path(sys.argv[1])
 u = segrt.load(models / "unet.onnx").predict(read_image(models / "split/images/img0.png"))
 m = segrt.load(models / "maskrcnn.onnx").predict(read_image(models / "image.png"))
