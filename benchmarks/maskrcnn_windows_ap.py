@@ -1,7 +1,7 @@
 """Mask R-CNN: COCO AP through sliding windows smaller than the image vs the whole image, held-out half.
 
     segrt data dsb2018 data/dsb2018 --coco
-    segrt train maskrcnn ...   (or the demo recipe: export/maskrcnn/demo.py)
+    segrt train maskrcnn ...   (or the demo recipe: export/maskrcnn_demo.py)
     python benchmarks/maskrcnn_windows_ap.py --checkpoint runs/maskrcnn.pt --workdir runs
 
 The held-out image (512 x 256) fits a 512 x 256 graph whole; the windows are 256 x 256 and

@@ -187,5 +187,5 @@ def register(cli: Commands) -> None:
     p.add_argument("--maskrcnn-minutes", type=float, default=8.0, help="Mask R-CNN training time cap")
     p.add_argument("--skip-pose", action="store_true",
                    help="no Keypoint R-CNN stage (synthetic figures, about 3 minutes; on its own: "
-                        "python -m segrt.export.maskrcnn.pose_demo)")
+                        "python -m segrt.export.pose_demo)")
     p.add_argument("--bench-runs", type=int, default=10)

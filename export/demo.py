@@ -2,7 +2,7 @@
 
 data -> train U-Net -> export ONNX -> evaluate on the held-out half -> predict
 and draw -> benchmark against PyTorch; then the same for Mask R-CNN, and for Keypoint
-R-CNN on synthetic figures (``segrt.export.maskrcnn.pose_demo``). Every
+R-CNN on synthetic figures (``segrt.export.pose_demo``). Every
 artifact lands in ``--out``; ``summary.json`` collects the numbers.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from segrt.io.images import write_png
 
 from segrt.export.data.dsb2018 import prepare_dsb2018
 from segrt.io.files import atomic_path
-from segrt.rcnn.viz import label, overlay_instances, side_by_side
+from segrt.viz import label, overlay_instances, side_by_side
 
 # A U-Net small enough to learn the demo image in a few CPU minutes; the
 # paper-size network (depth 5, 64 channels) is what `segrt bench unet` times.
@@ -106,13 +106,13 @@ def run_demo(args) -> dict[str, Any]:
     summary: dict[str, Any] = {"unet": run_unet(out, data, args.minutes, args.bench_runs)}
     if not args.skip_maskrcnn:
         try:
-            from segrt.export.maskrcnn.demo import run_maskrcnn_demo
+            from segrt.export.maskrcnn_demo import run_maskrcnn_demo
         except ImportError as exc:
             print(f"\n(Mask R-CNN demo not available: {exc})")
         else:
             summary["maskrcnn"] = run_maskrcnn_demo(out, data, args)
     if not args.skip_pose:
-        from segrt.export.maskrcnn.pose_demo import run_pose_demo
+        from segrt.export.pose_demo import run_pose_demo
         summary["pose"] = run_pose_demo(out / "pose", bench_runs=args.bench_runs)
     summary["seconds"] = time.monotonic() - t0
     with atomic_path(out / "summary.json") as tmp:

@@ -1,17 +1,17 @@
 """Shared test setup: repo root on sys.path, GPU/TensorRT markers that skip with a reason."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.wheel import make_models as models  # noqa: E402  (needs ROOT on sys.path)
 
 
 def _cuda_available() -> bool:
@@ -58,43 +58,48 @@ def dsb2018(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_unet(tmp_path_factory):
     """A small He-initialised valid-padding U-Net and its ONNX export: (model, onnx_path)."""
-    import torch
-    from segrt.export.models.unet import UNet, UNetConfig
-    from segrt.export.to_onnx import unet_to_onnx
-    torch.manual_seed(0)
-    model = UNet(UNetConfig(depth=3, base_channels=8)).eval()
-    path = unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "tiny.onnx", ["background", "nucleus"], tile_size=124)
-    return model, path
+    return models.tiny_unet(tmp_path_factory.mktemp("unet") / "tiny.onnx")
 
 
 @pytest.fixture(scope="session")
 def tiny_maskrcnn(tmp_path_factory) -> Path:
     """A random-weight resnet18-FPN Mask R-CNN exported as a portable 128x128 ONNX graph."""
-    import torch
-    from segrt.export.api import export_maskrcnn
-    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
-    torch.manual_seed(0)
-    cfg = MaskRCNNConfig(min_size=128, max_size=128)
-    ckpt = {"kind": "maskrcnn", "config": dataclasses.asdict(cfg), "class_names": ["__background__", "nucleus"],
-            "model": build_model(cfg).state_dict(), "extra": {}}
-    return export_maskrcnn(ckpt, tmp_path_factory.mktemp("mrcnn") / "tiny_mrcnn.onnx", input_hw=(128, 128))
+    return models.tiny_maskrcnn(tmp_path_factory.mktemp("mrcnn") / "tiny_mrcnn.onnx")
 
 
 @pytest.fixture(scope="session")
 def tiny_split(tmp_path_factory) -> Path:
     """A synthetic image/label split folder: two 150x170 uint16 images of bright discs."""
-    import cv2
-    from segrt.io.images import write_png
-    root = tmp_path_factory.mktemp("split")
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        labels = np.zeros((150, 170), np.uint16)
-        for k in range(1, 7):
-            cv2.circle(labels, (int(rng.integers(15, 155)), int(rng.integers(15, 135))), int(rng.integers(5, 12)), k, -1)
-        image = (labels > 0) * 3000 + rng.integers(0, 400, labels.shape)
-        write_png(root / "images" / f"img{i}.png", image.astype(np.uint16))
-        write_png(root / "labels" / f"img{i}.png", labels)
-    return root
+    return models.tiny_split(tmp_path_factory.mktemp("split"))
+
+
+@pytest.fixture(scope="session")
+def coco_demo(dsb2018, tmp_path_factory) -> Path:
+    """The DSB2018 demo data as COCO instances: train.json, val.json next to the train/ and val/ images."""
+    import shutil
+    from segrt.export.maskrcnn.coco import demo_coco
+    root = tmp_path_factory.mktemp("dsb_coco")
+    for split in ("train", "val"):
+        shutil.copytree(dsb2018 / split, root / split)
+    return demo_coco(root)
+
+
+@pytest.fixture(scope="session")
+def trained_maskrcnn(coco_demo, tmp_path_factory):
+    """(model, cfg, class_names, checkpoint) of a resnet18-FPN trained for 80 steps on the demo train half.
+
+    Trained once per session and stopped by its step count alone, never by wall time: the same
+    weights on a loaded machine as on an idle one (a time budget once left it at AP50 0).
+    """
+    from segrt.export.checkpoint import load_checkpoint
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, model_from_checkpoint
+    from segrt.export.maskrcnn.train import TrainOptions, train
+    out = tmp_path_factory.mktemp("mrcnn") / "small.pt"
+    cfg = MaskRCNNConfig(min_size=256, max_size=512)
+    ckpt = train(TrainOptions(coco_demo / "train.json", coco_demo / "train", out, model=cfg, steps=80,
+                              warmup_steps=20, batch_size=2, time_budget_s=None, progress=False))
+    model, cfg, names = model_from_checkpoint(load_checkpoint(ckpt))
+    return model, cfg, names, ckpt
 
 
 # ----------------------------------------------------------------------------- TensorRT without a GPU

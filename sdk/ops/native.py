@@ -12,8 +12,8 @@ libsegrt_trt_plugins.so     ``SEGRT_PLUGIN_PATH``        :mod:`segrt.ops.plugins
 
 Each is looked for, in order, in: the folders the caller names (e.g. an engine's
 folder), the entries of its environment variable (files or folders,
-``os.pathsep``-separated), ``segrt/_lib/`` (where ``pip install`` puts them), and
-this checkout's CMake folder ``build/`` and its subfolders. When none holds it,
+``os.pathsep``-separated), ``segrt/_lib/`` (where ``pip install`` puts them), and,
+in a source checkout, its CMake folder ``build/`` and its subfolders. When none holds it,
 :func:`find_library` raises an error that names every place searched and the
 build command.
 """
@@ -39,8 +39,10 @@ __all__ = [
 
 #: Where ``pip install`` puts the libraries (read at call time, so tests may point it elsewhere).
 PACKAGE_LIB_DIR = Path(__file__).resolve().parents[1] / "_lib"
-#: The CMake build folder of this checkout (``cmake -S . -B build``).
-BUILD_DIR = Path(__file__).resolve().parents[2] / "build"
+#: The CMake build folder of this checkout (``cmake -S . -B build``); None for an installed package,
+#: which has no checkout around it (site-packages/build is nobody's build folder).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+BUILD_DIR: Path | None = _CHECKOUT / "build" if (_CHECKOUT / "CMakeLists.txt").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,10 @@ def search_paths(library: NativeLibrary, extra_dirs: Sequence[str | Path] = ()) 
     out += [_as_file(Path(e), library.filename)
             for e in os.environ.get(library.env_var, "").split(os.pathsep) if e]
     out.append(PACKAGE_LIB_DIR / library.filename)
-    out.append(BUILD_DIR / library.filename)
-    if BUILD_DIR.is_dir():  # scikit-build's build/{wheel_tag}/ and other CMake build folders
-        out.extend(sorted(BUILD_DIR.glob(f"*/{library.filename}")))
+    if BUILD_DIR is not None:
+        out.append(BUILD_DIR / library.filename)
+        if BUILD_DIR.is_dir():  # scikit-build's build/{wheel_tag}/ and other CMake build folders
+            out.extend(sorted(BUILD_DIR.glob(f"*/{library.filename}")))
     return out
 
 

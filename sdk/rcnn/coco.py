@@ -20,23 +20,11 @@ import numpy as np
 from segrt.errors import DataError, InputError
 from segrt.io.images import read_image
 from segrt.rcnn.keypoints import keypoint_metrics
+from segrt.rcnn.masks import run_lengths
 
 if TYPE_CHECKING:
     from segrt.rcnn.instances import Instances
     from segrt.predictor import Predictor
-
-
-def run_lengths(mask: np.ndarray) -> list[int]:
-    """Uncompressed COCO counts of a 2-D mask: alternating zero/one run lengths, column-major."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    if flat.size == 0:
-        return [0]
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat[0]:
-        counts = [0] + counts  # COCO counts always start with a (possibly empty) run of zeros
-    return counts
 
 
 def compress_counts(counts: list[int]) -> str:

@@ -21,6 +21,19 @@ import numpy as np
 from segrt.errors import InputError
 
 
+def run_lengths(mask: np.ndarray) -> list[int]:
+    """Uncompressed COCO counts of a 2-D mask: alternating zero/one run lengths, column-major."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    if flat.size == 0:
+        return [0]
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat[0]:
+        counts = [0] + counts  # COCO counts always start with a (possibly empty) run of zeros
+    return counts
+
+
 def expand_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
     """Grow boxes [N, 4] (x1y1x2y2) by ``scale`` around their centres, in float32 as torchvision does."""
     boxes = boxes.astype(np.float32, copy=False)
@@ -128,7 +141,6 @@ class MaskCrops:
 
     def run_lengths(self, i: int) -> list[int]:
         """COCO counts (column-major runs over the whole image) of mask ``i``, from its crop alone."""
-        from segrt.rcnn.coco import run_lengths
         H, W = self.image_hw
         y0, x0 = (int(v) for v in self.origins[i])
         c = self.crops[i]

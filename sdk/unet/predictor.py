@@ -27,7 +27,7 @@ from segrt.predictor import check_options
 from segrt.io.preprocess import as_hwc, check_image
 from segrt.io.sources import ArraySource
 from segrt.unet.tiling import AxisPlan
-from segrt.rcnn.viz import overlay_instances
+from segrt.viz import overlay_instances
 
 
 @dataclass

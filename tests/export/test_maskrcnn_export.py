@@ -1,13 +1,12 @@
 """Mask R-CNN export: deploy wrapper, portable ONNX and TensorRT graphs, parity with torchvision eager.
 
-The small model is trained briefly on the DSB2018 demo data (train half) once per session,
+The small model is trained_maskrcnn briefly on the DSB2018 demo data (train half) once per session,
 so scores and masks are not those of random weights; parity is checked on the held-out
 half and on resized copies of it, none of which the export traced.
 """
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import segrt  # noqa: E402
-from segrt.export.maskrcnn.coco import demo_coco, load_coco  # noqa: E402
+from segrt.export.maskrcnn.coco import load_coco  # noqa: E402
 from segrt.export.maskrcnn.deploy import DeployRCNN  # noqa: E402
-from segrt.export.maskrcnn.models import (MaskRCNNConfig, build_model, load_torchvision_state_dict,  # noqa: E402
-                                    model_from_checkpoint)
+from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model, load_torchvision_state_dict  # noqa: E402
 from segrt.export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
 from segrt.export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
-from segrt.export.maskrcnn.train import TrainOptions, train  # noqa: E402
-from segrt.export.checkpoint import load_checkpoint  # noqa: E402
 from segrt.io.images import read_image  # noqa: E402
 from segrt.errors import ArtifactError, DataError  # noqa: E402
 from segrt.rcnn.coco import evaluate  # noqa: E402
@@ -33,27 +29,8 @@ EXPORT_HW = (512, 512)
 
 
 @pytest.fixture(scope="session")
-def coco_demo(dsb2018, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dsb_coco")
-    for split in ("train", "val"):
-        shutil.copytree(dsb2018 / split, root / split)
-    return demo_coco(root)
-
-
-@pytest.fixture(scope="session")
-def trained(coco_demo, tmp_path_factory):
-    """(model, cfg, class_names, checkpoint) of a resnet18-FPN trained for ~2 CPU minutes."""
-    out = tmp_path_factory.mktemp("mrcnn") / "small.pt"
-    cfg = MaskRCNNConfig(min_size=256, max_size=512)
-    ckpt = train(TrainOptions(coco_demo / "train.json", coco_demo / "train", out, model=cfg, steps=80,
-                              warmup_steps=20, batch_size=2, time_budget_s=150, progress=False))
-    model, cfg, names = model_from_checkpoint(load_checkpoint(ckpt))
-    return model, cfg, names, ckpt
-
-
-@pytest.fixture(scope="session")
-def portable(trained, tmp_path_factory) -> Path:
-    model, cfg, names, _ = trained
+def portable(trained_maskrcnn, tmp_path_factory) -> Path:
+    model, cfg, names, _ = trained_maskrcnn
     return torch_to_onnx(model, cfg, names, tmp_path_factory.mktemp("onnx") / "small.onnx", EXPORT_HW)
 
 
@@ -77,9 +54,9 @@ def _match(a, b) -> None:
     assert iou.min() >= 0.99, iou.min()
 
 
-def test_deploy_wrapper_eager_equals_torchvision(trained, coco_demo):
+def test_deploy_wrapper_eager_equals_torchvision(trained_maskrcnn, coco_demo):
     """The wrapper's own torch forward reproduces torchvision's detections before any export."""
-    model, _cfg, names, _ = trained
+    model, _cfg, names, _ = trained_maskrcnn
     img = _val_images(coco_demo)[0]
     ref = TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW).predict(img)
     deploy = DeployRCNN(model, EXPORT_HW)
@@ -94,8 +71,8 @@ def test_deploy_wrapper_eager_equals_torchvision(trained, coco_demo):
     assert masks.shape == (deploy.max_detections, 28, 28) and not scores[n:].any()
 
 
-def test_portable_onnx_matches_torchvision(trained, portable, coco_demo):
-    model, _cfg, names, _ = trained
+def test_portable_onnx_matches_torchvision(trained_maskrcnn, portable, coco_demo):
+    model, _cfg, names, _ = trained_maskrcnn
     runtime = segrt.load(portable)
     ref = TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW)
     graph = onnx.load(str(portable))
@@ -110,8 +87,8 @@ def test_portable_onnx_matches_torchvision(trained, portable, coco_demo):
     assert meta["graph"] == "portable" and meta["mask_size"] == 28 and meta["opset"] >= 17
 
 
-def test_coco_ap_matches_torchvision(trained, portable, coco_demo):
-    model, _cfg, names, _ = trained
+def test_coco_ap_matches_torchvision(trained_maskrcnn, portable, coco_demo):
+    model, _cfg, names, _ = trained_maskrcnn
     ours = segrt.load(portable).evaluate(coco_demo / "val.json")
     theirs = evaluate(TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW), coco_demo / "val.json", coco_demo / "val")
     for key in ("bbox_AP", "segm_AP", "segm_AP50"):
@@ -147,8 +124,8 @@ def test_tensorrt_graph_computes_the_same(portable, coco_demo, tmp_path):
         np.testing.assert_allclose(got["masks"][:n], want["masks"][:n], atol=1e-3)
 
 
-def test_no_detections_is_an_empty_result(trained, tmp_path):
-    model, cfg, names, _ = trained
+def test_no_detections_is_an_empty_result(trained_maskrcnn, tmp_path):
+    model, cfg, names, _ = trained_maskrcnn
     path = torch_to_onnx(model, cfg, names, tmp_path / "strict.onnx", (256, 256), score_thresh=0.9999)
     res = segrt.load(path).predict(np.zeros((100, 120), np.uint8))
     assert len(res) == 0 and res.masks.shape == (0, 100, 120) and res.boxes.shape == (0, 4)
@@ -171,8 +148,8 @@ def test_mask_head_runs_on_the_detections_only(portable, coco_demo):
     assert outputs[head_input].shape[0] == n
 
 
-def test_uint8_graph_close_to_float_graph(trained, portable, coco_demo, tmp_path):
-    model, cfg, names, _ = trained
+def test_uint8_graph_close_to_float_graph(trained_maskrcnn, portable, coco_demo, tmp_path):
+    model, cfg, names, _ = trained_maskrcnn
     path = torch_to_onnx(model, cfg, names, tmp_path / "u8.onnx", EXPORT_HW, input_dtype="uint8")
     img = _val_images(coco_demo)[0]
     a, b = segrt.load(path).predict(img), segrt.load(portable).predict(img)
@@ -226,5 +203,5 @@ def test_int8_graph_keeps_coco_ap_close(portable, coco_demo, tmp_path):
     assert segrt.load(int8).backend.metadata["quantization"]["ops"] == ["Conv"]
     fp32_ap = segrt.load(portable).evaluate(coco_demo / "val.json")
     int8_ap = segrt.load(int8).evaluate(coco_demo / "val.json")
-    assert fp32_ap["segm_AP50"] > 0.1  # a (briefly) trained model, or the comparison says nothing
+    assert fp32_ap["segm_AP50"] > 0.1  # a (briefly) trained_maskrcnn model, or the comparison says nothing
     assert abs(int8_ap["segm_AP50"] - fp32_ap["segm_AP50"]) < 0.05

@@ -1,6 +1,6 @@
 """Keypoint R-CNN demo: synthetic pose data -> train -> export -> OKS AP (fp32, int8, eager) -> picture -> benchmark.
 
-    python -m segrt.export.maskrcnn.pose_demo --out pose_demo_out [--minutes 6] [--r50]
+    python -m segrt.export.pose_demo --out pose_demo_out [--minutes 6] [--r50]
 
 The last stage of ``segrt demo`` (into ``demo_out/pose``; ``--skip-pose`` leaves it out), about
 3 minutes on 2 cores. Everything it reports is written to ``<out>/pose_summary.json``; the picture
@@ -72,7 +72,7 @@ def picture(predictor, val_json: Path, val_images: Path, out: Path, count: int =
 def _draw_labelled(image: np.ndarray, gt: Instances) -> np.ndarray:
     """Ground-truth skeletons; unlabelled keypoints (visibility 0) and their limbs are left out."""
     from segrt.rcnn.keypoints import draw_skeleton
-    from segrt.rcnn.viz import instance_colour
+    from segrt.viz import instance_colour
     canvas = image.copy()
     for i in range(len(gt)):
         draw_skeleton(canvas, gt.keypoints[i], instance_colour(i), min_score=0.5)
@@ -158,7 +158,7 @@ def demo_command(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m segrt.export.maskrcnn.pose_demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m segrt.export.pose_demo", description=__doc__.split("\n\n")[0])
     add_demo_arguments(parser)
     demo_command(parser.parse_args(argv))
     return 0
