@@ -61,7 +61,7 @@ def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
     """Join RGB panels of equal height horizontally with a white gap."""
     h = max(p.shape[0] for p in panels)
     spacer = np.full((h, gap, 3), 255, np.uint8)
-    parts = []
+    parts: list[np.ndarray] = []
     for i, p in enumerate(panels):
         if p.shape[0] < h:
             p = np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
@@ -73,4 +73,5 @@ def instance_colour(i: int) -> tuple[int, int, int]:
     """A distinct, stable RGB colour per instance (golden-ratio hue steps)."""
     hue = int((i * 0.618033988749895 % 1.0) * 179)
     hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
-    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    r, g, b = (int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    return r, g, b

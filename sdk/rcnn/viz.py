@@ -19,15 +19,16 @@ def draw_instances(image: np.ndarray, result: Instances, alpha: float = 0.45) ->
     canvas = to_rgb_uint8(image).copy()
     for i in range(len(result)):
         colour = np.array(instance_colour(i), dtype=np.float32)
-        if result.masks is not None or result.mask_crops is not None:
-            if result.masks is not None:
-                m, (y0, x0) = result.masks[i], (0, 0)
-            else:
-                m, (y0, x0) = result.mask_crops.crops[i], (int(v) for v in result.mask_crops.origins[i])
+        m: np.ndarray | None = None
+        if result.masks is not None:
+            m, (y0, x0) = result.masks[i], (0, 0)
+        elif result.mask_crops is not None:
+            m, (y0, x0) = result.mask_crops.crops[i], (int(v) for v in result.mask_crops.origins[i])
+        if m is not None:
             region = canvas[y0:y0 + m.shape[0], x0:x0 + m.shape[1]]
             region[m] = (region[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
         x1, y1, x2, y2 = (int(round(v)) for v in result.boxes[i])
-        c = tuple(int(v) for v in colour)
+        c = instance_colour(i)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), c, 1)
         cv2.putText(canvas, f"{result.class_names[i]} {result.scores[i]:.2f}", (x1, max(y1 - 3, 8)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, c, 1, cv2.LINE_AA)
