@@ -224,10 +224,11 @@ class DiskOutputs:
                 {"type": "scale", "scale": [1.0, 2.0 ** i, 2.0 ** i]}]} for i in range(_levels(labels["classes"]))]
             write_multiscales_metadata(self.root, datasets, fmt=fmt, axes=axes, name="classes")
         colors = [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
-        write_label_metadata(labels, "classes", colors=colors, fmt=fmt,
+        source = {"image": "../../"}  # NGFF: where the labelled image is, relative to the label group
+        write_label_metadata(labels, "classes", colors=colors, fmt=fmt, source=source,
                              properties=[{"label-value": i, "class": n} for i, n in enumerate(self.class_names)])
         if self.instances is not None:
-            write_label_metadata(labels, "instances", colors=colors, fmt=fmt)
+            write_label_metadata(labels, "instances", colors=colors, fmt=fmt, source=source)
 
     def _to_tiff(self, array: Any, name: str) -> Path:
         import tifffile
