@@ -80,7 +80,7 @@ class Commands:
 
 
 # -- runtime verbs ----------------------------------------------------------------------------
-def load_predictor(args: argparse.Namespace):
+def load_predictor(args: argparse.Namespace) -> Any:
     """The predictor of ``args.model``: local with the CLI's backend options (--backend, --precision,
     --threads), or the model of that name on a Triton server (--server)."""
     if args.server:

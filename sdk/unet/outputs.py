@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -125,7 +125,7 @@ class DiskOutputs:
         self.labeller = BandLabeller(W, connectivity, stats=True) if instances else None
         self.count: int | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.partial-{os.getpid()}-", dir=self.out_dir))
-        self.root = zarr.open_group(str(self.tmp / f"{stem}.ome.zarr"), mode="w", zarr_format=2)
+        self.root: Any = zarr.open_group(str(self.tmp / f"{stem}.ome.zarr"), mode="w", zarr_format=2)
         labels = self.root.create_group("labels")
         c = self.chunk
         self.classes = self._array(labels.create_group("classes"), "0", (1, H, W), np.uint8, c)
@@ -162,7 +162,7 @@ class DiskOutputs:
     def _write_band(self, y0: int, classes: np.ndarray) -> None:
         y1 = y0 + len(classes)
         self.classes[0, y0:y1] = classes
-        if self.labeller is not None:
+        if self.labeller is not None and self.instances is not None:
             self.instances[0, y0:y1] = self.labeller.add(classes == self.foreground)
         if self.pixels is not None:
             self.pixels[:, y0:y1] = self.source.read(y0, y1, 0, self.hw[1]).transpose(2, 0, 1)
@@ -179,7 +179,7 @@ class DiskOutputs:
         if self.labeller is not None:
             from segrt.unet.components import relabel
             lut, self.count = self.labeller.finish()
-            if self.labeller.merged:
+            if self.labeller.merged and self.instances is not None:
                 relabel(_Plane(self.instances), lut, self.chunk)
             write_table(table_tmp, self.labeller.table(lut, self.count))
         if self.fmt == "ome-zarr":
@@ -235,7 +235,7 @@ class DiskOutputs:
         path = self.tmp / f"{self.stem}_{name}.tif"
         H, W, c = self.hw[0], self.hw[1], self.chunk
 
-        def tiles():
+        def tiles() -> Iterator[np.ndarray]:
             for y0 in range(0, H, c):
                 rows = np.asarray(array[0, y0:y0 + c])
                 for x0 in range(0, W, c):

@@ -213,7 +213,7 @@ class UNetPredictor:
         ys, xs = self.plan(x.shape[:2], max_tile)
         probs = np.empty((len(self.class_names),) + x.shape[:2], np.float32)
 
-        def write(region, p):
+        def write(region: tuple[slice, slice], p: np.ndarray) -> None:
             probs[(slice(None),) + region] = p
         run_tiles(self.backend, (self.input_name, self.output_name), ArraySource(x), ys, xs, self.margin,
                   lambda block: block.astype(np.float32), self.batch_size, write)
@@ -264,9 +264,9 @@ def _open_written(paths: list[Path], fmt: str, instances: bool) -> tuple[Any, An
     import zarr
     if fmt == "tiff":
         import tifffile
-        opened = [zarr.open_array(tifffile.imread(p, aszarr=True), mode="r") for p in paths[:1 + instances]]
+        opened: list[Any] = [zarr.open_array(tifffile.imread(p, aszarr=True), mode="r") for p in paths[:1 + instances]]
     else:
-        root = zarr.open_group(str(paths[0]), mode="r")
+        root: Any = zarr.open_group(str(paths[0]), mode="r")
         opened = [root["labels/classes/0"]] + ([root["labels/instances/0"]] if instances else [])
     return opened[0], (opened[1] if instances else None)
 
