@@ -19,7 +19,8 @@ arrays are copied into tiled, zlib-compressed BigTIFFs (``<stem>_classes.tif``,
 
 Everything is built in a hidden ``.<stem>.partial-<pid>`` folder beside the outputs and
 renamed into place only when complete: an interrupted run leaves nothing under the final
-names, and a rerun starts over (nothing is resumed).
+names (Ctrl-C removes its partial folder; after a kill, the next run of the same name removes
+it), and a rerun starts over (nothing is resumed).
 
 Memory: ``chunk`` rows of the class map (uint8) and of instance labels (int32) plus
 OpenCV's labelling workspace for them, about ``W x chunk x 14`` bytes (32768-wide, 512 rows:
@@ -124,6 +125,7 @@ class DiskOutputs:
         self.image = image and fmt == "ome-zarr"
         self.labeller = BandLabeller(W, connectivity, stats=True) if instances else None
         self.count: int | None = None
+        remove_stale_partials(self.out_dir, stem)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.partial-{os.getpid()}-", dir=self.out_dir))
         self.root: Any = zarr.open_group(str(self.tmp / f"{stem}.ome.zarr"), mode="w", zarr_format=2)
         labels = self.root.create_group("labels")
@@ -279,6 +281,24 @@ def pyramid(group: Any, chunk: int) -> int:
             nxt[:, y0 // 2:(min(y0 + 2 * chunk, H) + 1) // 2] = np.asarray(prev[:, y0:y0 + 2 * chunk])[:, ::2, ::2]
         level, prev = level + 1, nxt
     return level + 1
+
+
+def remove_stale_partials(out_dir: Path, stem: str) -> list[Path]:
+    """Delete ``.<stem>.partial-<pid>-*`` folders left by runs that were killed (their process is gone):
+    a rerun starts over, and a killed run's leftovers do not accumulate. Returns what was removed."""
+    removed = []
+    for path in out_dir.glob(f".{stem}.partial-*-*"):
+        try:
+            pid = int(path.name[len(f".{stem}.partial-"):].split("-")[0])
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+            continue
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue  # not ours, or a live process of another user
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def write_table(path: Path, table: dict[str, np.ndarray]) -> Path:

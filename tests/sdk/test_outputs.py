@@ -145,3 +145,17 @@ def test_output_checks_fail_before_any_compute(predictor, reference, tmp_path, m
         assert predictor.backend.calls == 0 and info.value.fix
     finally:
         predictor.backend = real
+
+
+def test_a_killed_runs_partial_folder_is_removed_by_the_rerun(predictor, reference, tmp_path):
+    """A SIGKILL leaves .x.partial-<pid>-*; the next run of the same name removes it (its pid is gone)."""
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".x.partial-{int(dead.stdout)}-abc"
+    (stale / "x.ome.zarr").mkdir(parents=True)
+    alive = tmp_path / f".x.partial-{__import__('os').getpid()}-def"  # a live run's folder is left alone
+    alive.mkdir()
+    image, _ = reference
+    predictor.predict(image[:300], out=tmp_path, name="x")
+    assert not stale.exists() and alive.exists()
