@@ -132,17 +132,21 @@ class BandLabeller:
 
     def table(self, lut: np.ndarray, count: int) -> dict[str, np.ndarray]:
         """Per final label 1..n: label, area (pixels), bbox_x0/y0/x1/y1 (pixels, end exclusive),
-        centroid_x/y (pixels, mean of the pixel indices). Needs ``stats=True``."""
+        centroid_x/y (pixels, mean of the pixel indices). Needs ``stats=True``; call it once
+        (the bands' statistics are released as they are merged)."""
         if not self.stats:
             raise InputError("this labeller collected no statistics", "create it with stats=True")
-        part = np.concatenate(self._parts) if self._parts else np.zeros((0, 7))
-        final = lut[1:len(part) + 1].astype(np.int64) - 1  # provisional label i+1 -> final row
         lo = np.full((count, 2), np.inf)
         hi = np.full((count, 2), -np.inf)
-        np.minimum.at(lo, final, part[:, 0:2])
-        np.maximum.at(hi, final, part[:, 2:4])
         sums = np.zeros((count, 3))
-        np.add.at(sums, final, part[:, 4:7])
+        start = 1
+        while self._parts:  # band by band, each freed once merged: no second copy of all the bands' stats
+            part = self._parts.pop(0)
+            final = lut[start:start + len(part)].astype(np.int64) - 1  # provisional label -> final row
+            start += len(part)
+            np.minimum.at(lo, final, part[:, 0:2])
+            np.maximum.at(hi, final, part[:, 2:4])
+            np.add.at(sums, final, part[:, 4:7])
         area = np.maximum(sums[:, 0], 1)
         return {"label": np.arange(1, count + 1, dtype=np.int64), "area": sums[:, 0].astype(np.int64),
                 "bbox_x0": lo[:, 0].astype(np.int64), "bbox_y0": lo[:, 1].astype(np.int64),

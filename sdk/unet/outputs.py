@@ -301,11 +301,15 @@ def remove_stale_partials(out_dir: Path, stem: str) -> list[Path]:
     return removed
 
 
-def write_table(path: Path, table: dict[str, np.ndarray]) -> Path:
-    """Write the per-instance table as CSV (header row; integers, centroids to 3 decimals)."""
+def write_table(path: Path, table: dict[str, np.ndarray], rows_per_write: int = 1 << 18) -> Path:
+    """Write the per-instance table as CSV (header row; integers, centroids to 3 decimals), a block of
+    rows at a time (the text of millions of instances is never built whole)."""
     names = list(table)
-    cols = np.stack([table[n].astype(np.float64) for n in names], axis=1) if len(table["label"]) else \
-        np.zeros((0, len(names)))
     fmt = ["%.3f" if table[n].dtype.kind == "f" else "%d" for n in names]
-    np.savetxt(path, cols, fmt=fmt, delimiter=",", header=",".join(names), comments="")
+    n = len(table["label"])
+    with open(path, "w") as f:
+        f.write(",".join(names) + "\n")
+        for r0 in range(0, n, rows_per_write):
+            block = np.stack([table[k][r0:r0 + rows_per_write].astype(np.float64) for k in names], axis=1)
+            np.savetxt(f, block, fmt=fmt, delimiter=",")
     return path

@@ -65,3 +65,15 @@ def test_streamed_labels_and_table_equal_opencv_stats_of_the_whole_image(band, c
     np.testing.assert_array_equal(t["bbox_x0"], stats[1:, cv2.CC_STAT_LEFT])
     np.testing.assert_array_equal(t["bbox_y1"] - t["bbox_y0"], stats[1:, cv2.CC_STAT_HEIGHT])
     np.testing.assert_allclose(np.stack([t["centroid_x"], t["centroid_y"]], 1), cents[1:], rtol=0, atol=1e-9)
+
+
+def test_empty_mask_gives_an_empty_table_and_a_header_only_csv(tmp_path):
+    from segrt.unet.components import BandLabeller
+    from segrt.unet.outputs import write_table
+    lab = BandLabeller(9, stats=True)
+    assert not lab.add(np.zeros((4, 9), bool)).any()
+    lut, count = lab.finish()
+    table = lab.table(lut, count)
+    assert count == 0 and all(len(v) == 0 for v in table.values())
+    text = write_table(tmp_path / "t.csv", table).read_text()
+    assert text == "label,area,bbox_x0,bbox_y0,bbox_x1,bbox_y1,centroid_x,centroid_y\n"
