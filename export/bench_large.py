@@ -52,9 +52,10 @@ def _measured(args, run):
     """
     import segrt
     from segrt.io.sources import open_image
-    predictor = segrt.load(args.model, threads=args.threads)
+    predictor = segrt.load(args.model, backend=getattr(args, "backend", None), threads=args.threads)
     source = open_image(args.image)
     base = _status()["VmRSS"]
+    _PEAK_BEFORE[0] = _status()["VmHWM"]
     _reset_peak()
     t0 = time.perf_counter()
     out = run(predictor, source)
@@ -68,6 +69,8 @@ def _row(hw, seconds, base, peak) -> dict:
 
 
 def child_unet(args) -> dict:
+    if args.to_disk:
+        return child_unet_to_disk(args)
     predictor, hw, result, seconds, base = _measured(args, lambda p, src: p.predict(
         src, tile=args.tile, batch=args.batch, probs=args.probs, progress=args.progress))
     predict_peak = _status()["VmHWM"]
@@ -78,6 +81,26 @@ def child_unet(args) -> dict:
     return {**_row(hw, seconds, base, _status()["VmHWM"]), "tile": args.tile, "batch": args.batch,
             "probs": args.probs, "save_s": save_s, "predict_peak_above_baseline_mb": (predict_peak - base) / 2 ** 20,
             "instances": result.count, "timings_ms": predictor.last_timings}
+
+
+def child_unet_to_disk(args) -> dict:
+    """``predict(image_path, out=DIR)``: outputs streamed to disk (OME-Zarr or TIFF), as ``segrt predict --out``
+    does for large images; reports the whole process's peak RSS too (model, libraries and all)."""
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        predictor, hw, result, seconds, base = _measured(args, lambda p, src: p.predict(
+            str(args.image), tile=args.tile, batch=args.batch, probs=None, progress=args.progress, out=tmp,
+            out_format=args.to_disk, save_image=not args.no_image))
+        on_disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+    H, W = hw
+    timings = predictor.last_timings
+    return {**_row(hw, seconds, base, _status()["VmHWM"]), "tile": args.tile, "batch": args.batch,
+            "to_disk": args.to_disk, "backend": predictor.backend.__class__.__name__,
+            "whole_process_peak_mb": max(_status()["VmHWM"], _PEAK_BEFORE[0]) / 2 ** 20,
+            "network_only_mpixel_per_s": H * W / 1e6 / (timings["model_ms"] / 1e3),
+            "instances": result.count, "outputs_mb": on_disk / 2 ** 20, "timings_ms": timings}
+
+
+_PEAK_BEFORE = [0]  # the whole process's peak before the counter was reset (loading the model)
 
 
 def child_maskrcnn(args) -> dict:
@@ -123,20 +146,35 @@ def _run_child(argv: list[str], timeout: float) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def unet_image(path: Path, size: int, seed: int = 0) -> Path:
-    """A uint16 size x size TIFF of smooth blobs, written a band at a time (never whole in memory)."""
+def unet_image(path: Path, size: int, seed: int = 0, tiled: bool = False, rows: int | None = None) -> Path:
+    """A uint16 TIFF of smooth blobs, ``size`` wide and ``rows`` (default ``size``) tall, written a band at
+    a time (never whole in memory): contiguous and uncompressed, or (``tiled``) 512 x 512 zlib-compressed
+    tiles in a BigTIFF."""
+    height = int(rows or size)
     import cv2
     import tifffile
     rng = np.random.default_rng(seed)
-    band = 1024
+    band = 512 if tiled else 1024
 
     def bands():
-        for y0 in range(0, size, band):
-            h = min(band, size - y0)
+        for y0 in range(0, height, band):
+            h = min(band, height - y0)
             noise = cv2.GaussianBlur(rng.random((h, size), dtype=np.float32), (0, 0), 6)
             yield (np.clip((noise - 0.5) * 8 + 0.5, 0, 1) * 4000).astype(np.uint16)
 
-    tifffile.imwrite(path, data=bands(), shape=(size, size), dtype=np.uint16)  # contiguous, uncompressed
+    def tiles():
+        for rows in bands():
+            for x0 in range(0, size, band):
+                tile = np.zeros((band, band), np.uint16)
+                block = rows[:, x0:x0 + band]
+                tile[:block.shape[0], :block.shape[1]] = block
+                yield tile
+
+    if tiled:
+        tifffile.imwrite(path, data=tiles(), shape=(height, size), dtype=np.uint16, tile=(band, band),
+                         compression="zlib", bigtiff=True)
+    else:
+        tifffile.imwrite(path, data=bands(), shape=(height, size), dtype=np.uint16)  # contiguous, uncompressed
     return path
 
 
@@ -155,11 +193,16 @@ def run_unet(args) -> dict:
     model = demo_unet(work / "unet_demo_random.onnx")
     rows = []
     for size in args.sizes:
-        image = unet_image(work / f"unet_{size}.tif", size)
+        rows_tag = f"x{args.rows}" if args.rows else ""
+        image = work / f"unet_{size}{rows_tag}{'_tiled' if args.tiled else ''}.tif"
+        if not image.exists():
+            unet_image(image, size, tiled=args.tiled, rows=args.rows)
         for probs in args.probs:
             argv = ["--child", "unet", "--model", str(model), "--image", str(image), "--tile", str(args.tile),
                     "--batch", str(args.batch), "--threads", str(args.threads), "--probs", probs,
                     "--workdir", str(work)]
+            argv += (["--to-disk", args.to_disk] if args.to_disk else []) + (["--no-image"] if args.no_image else [])
+            argv += ["--backend", args.backend] if args.backend else []
             row = _run_child(argv, args.timeout)
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -253,6 +296,13 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=512, help="unet: largest tile")
     p.add_argument("--batch", type=int, default=4, help="unet: tiles per call")
     p.add_argument("--probs", nargs="+", default=["none"], help="unet: none | float16 | uint8 | float32 (one run each)")
+    p.add_argument("--to-disk", choices=["ome-zarr", "tiff"], default=None,
+                   help="unet: stream the outputs to disk (predict(..., out=)) instead of keeping them in memory")
+    p.add_argument("--no-image", action="store_true", help="unet --to-disk: do not copy the input into the OME-Zarr")
+    p.add_argument("--rows", type=int, default=None,
+                   help="unet: image height (default: square); a full-width strip has the working set of the square")
+    p.add_argument("--tiled", action="store_true", help="unet: input as a tiled, zlib-compressed BigTIFF")
+    p.add_argument("--backend", default=None, help="unet: runtime (default the file's; auto: fastest on this CPU)")
     p.add_argument("--overlap", type=int, default=64, help="maskrcnn: window overlap (px)")
     p.add_argument("--ap-max-size", type=int, default=2048, help="maskrcnn: COCO AP for mosaics up to this size")
     p.add_argument("--coco", type=Path, default=Path("data/dsb2018/coco"))
@@ -277,7 +327,8 @@ def bench_command(args) -> dict:
     report = run_unet(args) if args.model_kind == "unet" else run_maskrcnn(args)
     series: dict[str, list] = {}
     for r in report["rows"]:
-        label = f"{args.model_kind} probs={r.get('probs')}" if args.model_kind == "unet" else "maskrcnn windows"
+        label = (f"{args.model_kind} to_disk={r['to_disk']}" if r.get("to_disk") else
+                 f"{args.model_kind} probs={r.get('probs')}") if args.model_kind == "unet" else "maskrcnn windows"
         series.setdefault(label, []).append(r)
     out = args.out or Path(f"runs/large_{args.model_kind}.json")
     from segrt.io.files import atomic_path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -124,15 +125,68 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "(or its file: the stem is used), e.g. --server http://localhost:8000")
 
 
+def _plan_predict(args: argparse.Namespace, unet: bool) -> list[tuple[Path, str]]:
+    """Check every input and the output folder before the first image is computed.
+
+    Returns (image, how) per image: "lazy" (read a block at a time), "memory" (decoded whole) or
+    "disk" (U-Net outputs streamed to ``--out`` as OME-Zarr/TIFF). Raises InputError/OSError naming
+    the first problem: unreadable or oversized image, output folder not writable, writer missing,
+    not enough free disk.
+    """
+    import tempfile
+    from segrt.io.headers import check_decodable, read_header
+    from segrt.io.sources import open_image
+    from segrt.predictor import LAZY_SUFFIXES
+    from segrt.unet.stream import LARGE_OUTPUT_PIXELS
+    args.out.mkdir(parents=True, exist_ok=True)  # an OSError here is reported as "cannot use <path>"
+    with tempfile.NamedTemporaryFile(dir=args.out, prefix=".segrt-write-check."):
+        pass
+    plans = []
+    for image_path in args.images:
+        suffix = image_path.suffix.lower()
+        lazy = suffix in LAZY_SUFFIXES and not args.tta and not args.server
+        if suffix == ".zarr":
+            pixels = math.prod(open_image(str(image_path)).shape[:2]) if lazy else 0
+        else:
+            header = read_header(image_path)
+            pixels = header.pixels or 0
+        to_disk = unet and not args.server and not args.tta and (
+            args.format in ("ome-zarr", "tiff") or (args.format == "auto" and pixels > LARGE_OUTPUT_PIXELS))
+        if to_disk:
+            source = open_image(str(image_path))  # lazy formats open by header; others are checked and decoded
+            from segrt.unet.outputs import estimate_bytes, preflight
+            H, W, C = source.shape
+            fmt = "tiff" if args.format == "tiff" else "ome-zarr"
+            preflight(args.out, fmt, estimate_bytes((H, W), C, source.dtype.itemsize, fmt, fmt == "ome-zarr", True))
+            plans.append((image_path, "disk"))
+        elif lazy:
+            open_image(str(image_path))
+            plans.append((image_path, "lazy"))
+        else:
+            check_decodable(image_path)
+            plans.append((image_path, "memory"))
+    return plans
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     if args.ray is not None:
         from segrt.batch.cli import predict_on_ray
         return predict_on_ray(args)
     from segrt.predictor import predict_file
     predictor = load_predictor(args)
-    for image_path in args.images:
+    unet = getattr(predictor, "kind", None) == "unet"
+    if args.format != "auto" and not unet:
+        raise SegrtError(f"--format {args.format} is for U-Net models", "leave --format out for this model")
+    plans = _plan_predict(args, unet)  # every check before the first tile
+    options = predict_options(args)
+    for image_path, how in plans:
+        if how == "disk":
+            result = predictor.predict(str(image_path), out=args.out, out_format=
+                                       "tiff" if args.format == "tiff" else "ome-zarr", **options)
+            print(f"{image_path}: {len(result)} objects -> {', '.join(str(p) for p in result.paths)}")
+            continue
         result, written = predict_file(predictor, image_path, args.out, Path(image_path).stem,
-                                       remote=bool(args.server), **predict_options(args))
+                                       remote=bool(args.server), **options)
         print(f"{image_path}: {len(result)} objects -> {', '.join(str(p) for p in written)}")
 
 
@@ -174,6 +228,10 @@ def register_runtime(cli: Commands) -> None:
                         "or a COCO JSON with its image folder beside it)")
     p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: %(default)s)")
     p.add_argument("--tta", action="store_true", help="U-Net: average the 8 flips/rotations")
+    p.add_argument("--format", choices=["auto", "png", "ome-zarr", "tiff"], default="auto",
+                   help="U-Net outputs: png (classes/instances PNGs in memory, TIFFs when large), ome-zarr or tiff "
+                        "(written to disk while predicting, with an instance table CSV; memory does not grow "
+                        "with the image); auto: ome-zarr for images over 8192 x 8192, else png")
     p.add_argument("--tile", type=int, default=None, help="U-Net: largest input tile edge (default: the model's)")
     p.add_argument("--batch", type=int, default=None, help="U-Net: tiles per network call (default: 4)")
     p.add_argument("--windows", choices=["auto", "on", "off"], default=None,

@@ -6,16 +6,31 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segrt.errors import DataError
+from segrt.errors import DataError, InputError
+from segrt.io.headers import CONVERT_FIX, check_decodable
 from segrt.io.files import atomic_path
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file unchanged (uint8/uint16, HxW or HxWxC; colour as RGB)."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file whole and unchanged (uint8/uint16, HxW or HxWxC; colour as RGB).
+
+    The header is checked first (``segrt.io.headers.check_decodable``): a file claiming more
+    than ``max_pixels`` (default ``segrt.io.headers.MAX_DECODE_PIXELS``), or one that is
+    truncated or corrupt, is refused with an InputError before anything is decoded.
+    """
     path = Path(path)
-    img = decode_image(np.fromfile(path, dtype=np.uint8)) if path.is_file() else None
+    header = check_decodable(path, max_pixels)
+    try:
+        img = decode_image(np.fromfile(path, dtype=np.uint8))
+    except cv2.error as exc:  # OpenCV's own limits and decoder failures: never a raw traceback
+        raise InputError(f"cannot decode {path.name}: {str(exc).strip().splitlines()[-1]}",
+                         CONVERT_FIX) from None
     if img is None:
-        raise DataError(f"cannot read image {path}", "check that the file exists and is a PNG or TIFF")
+        raise InputError(f"cannot decode image {path.name} ({header.kind})",
+                         "check that the file is a complete PNG, JPEG or TIFF")
+    if header.height is not None and img.shape[:2] != (header.height, header.width):
+        raise InputError(f"{path.name} decodes to {img.shape[1]} x {img.shape[0]} pixels but its header says "
+                         f"{header.width} x {header.height}", "re-export the file: it is corrupt")
     return img
 
 

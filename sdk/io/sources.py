@@ -10,7 +10,8 @@ of rows at a time through :class:`ImageSource`. ``open_image`` picks the reader:
   resident memory); any other TIFF (tiled, compressed) through ``tifffile``'s
   zarr view (``pip install 'segrt[large]'``);
 * ``.zarr`` folders: ``zarr.open_array``;
-* any other image file (PNG, JPEG): read whole with ``segrt.io.datasets.read_image``.
+* any other image file (PNG, JPEG): read whole with ``segrt.io.images.read_image``, after its
+  header is checked against the in-memory decoding limit (``segrt.io.headers``).
 """
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ class ContiguousTiffSource:
 
 
 def _tiff_source(path: Path) -> ImageSource:
+    from segrt.io.headers import read_header
+    read_header(path)  # every strip/tile inside the file, or an InputError now rather than mid-run
     try:
         import tifffile
     except ImportError:
@@ -130,8 +133,8 @@ def open_image(image: Any) -> ImageSource:
             except ImportError:
                 raise InputError(f"reading {path.name} needs zarr", "pip install 'segrt[large]'") from None
             return ArraySource(zarr.open_array(str(path), mode="r"), name=path.name)
-        from segrt.io.datasets import read_image
-        return ArraySource(read_image(path), name=path.name)
+        from segrt.io.images import read_image
+        return ArraySource(read_image(path), name=path.name)  # header checked first: size limit, truncation
     if isinstance(image, np.ndarray) or all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
         return ArraySource(image)
     raise InputError(f"image must be a numpy array, an array-like or a file path, got {type(image).__name__}",

@@ -14,7 +14,7 @@ Metadata keys read (written by ``segrt.export.to_onnx``)::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +40,23 @@ class SegmentationResult:
         classes: uint8 [H, W], argmax class per pixel.
         instances: int32 [H, W], connected components of the foreground class
             (0 = background, 1..n = objects, e.g. cells to count); None after ``predict(instances=False)``.
+        paths: the files written with ``predict(..., out=DIR)``; then ``classes`` and ``instances``
+            are the written arrays opened read-only (zarr: [1, H, W] for OME-Zarr, [H, W] for TIFF).
+        n_instances: the number of instances, when known without reading ``instances``.
     """
 
-    probs: np.ndarray | None
-    classes: np.ndarray
-    instances: np.ndarray | None
+    # numpy arrays in memory; zarr arrays (read-only, array-like) when written to disk with ``out=``
+    probs: Any
+    classes: Any
+    instances: Any
+    paths: list[Path] = field(default_factory=list)
+    n_instances: int | None = None
 
     @property
     def count(self) -> int:
         """Number of instances (connected components of the foreground)."""
+        if self.n_instances is not None:
+            return self.n_instances
         if self.instances is None:
             raise InputError("this result has no instance labels to count (predicted with instances=False)",
                              "predict with instances=True")
@@ -56,7 +64,7 @@ class SegmentationResult:
 
     @property
     def image_hw(self) -> tuple[int, int]:
-        return (int(self.classes.shape[0]), int(self.classes.shape[1]))
+        return (int(self.classes.shape[-2]), int(self.classes.shape[-1]))
 
     def __len__(self) -> int:
         return self.count
@@ -104,7 +112,8 @@ class UNetPredictor:
     # -- the pipeline -------------------------------------------------------------------------
     def predict(self, image: Any, *, tta: bool | None = None, tile: int | None = None, batch: int | None = None,
                 probs: Any = "auto", instances: bool = True, progress: bool | None = None,
-                connectivity: int = 4, **unknown: Any) -> SegmentationResult:
+                connectivity: int = 4, out: str | Path | None = None, out_format: str = "ome-zarr",
+                name: str | None = None, save_image: bool = True, **unknown: Any) -> SegmentationResult:
         """Segment one image of any size, tile by tile, in memory bounded by the outputs asked for.
 
         Args:
@@ -122,13 +131,27 @@ class UNetPredictor:
             instances: label the foreground's connected components (int32, 4 bytes per pixel).
             progress: tqdm bar with tiles done and Mpixel/s (default: for images over 16 Mpixel).
             connectivity: 4 or 8, for the instance labels.
+            out: a folder: write the class map, the instance labels and the per-instance table there
+                while predicting (``segrt.unet.outputs``), never holding them whole in memory. Checked
+                before any compute (writable, writer installed, free disk).
+            out_format: with ``out``: "ome-zarr" (``<name>.ome.zarr``, NGFF 0.4 with a pyramid) or
+                "tiff" (``<name>_classes.tif``, ``<name>_instances.tif``, tiled BigTIFF); both with
+                ``<name>_instances.csv``.
+            name: output name stem with ``out`` (default: the image file's stem, or "image").
+            save_image: with ``out`` as OME-Zarr, copy the input as the root image (viewers show
+                the labels over it).
 
         Returns:
             :class:`SegmentationResult` with everything at H x W.
         """
         from segrt.unet.stream import segment
-        check_options(self.kind, unknown, ("tta", "tile", "batch", "probs", "instances", "progress", "connectivity"))
+        check_options(self.kind, unknown, ("tta", "tile", "batch", "probs", "instances", "progress", "connectivity",
+                                           "out", "out_format", "name", "save_image"))
         t0 = time.perf_counter()
+        if out is not None:
+            return self._predict_to_disk(image, Path(out), out_format, name, save_image, tta=tta, tile=tile,
+                                         batch=batch, probs=probs, instances=instances, progress=progress,
+                                         connectivity=connectivity)
         if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):  # memmaps stay on disk
             image = as_hwc(image, self.channels)
         elif not isinstance(image, (str, Path)) and not hasattr(image, "shape"):
@@ -140,6 +163,47 @@ class UNetPredictor:
         labels = self.instances(classes, connectivity) if instances else None
         self.last_timings = {"model_ms": model_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
         return SegmentationResult(probs_out, classes, labels)
+
+    def _predict_to_disk(self, image: Any, out: Path, fmt: str, name: str | None, save_image: bool, *,
+                          tta: bool | None, tile: int | None, batch: int | None, probs: Any, instances: bool,
+                          progress: bool | None, connectivity: int) -> SegmentationResult:
+        """``predict(..., out=DIR)``: checks first, then one streaming pass into ``DiskOutputs``."""
+        from segrt.io.sources import open_image
+        from segrt.unet.outputs import DiskOutputs
+        from segrt.unet.stream import segment
+        t0 = time.perf_counter()
+        if tta:
+            raise InputError("test-time augmentation keeps its outputs in memory", "predict without tta, or without out")
+        if connectivity not in (4, 8):
+            raise InputError(f"connectivity must be 4 or 8, got {connectivity}", "use 4 (edges) or 8 (edges and corners)")
+        if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
+            image = as_hwc(image, self.channels)
+        source = open_image(image)  # header checks (size limit, truncation) happen here
+        H, W, C = source.shape
+        if C != self.channels:
+            raise InputError(f"image has {C} channel(s) but the model takes {self.channels}",
+                             "convert it first, e.g. to grey for a 1-channel model")
+        try:  # the input can be read at both ends: a truncated file fails now, not after hours
+            source.read(0, 1, 0, 1)
+            source.read(H - 1, H, W - 1, W)
+        except Exception as exc:
+            raise InputError(f"cannot read the image's pixels: {exc}", "check that the file is complete") from None
+        stem = name or (Path(image).name.split(".")[0] if isinstance(image, (str, Path)) else "image")
+        probs = None if isinstance(probs, str) and probs == "auto" else probs
+        writer = DiskOutputs(out, stem, source, self.class_names, self.foreground, fmt=fmt, instances=instances,
+                             connectivity=connectivity, image=save_image)
+        try:
+            probs_out, _, model_ms = segment(
+                self, source, tta=False, max_tile=int(tile or self.max_tile),
+                batch=max(1, min(int(batch or self.batch_size), self.max_batch or 1 << 30)), probs=probs,
+                progress=progress, sink=writer.write)
+            paths = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        classes, labels = _open_written(paths, fmt, instances)
+        self.last_timings = {"model_ms": model_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
+        return SegmentationResult(probs_out, classes, labels, paths=paths, n_instances=writer.count)
 
     def plan(self, hw: tuple[int, int], max_tile: int | None = None) -> tuple[AxisPlan, AxisPlan]:
         """Grid-aligned tile plans (rows, columns) for an image of ``hw`` pixels.
@@ -201,6 +265,18 @@ class UNetPredictor:
         """Score the model on an image/label split folder (see :func:`evaluate`)."""
         check_options(self.kind, unknown, ("tta",))
         return evaluate(self, data, tta=tta)
+
+
+def _open_written(paths: list[Path], fmt: str, instances: bool) -> tuple[Any, Any]:
+    """(classes, instances or None) of a finished ``predict(..., out=)``, opened read-only from disk."""
+    import zarr
+    if fmt == "tiff":
+        import tifffile
+        opened: list[Any] = [zarr.open_array(tifffile.imread(p, aszarr=True), mode="r") for p in paths[:1 + instances]]
+    else:
+        root: Any = zarr.open_group(str(paths[0]), mode="r")
+        opened = [root["labels/classes/0"]] + ([root["labels/instances/0"]] if instances else [])
+    return opened[0], (opened[1] if instances else None)
 
 
 def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False) -> dict[str, Any]:

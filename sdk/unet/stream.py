@@ -140,18 +140,19 @@ class OutputTarget:
 
     def finish(self) -> Any:
         """The result: the in-memory array, or the finished file re-opened read-only."""
-        if self._tmp is None:
+        if self._tmp is None or self.path is None:
             return self.array
+        path = self.path
         if isinstance(self.array, np.memmap):
             self.array.flush()
             del self.array
-        if self.path.exists():
-            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-        os.replace(self._tmp, self.path)
-        if self.path.suffix.lower() == ".npy":
-            return np.load(self.path, mmap_mode="r")
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(self._tmp, path)
+        if path.suffix.lower() == ".npy":
+            return np.load(path, mmap_mode="r")
         import zarr
-        return zarr.open_array(str(self.path), mode="r")
+        return zarr.open_array(str(path), mode="r")
 
     def abort(self) -> None:
         if self._tmp is not None and self._tmp.exists():
@@ -159,7 +160,7 @@ class OutputTarget:
             shutil.rmtree(self._tmp) if self._tmp.is_dir() else self._tmp.unlink()
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return contextlib.nullcontext(None)
     from tqdm import tqdm
@@ -187,7 +188,7 @@ def run_tiles(backend: Any, names: tuple[str, str], source: ImageSource, ys: Axi
     done_px = 0
     start = time.perf_counter()
 
-    def flush(bar) -> None:
+    def flush(bar: Any) -> None:
         nonlocal done_px
         t0 = time.perf_counter()
         out = backend.run({inp: buf[:len(places)]})[outp]
@@ -233,16 +234,19 @@ def write_tiff(path: str | Path, array: np.ndarray) -> Path:
 
 
 def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int, probs: Any = "auto",
-            progress: bool | None = None) -> tuple[Any, np.ndarray, float]:
+            progress: bool | None = None,
+            sink: Callable[[tuple[slice, slice], np.ndarray], None] | None = None) -> tuple[Any, Any, float]:
     """Class map and probabilities of a U-Net for an image of any size (``UNetPredictor.predict``'s engine).
 
     Args:
         predictor: a ``segrt.unet.predictor.UNetPredictor`` (backend, tensor names, channels, classes, margin).
         image: anything ``segrt.io.sources.open_image`` takes; an in-memory [H, W, C] array for ``tta``.
         probs, progress: as in ``UNetPredictor.predict``.
+        sink: where each tile's classes go, ``sink(region, classes uint8 [h, w])`` in row-major tile
+            order (``segrt.unet.outputs.DiskOutputs.write``); then no class map is kept in memory.
 
     Returns:
-        (probabilities or None, classes uint8 [H, W], milliseconds spent in the backend).
+        (probabilities or None, classes uint8 [H, W] or None with a sink, milliseconds spent in the backend).
     """
     from segrt.io.sources import open_image
     norm_spec = predictor.metadata["normalization"]
@@ -253,15 +257,15 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
                          "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
     if source.dtype == np.bool_ or not np.issubdtype(source.dtype, np.number):
         raise InputError(f"image has dtype {source.dtype}", "use uint8, uint16 or float pixel values")
-    if tta and not isinstance(image, np.ndarray):
-        raise InputError("test-time augmentation needs the image as an in-memory array",
-                         "pass a numpy array, or predict without tta")
+    if tta and (not isinstance(image, np.ndarray) or sink is not None):
+        raise InputError("test-time augmentation needs the image and its outputs in memory",
+                         "pass a numpy array without out=, or predict without tta")
     K = len(predictor.class_names)
     progress = H * W > PROGRESS_MIN_PIXELS if progress is None else progress
     if isinstance(probs, str) and probs == "auto":
         probs = "float32" if H * W <= AUTO_PROBS_MAX_PIXELS else None
     target = OutputTarget(probs, (K, H, W))
-    classes = np.empty((H, W), np.uint8)
+    classes: Any = np.empty((H, W), np.uint8) if sink is None else None
     names = (predictor.input_name, predictor.output_name)
     norm = normalizer_for(source, norm_spec)  # fitted to the image, also for its TTA views
     model_ms = 0.0
@@ -272,10 +276,10 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
                 view = np.rot90(image[:, ::-1] if flip else image, k)
                 ys, xs = predictor.plan(view.shape[:2], max_tile)
                 # the same view of acc: what is written there lands un-rotated
-                sink = np.rot90(acc[:, :, ::-1] if flip else acc, k, axes=(1, 2))
+                acc_view = np.rot90(acc[:, :, ::-1] if flip else acc, k, axes=(1, 2))
 
-                def add(region, p, sink=sink):
-                    sink[(slice(None),) + region] += p
+                def add(region: tuple[slice, slice], p: np.ndarray, acc_view: np.ndarray = acc_view) -> None:
+                    acc_view[(slice(None),) + region] += p
                 model_ms += run_tiles(predictor.backend, names, open_image(view), ys, xs, predictor.margin, norm,
                                       batch, add, progress)["model_ms"]
             acc /= len(DIHEDRAL)
@@ -286,8 +290,11 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
         else:
             ys, xs = predictor.plan((H, W), max_tile)
 
-            def write(region, p):
-                classes[region] = classes_of(p)
+            def write(region: tuple[slice, slice], p: np.ndarray) -> None:
+                if sink is None:
+                    classes[region] = classes_of(p)
+                else:
+                    sink(region, classes_of(p))
                 target.write(region, p)
             model_ms = run_tiles(predictor.backend, names, source, ys, xs, predictor.margin, norm, batch, write,
                                  progress)["model_ms"]

@@ -45,3 +45,35 @@ def test_labels_can_be_written_into_a_given_array():
 def test_merge_pairs_gives_each_label_the_smallest_equivalent():
     root = merge_pairs(6, np.array([5, 2, 6]), np.array([3, 5, 1]))
     assert root.tolist() == [0, 1, 2, 2, 4, 2, 1]
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+@pytest.mark.parametrize("band", [2, 10, 64])
+def test_streamed_labels_and_table_equal_opencv_stats_of_the_whole_image(band, connectivity):
+    """BandLabeller with stats: labels and the per-instance table equal cv2.connectedComponentsWithStats."""
+    from segrt.unet.components import BandLabeller, relabel
+    mask = _blobs((131, 77), 7)
+    n, want, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
+    lab = BandLabeller(77, connectivity, stats=True)
+    got = np.concatenate([lab.add(mask[y0:y0 + band]) for y0 in range(0, 131, band)])
+    lut, count = lab.finish()
+    relabel(got, lut, band)
+    np.testing.assert_array_equal(got, want)
+    t = lab.table(lut, count)
+    assert count == n - 1
+    np.testing.assert_array_equal(t["area"], stats[1:, cv2.CC_STAT_AREA])
+    np.testing.assert_array_equal(t["bbox_x0"], stats[1:, cv2.CC_STAT_LEFT])
+    np.testing.assert_array_equal(t["bbox_y1"] - t["bbox_y0"], stats[1:, cv2.CC_STAT_HEIGHT])
+    np.testing.assert_allclose(np.stack([t["centroid_x"], t["centroid_y"]], 1), cents[1:], rtol=0, atol=1e-9)
+
+
+def test_empty_mask_gives_an_empty_table_and_a_header_only_csv(tmp_path):
+    from segrt.unet.components import BandLabeller
+    from segrt.unet.outputs import write_table
+    lab = BandLabeller(9, stats=True)
+    assert not lab.add(np.zeros((4, 9), bool)).any()
+    lut, count = lab.finish()
+    table = lab.table(lut, count)
+    assert count == 0 and all(len(v) == 0 for v in table.values())
+    text = write_table(tmp_path / "t.csv", table).read_text()
+    assert text == "label,area,bbox_x0,bbox_y0,bbox_x1,bbox_y1,centroid_x,centroid_y\n"

@@ -143,3 +143,25 @@ def test_backend_and_precision_options(tiny_unet, tiny_split, tmp_path):
     assert out.returncode == 0, out.stderr
     out = segrt("predict", tiny_unet[1], image, "--out", tmp_path, "--precision", "bf16")
     assert out.returncode == 2 and "--precision bf16 needs --backend openvino" in out.stderr
+
+
+def test_predict_unet_to_ome_zarr_and_fail_early(tiny_unet, tmp_path):
+    """--format ome-zarr streams the outputs to disk; a bad image anywhere in the list stops the run
+    before the first image is computed (nothing written), with a segrt error, not a cv2 traceback."""
+    import struct
+    import zlib
+    tifffile = pytest.importorskip("tifffile", reason="the large extra is not installed")
+    pytest.importorskip("ome_zarr", reason="the large extra is not installed")
+    image = tmp_path / "slide.tif"
+    tifffile.imwrite(image, np.random.default_rng(0).integers(0, 255, (300, 260), dtype=np.uint8), tile=(128, 128))
+    body = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
+    liar = tmp_path / "liar.png"
+    liar.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + body
+                     + struct.pack(">I", zlib.crc32(b"IHDR" + body)) + struct.pack(">I", 0) + b"IEND"
+                     + struct.pack(">I", zlib.crc32(b"IEND")))
+    out = segrt("predict", tiny_unet[1], image, liar, "--out", tmp_path / "bad", "--format", "ome-zarr")
+    assert out.returncode == 2 and "Mpixel limit" in out.stderr and "fix:" in out.stderr
+    assert "Traceback" not in out.stderr and not list((tmp_path / "bad").iterdir())
+    out = segrt("predict", tiny_unet[1], image, "--out", tmp_path / "pred", "--format", "ome-zarr")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["slide.ome.zarr", "slide_instances.csv"]
