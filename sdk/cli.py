@@ -15,7 +15,7 @@ import math
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from segrt.errors import SegrtError
 
@@ -180,8 +180,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     plans = _plan_predict(args, unet)  # every check before the first tile
     options = predict_options(args)
     for image_path, how in plans:
-        if how == "disk":
-            result = predictor.predict(str(image_path), out=args.out, out_format=
+        if how == "disk":  # only local U-Nets are planned to disk (_plan_predict)
+            assert not args.server
+            result = cast("Predictor[Any]", predictor).predict(str(image_path), out=args.out, out_format=
                                        "tiff" if args.format == "tiff" else "ome-zarr", **options)
             print(f"{image_path}: {len(result)} objects -> {', '.join(str(p) for p in result.paths)}")
             continue
