@@ -140,7 +140,7 @@ def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet: tuple[Any, Path
                         progress=False)
     rows = {r["image"]: r for r in records.read_manifest(out)}
     assert summary.images == len(rows) == 7 and summary.errors == 3 and summary.ok == 4
-    assert rows["corrupt"]["error"].startswith("DataError: cannot read image")
+    assert rows["corrupt"]["error"].startswith("InputError: corrupt.png is not a readable image")
     assert rows["huge"]["error"].startswith("InputError: image of 200 x 300")
     assert "--max-pixels" in rows["huge"]["error"]
     assert rows["rgb"]["error"].startswith("InputError: image has 3 channel(s) but the model takes 1")
