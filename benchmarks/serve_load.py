@@ -135,10 +135,10 @@ def main() -> None:
         locals_ = [segrt.load(model, threads=threads) for _ in range(instances)]
         want = want or [locals_[0].predict(im, probs="float32") for im in images]
 
-        def local_worker(c: int, lp: Any) -> Callable[[int], bool]:
+        def local_worker(lp: Any, expected: list[Any]) -> Callable[[int], bool]:
             def call(i: int) -> bool:
                 return same(lp.predict(images[i % len(images)], probs="float32" if args.probs else None),
-                            want[i % len(images)])
+                            expected[i % len(images)])
             return call
 
         repo = write_model_repository([model], work / f"models{instances}", instances=instances,
@@ -149,7 +149,7 @@ def main() -> None:
             layouts = [("", None)] + ([(f" (clients on {args.client_cpus} core(s))", args.client_cpus)]
                                       if args.client_cpus else [])
             for trial in range(args.trials):
-                wall, lats, errors, unequal = timed([local_worker(c, locals_[c]) for c in range(instances)],
+                wall, lats, errors, unequal = timed([local_worker(locals_[c], want) for c in range(instances)],
                                                     args.requests)
                 rows.append({"instances": instances, "mode": "in-process", "clients": instances, "trial": trial,
                              "rps": len(lats) / wall, "p50_ms": float(np.median(lats)), "errors": errors,
@@ -162,12 +162,12 @@ def main() -> None:
                         remotes = [RemotePredictor(url, model_name(model), timeout_s=args.timeout, probs=args.probs)
                                    for _ in range(clients)]
 
-                        def remote_worker(c: int) -> Callable[[int], bool]:
+                        def remote_worker(remote: RemotePredictor, expected: list[Any]) -> Callable[[int], bool]:
                             def call(i: int) -> bool:
-                                return same(remotes[c].predict(images[i % len(images)]), want[i % len(images)])
+                                return same(remote.predict(images[i % len(images)]), expected[i % len(images)])
                             return call
 
-                        wall, lats, errors, unequal = timed([remote_worker(c) for c in range(clients)], args.requests)
+                        wall, lats, errors, unequal = timed([remote_worker(r, want) for r in remotes], args.requests)
                         for r in remotes:
                             r.close()
                         rows.append({"instances": instances, "mode": f"triton {args.protocol}{label}",

@@ -104,6 +104,18 @@ def trained_maskrcnn(coco_demo, tmp_path_factory):
 
 # ----------------------------------------------------------------------------- TensorRT without a GPU
 
+@pytest.fixture(scope="session")
+def unet_onnx(tmp_path_factory):  # the TensorRT double tests' model
+    """A tiny valid-padding U-Net (depth 2, 4 base channels) exported by segrt.export.to_onnx."""
+    import torch
+    from segrt.export.models.unet import UNet, UNetConfig
+    from segrt.export.to_onnx import unet_to_onnx
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(depth=2, base_channels=4)).eval()
+    return unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "unet.onnx", ["background", "nucleus"], tile_size=76)
+
+
+
 def real_bindings_or_skip() -> dict:
     """``describe(version)`` for every version in ``trt_api.VERSIONS``, or, when they cannot be had:
     a failure naming the reason under ``CI=true`` (the contract tests must never vanish from CI),

@@ -64,7 +64,7 @@ def _bad(path: Path, what: str) -> InputError:
 def _png(path: Path, size: int, head: bytes) -> ImageHeader:
     if len(head) < 33 or head[12:16] != b"IHDR":
         raise _bad(path, "no PNG IHDR header")
-    w, h, depth, colour = struct.unpack(">IIBB", head[16:26])
+    w, h, _depth, colour = struct.unpack(">IIBB", head[16:26])
     if w == 0 or h == 0 or w > 2 ** 31 - 1 or h > 2 ** 31 - 1:
         raise _bad(path, f"PNG header claims {w} x {h} pixels")
     with open(path, "rb") as f:  # a complete PNG ends with the IEND chunk
@@ -120,7 +120,9 @@ def _tiff(path: Path, size: int) -> ImageHeader:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             # every strip/tile of the first image must lie inside the file: a lying IFD fails here, not mid-run
-            ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+            if len(page.dataoffsets) != len(page.databytecounts):
+                raise _bad(path, "the TIFF's strip offsets and byte counts disagree in number")
+            ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts, strict=True) if n]
             h, w = int(page.imagelength), int(page.imagewidth)
             spp = int(page.samplesperpixel)
     except InputError:

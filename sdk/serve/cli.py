@@ -112,7 +112,7 @@ def _run(server: "TritonServer", repo: Path, startup_timeout: float) -> None:
             print(server.log_tail(), file=sys.stderr)
             raise ServerError(f"tritonserver did not stop cleanly (exit code {stopped}"
                               f"{', killed after the drain timed out' if not server.drained else ''})",
-                              "requests in flight may have been lost; see the log")
+                              "requests in flight may have been lost; see the log") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()

@@ -205,7 +205,7 @@ class RemotePredictor:
         if arena is not None:
             out_bytes = [int(np.prod(shape)) * np.dtype(SHM_DTYPES[dt]).itemsize for dt, shape in shm_outputs.values()]
             offsets = self._call(arena.layout, [a.nbytes for a in arrays.values()] + out_bytes)
-            in_offsets, out_offsets = offsets[:len(arrays)], dict(zip(shm_outputs, offsets[len(arrays):]))
+            in_offsets, out_offsets = offsets[:len(arrays)], dict(zip(shm_outputs, offsets[len(arrays):], strict=True))
         infer_inputs = []
         for k, (name, array) in enumerate(arrays.items()):
             t = tc.InferInput(name, list(array.shape), protocol.TRITON_DTYPES.get(name, "UINT8"))

@@ -108,7 +108,7 @@ def engine_io(meta: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     from segrt.backends.base import TensorInfo
     profile = (meta.get("engine") or {}).get("profile") or {}
     dtype = np.dtype(meta.get("input_dtype", "float32"))
-    inputs = [TensorInfo(name, tuple(int(lo) if lo == hi else None for lo, hi in zip(tri[0], tri[2])), dtype)
+    inputs = [TensorInfo(name, tuple(int(lo) if lo == hi else None for lo, hi in zip(tri[0], tri[2], strict=True)), dtype)
               for name, tri in profile.items()]
     if meta["kind"] == "unet":
         name = meta.get("input_name", "image")
@@ -278,7 +278,7 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
     repo.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".partial", dir=repo.parent))
     try:
-        for path, name in zip(paths, names):
+        for path, name in zip(paths, names, strict=True):
             meta, inputs, outputs, plan = read_artifact(path)
             engine = plan is not None
             net_name = name + NETWORK_SUFFIX

@@ -25,6 +25,7 @@ The whole stop fits Kubernetes' default 30 s grace period.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import secrets
@@ -72,7 +73,7 @@ def find_tritonserver() -> TritonInstall:
         raise BackendUnavailableError("no Triton Inference Server: `tritonserver` is not on PATH and nvidia-pytriton "
                                       "is not installed", "pip install 'segrt[serve]' (bundles tritonserver), or run "
                                       "inside nvcr.io/nvidia/tritonserver:<version>-py3")
-    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    root = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     binary = root / "bin" / "tritonserver"
@@ -337,13 +338,12 @@ class TritonServer:
 
         def keeper() -> None:
             try:
-                out = None if self.log_to_stdout else open(self.log_file, "ab")
-                # own session: a Ctrl-C in the terminal reaches only segrt, which then stops the server once
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                        start_new_session=True,
-                                        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-                if out is not None:
-                    out.close()
+                # the server's stdout: ours (None) or the log file, closed here once the child holds it
+                with contextlib.nullcontext() if self.log_to_stdout else open(self.log_file, "ab") as out:
+                    # own session: a Ctrl-C in the terminal reaches only segrt, which then stops the server once
+                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, start_new_session=True,
+                                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
             except BaseException as exc:  # hand the failure to start()
                 handoff.put(exc)
                 return

@@ -136,7 +136,7 @@ def test_trtexec_command_for_tensorrt_10_and_11():
     cmd11 = te.trtexec_command("unet.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11,
                                fp16_onnx="unet.fp16.onnx")
     assert "--fp16" not in cmd11 and "--onnx=unet.fp16.onnx" in cmd11  # TensorRT 11: the ONNX carries fp16
-    with pytest.raises(InputError, match="no --fp16.*fp32 engine"):  # no fp16 line from the fp32 ONNX
+    with pytest.raises(InputError, match=r"no --fp16.*fp32 engine"):  # no fp16 line from the fp32 ONNX
         te.trtexec_command("unet.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11)
     static = {"image": ((1, 3, 800, 1344),) * 3}
     cmd_rcnn = te.trtexec_command("m.onnx", "m.plan", static, plugin_library="libsegrt_trt_plugins.so")

@@ -92,7 +92,7 @@ def test_ome_zarr_reads_back_with_ome_zarr_reader(predictor, reference, tmp_path
     assert set(labels) == {"classes", "instances"}
     np.testing.assert_array_equal(np.asarray(labels["classes"].data[0])[0], mem.classes)
     np.testing.assert_array_equal(np.asarray(labels["classes"].data[1])[0], mem.classes[::2, ::2])
-    n, want = cv2.connectedComponents((mem.classes == 1).astype(np.uint8), connectivity=4)
+    _, want = cv2.connectedComponents((mem.classes == 1).astype(np.uint8), connectivity=4)
     np.testing.assert_array_equal(np.asarray(labels["instances"].data[0])[0], want)
 
 

@@ -26,17 +26,6 @@ from segrt.unet.predictor import UNetPredictor
 from tests.doubles import cudart_double
 
 
-@pytest.fixture(scope="module")
-def unet_onnx(tmp_path_factory):
-    """A tiny valid-padding U-Net (depth 2, 4 base channels) exported by segrt.export.to_onnx."""
-    import torch
-    from segrt.export.models.unet import UNet, UNetConfig
-    from segrt.export.to_onnx import unet_to_onnx
-    torch.manual_seed(0)
-    model = UNet(UNetConfig(depth=2, base_channels=4)).eval()
-    return unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "unet.onnx", ["background", "nucleus"], tile_size=76)
-
-
 @pytest.fixture
 def unet_engine(trt_double, unet_onnx, tmp_path):
     return onnx_to_engine(unet_onnx, tmp_path / "unet.engine", max_batch=2, max_size=108)

@@ -19,7 +19,7 @@ from segrt.backends.tensorrt import TensorRTBackend
 from segrt.errors import ArtifactError
 from segrt.export.to_engine import onnx_to_engine
 from tests.doubles import cudart_double, tensorrt_double
-from tests.sdk.test_tensorrt_double import _fake_cuda_tensor, _image, unet_onnx  # noqa: F401 - fixture
+from tests.sdk.test_tensorrt_double import _fake_cuda_tensor, _image
 
 X2 = np.random.default_rng(2).normal(size=(2, 1, 76, 76)).astype(np.float32)
 X1 = np.random.default_rng(1).normal(size=(1, 1, 76, 76)).astype(np.float32)

@@ -215,7 +215,7 @@ def test_cli_serve(models: Path, tmp_path: Path) -> None:
         assert local.returncode == 0, local.stderr
         r, lo = sorted((tmp_path / "remote").iterdir()), sorted((tmp_path / "local").iterdir())
         assert [p.name for p in r] == [p.name for p in lo] and len(r) == 3
-        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(r, lo))
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(r, lo, strict=True))
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out

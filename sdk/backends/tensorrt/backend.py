@@ -163,7 +163,7 @@ class TensorRTBackend(Backend):
             return False
         slot.shape_key = None  # a failure half-way leaves the context in no known state
         slot.invalidate()
-        for info, shape in zip(self.inputs, key):
+        for info, shape in zip(self.inputs, key, strict=True):
             mark = slot.recorder.mark()
             if not slot.context.set_input_shape(info.name, shape):
                 raise InputError(f"TensorRT rejected shape {list(shape)} for input {info.name!r}: "
@@ -190,7 +190,7 @@ class TensorRTBackend(Backend):
 
     def _entry(self, slot: Slot, key: ShapeKey, out_shapes: Mapping[str, tuple[int, ...]]) -> ShapeEntry:
         def make() -> ShapeEntry:
-            shapes = {info.name: shape for info, shape in zip(self.inputs, key)}
+            shapes = {info.name: shape for info, shape in zip(self.inputs, key, strict=True)}
             shapes.update(out_shapes)
             return ShapeEntry(shapes, self._dtypes)
         return slot.entry(key, make)

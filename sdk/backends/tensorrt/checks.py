@@ -60,7 +60,7 @@ def check_input_shape(name: str, shape: Sequence[int], profile: tuple[Sequence[i
     if len(shape) != len(lo):
         raise InputError(f"input {name!r} has shape {list(shape)}, the engine expects rank {len(lo)} "
                          f"(between {list(lo)} and {list(hi)})", "reshape the input")
-    bad = [i for i, (d, a, b) in enumerate(zip(shape, lo, hi)) if not a <= d <= b]
+    bad = [i for i, (d, a, b) in enumerate(zip(shape, lo, hi, strict=True)) if not a <= d <= b]
     if bad:
         ranges = ", ".join(f"dim {i}: {shape[i]} not in {lo[i]}..{hi[i]}" for i in bad)
         fix = "use inputs within that range (segrt.unet.predictor tiles large images to fit)"
