@@ -171,7 +171,7 @@ def _plan_predict(args: argparse.Namespace, unet: bool) -> list[tuple[Path, str]
 def cmd_predict(args: argparse.Namespace) -> None:
     if args.ray is not None:
         from segrt.batch.cli import predict_on_ray
-        return predict_on_ray(args)
+        return predict_on_ray(args, backend_options(args), predict_options(args))
     from segrt.predictor import predict_file
     predictor = load_predictor(args)
     unet = getattr(predictor, "kind", None) == "unet"
@@ -200,7 +200,7 @@ def predict_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_eval(args: argparse.Namespace) -> None:
     if args.ray is not None:
         from segrt.batch.cli import eval_on_ray
-        return eval_on_ray(args)
+        return eval_on_ray(args, backend_options(args))
     predictor = load_predictor(args)
     options = {k: v for k, v in (("tta", args.tta or None), ("images", args.images)) if v}
     report = predictor.evaluate(args.data, **options)

@@ -34,9 +34,8 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError("--ray and --server are two ways to run the model", "pass one of them")
 
 
-def _run(args: argparse.Namespace, items: list[Item], mode: str, predict_options: dict[str, Any]) -> BatchSummary:
-    from segrt.cli import backend_options
-    options = backend_options(args)
+def _run(args: argparse.Namespace, items: list[Item], mode: str, options: dict[str, Any],
+         predict_options: dict[str, Any]) -> BatchSummary:
     try:
         summary = run_batch(args.model, items, args.out, mode=mode, address=args.ray, actors=args.actors,
                             cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
@@ -50,23 +49,25 @@ def _run(args: argparse.Namespace, items: list[Item], mode: str, predict_options
     return summary
 
 
-def predict_on_ray(args: argparse.Namespace) -> None:
-    """``segrt predict MODEL IMAGES... --ray``: IMAGES are files, folders, quoted globs or one COCO JSON."""
-    from segrt.cli import predict_options
+def predict_on_ray(args: argparse.Namespace, backend_options: dict[str, Any], predict_options: dict[str, Any]
+                   ) -> None:
+    """``segrt predict MODEL IMAGES... --ray``: IMAGES are files, folders, quoted globs or one COCO JSON.
+
+    ``backend_options`` and ``predict_options`` are what the CLI's flags ask for (``segrt.cli``)."""
     _check(args)
     names = [str(p) for p in args.images]
     if len(names) == 1 and names[0].endswith(".json"):
         items = coco_items(names[0])
     else:
         items = list_images(names)
-    summary = _run(args, items, "predict", predict_options(args))
+    summary = _run(args, items, "predict", backend_options, predict_options)
     if summary.errors:
         for row in records.read_manifest(args.out):
             if row["status"] == "error":
                 print(f"{row['image']}: {row['error']}")
 
 
-def eval_on_ray(args: argparse.Namespace) -> None:
+def eval_on_ray(args: argparse.Namespace, backend_options: dict[str, Any]) -> None:
     """``segrt eval MODEL DATA --ray``: the local report, from per-image work done on Ray."""
     from segrt.io.files import atomic_path
     _check(args)
@@ -75,7 +76,7 @@ def eval_on_ray(args: argparse.Namespace) -> None:
         from segrt.unet.predictor import summarize_scores
         items = split_items(args.data)
         run_options = {"tta": True} if args.tta else {}
-        _run(args, items, "eval", run_options)
+        _run(args, items, "eval", backend_options, run_options)
         per_image = [_ok_record(args.out, item)["metrics"] for item in items]
         report: dict[str, Any] = summarize_scores(per_image, tta=bool(args.tta), model=str(args.model))
     else:
@@ -85,7 +86,7 @@ def eval_on_ray(args: argparse.Namespace) -> None:
         image_dir = args.images if args.images is not None else Path(args.data).with_suffix("")
         gt = load_ground_truth(args.data, image_dir)  # refuses missing images before any work
         items = coco_items(args.data, image_dir)
-        _run(args, items, "eval", {})
+        _run(args, items, "eval", backend_options, {})
         recs = [_ok_record(args.out, item) for item in items]
         results = records.coco_results(args.out, [(item.key, item.image_id) for item in items])
         report = score_results(gt, results, has_masks=all(r["has_masks"] for r in recs),
