@@ -109,9 +109,12 @@ def server_environment(install: TritonInstall, base: dict[str, str] | None = Non
     dirs = [d for d in [libdir, *map(str, install.library_dirs), env.get("LD_LIBRARY_PATH", "")] if d]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(dirs)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    # the stub imports segrt: make this checkout importable even when segrt is not pip-installed
-    segrt_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([p for p in (segrt_root, env.get("PYTHONPATH")) if p])
+    # The stub imports segrt. An installed package sits in a folder named segrt: put the folder above it
+    # first, so the stub imports this very copy. An editable checkout (sdk/) is found through this
+    # environment's site-packages, whose import hook maps segrt to sdk/.
+    package = Path(__file__).resolve().parents[1]
+    if package.name == "segrt":
+        env["PYTHONPATH"] = os.pathsep.join([p for p in (str(package.parent), env.get("PYTHONPATH")) if p])
     return env
 
 
