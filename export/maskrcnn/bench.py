@@ -60,7 +60,7 @@ def torchvision_model_call(model: torch.nn.Module, image: np.ndarray) -> Callabl
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
 
     @torch.no_grad()
-    def call():
+    def call() -> Any:
         images, _ = model.transform([tensor])
         feats = model.backbone(images.tensors)
         props, _ = model.rpn(images, feats)
@@ -73,7 +73,7 @@ def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.nda
     pixels = float(image.shape[0] * image.shape[1])
     info = {"backend": "pytorch", "precision": "fp32"}
 
-    def e2e():
+    def e2e() -> Callable[[], Any]:
         predictor = TorchvisionPredictor(model, names)
         return lambda: predictor.predict(image)
 
@@ -105,7 +105,7 @@ def model_variants(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names
     return variants, facts
 
 
-def _small(checkpoint: Path | None, kind: str):
+def _small(checkpoint: Path | None, kind: str) -> tuple[torch.nn.Module, MaskRCNNConfig, list[str]]:
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         if ckpt["kind"] != kind:
