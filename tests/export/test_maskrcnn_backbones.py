@@ -191,3 +191,19 @@ def test_train_maskrcnn_arch_writes_a_checkpoint_of_that_arch(tmp_path):
     assert cfg.arch == "maskrcnn_resnet101_fpn" and cfg.box_batch_size_per_image == 128
     assert sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in build_model(MaskRCNNConfig.paper("maskrcnn_resnet101_fpn", cfg.num_classes)).parameters())
+
+
+def test_calibrate_batchnorm_sets_the_images_statistics():
+    """The first BatchNorm's running mean/var become the per-channel moments of its input on the image
+    (computed here with plain torch), and every BatchNorm is back in eval mode with its momentum."""
+    torch.manual_seed(0)
+    model = build_model(MaskRCNNConfig(min_size=96, max_size=96))
+    image = _tensor(_images(3)[0])
+    calibrate_batchnorm(model, [image])
+    body = model.backbone.body
+    with torch.no_grad():
+        x = body.conv1(model.transform([image])[0].tensors)
+    np.testing.assert_allclose(body.bn1.running_mean.numpy(), x.mean((0, 2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(body.bn1.running_var.numpy(), x.var((0, 2, 3), unbiased=True).numpy(), rtol=1e-4)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not model.training and all(not m.training and m.momentum == 0.1 for m in norms)
