@@ -49,8 +49,8 @@ from segrt.export.maskrcnn.reference import TorchvisionPredictor
 LARGE: dict[str, str] = {"r50": "resnet50_fpn", "r101": "resnet101_fpn", "x50": "resnext50_32x4d_fpn",
                          "x101": "resnext101_32x8d_fpn"}
 MODELS = ("small", *LARGE)
-R50_PICK_NOTE = ("note (r50 and the other paper-size models): with random weights every score is a near tie, so a runtime that moves the RPN's "
-                 "proposals at all (bf16, int8, mixed) disagrees with torchvision whatever its accuracy; judge those "
+R50_PICK_NOTE = ("note (r50 and the other paper-size models): with random weights every score is a near tie, "
+                 "so a runtime that moves the RPN's proposals at all (bf16, int8, mixed) disagrees with torchvision whatever its accuracy; judge those "
                  "on a trained checkpoint (benchmarks/openvino_accuracy.py, README OpenVINO section)")
 
 
@@ -125,8 +125,8 @@ def _large(name: str, kind: str, image: np.ndarray) -> tuple[torch.nn.Module, Ma
     """(eval model, config, class names) of ``--models name`` (a ``LARGE`` key), paper settings:
     Keypoint R-CNN with one class (person), Mask R-CNN with COCO's 91 (background included).
 
-    Random weights, BatchNorm statistics from the benchmark image (``calibrate_batchnorm``: with the
-    initial ones a random 101-layer body gives no proposals, and the heads would be timed on nothing).
+    Random weights, BatchNorm statistics from the benchmark image, for every body alike (``calibrate_batchnorm``:
+    with the initial ones a random 101-layer body gives no proposals, and the heads would be timed on nothing).
     """
     torch.manual_seed(0)
     arch = f"{kind}_{LARGE[name]}"

@@ -201,6 +201,8 @@ def calibrate_batchnorm(model: MaskRCNN | KeypointRCNN, images: list[torch.Tenso
     Args:
         images: float RGB ``Tensor[3, H, W]`` in [0, 1], any sizes (the model's transform resizes them).
     """
+    if not images:
+        raise InputError("calibrate_batchnorm needs at least one image", "pass one or more Tensor[3, H, W] images")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     model.eval()
     momenta = [m.momentum for m in norms]
