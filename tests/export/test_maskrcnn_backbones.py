@@ -207,3 +207,6 @@ def test_calibrate_batchnorm_sets_the_images_statistics():
     np.testing.assert_allclose(body.bn1.running_var.numpy(), x.var((0, 2, 3), unbiased=True).numpy(), rtol=1e-4)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and not model.training and all(not m.training and m.momentum == 0.1 for m in norms)
+    from segrt.errors import InputError
+    with pytest.raises(InputError, match="at least one image"):
+        calibrate_batchnorm(model, [])
