@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def exported(request, tmp_path_factory):
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """(eval model, portable graph at 128x128, its segrt predictor) of the architecture ``request.param``."""
     arch = request.param
     torch.manual_seed(0)
@@ -73,7 +74,7 @@ def _torchvision_heads(model: torch.nn.Module, image: np.ndarray) -> dict[str, t
     return detections[0]
 
 
-def _match(a, b, kind: str) -> None:
+def _match(a: Any, b: Any, kind: str) -> None:
     """Detections ``a`` (segrt) equal ``b`` (torchvision eager, end to end): same labels, scores within 1e-3
     (test_maskrcnn_export's), boxes within 0.05 px, keypoint positions within 0.5 px (test_keypointrcnn's),
     keypoint scores within 1e-2.
@@ -93,7 +94,7 @@ def _match(a, b, kind: str) -> None:
 
 
 @pytest.mark.parametrize("exported", EXPORTED, indirect=True)
-def test_portable_graph_matches_torchvision(exported):
+def test_portable_graph_matches_torchvision(exported: tuple) -> None:
     """End to end: labels, scores, boxes (and keypoints) as torchvision's. Masks: each 28x28 mask the graph
     gives, thresholded at 0.5, has IoU >= 0.99 with torchvision's before pasting. (Pasted masks are compared
     on the trained resnet18 in test_maskrcnn_export: pasting truncates each box to whole pixels, so a
@@ -118,7 +119,7 @@ def test_portable_graph_matches_torchvision(exported):
 
 
 @pytest.mark.parametrize("exported", EXPORTED, indirect=True)
-def test_tensorrt_graph_computes_the_same(exported, tmp_path):
+def test_tensorrt_graph_computes_the_same(exported: tuple, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime_extensions")
     import onnx
     from segrt.export.maskrcnn.ort_plugin import standin_session
@@ -145,7 +146,7 @@ def test_tensorrt_graph_computes_the_same(exported, tmp_path):
 
 @pytest.mark.parametrize("arch", [a if ARCHS[a] == "maskrcnn" else pytest.param(a, marks=pytest.mark.slow)
                                   for a in FPN_BODIES])
-def test_torchvision_state_dict_loads_key_for_key(arch, tmp_path):
+def test_torchvision_state_dict_loads_key_for_key(arch: str, tmp_path: Path) -> None:
     """A model built the torchvision way (``resnet_fpn_backbone`` with its default FrozenBatchNorm2d, which
     saves no ``num_batches_tracked``) loads into ``arch`` with every tensor intact."""
     from torchvision.models.detection import KeypointRCNN, MaskRCNN
@@ -161,7 +162,7 @@ def test_torchvision_state_dict_loads_key_for_key(arch, tmp_path):
         assert torch.equal(mine[key], value), key
 
 
-def test_another_body_is_refused_naming_the_keys(tmp_path):
+def test_another_body_is_refused_naming_the_keys(tmp_path: Path) -> None:
     torch.save(build_model(MaskRCNNConfig.paper("maskrcnn_resnet101_fpn", 2)).state_dict(), tmp_path / "r101.pth")
     with pytest.raises(ArtifactError, match=r"does not fit architecture 'maskrcnn_resnext101_32x8d_fpn'.*"
                                             r"another shape: backbone\.body\.layer1\.0\.conv1\.weight"):
@@ -170,7 +171,7 @@ def test_another_body_is_refused_naming_the_keys(tmp_path):
         load_torchvision_state_dict(tmp_path / "r101.pth", "maskrcnn_resnet50_fpn", 2)
 
 
-def test_train_offers_the_new_archs(capsys):
+def test_train_offers_the_new_archs(capsys: pytest.CaptureFixture[str]) -> None:
     from segrt.cli import main
     for kind in ("maskrcnn", "keypointrcnn"):
         with pytest.raises(SystemExit):
@@ -180,7 +181,7 @@ def test_train_offers_the_new_archs(capsys):
             assert arch in text, (kind, arch)
 
 
-def test_train_maskrcnn_arch_writes_a_checkpoint_of_that_arch(tmp_path):
+def test_train_maskrcnn_arch_writes_a_checkpoint_of_that_arch(tmp_path: Path) -> None:
     """One SGD step of `segrt train maskrcnn --arch maskrcnn_resnet101_fpn` (the R50 recipe) on synthetic
     scenes; the checkpoint rebuilds that architecture."""
     from segrt.export.checkpoint import load_checkpoint
@@ -199,7 +200,7 @@ def test_train_maskrcnn_arch_writes_a_checkpoint_of_that_arch(tmp_path):
         p.numel() for p in build_model(MaskRCNNConfig.paper("maskrcnn_resnet101_fpn", cfg.num_classes)).parameters())
 
 
-def test_calibrate_batchnorm_sets_the_images_statistics():
+def test_calibrate_batchnorm_sets_the_images_statistics() -> None:
     """The first BatchNorm's running mean/var become the per-channel moments of its input on the image
     (computed here with plain torch), and every BatchNorm is back in eval mode with its momentum."""
     torch.manual_seed(0)
