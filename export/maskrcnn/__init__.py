@@ -1,6 +1,7 @@
 """Mask R-CNN / Keypoint R-CNN (torchvision is the model): training, export, benchmark.
 
-    models.py       config dataclass, builders (resnet18-FPN demo model, torchvision R50 archs),
+    models.py       config dataclass, builders (resnet18-FPN demo model, torchvision R50 archs,
+                    R101 / X50 / X101 bodies from resnet_fpn_backbone), calibrate_batchnorm,
                     load_torchvision_state_dict (plain torchvision weights, checked key by key)
     coco.py         COCO instances reading (polygons + RLE), training samples, DSB2018 demo files
     train.py        the training loop

@@ -3,10 +3,12 @@
 Per model, same weights, image and threads:
 
 * Mask R-CNN (nuclei-like blobs): ``small``, the demo resnet18-FPN (or ``--checkpoint``) at the
-  image's size rounded up to 32; ``r50``, random-weight ``maskrcnn_resnet50_fpn`` at 800x1344.
+  image's size rounded up to 32; ``r50``, ``r101``, ``x50``, ``x101``: random-weight
+  ``maskrcnn_resnet50_fpn``, ``maskrcnn_resnet101_fpn``, ``maskrcnn_resnext50_32x4d_fpn``,
+  ``maskrcnn_resnext101_32x8d_fpn`` at 800x1344 (``LARGE``).
 * Keypoint R-CNN (a synthetic pose image, ``segrt data pose``): ``small``, a resnet18-FPN at its
-  training size (``--checkpoint``, default 128x128 with random weights); ``r50``, random-weight
-  ``keypointrcnn_resnet50_fpn`` at 800x1344.
+  training size (``--checkpoint``, default 128x128 with random weights); ``r50`` ... ``x101``, the
+  random-weight ``keypointrcnn_*`` of the same bodies at 800x1344.
 
 Variants:
 
@@ -39,13 +41,16 @@ from segrt.io.preprocess import to_rgb_uint8
 
 from segrt.export import bench_common
 from segrt.export.checkpoint import load_checkpoint
-from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model, model_from_checkpoint
+from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model, calibrate_batchnorm, model_from_checkpoint
 from segrt.export.maskrcnn.onnx_export import torch_to_onnx
 from segrt.export.maskrcnn.reference import TorchvisionPredictor
 
-MODELS = ("small", "r50")
-R50_PICK_NOTE = ("note (r50): with random weights every score is a near tie, so a runtime that moves the RPN's "
-                 "proposals at all (bf16, int8, mixed) disagrees with torchvision whatever its accuracy; judge those "
+# --models name -> the body of its random-weight paper-size arch (maskrcnn_<body> / keypointrcnn_<body>)
+LARGE: dict[str, str] = {"r50": "resnet50_fpn", "r101": "resnet101_fpn", "x50": "resnext50_32x4d_fpn",
+                         "x101": "resnext101_32x8d_fpn"}
+MODELS = ("small", *LARGE)
+R50_PICK_NOTE = ("note (r50 and the other paper-size models): with random weights every score is a near tie, "
+                 "so a runtime that moves the RPN's proposals at all (bf16, int8, mixed) disagrees with torchvision whatever its accuracy; judge those "
                  "on a trained checkpoint (benchmarks/openvino_accuracy.py, README OpenVINO section)")
 
 
@@ -55,7 +60,7 @@ def torchvision_model_call(model: torch.nn.Module, image: np.ndarray) -> Callabl
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
 
     @torch.no_grad()
-    def call():
+    def call() -> Any:
         images, _ = model.transform([tensor])
         feats = model.backbone(images.tensors)
         props, _ = model.rpn(images, feats)
@@ -68,7 +73,7 @@ def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.nda
     pixels = float(image.shape[0] * image.shape[1])
     info = {"backend": "pytorch", "precision": "fp32"}
 
-    def e2e():
+    def e2e() -> Callable[[], Any]:
         predictor = TorchvisionPredictor(model, names)
         return lambda: predictor.predict(image)
 
@@ -100,7 +105,7 @@ def model_variants(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names
     return variants, facts
 
 
-def _small(checkpoint: Path | None, kind: str):
+def _small(checkpoint: Path | None, kind: str) -> tuple[torch.nn.Module, MaskRCNNConfig, list[str]]:
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         if ckpt["kind"] != kind:
@@ -116,13 +121,22 @@ def _small(checkpoint: Path | None, kind: str):
     return build_model(cfg).eval(), cfg, ["__background__", "nucleus"]
 
 
-def _r50(kind: str):
+def _large(name: str, kind: str, image: np.ndarray) -> tuple[torch.nn.Module, MaskRCNNConfig, list[str]]:
+    """(eval model, config, class names) of ``--models name`` (a ``LARGE`` key), paper settings:
+    Keypoint R-CNN with one class (person), Mask R-CNN with COCO's 91 (background included).
+
+    Random weights, BatchNorm statistics from the benchmark image, for every body alike (``calibrate_batchnorm``:
+    with the initial ones a random 101-layer body gives no proposals, and the heads would be timed on nothing).
+    """
     torch.manual_seed(0)
+    arch = f"{kind}_{LARGE[name]}"
     if kind == "keypointrcnn":
-        cfg = MaskRCNNConfig.paper("keypointrcnn_resnet50_fpn", 2)
-        return build_model(cfg).eval(), cfg, ["__background__", "person"]
-    cfg = MaskRCNNConfig.paper()
-    return build_model(cfg).eval(), cfg, ["__background__"] + [f"class{i}" for i in range(1, 91)]
+        cfg, names = MaskRCNNConfig.paper(arch, 2), ["__background__", "person"]
+    else:
+        cfg, names = MaskRCNNConfig.paper(arch), ["__background__"] + [f"class{i}" for i in range(1, 91)]
+    model = build_model(cfg)
+    calibrate_batchnorm(model, [torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0])
+    return model, cfg, names
 
 
 def _image(kind: str, hw: tuple[int, int], path: Path | None) -> np.ndarray:
@@ -154,9 +168,9 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
                 # so both sides process the same pixels
                 size = (-(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
                 found, found8 = onnx_path, int8_path
-            else:  # r50: the image is resized to 800 on its short side and padded to 1344, as by torchvision
-                model, cfg, names = _r50(kind)
+            else:  # r50 ... x101: the image is resized to 800 on its short side and padded to 1344, as by torchvision
                 image = _image(kind, (800, 1333), args.image)
+                model, cfg, names = _large(name, kind, image)
                 size, found, found8 = (800, 1344), None, None
             vs, facts = model_variants(name, model, cfg, names, size, image, workdir, args, threads, found, found8)
             variants += vs
@@ -171,11 +185,13 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
 _HELP = {
     "maskrcnn": ("segrt checkpoint of the small model (default: random-weight resnet18-FPN)",
                  ("small: the demo model at the image's size (512x256); "
-                  "r50: random-weight maskrcnn_resnet50_fpn at 800x1344")),
+                  "r50, r101, x50, x101: random-weight maskrcnn_resnet50_fpn, maskrcnn_resnet101_fpn, "
+                  "maskrcnn_resnext50_32x4d_fpn, maskrcnn_resnext101_32x8d_fpn at 800x1344")),
     "keypointrcnn": (("segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
                       "default: random-weight resnet18-FPN at 128x128)"),
                      ("small: the checkpoint at its training size on a synthetic pose image; "
-                      "r50: random-weight keypointrcnn_resnet50_fpn at 800x1344")),
+                      "r50, r101, x50, x101: random-weight keypointrcnn_resnet50_fpn, keypointrcnn_resnet101_fpn, "
+                      "keypointrcnn_resnext50_32x4d_fpn, keypointrcnn_resnext101_32x8d_fpn at 800x1344")),
 }
 
 
@@ -201,7 +217,7 @@ def bench_command(args: argparse.Namespace, onnx_path: Path | None = None, int8_
     report = run_bench(args, onnx_path, int8_path)
     budget = BY_KIND[getattr(args, "kind", "maskrcnn")][2]
     report = publish(report, args, {g: budget for g in dict.fromkeys(r.group for r in report.rows)})
-    if getattr(args, "pick", False) and "r50" in args.models:
+    if getattr(args, "pick", False) and set(LARGE) & set(args.models):
         print(R50_PICK_NOTE)
     return report
 

@@ -16,7 +16,7 @@ from torchvision.models import resnet18, resnet34
 from torchvision.models.detection import (KeypointRCNN, MaskRCNN, keypointrcnn_resnet50_fpn,
                                           maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2)
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -33,10 +33,28 @@ ARCHS: dict[str, str] = {
     "keypointrcnn_resnet18_fpn": "keypointrcnn",
     "keypointrcnn_resnet34_fpn": "keypointrcnn",
     "keypointrcnn_resnet50_fpn": "keypointrcnn",
+    "maskrcnn_resnet101_fpn": "maskrcnn",
+    "maskrcnn_resnext50_32x4d_fpn": "maskrcnn",
+    "maskrcnn_resnext101_32x8d_fpn": "maskrcnn",
+    "keypointrcnn_resnet101_fpn": "keypointrcnn",
+    "keypointrcnn_resnext50_32x4d_fpn": "keypointrcnn",
+    "keypointrcnn_resnext101_32x8d_fpn": "keypointrcnn",
 }
 # the small archs: our narrow resnet-FPN, one body per name
 SMALL_BODIES = {"resnet18_fpn": resnet18, "resnet34_fpn": resnet34,
                 "keypointrcnn_resnet18_fpn": resnet18, "keypointrcnn_resnet34_fpn": resnet34}
+
+# the paper's other bodies (Mask R-CNN, He et al. 2017, tables 2a and 3): torchvision's
+# resnet_fpn_backbone(backbone_name=...) under torchvision's own R50 heads, so a state dict saved from
+# MaskRCNN(resnet_fpn_backbone(backbone_name=body, ...), num_classes) loads key for key
+FPN_BODIES: dict[str, str] = {
+    "maskrcnn_resnet101_fpn": "resnet101",
+    "maskrcnn_resnext50_32x4d_fpn": "resnext50_32x4d",
+    "maskrcnn_resnext101_32x8d_fpn": "resnext101_32x8d",
+    "keypointrcnn_resnet101_fpn": "resnet101",
+    "keypointrcnn_resnext50_32x4d_fpn": "resnext50_32x4d",
+    "keypointrcnn_resnext101_32x8d_fpn": "resnext101_32x8d",
+}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,7 +66,9 @@ class MaskRCNNConfig:
 
     ``arch`` picks the model: ``resnet18_fpn``/``resnet34_fpn`` (Mask R-CNN) and
     ``keypointrcnn_resnet18_fpn``/``keypointrcnn_resnet34_fpn`` are narrow resnet-FPNs
-    (``fpn_channels`` wide, lighter heads); the ``*_resnet50_fpn*`` archs are torchvision's own.
+    (``fpn_channels`` wide, lighter heads); the ``*_resnet50_fpn*`` archs are torchvision's own;
+    the ``*_resnet101_fpn``, ``*_resnext50_32x4d_fpn`` and ``*_resnext101_32x8d_fpn`` archs are
+    torchvision's ``resnet_fpn_backbone`` of that body with the R50 archs' heads (``FPN_BODIES``).
 
     The defaults are the small demo model: resnet18-FPN from random init with
     BatchNorm (trainable from scratch, folded into the convs on export), small
@@ -145,17 +165,72 @@ def build_model(cfg: MaskRCNNConfig) -> MaskRCNN | KeypointRCNN:
                         mask_head=MaskRCNNHeads(c, (cfg.mask_head_channels,) * 4, 1),
                         mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels,
                                                          cfg.num_classes), **kwargs)
+    if cfg.arch in FPN_BODIES:
+        return _fpn_body_model(cfg, kwargs)
     builder = {"maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn, "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
                "keypointrcnn_resnet50_fpn": keypointrcnn_resnet50_fpn}[cfg.arch]
     extra = {"num_keypoints": cfg.num_keypoints} if cfg.kind == "keypointrcnn" else {}
     return builder(weights=None, weights_backbone=None, num_classes=cfg.num_classes, **kwargs, **extra)
 
 
+def _fpn_body_model(cfg: MaskRCNNConfig, kwargs: dict[str, Any]) -> MaskRCNN | KeypointRCNN:
+    """torchvision's detection class on ``resnet_fpn_backbone(FPN_BODIES[cfg.arch])``, random weights.
+
+    Norm layer and trainable layers follow torchvision's ``maskrcnn_resnet50_fpn`` without
+    pretrained weights (BatchNorm2d, all 5 stages trainable), so these archs train like the R50 ones.
+    The FPN is 256 channels wide on C2..C5 (P2..P5 plus a max-pooled P6); the heads are torchvision's
+    defaults: a 1024-wide two-layer box head, 4 x 256 mask convs, 8 x 512 keypoint convs.
+    """
+    backbone = resnet_fpn_backbone(backbone_name=FPN_BODIES[cfg.arch], weights=None, norm_layer=nn.BatchNorm2d,
+                                   trainable_layers=5)
+    if cfg.kind == "keypointrcnn":
+        return KeypointRCNN(backbone, num_classes=cfg.num_classes, num_keypoints=cfg.num_keypoints, **kwargs)
+    return MaskRCNN(backbone, num_classes=cfg.num_classes, **kwargs)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: MaskRCNN | KeypointRCNN, images: list[torch.Tensor]) -> MaskRCNN | KeypointRCNN:
+    """Set every BatchNorm's running statistics to those of ``images``; returns ``model`` in eval mode.
+
+    A data-dependent init for random-weight models (tests, benchmarks): with BatchNorm's initial
+    statistics (mean 0, var 1) a random ResNet-101's stage-4 activations grow to ~1e4 and the
+    RPN's boxes degenerate, so the heads see no proposals at all. One pass of the model with its
+    BatchNorms in training mode (cumulative average, ``momentum=None``) gives statistics like a
+    trained model's. Weights are left as they are; FrozenBatchNorm2d is left alone.
+
+    Args:
+        images: float RGB ``Tensor[3, H, W]`` in [0, 1], any sizes (the model's transform resizes them).
+    """
+    if not images:
+        raise InputError("calibrate_batchnorm needs at least one image", "pass one or more Tensor[3, H, W] images")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        model(list(images))  # eval-mode inference path: no targets needed
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+            m.eval()
+    return model
+
+
+def _without_bn_counters(keys: list[str]) -> list[str]:
+    """``keys`` less BatchNorm's ``num_batches_tracked``: FrozenBatchNorm2d (torchvision's default in
+    ``resnet_fpn_backbone`` and in pretrained models) saves none, BatchNorm2d does, and both modules'
+    loaders accept either, so a missing or extra counter is no mismatch."""
+    return [k for k in keys if not k.endswith(".num_batches_tracked")]
+
+
 def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor], arch: str, source: str) -> None:
     """Load ``state_dict`` strictly; on mismatch raise ``ArtifactError`` listing the keys."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
+    missing = _without_bn_counters([k for k in own if k not in state_dict])
+    unexpected = _without_bn_counters([k for k in state_dict if k not in own])
     wrong_shape = [f"{k}: file {tuple(state_dict[k].shape)} vs {arch} {tuple(own[k].shape)}"
                    for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or wrong_shape:
@@ -172,6 +247,9 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor
             f"{source} does not fit architecture {arch!r}: " + "; ".join(parts),
             "pass the architecture and num_classes the weights were trained with "
             "(e.g. --arch maskrcnn_resnet50_fpn_v2, --num-classes 91)")
+    # BatchNorm2d refills a missing counter only for old state-dict versions: give it a zero one here
+    state_dict = {**{k: v for k, v in own.items() if k.endswith(".num_batches_tracked")},
+                  **{k: v for k, v in state_dict.items() if k in own}}
     model.load_state_dict(state_dict, strict=True)
 
 
