@@ -8,6 +8,7 @@ does not depend on Python's ABI: it is opened with ctypes.
 Environment:
     SEGRT_CMAKE_ARGS   extra CMake arguments, e.g. "-DSEGRT_BUILD_CUDA=ON" (default: CPU library only)
 """
+
 from __future__ import annotations
 
 import os
@@ -36,12 +37,18 @@ class BuildCMake(build_ext):
         assert isinstance(ext, CMakeLibrary)
         cmake = shutil.which("cmake")
         if cmake is None:
-            raise RuntimeError("building segrt from source needs CMake and a C++ compiler "
-                               "(or install a prebuilt segrt wheel, which needs neither)")
+            raise RuntimeError(
+                "building segrt from source needs CMake and a C++ compiler "
+                "(or install a prebuilt segrt wheel, which needs neither)"
+            )
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_dir = Path(self.build_temp).resolve() / "cmake"
-        args = [f"-DSEGRT_OUTPUT_DIR={out_dir}", "-DCMAKE_BUILD_TYPE=Release", "-DSEGRT_BUILD_CUDA=OFF",
-                *shlex.split(os.environ.get("SEGRT_CMAKE_ARGS", ""))]
+        args = [
+            f"-DSEGRT_OUTPUT_DIR={out_dir}",
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DSEGRT_BUILD_CUDA=OFF",
+            *shlex.split(os.environ.get("SEGRT_CMAKE_ARGS", "")),
+        ]
         subprocess.run([cmake, "-S", str(ROOT), "-B", str(build_dir), *args], check=True)
         subprocess.run([cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 1)], check=True)
         if not (out_dir / LIBRARY).is_file():
@@ -79,5 +86,8 @@ def packages() -> list[str]:
     return names
 
 
-setup(packages=packages(), ext_modules=[CMakeLibrary("segrt._lib")],
-      cmdclass={"build_ext": BuildCMake, "bdist_wheel": PlatformWheel})
+setup(
+    packages=packages(),
+    ext_modules=[CMakeLibrary("segrt._lib")],
+    cmdclass={"build_ext": BuildCMake, "bdist_wheel": PlatformWheel},
+)

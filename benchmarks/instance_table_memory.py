@@ -8,6 +8,7 @@ then the union-find is resolved and the CSV table written. No network runs: the 
 growth over the start, divided by the number of components, is the per-instance term of
 the out-of-core memory bound (docs/large-images.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,15 +43,25 @@ def main() -> None:
     t0 = time.perf_counter()
     labeller = BandLabeller(W, 4, stats=True)
     for y0 in range(0, H, 512):
-        labeller.add(band[:min(512, H - y0)])
+        labeller.add(band[: min(512, H - y0)])
     pass_peak = _status("VmHWM:") - base
     lut, n = labeller.finish()
     with tempfile.TemporaryDirectory() as tmp:
         write_table(Path(tmp) / "t.csv", labeller.table(lut, n))
     peak = _status("VmHWM:") - base
-    print(json.dumps({"width": W, "height": H, "components": n, "pass_peak_mib": pass_peak / 2 ** 20,
-                      "peak_mib": peak / 2 ** 20, "bytes_per_component": peak / max(n, 1),
-                      "seconds": time.perf_counter() - t0}))
+    print(
+        json.dumps(
+            {
+                "width": W,
+                "height": H,
+                "components": n,
+                "pass_peak_mib": pass_peak / 2**20,
+                "peak_mib": peak / 2**20,
+                "bytes_per_component": peak / max(n, 1),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

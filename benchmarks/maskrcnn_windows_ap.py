@@ -12,6 +12,7 @@ The held-out image (512 x 256) fits a 512 x 256 graph whole; the windows are 256
 * ``uncapped``: no proposal cap and 1000 detections, for graphs of every size, so that the
   comparison measures the windowing alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ SIZES = [(512, 256), (256, 256), (192, 192)]
 
 
 def export_graphs(checkpoint: Path, workdir: Path) -> dict[str, dict[tuple[int, int], Path]]:
-    from segrt.export.checkpoint import load_checkpoint
     from segrt.export.api import export_maskrcnn
+    from segrt.export.checkpoint import load_checkpoint
+
     graphs: dict[str, dict[tuple[int, int], Path]] = {"demo": {}, "uncapped": {}}
     for setting in graphs:
         ckpt = load_checkpoint(checkpoint)
@@ -51,6 +53,7 @@ def main() -> None:
     import segrt
     from segrt.io.files import atomic_path
     from segrt.rcnn.coco import evaluate
+
     report = {}
     for setting, paths in export_graphs(args.checkpoint, args.workdir).items():
         rows = {}
@@ -58,17 +61,22 @@ def main() -> None:
             predictor = segrt.load(path, threads=2)
             whole = hw == SIZES[0]
             run = predictor.predict
-            predictor.predict = lambda img, run=run, whole=whole: run(img, tiles=not whole, overlap=args.overlap,
-                                                                       progress=False)
+            predictor.predict = lambda img, run=run, whole=whole: run(
+                img, tiles=not whole, overlap=args.overlap, progress=False
+            )
             m = evaluate(predictor, args.coco / "val.json", args.coco / "val")
             rows["whole image" if whole else f"windows {hw[0]}x{hw[1]}"] = {
-                k: round(m[k], 4) for k in ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")}
+                k: round(m[k], 4) for k in ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")
+            }
         base = rows["whole image"]
         for name, r in rows.items():
             r["segm_AP_minus_whole"] = round(r["segm_AP"] - base["segm_AP"], 4)
             r["bbox_AP_minus_whole"] = round(r["bbox_AP"] - base["bbox_AP"], 4)
-            print(f"{setting:9s} {name:16s} " + "  ".join(f"{k} {v:+.4f}" if "minus" in k else f"{k} {v:.4f}"
-                                                           for k, v in r.items()), flush=True)
+            print(
+                f"{setting:9s} {name:16s} "
+                + "  ".join(f"{k} {v:+.4f}" if "minus" in k else f"{k} {v:.4f}" for k, v in r.items()),
+                flush=True,
+            )
         report[setting] = rows
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -24,6 +24,7 @@ score left unmatched, the AP of each variant scored against fp32's detections, a
     python benchmarks/openvino_bf16_split.py demo_out/maskrcnn.onnx --val demo_out/data/coco/val.json
     python benchmarks/openvino_bf16_split.py r50_800x1344.onnx      # synthetic 800x1333 image
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,29 +35,40 @@ from pathlib import Path
 
 import numpy as np
 
-from segrt.export.maskrcnn.coco import flip_views, flipped_coco
 from segrt.backends.openvino import HEAD_SCOPES, MASK_HEAD_SCOPES, OpenVINOBackend
 from segrt.bench.agreement import detection_matching, instances_agreement
 from segrt.bench.artifacts import bench_image
+from segrt.export.maskrcnn.coco import flip_views, flipped_coco
 from segrt.io.images import read_image
 from segrt.rcnn.predictor import MaskRCNNPredictor
 
-VARIANTS = {"backbone + FPN": ("/backbone/",),
-            "FPN + heads": ("/backbone/fpn/",) + HEAD_SCOPES,
-            "heads": HEAD_SCOPES,
-            "mask head": MASK_HEAD_SCOPES}
+VARIANTS = {
+    "backbone + FPN": ("/backbone/",),
+    "FPN + heads": ("/backbone/fpn/",) + HEAD_SCOPES,
+    "heads": HEAD_SCOPES,
+    "mask head": MASK_HEAD_SCOPES,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("onnx", type=Path, help="a Mask R-CNN .onnx written by segrt export (portable graph)")
-    parser.add_argument("--val", type=Path, default=None,
-                        help="COCO held-out split (images in the folder of the same name); its first image is timed")
+    parser.add_argument(
+        "--val",
+        type=Path,
+        default=None,
+        help="COCO held-out split (images in the folder of the same name); its first image is timed",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="timed predict calls per variant")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PREFIX[,PREFIX...]",
-                        help="a further split: nodes whose names start with a PREFIX run in bf16 (repeatable), "
-                             "e.g. 'fpn+rpn=/backbone/fpn/,/head/,/mask_head/,/mask_predictor/'")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=PREFIX[,PREFIX...]",
+        help="a further split: nodes whose names start with a PREFIX run in bf16 (repeatable), "
+        "e.g. 'fpn+rpn=/backbone/fpn/,/head/,/mask_head/,/mask_predictor/'",
+    )
     parser.add_argument("--only", action="store_true", help="run only the --variant splits (and fp32, the reference)")
     args = parser.parse_args()
     variants = {} if args.only else dict(VARIANTS)
@@ -88,12 +100,15 @@ def main() -> None:
     views = flip_views(image)
     predictors = {k: MaskRCNNPredictor(b) for k, b in backends.items()}
     references = [predictors["fp32"].predict(v) for v in views]
-    print(f"{'variant':<24}{'segm AP':>8}{'bbox AP':>8}{'matched':>9}{'max dscore':>11}{'unmatched':>10}"
-          f"{'bbox AP vs fp32':>16}{'segm AP vs fp32':>16}{'p50 ms':>8}")
+    print(
+        f"{'variant':<24}{'segm AP':>8}{'bbox AP':>8}{'matched':>9}{'max dscore':>11}{'unmatched':>10}"
+        f"{'bbox AP vs fp32':>16}{'segm AP vs fp32':>16}{'p50 ms':>8}"
+    )
     for name, predictor in predictors.items():
         scores = {"segm_AP": float("nan"), "bbox_AP": float("nan")}
         if held_out:
             from segrt.rcnn.coco import evaluate
+
             scores = evaluate(predictor, held_out, held_out.with_suffix(""))
         outs = [predictor.predict(v) for v in views]
         match = [detection_matching(o, r) for o, r in zip(outs, references, strict=True)]
@@ -103,12 +118,15 @@ def main() -> None:
             t = time.perf_counter()
             predictor.predict(image)
             times.append(time.perf_counter() - t)
-        print(f"{name:<24}{scores['segm_AP']:>8.4f}{scores['bbox_AP']:>8.4f}"
-              f"{sum(m['matched'] for m in match):>5.0f}/{sum(len(r) for r in references):<4}"
-              f"{max(m['max_abs_dscore'] for m in match):>10.3f}"
-              f"{max(m['unmatched_reference_max_score'] for m in match):>10.2f}"
-              f"{np.mean([a['bbox_ap'] for a in agree]):>16.4f}{np.mean([a['segm_ap'] for a in agree]):>16.4f}"
-              f"{1000 * np.median(times):>8.0f}", flush=True)
+        print(
+            f"{name:<24}{scores['segm_AP']:>8.4f}{scores['bbox_AP']:>8.4f}"
+            f"{sum(m['matched'] for m in match):>5.0f}/{sum(len(r) for r in references):<4}"
+            f"{max(m['max_abs_dscore'] for m in match):>10.3f}"
+            f"{max(m['unmatched_reference_max_score'] for m in match):>10.2f}"
+            f"{np.mean([a['bbox_ap'] for a in agree]):>16.4f}{np.mean([a['segm_ap'] for a in agree]):>16.4f}"
+            f"{1000 * np.median(times):>8.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

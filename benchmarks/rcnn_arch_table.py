@@ -9,17 +9,19 @@ body + FPN and the RPN head on the whole image; the box head on 1000 proposals (
 ``rpn_post_nms_top_n_test``); the mask or keypoint head per 100 detections (its cost grows with the
 detections, from 0 to ``box_detections_per_img`` = 100). Prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segrt.export.maskrcnn.models import ARCHS, MaskRCNNConfig, build_model  # noqa: E402
+from segrt.export.maskrcnn.models import ARCHS, MaskRCNNConfig, build_model
 
 HW = (800, 1344)
 PROPOSALS, DETECTIONS = 1000, 100
@@ -56,13 +58,17 @@ def row(arch: str) -> str:
     per_det = gflops(head, torch.zeros(DETECTIONS, width, 14, 14, device="meta"))
     body_name = arch.split("_", 1)[1] if arch.startswith(("maskrcnn_", "keypointrcnn_")) else arch
     total = body + rpn + box + per_det
-    return (f"| {cfg.kind} | {body_name} | {width} | box + {name} | {params:.1f} | {body:.0f} | {rpn:.0f} | "
-            f"{box:.0f} | {per_det:.0f} | {total:.0f} |")
+    return (
+        f"| {cfg.kind} | {body_name} | {width} | box + {name} | {params:.1f} | {body:.0f} | {rpn:.0f} | "
+        f"{box:.0f} | {per_det:.0f} | {total:.0f} |"
+    )
 
 
 if __name__ == "__main__":
-    print(f"| model | body | FPN width | heads | parameters (M) | body + FPN | RPN head | box head ({PROPOSALS} RoIs) "
-          f"| mask/keypoint head ({DETECTIONS} detections) | total (GFLOPs) |")
+    print(
+        f"| model | body | FPN width | heads | parameters (M) | body + FPN | RPN head | box head ({PROPOSALS} RoIs) "
+        f"| mask/keypoint head ({DETECTIONS} detections) | total (GFLOPs) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for arch in ARCH_ORDER:
         print(row(arch), flush=True)

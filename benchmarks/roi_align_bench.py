@@ -16,6 +16,7 @@ Each (op, output size, threads or dtype) is one group: torchvision is its refere
 segrt row carries the speedup and the largest difference from torchvision's output. Prints the
 table and writes the report (``segrt-bench/1`` JSON, see ``segrt.bench.core``) and a plot.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,10 @@ def make_problem(rng: np.random.Generator, k: int, c: int, image_hw: tuple[int, 
 
 def _agree(out: Any, ref: Any) -> dict[str, float]:
     """Largest |segrt - torchvision| (tensors brought to the host as float32 first)."""
+
     def host(x: Any) -> np.ndarray:
         return x.float().cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)
+
     return array_agreement(host(out), host(ref))
 
 
@@ -56,6 +59,7 @@ def cpu_variants(feats, rois, idx, image_hw, output_sizes, threads: int) -> list
     import torchvision
 
     from segrt.ops import multi_scale_roi_align, roi_align
+
     names = [f"p{i + 2}" for i in range(len(feats))]
     scales = [1.0 / s for s in STRIDES]
     tfeats = OrderedDict((n, torch.from_numpy(f)) for n, f in zip(names, feats, strict=True))
@@ -66,10 +70,12 @@ def cpu_variants(feats, rois, idx, image_hw, output_sizes, threads: int) -> list
         cases = {
             "roi_align P2": (
                 lambda out=out: roi_align(feats[0], rois, idx, out, 0.25, 2, "avg", False, threads=threads),
-                lambda out=out: torchvision.ops.roi_align(tfeats["p2"], tboxes, out, 0.25, 2, False)),
+                lambda out=out: torchvision.ops.roi_align(tfeats["p2"], tboxes, out, 0.25, 2, False),
+            ),
             "multi_scale P2-P5": (
                 lambda out=out: multi_scale_roi_align(feats, rois, idx, out, scales, 2, threads=threads),
-                lambda pooler=pooler: pooler(tfeats, [torch.from_numpy(rois)], [image_hw])),
+                lambda pooler=pooler: pooler(tfeats, [torch.from_numpy(rois)], [image_hw]),
+            ),
         }
         for op, (ours, theirs) in cases.items():
             group = f"cpu {op} {out}x{out} threads={threads}"
@@ -80,10 +86,14 @@ def cpu_variants(feats, rois, idx, image_hw, output_sizes, threads: int) -> list
                 def call():
                     with torch.inference_mode():
                         return theirs()
+
                 return call
+
             info = {"device": "cpu", "op": op, "output": out, "threads": threads, "dtype": "float32"}
-            variants += [Variant("torchvision", torch_call, "model", reference=True, group=group, info=info),
-                         Variant("segrt", lambda ours=ours: ours, "model", agreement=_agree, group=group, info=info)]
+            variants += [
+                Variant("torchvision", torch_call, "model", reference=True, group=group, info=info),
+                Variant("segrt", lambda ours=ours: ours, "model", agreement=_agree, group=group, info=info),
+            ]
     return variants
 
 
@@ -113,6 +123,7 @@ def copy_bandwidth_gbs(runs: int) -> float:
     import torch
 
     from segrt.bench.core import measure
+
     src = torch.empty(256 * 2**20, dtype=torch.float32, device="cuda")
     dst = torch.empty_like(src)
     timing, _ = measure(lambda: dst.copy_(src), runs, 2, sync=torch.cuda.synchronize)
@@ -125,6 +136,7 @@ def gpu_variants(feats_np, rois_np, idx_np, image_hw, output_sizes) -> list[Vari
 
     from segrt import native, ops
     from segrt.errors import BackendUnavailableError
+
     try:
         native.find_library(native.CUDA_ROI_ALIGN)
     except BackendUnavailableError as exc:
@@ -147,27 +159,53 @@ def gpu_variants(feats_np, rois_np, idx_np, image_hw, output_sizes) -> list[Vari
                 "roi_align P2": (
                     lambda out=out, feats=feats: ops.roi_align(feats[0], rois, idx, out, 0.25, 2, "avg", False),
                     lambda out=out, feats=feats, dtype=dtype: torchvision.ops.roi_align(
-                        feats[0], tboxes.to(dtype), out, 0.25, 2, False)),
+                        feats[0], tboxes.to(dtype), out, 0.25, 2, False
+                    ),
+                ),
                 "multi_scale P2-P5": (
                     lambda out=out, feats=feats: ops.multi_scale_roi_align(feats, rois, idx, out, scales, 2),
-                    lambda pooler=pooler, fmap=fmap, dtype=dtype: pooler(fmap, [rois.to(dtype)], [image_hw])),
+                    lambda pooler=pooler, fmap=fmap, dtype=dtype: pooler(fmap, [rois.to(dtype)], [image_hw]),
+                ),
             }
             for op, (ours, theirs) in cases.items():
                 levels = fpn_levels(rois_np) if op.startswith("multi") else np.zeros(len(rois_np), int)
                 dt = str(dtype).split(".")[-1]
-                info = {"device": "cuda", "op": op, "output": out, "dtype": dt,
-                        "bytes_moved": bytes_moved(rois_np, levels, shapes, c, out, elem)}
+                info = {
+                    "device": "cuda",
+                    "op": op,
+                    "output": out,
+                    "dtype": dt,
+                    "bytes_moved": bytes_moved(rois_np, levels, shapes, c, out, elem),
+                }
                 group = f"cuda {op} {out}x{out} {dt}"
 
                 def torch_call(theirs=theirs):
                     def call():
                         with torch.inference_mode():
                             return theirs()
+
                     return call
-                variants += [Variant("torchvision", torch_call, "model", reference=True, group=group,
-                                     sync=torch.cuda.synchronize, info=info),
-                             Variant("segrt", lambda ours=ours: ours, "model", agreement=_agree, group=group,
-                                     sync=torch.cuda.synchronize, info=info)]
+
+                variants += [
+                    Variant(
+                        "torchvision",
+                        torch_call,
+                        "model",
+                        reference=True,
+                        group=group,
+                        sync=torch.cuda.synchronize,
+                        info=info,
+                    ),
+                    Variant(
+                        "segrt",
+                        lambda ours=ours: ours,
+                        "model",
+                        agreement=_agree,
+                        group=group,
+                        sync=torch.cuda.synchronize,
+                        info=info,
+                    ),
+                ]
     return variants
 
 
@@ -186,13 +224,20 @@ def main(argv=None) -> int:
     image_hw = tuple(args.image_size)
     feats, rois, idx = make_problem(np.random.default_rng(0), args.rois, args.channels, image_hw)
     variants: list[Variant] = []
-    context: dict[str, Any] = {"rois": args.rois, "channels": args.channels, "image": list(image_hw),
-                               "sampling_ratio": 2, "aligned": False, "threads": threads}
+    context: dict[str, Any] = {
+        "rois": args.rois,
+        "channels": args.channels,
+        "image": list(image_hw),
+        "sampling_ratio": 2,
+        "aligned": False,
+        "threads": threads,
+    }
     if args.device in ("cpu", "all"):
         variants += cpu_variants(feats, rois, idx, image_hw, args.outputs, threads)
     if args.device in ("cuda", "all"):
         try:
             import torch
+
             has_cuda = torch.cuda.is_available()
         except ImportError:
             has_cuda = False
@@ -206,15 +251,21 @@ def main(argv=None) -> int:
     if not variants:
         print("nothing to time")
         return 0
-    report = run_variants(variants, args.runs, args.warmup, rss=args.rss,
-                          title=f"RoIAlign: segrt vs torchvision, {args.rois} RoIs x {args.channels} channels, "
-                                f"P2..P5 of {image_hw[0]}x{image_hw[1]}",
-                          context={**context, **environment()})
+    report = run_variants(
+        variants,
+        args.runs,
+        args.warmup,
+        rss=args.rss,
+        title=f"RoIAlign: segrt vs torchvision, {args.rois} RoIs x {args.channels} channels, "
+        f"P2..P5 of {image_hw[0]}x{image_hw[1]}",
+        context={**context, **environment()},
+    )
     for row in report.rows:  # achieved bandwidth of the GPU kernels against a plain device copy
         if "bytes_moved" in row.info:
             gbs = row.info["bytes_moved"] / (row.p50_ms * 1e-3) / 1e9
-            row.info.update(achieved_gbs=round(gbs, 1),
-                            fraction_of_copy_bw=round(gbs / report.context["copy_bandwidth_gbs"], 4))
+            row.info.update(
+                achieved_gbs=round(gbs, 1), fraction_of_copy_bw=round(gbs / report.context["copy_bandwidth_gbs"], 4)
+            )
     publish(report, args)
     return 0
 

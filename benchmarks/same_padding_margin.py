@@ -7,6 +7,7 @@ image, eager PyTorch through the segrt tiler. For each margin (output pixels a t
 side) it prints max |dp| over three tile sizes against one pass over the whole image
 mirror-padded by that margin. ``segrt.export.to_onnx.same_padding_margin`` is the last row per depth.
 """
+
 import sys
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segrt.export.models.unet import UNet, UNetConfig, geometry  # noqa: E402
-from segrt.export.to_onnx import _WithSoftmax, same_padding_margin, unet_metadata  # noqa: E402
-from segrt.export.torch_backend import TorchBackend  # noqa: E402
-from segrt.unet.predictor import UNetPredictor  # noqa: E402
+from segrt.export.models.unet import UNet, UNetConfig, geometry
+from segrt.export.to_onnx import _WithSoftmax, same_padding_margin, unet_metadata
+from segrt.export.torch_backend import TorchBackend
+from segrt.unet.predictor import UNetPredictor
 
 torch.set_num_threads(1)
 image = np.random.default_rng(0).random((211, 197)).astype(np.float32)
@@ -36,5 +37,7 @@ for depth in (3, 4, 5):
         for tile in (2 * margin + f, 2 * margin + 3 * f, 2 * margin + 64):
             got = predictor.predict(image, tile=-(-tile // f) * f, probs="float32").probs
             worst = max(worst, float(np.abs(got - want).max()))
-        print(f"depth {depth}  margin {margin:4d}{' (segrt)' if margin == chosen else '        '}  max|dp| {worst:.1e}",
-              flush=True)
+        print(
+            f"depth {depth}  margin {margin:4d}{' (segrt)' if margin == chosen else '        '}  max|dp| {worst:.1e}",
+            flush=True,
+        )

@@ -19,6 +19,7 @@ server for cores is what limits many clients.
 
 Every request is bounded (``--timeout`` seconds each); errors and results unequal to local predict are counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +48,10 @@ from segrt.serve.server import _stubs, free_ports  # noqa: E402
 def random_unet(out: Path, depth: int, channels: int, tile: int) -> Path:
     """A random-weight U-Net exported to ONNX (the speed does not depend on the weights)."""
     import torch
+
     from segrt.export.models.unet import UNet, UNetConfig
     from segrt.export.to_onnx import unet_to_onnx
+
     torch.manual_seed(0)
     model = UNet(UNetConfig(depth=depth, base_channels=channels)).eval()
     return unet_to_onnx(model, out, ["background", "nucleus"], tile_size=tile)
@@ -56,7 +60,8 @@ def random_unet(out: Path, depth: int, channels: int, tile: int) -> Path:
 def same(got: Any, want: Any) -> bool:
     """Whether a served result equals local predict (classes, instances, and probabilities when fetched)."""
     return all(np.array_equal(getattr(got, k), getattr(want, k)) for k in ("classes", "instances")) and (
-        got.probs is None or np.array_equal(got.probs, want.probs))
+        got.probs is None or np.array_equal(got.probs, want.probs)
+    )
 
 
 def timed(workers: list[Callable[[int], Any]], requests: int) -> tuple[float, list[float], int, int]:
@@ -116,8 +121,12 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=0)
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     p.add_argument("--probs", action="store_true", help="also fetch the probabilities (K x 4 bytes per pixel)")
-    p.add_argument("--client-cpus", type=int, default=0,
-                   help="also run the served rows with the clients pinned to this many last cores, the server to the rest")
+    p.add_argument(
+        "--client-cpus",
+        type=int,
+        default=0,
+        help="also run the served rows with the clients pinned to this many last cores, the server to the rest",
+    )
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -137,43 +146,69 @@ def main() -> None:
 
         def local_worker(lp: Any, expected: list[Any]) -> Callable[[int], bool]:
             def call(i: int) -> bool:
-                return same(lp.predict(images[i % len(images)], probs="float32" if args.probs else None),
-                            expected[i % len(images)])
+                return same(
+                    lp.predict(images[i % len(images)], probs="float32" if args.probs else None),
+                    expected[i % len(images)],
+                )
+
             return call
 
-        repo = write_model_repository([model], work / f"models{instances}", instances=instances,
-                                      max_batch=args.max_batch, threads=threads)
+        repo = write_model_repository(
+            [model], work / f"models{instances}", instances=instances, max_batch=args.max_batch, threads=threads
+        )
         http, grpc, metrics = free_ports(3)
         with TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics) as server:
             url = server.grpc_url if args.protocol == "grpc" else server.http_url
-            layouts = [("", None)] + ([(f" (clients on {args.client_cpus} core(s))", args.client_cpus)]
-                                      if args.client_cpus else [])
+            layouts = [("", None)] + (
+                [(f" (clients on {args.client_cpus} core(s))", args.client_cpus)] if args.client_cpus else []
+            )
             for trial in range(args.trials):
-                wall, lats, errors, unequal = timed([local_worker(locals_[c], want) for c in range(instances)],
-                                                    args.requests)
-                rows.append({"instances": instances, "mode": "in-process", "clients": instances, "trial": trial,
-                             "rps": len(lats) / wall, "p50_ms": float(np.median(lats)), "errors": errors,
-                             "unequal": unequal})
+                wall, lats, errors, unequal = timed(
+                    [local_worker(locals_[c], want) for c in range(instances)], args.requests
+                )
+                rows.append(
+                    {
+                        "instances": instances,
+                        "mode": "in-process",
+                        "clients": instances,
+                        "trial": trial,
+                        "rps": len(lats) / wall,
+                        "p50_ms": float(np.median(lats)),
+                        "errors": errors,
+                        "unequal": unequal,
+                    }
+                )
                 for label, pinned in layouts:
                     if pinned:
                         pin_server(server, set(all_cpus[:-pinned]))
                         os.sched_setaffinity(0, set(all_cpus[-pinned:]))
                     for clients in args.clients:
-                        remotes = [RemotePredictor(url, model_name(model), timeout_s=args.timeout, probs=args.probs)
-                                   for _ in range(clients)]
+                        remotes = [
+                            RemotePredictor(url, model_name(model), timeout_s=args.timeout, probs=args.probs)
+                            for _ in range(clients)
+                        ]
 
                         def remote_worker(remote: RemotePredictor, expected: list[Any]) -> Callable[[int], bool]:
                             def call(i: int) -> bool:
                                 return same(remote.predict(images[i % len(images)]), expected[i % len(images)])
+
                             return call
 
                         wall, lats, errors, unequal = timed([remote_worker(r, want) for r in remotes], args.requests)
                         for r in remotes:
                             r.close()
-                        rows.append({"instances": instances, "mode": f"triton {args.protocol}{label}",
-                                     "clients": clients, "trial": trial, "rps": len(lats) / wall,
-                                     "p50_ms": float(np.median(lats)) if lats else float("nan"),
-                                     "errors": errors, "unequal": unequal})
+                        rows.append(
+                            {
+                                "instances": instances,
+                                "mode": f"triton {args.protocol}{label}",
+                                "clients": clients,
+                                "trial": trial,
+                                "rps": len(lats) / wall,
+                                "p50_ms": float(np.median(lats)) if lats else float("nan"),
+                                "errors": errors,
+                                "unequal": unequal,
+                            }
+                        )
                     if pinned:
                         pin_server(server, set(all_cpus))
                         os.sched_setaffinity(0, set(all_cpus))
@@ -183,10 +218,14 @@ def main() -> None:
                 lp.backend.close()
 
     arch = f"model {model.name}" if args.model else f"random U-Net depth {args.depth}, {args.channels} channels"
-    print(f"# {arch}; {args.size}x{args.size} uint8 images; {args.requests} timed requests per row and trial, "
-          f"{args.trials} trials; max_batch {args.max_batch}; probs {'on' if args.probs else 'off'}; {cores} CPU cores; "
-          f"load average at the end {os.getloadavg()[0]:.1f}")
-    print("| instances | mode | clients | req/s median (min-max) | p50 ms median | req/s / in-process | errors | unequal |")
+    print(
+        f"# {arch}; {args.size}x{args.size} uint8 images; {args.requests} timed requests per row and trial, "
+        f"{args.trials} trials; max_batch {args.max_batch}; probs {'on' if args.probs else 'off'}; {cores} CPU cores; "
+        f"load average at the end {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| instances | mode | clients | req/s median (min-max) | p50 ms median | req/s / in-process | errors | unequal |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     summary = []
     for instances in args.instances:
@@ -195,17 +234,36 @@ def main() -> None:
         for mode, clients in keys:
             rs = [r for r in rows if (r["instances"], r["mode"], r["clients"]) == (instances, mode, clients)]
             rps = [r["rps"] for r in rs]
-            line = {"instances": instances, "mode": mode, "clients": clients, "rps_median": float(np.median(rps)),
-                    "rps_min": min(rps), "rps_max": max(rps), "p50_ms": float(np.median([r["p50_ms"] for r in rs])),
-                    "ratio": float(np.median(rps) / ref), "errors": sum(r["errors"] for r in rs),
-                    "unequal": sum(r["unequal"] for r in rs)}
+            line = {
+                "instances": instances,
+                "mode": mode,
+                "clients": clients,
+                "rps_median": float(np.median(rps)),
+                "rps_min": min(rps),
+                "rps_max": max(rps),
+                "p50_ms": float(np.median([r["p50_ms"] for r in rs])),
+                "ratio": float(np.median(rps) / ref),
+                "errors": sum(r["errors"] for r in rs),
+                "unequal": sum(r["unequal"] for r in rs),
+            }
             summary.append(line)
-            print(f"| {instances} | {mode} | {clients} | {line['rps_median']:.2f} ({line['rps_min']:.2f}-"
-                  f"{line['rps_max']:.2f}) | {line['p50_ms']:.0f} | {line['ratio']:.2f} | {line['errors']} | "
-                  f"{line['unequal']} |")
+            print(
+                f"| {instances} | {mode} | {clients} | {line['rps_median']:.2f} ({line['rps_min']:.2f}-"
+                f"{line['rps_max']:.2f}) | {line['p50_ms']:.0f} | {line['ratio']:.2f} | {line['errors']} | "
+                f"{line['unequal']} |"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summary": summary, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "platform": platform.platform()}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "summary": summary,
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "platform": platform.platform(),
+                },
+                indent=1,
+            )
+        )
     sys.exit(1 if any(r["errors"] or r["unequal"] for r in rows) else 0)
 
 

@@ -7,6 +7,7 @@ without the probabilities, and reports the median round trip and its min-max. Th
 
     python benchmarks/serve_shm.py --size 4096 --trials 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,24 +32,36 @@ def main() -> None:
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     args = p.parse_args()
     import torch
+
     from segrt.export.models.unet import UNet, UNetConfig
     from segrt.export.to_onnx import unet_to_onnx
+
     work = Path(tempfile.mkdtemp(prefix="serve_shm-"))
     torch.manual_seed(0)
-    model = unet_to_onnx(UNet(UNetConfig(depth=2, base_channels=2, padding="same")).eval(), work / "mini.onnx",
-                         ["background", "nucleus"], tile_size=512)
+    model = unet_to_onnx(
+        UNet(UNetConfig(depth=2, base_channels=2, padding="same")).eval(),
+        work / "mini.onnx",
+        ["background", "nucleus"],
+        tile_size=512,
+    )
     repo = write_model_repository([model], work / "models")
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size), dtype=np.uint8)
     http, grpc, metrics = free_ports(3)
     with TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics) as server:
         url = server.grpc_url if args.protocol == "grpc" else server.http_url
-        print(f"# {args.size}x{args.size} uint8, 2-level 2-channel U-Net, {args.protocol}, {args.trials} trials; "
-              f"round trip ms, median (min-max)")
+        print(
+            f"# {args.size}x{args.size} uint8, 2-level 2-channel U-Net, {args.protocol}, {args.trials} trials; "
+            f"round trip ms, median (min-max)"
+        )
         print("| outputs | socket | shared memory | saved |")
         print("|---|---|---|---|")
         for probs in (False, True):
-            clients = {shm: RemotePredictor(url, "mini", timeout_s=600, probs=probs, shared_memory=shm,
-                                            admin_key=server.admin_key) for shm in (False, True)}
+            clients = {
+                shm: RemotePredictor(
+                    url, "mini", timeout_s=600, probs=probs, shared_memory=shm, admin_key=server.admin_key
+                )
+                for shm in (False, True)
+            }
             for c in clients.values():
                 c.predict(image)  # warm-up (and the shared-memory region's registration)
             times: dict[bool, list[float]] = {False: [], True: []}
@@ -61,8 +74,10 @@ def main() -> None:
                 c.close()
             med = {k: float(np.median(v)) for k, v in times.items()}
             label = "classes, instances, probs" if probs else "classes, instances"
-            print(f"| {label} | {med[False]:.0f} ({min(times[False]):.0f}-{max(times[False]):.0f}) | "
-                  f"{med[True]:.0f} ({min(times[True]):.0f}-{max(times[True]):.0f}) | {med[False] - med[True]:.0f} ms |")
+            print(
+                f"| {label} | {med[False]:.0f} ({min(times[False]):.0f}-{max(times[False]):.0f}) | "
+                f"{med[True]:.0f} ({min(times[True]):.0f}-{max(times[True]):.0f}) | {med[False] - med[True]:.0f} ms |"
+            )
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 All transforms are applied jointly to the image, the class target and the weight
 map, with one random generator so runs are reproducible.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 
-def elastic_fields(shape: tuple[int, int], rng: np.random.Generator, grid: int = 3, sigma: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+def elastic_fields(
+    shape: tuple[int, int], rng: np.random.Generator, grid: int = 3, sigma: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Sampling maps (map_x, map_y) float32 [H, W] of a smooth random deformation.
 
     As in the paper: random displacement vectors on a coarse ``grid`` x ``grid``
@@ -23,8 +26,9 @@ def elastic_fields(shape: tuple[int, int], rng: np.random.Generator, grid: int =
     return xs + dx, ys + dy
 
 
-def augment(image: np.ndarray, classes: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
-            elastic_sigma: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def augment(
+    image: np.ndarray, classes: np.ndarray, weights: np.ndarray, rng: np.random.Generator, elastic_sigma: float = 10.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One random augmentation of (image float32 [H,W,C], classes int [H,W], weights float32 [H,W]).
 
     Geometry: a dihedral transform (flip + 90-degree rotation), then an elastic
@@ -39,7 +43,9 @@ def augment(image: np.ndarray, classes: np.ndarray, weights: np.ndarray, rng: np
         border = cv2.BORDER_REFLECT_101
         warped = cv2.remap(image, mx, my, cv2.INTER_CUBIC, borderMode=border)
         image = warped.reshape(image.shape)
-        classes = cv2.remap(classes.astype(np.uint8), mx, my, cv2.INTER_NEAREST, borderMode=border).astype(classes.dtype)
+        classes = cv2.remap(classes.astype(np.uint8), mx, my, cv2.INTER_NEAREST, borderMode=border).astype(
+            classes.dtype
+        )
         weights = cv2.remap(weights, mx, my, cv2.INTER_LINEAR, borderMode=border)
     gamma = float(np.exp(rng.normal(0.0, 0.2)))
     contrast, brightness = float(rng.uniform(0.8, 1.2)), float(rng.normal(0.0, 0.05))

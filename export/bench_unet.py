@@ -10,6 +10,7 @@ All variants use the same weights, the same image and the same thread count, in 
   copy with ``--int8``): model only = ``backend.run`` on the same tile batches, end to end =
   ``segrt.load(onnx).predict(image)``, what an application gets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,13 @@ from segrt.bench.agreement import BY_KIND, segmentation_agreement
 from segrt.bench.artifacts import bench_image, load, predictor_variants
 from segrt.bench.cli import publish
 from segrt.bench.core import Report, Variant, run_variants
-from segrt.predictor import record_feeds
-from segrt.unet.predictor import UNetPredictor
-
 from segrt.export import bench_common
 from segrt.export.checkpoint import load_checkpoint
 from segrt.export.models.unet import UNet, UNetConfig
 from segrt.export.to_onnx import _WithSoftmax, build_unet, unet_to_onnx
 from segrt.export.torch_backend import TorchBackend
+from segrt.predictor import record_feeds
+from segrt.unet.predictor import UNetPredictor
 
 # PyTorch precisions declared as variants: name -> autocast dtype (None = plain fp32, the reference)
 TORCH_PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
@@ -41,17 +41,31 @@ def torch_variants(model: UNet, metadata: dict[str, Any], image: np.ndarray, thr
     """PyTorch eager at each of :data:`TORCH_PRECISIONS`, model only and end to end (fp32 = reference)."""
     variants: list[Variant] = []
     for precision, dtype in TORCH_PRECISIONS.items():
+
         def make(dtype: torch.dtype | None = dtype) -> UNetPredictor:
             return UNetPredictor(TorchBackend(_WithSoftmax(model), metadata, ["image"], ["probs"], threads, dtype))
-        variants += predictor_variants(f"pytorch eager {precision}", make, image, agreement=segmentation_agreement,
-                                       model_agreement=segmentation_agreement, reference=dtype is None,
-                                       info={"backend": "pytorch", "precision": precision})
+
+        variants += predictor_variants(
+            f"pytorch eager {precision}",
+            make,
+            image,
+            agreement=segmentation_agreement,
+            model_agreement=segmentation_agreement,
+            reference=dtype is None,
+            info={"backend": "pytorch", "precision": precision},
+        )
     return variants
 
 
-def run_bench(model: UNet, class_names: list[str], image: np.ndarray, args: argparse.Namespace,
-              onnx_path: Path | None = None, int8_path: Path | None = None,
-              normalization: dict | None = None) -> Report:
+def run_bench(
+    model: UNet,
+    class_names: list[str],
+    image: np.ndarray,
+    args: argparse.Namespace,
+    onnx_path: Path | None = None,
+    int8_path: Path | None = None,
+    normalization: dict | None = None,
+) -> Report:
     """Export (unless ``onnx_path`` is given), declare the variants and time them on ``image``.
 
     ``args`` carries the shared options (runs, warmup, threads, rss, int8, workdir). A given
@@ -72,11 +86,21 @@ def run_bench(model: UNet, class_names: list[str], image: np.ndarray, args: argp
         cfg = model.config
         gflop = unet_gflop(cfg, tiles.shape[2], tiles.shape[3]) * tiles.shape[0]
         ctx = bench_common.context(
-            threads, image=list(image.shape), tiles=list(tiles.shape), gflop_per_image=round(gflop, 3),
-            model={"depth": cfg.depth, "base_channels": cfg.base_channels, "padding": cfg.padding,
-                   "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)})
-        title = (f"U-Net depth {cfg.depth}, {cfg.base_channels} channels, image {image.shape[0]}x{image.shape[1]}, "
-                 f"tiles {list(tiles.shape)}, {gflop:.3g} GFLOP/image, {threads} threads")
+            threads,
+            image=list(image.shape),
+            tiles=list(tiles.shape),
+            gflop_per_image=round(gflop, 3),
+            model={
+                "depth": cfg.depth,
+                "base_channels": cfg.base_channels,
+                "padding": cfg.padding,
+                "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+            },
+        )
+        title = (
+            f"U-Net depth {cfg.depth}, {cfg.base_channels} channels, image {image.shape[0]}x{image.shape[1]}, "
+            f"tiles {list(tiles.shape)}, {gflop:.3g} GFLOP/image, {threads} threads"
+        )
         return run_variants(variants, args.runs, args.warmup, rss=args.rss, title=title, context=ctx)
 
 
@@ -91,7 +115,11 @@ def unet_gflop(cfg: UNetConfig, h: int, w: int) -> float:
         macs = m.weight[0].numel() if isinstance(m, torch.nn.Conv2d) else m.weight.shape[0]
         flop += 2 * out.numel() * macs
 
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    hooks = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+    ]
     with torch.inference_mode():
         model.eval()(torch.zeros(1, cfg.in_channels, h, w))
     for hk in hooks:

@@ -8,6 +8,7 @@ Layout (a plain dict, loadable with ``torch.load(..., weights_only=True)``)::
      "model": state_dict,
      "extra": {...}}             # training step, metrics, data split, ...
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,11 +20,22 @@ from segrt.errors import ArtifactError
 from segrt.io.files import atomic_path
 
 
-def save_checkpoint(path: str | Path, kind: str, config: dict[str, Any], class_names: list[str],
-                    state_dict: dict[str, torch.Tensor], extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    class_names: list[str],
+    state_dict: dict[str, torch.Tensor],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint atomically (temporary file, then rename)."""
-    payload = {"kind": kind, "config": config, "class_names": list(class_names),
-               "model": state_dict, "extra": extra or {}}
+    payload = {
+        "kind": kind,
+        "config": config,
+        "class_names": list(class_names),
+        "model": state_dict,
+        "extra": extra or {},
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -38,9 +50,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300]
-        raise ArtifactError(f"{path} is not a readable checkpoint: {first}",
-                            "the file may be truncated or not written by segrt; retrain or re-download it") from None
+        raise ArtifactError(
+            f"{path} is not a readable checkpoint: {first}",
+            "the file may be truncated or not written by segrt; retrain or re-download it",
+        ) from None
     if not isinstance(ckpt, dict) or not {"kind", "config", "model"} <= set(ckpt):
-        raise ArtifactError(f"{path} is not a segrt checkpoint (expected keys kind/config/model)",
-                            "for a bare torchvision state dict, use segrt.export.maskrcnn.models.load_torchvision_state_dict")
+        raise ArtifactError(
+            f"{path} is not a segrt checkpoint (expected keys kind/config/model)",
+            "for a bare torchvision state dict, use segrt.export.maskrcnn.models.load_torchvision_state_dict",
+        )
     return ckpt

@@ -5,6 +5,7 @@ and draw -> benchmark against PyTorch; then the same for Mask R-CNN, and for Key
 R-CNN on synthetic figures (``segrt.export.pose_demo``). Every
 artifact lands in ``--out``; ``summary.json`` collects the numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,10 @@ from typing import Any
 import numpy as np
 
 import segrt
-from segrt.io.datasets import load_split
-from segrt.io.images import write_png
-
 from segrt.export.data.dsb2018 import prepare_dsb2018
+from segrt.io.datasets import load_split
 from segrt.io.files import atomic_path
+from segrt.io.images import write_png
 from segrt.viz import label, overlay_instances, side_by_side
 
 # A U-Net small enough to learn the demo image in a few CPU minutes; the
@@ -40,19 +40,27 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     from segrt.bench.artifacts import bench_image
     from segrt.bench.cli import publish
     from segrt.bench.report import summarize
-
+    from segrt.export.api import export_unet
     from segrt.export.bench_common import demo_bench_args
     from segrt.export.bench_unet import add_bench_arguments, run_bench
-    from segrt.export.models.unet import UNetConfig
-    from segrt.export.api import export_unet
-    from segrt.export.to_onnx import build_unet
     from segrt.export.checkpoint import load_checkpoint
+    from segrt.export.models.unet import UNetConfig
+    from segrt.export.to_onnx import build_unet
     from segrt.export.train_unet import TrainConfig, train
 
     summary: dict[str, Any] = {}
     t = _step(f"U-Net: train on {data / 'train'} (at most {minutes:g} min; Adam, weighted CE, elastic deformation)")
-    ckpt_path = train(TrainConfig(data=data / "train", out=out / "unet.pt", model=UNetConfig(**DEMO_UNET),
-                                  steps=2000, minutes=minutes, optimizer="adam", lr=1e-3))
+    ckpt_path = train(
+        TrainConfig(
+            data=data / "train",
+            out=out / "unet.pt",
+            model=UNetConfig(**DEMO_UNET),
+            steps=2000,
+            minutes=minutes,
+            optimizer="adam",
+            lr=1e-3,
+        )
+    )
     ckpt = load_checkpoint(ckpt_path)
     summary["train"] = {k: ckpt["extra"][k] for k in ("steps", "final_loss", "seconds")}
     print(f"   {summary['train']['steps']} steps in {time.monotonic() - t:.0f} s -> {ckpt_path}")
@@ -65,24 +73,32 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     predictor = segrt.load(onnx_path)
     report = predictor.evaluate(data / "val")
     summary["eval"] = report
-    print("   " + ", ".join(f"{k} {report[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error"))
-          + f"; objects {report['objects_predicted']:.0f} predicted / {report['objects_true']:.0f} true")
+    print(
+        "   "
+        + ", ".join(f"{k} {report[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error"))
+        + f"; objects {report['objects_predicted']:.0f} predicted / {report['objects_true']:.0f} true"
+    )
 
     t = _step("U-Net: int8 ONNX for the CPU (static quantization calibrated on the training half), evaluated alike")
     from segrt.export.quantize import quantize_int8
+
     int8_path = quantize_int8(onnx_path, out / "unet.int8.onnx", [im for im, _ in load_split(data / "train")])
     report8 = segrt.load(int8_path).evaluate(data / "val")
     summary["eval_int8"] = report8
-    print(f"   {int8_path} in {time.monotonic() - t:.1f} s: "
-          + ", ".join(f"{k} {report8[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error")))
+    print(
+        f"   {int8_path} in {time.monotonic() - t:.1f} s: "
+        + ", ".join(f"{k} {report8[k]:.4f}" for k in ("iou", "pixel_error", "rand_error", "warping_error"))
+    )
 
     _step("U-Net: predict and draw")
     image, labels = load_split(data / "val")[0]
     result = predictor.predict(image)
     predictor.save(result, out, "unet_val", image=image)
-    picture = side_by_side(label(overlay_instances(image, np.zeros_like(labels)), "held-out image"),
-                           label(overlay_instances(image, labels), f"ground truth ({labels.max()})"),
-                           label(predictor.draw(image, result), f"segrt prediction ({result.count})"))
+    picture = side_by_side(
+        label(overlay_instances(image, np.zeros_like(labels)), "held-out image"),
+        label(overlay_instances(image, labels), f"ground truth ({labels.max()})"),
+        label(predictor.draw(image, result), f"segrt prediction ({result.count})"),
+    )
     summary["picture"] = str(write_png(out / "unet_demo.png", picture))
     print(f"   {summary['picture']}: image | ground truth | prediction ({result.count} objects)")
 
@@ -91,9 +107,19 @@ def run_unet(out: Path, data: Path, minutes: float, bench_runs: int) -> dict[str
     args = demo_bench_args(add_bench_arguments, out / "bench_unet.json", bench_runs, "--image", str(image_file))
     model = build_unet(ckpt)
     image = bench_image((512, 512), model.config.in_channels, image_file)
-    report = publish(run_bench(model, ckpt["class_names"], image, args, onnx_path=onnx_path,
-                               int8_path=int8_path, normalization=ckpt["extra"]["normalization"]),
-                     args, {"": BY_KIND["unet"][2]})
+    report = publish(
+        run_bench(
+            model,
+            ckpt["class_names"],
+            image,
+            args,
+            onnx_path=onnx_path,
+            int8_path=int8_path,
+            normalization=ckpt["extra"]["normalization"],
+        ),
+        args,
+        {"": BY_KIND["unet"][2]},
+    )
     summary["bench"] = summarize(report)
     return summary
 
@@ -113,6 +139,7 @@ def run_demo(args) -> dict[str, Any]:
             summary["maskrcnn"] = run_maskrcnn_demo(out, data, args)
     if not args.skip_pose:
         from segrt.export.pose_demo import run_pose_demo
+
         summary["pose"] = run_pose_demo(out / "pose", bench_runs=args.bench_runs)
     summary["seconds"] = time.monotonic() - t0
     with atomic_path(out / "summary.json") as tmp:

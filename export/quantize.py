@@ -11,6 +11,7 @@ metadata plus a ``quantization`` entry, so ``segrt.load`` treats it like any
 other U-Net file. Always check the accuracy of the quantized model on held-out
 data (``segrt eval``): ``segrt demo`` reports both.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ from segrt.io.files import atomic_path
 def calibration_images(folder: str | Path) -> list[np.ndarray]:
     """The images of a split folder (``folder/images``) or of a plain folder of .png/.tif/.jpg files."""
     from segrt.io.images import read_image
+
     folder = Path(folder)
     folder = folder / "images" if (folder / "images").is_dir() else folder
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"))
@@ -59,8 +61,9 @@ def _calibration_feeds(onnx_path: Path, images: list[np.ndarray], max_tile: int 
     return recorder.feeds
 
 
-def quantize_int8(onnx_path: str | Path, out: str | Path, calibration_images: list[np.ndarray],
-                       max_tile: int | None = None) -> Path:
+def quantize_int8(
+    onnx_path: str | Path, out: str | Path, calibration_images: list[np.ndarray], max_tile: int | None = None
+) -> Path:
     """Write an int8 (QDQ, per-channel) copy of a segrt ``.onnx`` calibrated on ``calibration_images``.
 
     Only convolutions are quantized. For Mask R-CNN that is the backbone, FPN, RPN
@@ -76,12 +79,15 @@ def quantize_int8(onnx_path: str | Path, out: str | Path, calibration_images: li
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as exc:
-        raise BackendUnavailableError(f"onnxruntime.quantization is not available ({exc})",
-                                      "pip install -U onnxruntime") from None
+        raise BackendUnavailableError(
+            f"onnxruntime.quantization is not available ({exc})", "pip install -U onnxruntime"
+        ) from None
     onnx_path, out = Path(onnx_path), Path(out)
     if not calibration_images:
-        raise InputError("int8 quantization needs at least one calibration image",
-                         "pass images like the ones the model will see (e.g. the training split)")
+        raise InputError(
+            "int8 quantization needs at least one calibration image",
+            "pass images like the ones the model will see (e.g. the training split)",
+        )
     source = onnx.load(str(onnx_path))
     meta = md.decode({p.key: p.value for p in source.metadata_props}.get(md.METADATA_KEY), str(onnx_path))
     if meta.get("graph") == "tensorrt":
@@ -98,12 +104,26 @@ def quantize_int8(onnx_path: str | Path, out: str | Path, calibration_images: li
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out) as tmp_out:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(tmp_out), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        op_types_to_quantize=["Conv"], extra_options={"ActivationSymmetric": False})
+        quantize_static(
+            str(prepared),
+            str(tmp_out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["Conv"],
+            extra_options={"ActivationSymmetric": False},
+        )
         model = onnx.load(str(tmp_out))
-        meta["quantization"] = {"format": "QDQ", "weights": "int8 per-channel", "activations": "uint8",
-                                "ops": ["Conv"], "calibration_feeds": len(feeds), "method": "MinMax"}
+        meta["quantization"] = {
+            "format": "QDQ",
+            "weights": "int8 per-channel",
+            "activations": "uint8",
+            "ops": ["Conv"],
+            "calibration_feeds": len(feeds),
+            "method": "MinMax",
+        }
         del model.metadata_props[:]
         onnx.helper.set_model_props(model, {md.METADATA_KEY: json.dumps(meta, sort_keys=True)})
         onnx.checker.check_model(model)

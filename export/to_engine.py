@@ -26,6 +26,7 @@ Command line (the exact command the runtime prints when an engine must be rebuil
     python -m segrt.export.to_engine unet.onnx -o unet.engine --precision fp16 --timing-cache trt.cache
     python -m segrt.export.to_engine unet.onnx --print-trtexec      # the equivalent trtexec command
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ import hashlib
 import shlex
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from segrt.artifact import metadata as md
 from segrt.artifact.engine_file import rebuild_command, write_engine_file
@@ -48,7 +50,7 @@ Profile = tuple[Shape, Shape, Shape]  # (min, opt, max)
 
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_WORKSPACE_GIB = 4.0
-DEFAULT_UNET_MAX_BATCH = 4   # = segrt.unet.predictor.UNetPredictor's default batch_size
+DEFAULT_UNET_MAX_BATCH = 4  # = segrt.unet.predictor.UNetPredictor's default batch_size
 # ops onnxconverter-common must leave in fp32 besides its own default list: the segrt plugins
 # (their fp16 path is separate) and ops whose fp16 versions lose detections
 FP32_OPS = ("NonMaxSuppression", "TopK", "RoiAlign", "Resize", "SegrtRoiAlign", "SegrtMultiLevelRoiAlign")
@@ -56,11 +58,14 @@ FP32_OPS = ("NonMaxSuppression", "TopK", "RoiAlign", "Resize", "SegrtRoiAlign", 
 
 # --------------------------------------------------------------------------- profiles (pure)
 
+
 def snap_down(size: int, size_min: int, size_step: int) -> int:
     """Largest valid size ``size_min + k*size_step`` that is <= ``size`` (InputError if none)."""
     if size < size_min:
-        raise InputError(f"size {size} is below the smallest valid size {size_min}",
-                         f"use a size of at least {size_min} (valid sizes: {size_min} + k*{size_step})")
+        raise InputError(
+            f"size {size} is below the smallest valid size {size_min}",
+            f"use a size of at least {size_min} (valid sizes: {size_min} + k*{size_step})",
+        )
     return size_min + (size - size_min) // size_step * size_step
 
 
@@ -86,9 +91,15 @@ def onnx_input_shapes(model: Any) -> dict[str, tuple[int | None, ...]]:
     return shapes
 
 
-def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mapping[str, Sequence[int | None]] | None = None,
-                                 max_size: int | None = None, min_size: int | None = None,
-                                 max_batch: int | None = None, opt_batch: int | None = None) -> dict[str, Profile]:
+def engine_profile_from_metadata(
+    meta: Mapping[str, Any],
+    *,
+    input_shapes: Mapping[str, Sequence[int | None]] | None = None,
+    max_size: int | None = None,
+    min_size: int | None = None,
+    max_batch: int | None = None,
+    opt_batch: int | None = None,
+) -> dict[str, Profile]:
     """Optimization profile (min, opt, max shapes) per network input, from segrt metadata.
 
     U-Net (``kind`` "unet"): input ``meta["input_name"]`` [N, C, H, W]; H and W range over
@@ -114,17 +125,23 @@ def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mappi
         try:
             smin, step = int(meta["size_min"]), int(meta["size_step"])
         except KeyError as exc:
-            raise ArtifactError(f"U-Net metadata lacks {exc.args[0]!r} (the valid input-size rule)",
-                                "re-export the model with `segrt export` (segrt.export.to_onnx)") from None
+            raise ArtifactError(
+                f"U-Net metadata lacks {exc.args[0]!r} (the valid input-size rule)",
+                "re-export the model with `segrt export` (segrt.export.to_onnx)",
+            ) from None
         tile = int(meta.get("tile_size", smin))
         if not _is_valid(tile, smin, step):
-            raise ArtifactError(f"U-Net metadata tile_size {tile} is not a valid input size "
-                                f"({smin} + k*{step})", "re-export the model with `segrt export`")
+            raise ArtifactError(
+                f"U-Net metadata tile_size {tile} is not a valid input size ({smin} + k*{step})",
+                "re-export the model with `segrt export`",
+            )
         lo = smin if min_size is None else snap_up(int(min_size), smin, step)
         hi = tile if max_size is None else snap_down(int(max_size), smin, step)
         if hi < lo:
-            raise InputError(f"profile max size {hi} is below its min size {lo}",
-                             f"pass max_size >= min_size (valid sizes: {smin} + k*{step})")
+            raise InputError(
+                f"profile max size {hi} is below its min size {lo}",
+                f"pass max_size >= min_size (valid sizes: {smin} + k*{step})",
+            )
         opt = min(max(tile, lo), hi)
         mb = int(max_batch or DEFAULT_UNET_MAX_BATCH)
         spatial = (lo, opt, hi)
@@ -133,14 +150,18 @@ def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mappi
         try:
             h, w = (int(v) for v in meta["input_size"])
         except (KeyError, TypeError, ValueError):
-            raise ArtifactError(f"{kind} metadata lacks input_size [H, W] (the fixed export size)",
-                                "re-export the model with `segrt export`") from None
+            raise ArtifactError(
+                f"{kind} metadata lacks input_size [H, W] (the fixed export size)",
+                "re-export the model with `segrt export`",
+            ) from None
         name = meta.get("input_name", "image")
         mb = int(max_batch or 1)
         spatial = None
         default_layout = (1, channels, h, w)
     else:
-        raise ArtifactError(f"no engine profile rule for model kind {kind!r}", "pass profile=(min, opt, max) explicitly")
+        raise ArtifactError(
+            f"no engine profile rule for model kind {kind!r}", "pass profile=(min, opt, max) explicitly"
+        )
     ob = int(opt_batch or mb)
     if not 1 <= ob <= mb:
         raise InputError(f"opt_batch {ob} must lie in 1..max_batch ({mb})", "pass 1 <= opt_batch <= max_batch")
@@ -150,30 +171,40 @@ def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mappi
         if len(shapes) == 1 and "input_name" not in meta:
             name = next(iter(shapes))
         else:
-            raise ArtifactError(f"the metadata names input {name!r} but the ONNX graph has {sorted(shapes)}",
-                                "re-export the model with `segrt export`")
+            raise ArtifactError(
+                f"the metadata names input {name!r} but the ONNX graph has {sorted(shapes)}",
+                "re-export the model with `segrt export`",
+            )
     profiles: dict[str, Profile] = {}
     for tensor, dims in shapes.items():
         dims = tuple(dims)
         if tensor != name:
             if any(d is None for d in dims):
-                raise ArtifactError(f"ONNX input {tensor!r} has dynamic dims {list(dims)} that segrt has no range for",
-                                    "pass profile={name: (min, opt, max)} for it")
+                raise ArtifactError(
+                    f"ONNX input {tensor!r} has dynamic dims {list(dims)} that segrt has no range for",
+                    "pass profile={name: (min, opt, max)} for it",
+                )
             profiles[tensor] = (dims, dims, dims)  # type: ignore[assignment]
             continue
         if kind == "unet" and len(dims) != 4:
-            raise ArtifactError(f"U-Net input {tensor!r} has rank {len(dims)}, expected 4 [N, C, H, W]",
-                                "re-export the model with `segrt export`")
+            raise ArtifactError(
+                f"U-Net input {tensor!r} has rank {len(dims)}, expected 4 [N, C, H, W]",
+                "re-export the model with `segrt export`",
+            )
         if kind != "unet" and len(dims) not in (3, 4):
-            raise ArtifactError(f"{kind} input {tensor!r} has rank {len(dims)}, expected [C, H, W] or [N, C, H, W]",
-                                "re-export the model with `segrt export`")
+            raise ArtifactError(
+                f"{kind} input {tensor!r} has rank {len(dims)}, expected [C, H, W] or [N, C, H, W]",
+                "re-export the model with `segrt export`",
+            )
         batch_axis = 0 if len(dims) == 4 else None
         c_axis = len(dims) - 3
         mins, opts, maxs = [], [], []
         for axis, d in enumerate(dims):
             if axis == c_axis and d is not None and d != channels:
-                raise ArtifactError(f"input {tensor!r} has {d} channels but the metadata says {channels}",
-                                    "re-export the model with `segrt export`")
+                raise ArtifactError(
+                    f"input {tensor!r} has {d} channels but the metadata says {channels}",
+                    "re-export the model with `segrt export`",
+                )
             if d is not None:
                 rng = (d, d, d)
             elif axis == batch_axis:
@@ -186,9 +217,13 @@ def engine_profile_from_metadata(meta: Mapping[str, Any], *, input_shapes: Mappi
                 size = default_layout[axis - c_axis + 1]
                 rng = (size, size, size)  # type: ignore[assignment]
             if kind == "unet" and axis > c_axis and d is not None and not _is_valid(d, smin, step):
-                raise ArtifactError(f"U-Net input {tensor!r} is fixed to size {d}, not a valid size ({smin} + k*{step})",
-                                    "re-export the model with `segrt export`")
-            mins.append(rng[0]); opts.append(rng[1]); maxs.append(rng[2])
+                raise ArtifactError(
+                    f"U-Net input {tensor!r} is fixed to size {d}, not a valid size ({smin} + k*{step})",
+                    "re-export the model with `segrt export`",
+                )
+            mins.append(rng[0])
+            opts.append(rng[1])
+            maxs.append(rng[2])
         profiles[tensor] = (tuple(mins), tuple(opts), tuple(maxs))
     return profiles
 
@@ -199,42 +234,58 @@ def normalize_profile(profile: Any, input_names: Sequence[str]) -> dict[str, Pro
         items = dict(profile)
     else:
         if len(input_names) != 1:
-            raise InputError(f"a bare (min, opt, max) profile is ambiguous for inputs {list(input_names)}",
-                             "pass profile={input name: (min, opt, max)}")
+            raise InputError(
+                f"a bare (min, opt, max) profile is ambiguous for inputs {list(input_names)}",
+                "pass profile={input name: (min, opt, max)}",
+            )
         items = {input_names[0]: profile}
     out: dict[str, Profile] = {}
     for name, triple in items.items():
         try:
             lo, opt, hi = (tuple(int(v) for v in shape) for shape in triple)
         except (TypeError, ValueError):
-            raise InputError(f"profile for {name!r} must be three shapes (min, opt, max), got {triple!r}",
-                             "e.g. profile={'image': ((1,1,188,188), (4,1,572,572), (4,1,572,572))}") from None
+            raise InputError(
+                f"profile for {name!r} must be three shapes (min, opt, max), got {triple!r}",
+                "e.g. profile={'image': ((1,1,188,188), (4,1,572,572), (4,1,572,572))}",
+            ) from None
         if not len(lo) == len(opt) == len(hi):
-            raise InputError(f"profile shapes for {name!r} have different ranks: {lo}, {opt}, {hi}",
-                             "give min, opt and max with one entry per dimension")
+            raise InputError(
+                f"profile shapes for {name!r} have different ranks: {lo}, {opt}, {hi}",
+                "give min, opt and max with one entry per dimension",
+            )
         if any(not (a <= b <= c) for a, b, c in zip(lo, opt, hi, strict=True)) or min(lo, default=1) < 1:
-            raise InputError(f"profile for {name!r} must satisfy 1 <= min <= opt <= max per dimension: {lo}, {opt}, {hi}",
-                             "fix the shapes")
+            raise InputError(
+                f"profile for {name!r} must satisfy 1 <= min <= opt <= max per dimension: {lo}, {opt}, {hi}",
+                "fix the shapes",
+            )
         out[name] = (lo, opt, hi)
     return out
 
 
-def check_profile_against_inputs(profiles: Mapping[str, Profile], input_shapes: Mapping[str, Sequence[int | None]]) -> None:
+def check_profile_against_inputs(
+    profiles: Mapping[str, Profile], input_shapes: Mapping[str, Sequence[int | None]]
+) -> None:
     """Every dynamic input needs a profile; fixed dims must match it exactly."""
     for name, dims in input_shapes.items():
         if name not in profiles:
             if any(d is None for d in dims):
-                raise InputError(f"input {name!r} has dynamic dims {list(dims)} but no profile",
-                                 f"add {name!r} to the profile")
+                raise InputError(
+                    f"input {name!r} has dynamic dims {list(dims)} but no profile", f"add {name!r} to the profile"
+                )
             continue
         for shape in profiles[name]:
             if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape, strict=True)):
-                raise InputError(f"profile shape {list(shape)} does not fit input {name!r} of shape "
-                                 f"{['?' if d is None else d for d in dims]}", "fix the profile")
+                raise InputError(
+                    f"profile shape {list(shape)} does not fit input {name!r} of shape "
+                    f"{['?' if d is None else d for d in dims]}",
+                    "fix the profile",
+                )
     unknown = set(profiles) - set(input_shapes)
     if unknown:
-        raise InputError(f"profile names unknown input(s) {sorted(unknown)}; the model has {sorted(input_shapes)}",
-                         "use the model's input names")
+        raise InputError(
+            f"profile names unknown input(s) {sorted(unknown)}; the model has {sorted(input_shapes)}",
+            "use the model's input names",
+        )
 
 
 def parse_profile_arg(text: str) -> tuple[str, Profile]:
@@ -245,20 +296,31 @@ def parse_profile_arg(text: str) -> tuple[str, Profile]:
             raise ValueError
         name, shapes = parts[0], tuple(tuple(int(d) for d in part.split("x")) for part in parts[1:])
     except ValueError:
-        raise InputError(f"cannot read profile {text!r}", "write NAME:MIN:OPT:MAX, e.g. image:1x1x188x188:4x1x572x572:4x1x572x572") from None
+        raise InputError(
+            f"cannot read profile {text!r}", "write NAME:MIN:OPT:MAX, e.g. image:1x1x188x188:4x1x572x572:4x1x572x572"
+        ) from None
     return name, shapes  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- trtexec equivalent (pure)
 
+
 def _shape_spec(profiles: Mapping[str, Profile], which: int) -> str:
     return ",".join(f"{name}:{'x'.join(str(d) for d in prof[which])}" for name, prof in profiles.items())
 
 
-def trtexec_command(onnx_path: str | Path, engine_path: str | Path, profiles: Mapping[str, Profile], *,
-                    precision: str = "fp32", workspace_gib: float = DEFAULT_WORKSPACE_GIB,
-                    timing_cache: str | Path | None = None, plugin_library: str | Path | None = None,
-                    tensorrt_major: int = 10, fp16_onnx: str | Path | None = None) -> list[str]:
+def trtexec_command(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    profiles: Mapping[str, Profile],
+    *,
+    precision: str = "fp32",
+    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+    timing_cache: str | Path | None = None,
+    plugin_library: str | Path | None = None,
+    tensorrt_major: int = 10,
+    fp16_onnx: str | Path | None = None,
+) -> list[str]:
     """The ``trtexec`` command that builds the same engine as ``onnx_to_engine`` (for cross-checking).
 
     trtexec writes a bare plan (no segrt header): wrap it with
@@ -275,16 +337,21 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, profiles: Ma
     source = onnx_path
     if precision == "fp16" and tensorrt_major >= 11:
         if fp16_onnx is None:
-            raise InputError(f"TensorRT {tensorrt_major}'s trtexec has no --fp16: it builds the precision the ONNX "
-                             f"carries, so {onnx_path} would give an fp32 engine",
-                             "convert it first: python -m segrt.export.to_engine MODEL.onnx --print-trtexec "
-                             "--precision fp16 --save-fp16-onnx MODEL.fp16.onnx (writes it and prints the command)")
+            raise InputError(
+                f"TensorRT {tensorrt_major}'s trtexec has no --fp16: it builds the precision the ONNX "
+                f"carries, so {onnx_path} would give an fp32 engine",
+                "convert it first: python -m segrt.export.to_engine MODEL.onnx --print-trtexec "
+                "--precision fp16 --save-fp16-onnx MODEL.fp16.onnx (writes it and prints the command)",
+            )
         source = fp16_onnx
     cmd = ["trtexec", f"--onnx={source}", f"--saveEngine={engine_path}"]
     dynamic = {n: p for n, p in profiles.items() if p[0] != p[2]}
     if dynamic:
-        cmd += [f"--minShapes={_shape_spec(profiles, 0)}", f"--optShapes={_shape_spec(profiles, 1)}",
-                f"--maxShapes={_shape_spec(profiles, 2)}"]
+        cmd += [
+            f"--minShapes={_shape_spec(profiles, 0)}",
+            f"--optShapes={_shape_spec(profiles, 1)}",
+            f"--maxShapes={_shape_spec(profiles, 2)}",
+        ]
     cmd.append(f"--memPoolSize=workspace:{int(round(workspace_gib * 1024))}M")
     if precision == "fp16" and tensorrt_major < 11:
         cmd.append("--fp16")
@@ -298,7 +365,10 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, profiles: Ma
 
 # --------------------------------------------------------------------------- parser errors (pure)
 
-def format_parser_errors(errors: Iterable[Any], plugin_ops: Sequence[str] = (), plugin_loaded: bool = False) -> tuple[str, str]:
+
+def format_parser_errors(
+    errors: Iterable[Any], plugin_ops: Sequence[str] = (), plugin_loaded: bool = False
+) -> tuple[str, str]:
     """(problem, fix) from ``trt.OnnxParser`` errors (objects with ``node()``, ``node_name()``,
     ``node_operator()``, ``desc()``), naming the failing node and its op."""
     lines, ops = [], []
@@ -311,19 +381,26 @@ def format_parser_errors(errors: Iterable[Any], plugin_ops: Sequence[str] = (), 
     problem = "TensorRT's ONNX parser failed at " + "; ".join(lines or ["an unknown place (no error recorded)"])
     plugin_hit = [op for op in ops if op in plugin_ops]
     if plugin_hit and not plugin_loaded:
-        fix = (f"{', '.join(sorted(set(plugin_hit)))} is a segrt TensorRT plugin op: build the plugin library "
-               "(kernels/roi_align) and put it where segrt.ops.plugins finds it (e.g. next to the model; "
-               "`python -c 'import segrt.ops.plugins as p; p.find_plugin_library()'` lists the places searched), then rebuild")
+        fix = (
+            f"{', '.join(sorted(set(plugin_hit)))} is a segrt TensorRT plugin op: build the plugin library "
+            "(kernels/roi_align) and put it where segrt.ops.plugins finds it (e.g. next to the model; "
+            "`python -c 'import segrt.ops.plugins as p; p.find_plugin_library()'` lists the places searched), then rebuild"
+        )
     elif plugin_hit:
-        fix = ("the segrt plugin library is loaded but did not accept this node: its attributes or version do not "
-               "match the library; rebuild the library from this segrt version and re-export the ONNX")
+        fix = (
+            "the segrt plugin library is loaded but did not accept this node: its attributes or version do not "
+            "match the library; rebuild the library from this segrt version and re-export the ONNX"
+        )
     else:
-        fix = ("this op or attribute is not supported by this TensorRT version: export the model with "
-               "graph='tensorrt' (Mask R-CNN) or another opset, or upgrade TensorRT")
+        fix = (
+            "this op or attribute is not supported by this TensorRT version: export the model with "
+            "graph='tensorrt' (Mask R-CNN) or another opset, or upgrade TensorRT"
+        )
     return problem, fix
 
 
 # --------------------------------------------------------------------------- fp16 ONNX (TensorRT 11)
+
 
 def convert_to_fp16(model: Any, keep_fp32_ops: Sequence[str] = ()) -> Any:
     """fp16 copy of an ONNX model for strongly typed TensorRT builds (float32 inputs/outputs kept).
@@ -334,24 +411,34 @@ def convert_to_fp16(model: Any, keep_fp32_ops: Sequence[str] = ()) -> Any:
     try:
         from onnxconverter_common import float16
     except ImportError:
-        raise BackendUnavailableError("fp16 engines with TensorRT >= 11 need the ONNX graph converted to fp16, "
-                                      "which uses onnxconverter-common", "pip install onnxconverter-common") from None
+        raise BackendUnavailableError(
+            "fp16 engines with TensorRT >= 11 need the ONNX graph converted to fp16, which uses onnxconverter-common",
+            "pip install onnxconverter-common",
+        ) from None
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS) | set(keep_fp32_ops))
     # max_finite_val 65504: clamp constants only at fp16's real limit, not the converter's conservative 1e4
-    return float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
-                                            min_positive_val=1e-7, max_finite_val=65504.0)
+    return float16.convert_float_to_float16(
+        model, keep_io_types=True, op_block_list=block, min_positive_val=1e-7, max_finite_val=65504.0
+    )
 
 
 # --------------------------------------------------------------------------- TensorRT glue
 
-def load_segrt_plugins(trt: Any, meta: Mapping[str, Any], extra_dirs: Sequence[str | Path] = ()) -> dict[str, Any] | None:
+
+def load_segrt_plugins(
+    trt: Any, meta: Mapping[str, Any], extra_dirs: Sequence[str | Path] = ()
+) -> dict[str, Any] | None:
     """Load the plugin library the ONNX metadata asks for (before parsing); return the record for the engine."""
     plugin = meta.get("plugin")
     if not plugin:
         return None
     library = load_engine_plugins(trt, plugin, extra_dirs)
-    return {"library": library.name if library else plugin.get("library"), "version": str(plugin.get("version", "1")),
-            "namespace": str(plugin.get("namespace", "")), "ops": list(plugin.get("ops", ()))}
+    return {
+        "library": library.name if library else plugin.get("library"),
+        "version": str(plugin.get("version", "1")),
+        "namespace": str(plugin.get("namespace", "")),
+        "ops": list(plugin.get("ops", ())),
+    }
 
 
 def _read_onnx(onnx_path: Path):
@@ -362,7 +449,9 @@ def _read_onnx(onnx_path: Path):
     try:
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
-        raise ArtifactError(f"{onnx_path} is not a readable ONNX model ({exc})", "re-export it with `segrt export`") from None
+        raise ArtifactError(
+            f"{onnx_path} is not a readable ONNX model ({exc})", "re-export it with `segrt export`"
+        ) from None
     props = {p.key: p.value for p in model.metadata_props}
     meta = md.decode(props.get(md.METADATA_KEY), str(onnx_path))
     return model, meta
@@ -396,12 +485,24 @@ def _load_timing_cache(trt: Any, config: Any, path: Path | None) -> Any:
     return cache
 
 
-def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *, precision: str = "fp32",
-                   workspace_gib: float = DEFAULT_WORKSPACE_GIB, timing_cache: str | Path | None = None,
-                   profile: Any = None, max_batch: int | None = None, max_size: int | None = None,
-                   min_size: int | None = None, opt_batch: int | None = None, fp16_mode: str = "auto",
-                   save_fp16_onnx: str | Path | None = None, device: int = 0,
-                   plugin_dirs: Sequence[str | Path] = (), verbose: bool = False) -> Path:
+def onnx_to_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path | None = None,
+    *,
+    precision: str = "fp32",
+    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+    timing_cache: str | Path | None = None,
+    profile: Any = None,
+    max_batch: int | None = None,
+    max_size: int | None = None,
+    min_size: int | None = None,
+    opt_batch: int | None = None,
+    fp16_mode: str = "auto",
+    save_fp16_onnx: str | Path | None = None,
+    device: int = 0,
+    plugin_dirs: Sequence[str | Path] = (),
+    verbose: bool = False,
+) -> Path:
     """Build a TensorRT engine from a segrt ONNX file; returns the engine path.
 
     Args:
@@ -421,7 +522,9 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         verbose: print TensorRT's verbose log.
     """
     if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)} (int8 is not supported)")
+        raise InputError(
+            f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)} (int8 is not supported)"
+        )
     if fp16_mode not in ("auto", "builder_flag", "fp16_onnx"):
         raise InputError(f"unknown fp16_mode {fp16_mode!r}", "use 'auto', 'builder_flag' or 'fp16_onnx'")
     if not workspace_gib > 0:
@@ -432,13 +535,23 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
 
     model, meta = _read_onnx(onnx_path)  # before importing TensorRT: bad input fails fast everywhere
     input_shapes = onnx_input_shapes(model)
-    profiles = (normalize_profile(profile, list(input_shapes)) if profile is not None else
-                engine_profile_from_metadata(meta, input_shapes=input_shapes, max_size=max_size, min_size=min_size,
-                                             max_batch=max_batch, opt_batch=opt_batch))
+    profiles = (
+        normalize_profile(profile, list(input_shapes))
+        if profile is not None
+        else engine_profile_from_metadata(
+            meta,
+            input_shapes=input_shapes,
+            max_size=max_size,
+            min_size=min_size,
+            max_batch=max_batch,
+            opt_batch=opt_batch,
+        )
+    )
     check_profile_against_inputs(profiles, input_shapes)
 
     trt = import_tensorrt()
     from segrt.backends import cuda_rt
+
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
     logger = process_logger(trt, verbose)  # TensorRT keeps one logger per process (segrt.backends.tensorrt.api)
@@ -451,8 +564,10 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         if fp16_mode == "auto":
             fp16_mode = "builder_flag" if has_fp16_flag else "fp16_onnx"
         if fp16_mode == "builder_flag" and not has_fp16_flag:
-            raise InputError(f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strongly typed networks only)",
-                             "use fp16_mode='fp16_onnx' (or 'auto')")
+            raise InputError(
+                f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strongly typed networks only)",
+                "use fp16_mode='fp16_onnx' (or 'auto')",
+            )
     else:
         fp16_mode = None  # type: ignore[assignment]
 
@@ -475,9 +590,11 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     else:
         ok = parser.parse_from_file(str(onnx_path))
     if not ok:
-        problem, fix = format_parser_errors([parser.get_error(i) for i in range(parser.num_errors)],
-                                            plugin_ops=(meta.get("plugin") or {}).get("ops", ()),
-                                            plugin_loaded=plugin is not None)
+        problem, fix = format_parser_errors(
+            [parser.get_error(i) for i in range(parser.num_errors)],
+            plugin_ops=(meta.get("plugin") or {}).get("ops", ()),
+            plugin_loaded=plugin is not None,
+        )
         raise ArtifactError(f"{onnx_path}: {problem}", fix)
 
     config = builder.create_builder_config()
@@ -490,8 +607,11 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         opt_profile = builder.create_optimization_profile()
         for name in dynamic:
             if name not in profiles:
-                raise ArtifactError(f"TensorRT sees input {name!r} as dynamic {list(net_inputs[name])} but the "
-                                    "profile has no entry for it", f"pass profile={{{name!r}: (min, opt, max)}}")
+                raise ArtifactError(
+                    f"TensorRT sees input {name!r} as dynamic {list(net_inputs[name])} but the "
+                    "profile has no entry for it",
+                    f"pass profile={{{name!r}: (min, opt, max)}}",
+                )
             lo, opt, hi = profiles[name]
             opt_profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(opt_profile)
@@ -502,15 +622,24 @@ def onnx_to_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     seconds = time.perf_counter() - start
     if plan is None:
         detail = "; ".join(recorder.since(0)[-5:]) or "no error message (run with verbose=True)"
-        raise ArtifactError(f"TensorRT could not build an engine from {onnx_path}: {detail}",
-                            "if it ran out of memory, raise workspace_gib or lower max_size/max_batch; "
-                            "otherwise rerun with verbose=True and report the log")
+        raise ArtifactError(
+            f"TensorRT could not build an engine from {onnx_path}: {detail}",
+            "if it ran out of memory, raise workspace_gib or lower max_size/max_batch; "
+            "otherwise rerun with verbose=True and report the log",
+        )
 
-    build_args = {"onnx": str(onnx_path), "engine": str(engine_path), "precision": precision,
-                  "workspace_gib": workspace_gib, "max_batch": max_batch, "max_size": max_size,
-                  "min_size": min_size, "opt_batch": opt_batch,
-                  "timing_cache": str(timing_cache) if timing_cache else None,
-                  "profile": ({n: [list(s) for s in p] for n, p in profiles.items()} if profile is not None else None)}
+    build_args = {
+        "onnx": str(onnx_path),
+        "engine": str(engine_path),
+        "precision": precision,
+        "workspace_gib": workspace_gib,
+        "max_batch": max_batch,
+        "max_size": max_size,
+        "min_size": min_size,
+        "opt_batch": opt_batch,
+        "timing_cache": str(timing_cache) if timing_cache else None,
+        "profile": ({n: [list(s) for s in p] for n, p in profiles.items()} if profile is not None else None),
+    }
     engine_meta = dict(meta)
     engine_meta["engine"] = {
         "tensorrt_version": trt.__version__,
@@ -542,12 +671,22 @@ def _has_fp16_tensors(path: Path) -> bool:
     model = onnx.load(str(path), load_external_data=False)
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         return True
-    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
-               for n in model.graph.node)
+    return any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
+        for n in model.graph.node
+    )
 
 
-def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | Path, *, precision: str,
-              device: int = 0, plugin_dirs: Sequence[str | Path] = (), fp16_onnx: str | Path | None = None) -> Path:
+def wrap_plan(
+    plan_path: str | Path,
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    precision: str,
+    device: int = 0,
+    plugin_dirs: Sequence[str | Path] = (),
+    fp16_onnx: str | Path | None = None,
+) -> Path:
     """Give a bare TensorRT plan (e.g. from ``trtexec --saveEngine``) the segrt header.
 
     Run it on the machine that built the plan: the plan is deserialized here to prove it
@@ -567,12 +706,15 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
     fp16_source = None
     if precision == "fp16" and int(trt.__version__.split(".")[0]) >= 11:
         if fp16_onnx is None or not Path(fp16_onnx).is_file() or not _has_fp16_tensors(Path(fp16_onnx)):
-            raise InputError(f"TensorRT {trt.__version__} builds fp16 only from an fp16 ONNX, and "
-                             f"{fp16_onnx or 'no such file'} was not given as one: the plan may be fp32",
-                             "pass the fp16 ONNX trtexec built from (--save-fp16-onnx of --print-trtexec) "
-                             "with --save-fp16-onnx, or wrap with --precision fp32")
+            raise InputError(
+                f"TensorRT {trt.__version__} builds fp16 only from an fp16 ONNX, and "
+                f"{fp16_onnx or 'no such file'} was not given as one: the plan may be fp32",
+                "pass the fp16 ONNX trtexec built from (--save-fp16-onnx of --print-trtexec) "
+                "with --save-fp16-onnx, or wrap with --precision fp32",
+            )
         fp16_source = Path(fp16_onnx)
     from segrt.backends import cuda_rt
+
     gpu = cuda_rt.device_info(device)
     cuda_rt.set_device(device)
     logger = process_logger(trt)
@@ -583,9 +725,11 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
     runtime.error_recorder = recorder
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
-        raise ArtifactError(f"{plan_path} does not load in TensorRT {trt.__version__} on {gpu.name}: "
-                            + ("; ".join(recorder.since(0)[-3:]) or "unknown reason"),
-                            "wrap the plan on the machine and TensorRT version that built it")
+        raise ArtifactError(
+            f"{plan_path} does not load in TensorRT {trt.__version__} on {gpu.name}: "
+            + ("; ".join(recorder.since(0)[-3:]) or "unknown reason"),
+            "wrap the plan on the machine and TensorRT version that built it",
+        )
     profiles = {}
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -597,19 +741,34 @@ def wrap_plan(plan_path: str | Path, onnx_path: str | Path, engine_path: str | P
                 profiles[name] = [list(shape)] * 3
     engine_meta = dict(meta)
     engine_meta["engine"] = {
-        "tensorrt_version": trt.__version__, "compute_capability": list(gpu.compute_capability),
-        "gpu_name": gpu.name, "cuda_driver_version": gpu.driver_version, "precision": precision,
+        "tensorrt_version": trt.__version__,
+        "compute_capability": list(gpu.compute_capability),
+        "gpu_name": gpu.name,
+        "cuda_driver_version": gpu.driver_version,
+        "precision": precision,
         "fp16_mode": ("fp16_onnx" if fp16_source else "trtexec") if precision == "fp16" else None,
-        "profile": profiles, "plugin": plugin,
-        "source_onnx": onnx_path.name, "source_onnx_sha256": _sha256(onnx_path),
-        **({"source_fp16_onnx": fp16_source.name, "source_fp16_onnx_sha256": _sha256(fp16_source)} if fp16_source else {}),
+        "profile": profiles,
+        "plugin": plugin,
+        "source_onnx": onnx_path.name,
+        "source_onnx_sha256": _sha256(onnx_path),
+        **(
+            {"source_fp16_onnx": fp16_source.name, "source_fp16_onnx_sha256": _sha256(fp16_source)}
+            if fp16_source
+            else {}
+        ),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "build": {"onnx": str(onnx_path), "engine": str(engine_path), "precision": precision, "wrapped_plan": str(plan_path)},
+        "build": {
+            "onnx": str(onnx_path),
+            "engine": str(engine_path),
+            "precision": precision,
+            "wrapped_plan": str(plan_path),
+        },
     }
     return write_engine_file(engine_path, engine_meta, plan)
 
 
 # --------------------------------------------------------------------------- command line
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m segrt.export.to_engine", description=__doc__.split("\n\n")[0])
@@ -622,11 +781,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--opt-batch", type=int)
     p.add_argument("--max-size", type=int, help="U-Net: largest H/W (snapped down to a valid size)")
     p.add_argument("--min-size", type=int, help="U-Net: smallest H/W (snapped up to a valid size)")
-    p.add_argument("--profile", action="append", default=[], metavar="NAME:MIN:OPT:MAX",
-                   help="explicit profile for one input, e.g. image:1x1x188x188:4x1x572x572:4x1x572x572")
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME:MIN:OPT:MAX",
+        help="explicit profile for one input, e.g. image:1x1x188x188:4x1x572x572:4x1x572x572",
+    )
     p.add_argument("--fp16-mode", choices=("auto", "builder_flag", "fp16_onnx"), default="auto")
-    p.add_argument("--save-fp16-onnx", type=Path,
-                   help="the fp16 ONNX for TensorRT 11: written by a build or --print-trtexec, read by --wrap-plan")
+    p.add_argument(
+        "--save-fp16-onnx",
+        type=Path,
+        help="the fp16 ONNX for TensorRT 11: written by a build or --print-trtexec, read by --wrap-plan",
+    )
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--plugin-dir", type=Path, action="append", default=[])
     p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command and exit")
@@ -639,9 +806,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = dict(parse_profile_arg(t) for t in a.profile) or None
         if a.print_trtexec:
             model, meta = _read_onnx(a.onnx)
-            profiles = (normalize_profile(profile, list(onnx_input_shapes(model))) if profile else
-                        engine_profile_from_metadata(meta, input_shapes=onnx_input_shapes(model), max_size=a.max_size,
-                                                     min_size=a.min_size, max_batch=a.max_batch, opt_batch=a.opt_batch))
+            profiles = (
+                normalize_profile(profile, list(onnx_input_shapes(model)))
+                if profile
+                else engine_profile_from_metadata(
+                    meta,
+                    input_shapes=onnx_input_shapes(model),
+                    max_size=a.max_size,
+                    min_size=a.min_size,
+                    max_batch=a.max_batch,
+                    opt_batch=a.opt_batch,
+                )
+            )
             major = a.tensorrt_major
             if major is None:
                 try:
@@ -654,23 +830,56 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import onnx
 
                 fp16_onnx = a.save_fp16_onnx or a.onnx.with_name(a.onnx.stem + ".fp16.onnx")
-                converted = convert_to_fp16(onnx.load(str(a.onnx)), keep_fp32_ops=(meta.get("plugin") or {}).get("ops", ()))
+                converted = convert_to_fp16(
+                    onnx.load(str(a.onnx)), keep_fp32_ops=(meta.get("plugin") or {}).get("ops", ())
+                )
                 with atomic_path(fp16_onnx) as tmp:
                     onnx.save(converted, str(tmp))
                 print(f"wrote {fp16_onnx} (the fp16 ONNX the command builds from)", file=sys.stderr)
-            print(shlex.join(trtexec_command(a.onnx, engine.with_suffix(".plan"), profiles, precision=a.precision,
-                                             workspace_gib=a.workspace_gib, timing_cache=a.timing_cache,
-                                             plugin_library=plugin, tensorrt_major=major, fp16_onnx=fp16_onnx)))
+            print(
+                shlex.join(
+                    trtexec_command(
+                        a.onnx,
+                        engine.with_suffix(".plan"),
+                        profiles,
+                        precision=a.precision,
+                        workspace_gib=a.workspace_gib,
+                        timing_cache=a.timing_cache,
+                        plugin_library=plugin,
+                        tensorrt_major=major,
+                        fp16_onnx=fp16_onnx,
+                    )
+                )
+            )
             return 0
         if a.wrap_plan:
-            out = wrap_plan(a.wrap_plan, a.onnx, engine, precision=a.precision, device=a.device, plugin_dirs=a.plugin_dir,
-                            fp16_onnx=a.save_fp16_onnx)
+            out = wrap_plan(
+                a.wrap_plan,
+                a.onnx,
+                engine,
+                precision=a.precision,
+                device=a.device,
+                plugin_dirs=a.plugin_dir,
+                fp16_onnx=a.save_fp16_onnx,
+            )
         else:
-            out = onnx_to_engine(a.onnx, engine, precision=a.precision, workspace_gib=a.workspace_gib,
-                                 timing_cache=a.timing_cache, profile=profile, max_batch=a.max_batch, max_size=a.max_size,
-                                 min_size=a.min_size, opt_batch=a.opt_batch, fp16_mode=a.fp16_mode,
-                                 save_fp16_onnx=a.save_fp16_onnx, device=a.device, plugin_dirs=a.plugin_dir,
-                                 verbose=a.verbose)
+            out = onnx_to_engine(
+                a.onnx,
+                engine,
+                precision=a.precision,
+                workspace_gib=a.workspace_gib,
+                timing_cache=a.timing_cache,
+                profile=profile,
+                max_batch=a.max_batch,
+                max_size=a.max_size,
+                min_size=a.min_size,
+                opt_batch=a.opt_batch,
+                fp16_mode=a.fp16_mode,
+                save_fp16_onnx=a.save_fp16_onnx,
+                device=a.device,
+                plugin_dirs=a.plugin_dir,
+                verbose=a.verbose,
+            )
     except (ArtifactError, BackendUnavailableError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -678,8 +887,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["onnx_to_engine", "wrap_plan", "engine_profile_from_metadata", "trtexec_command", "convert_to_fp16",
-           "format_parser_errors", "normalize_profile", "onnx_input_shapes", "rebuild_command", "parse_profile_arg"]
+__all__ = [
+    "convert_to_fp16",
+    "engine_profile_from_metadata",
+    "format_parser_errors",
+    "normalize_profile",
+    "onnx_input_shapes",
+    "onnx_to_engine",
+    "parse_profile_arg",
+    "rebuild_command",
+    "trtexec_command",
+    "wrap_plan",
+]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,7 @@
 
 ``segrt.export.api`` is the typed entry point for both.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -16,14 +17,11 @@ import torch
 import segrt
 from segrt.artifact import metadata as md
 from segrt.errors import ArtifactError
+from segrt.export import DEFAULT_OPSET
+from segrt.export.models.unet import UNet, UNetConfig, geometry
 from segrt.io.files import atomic_path
 from segrt.io.preprocess import DEFAULT_NORMALIZATION
 from segrt.unet.tiling import smallest_tile
-
-from segrt.export import DEFAULT_OPSET
-
-from segrt.export.models.unet import UNet, UNetConfig, geometry
-
 
 
 def build_unet(ckpt: dict[str, Any]) -> UNet:
@@ -31,12 +29,16 @@ def build_unet(ckpt: dict[str, Any]) -> UNet:
     try:
         config = UNetConfig(**ckpt["config"])
     except TypeError as exc:
-        raise ArtifactError(f"checkpoint config does not describe a U-Net: {exc}", "use a checkpoint from `segrt train unet`") from None
+        raise ArtifactError(
+            f"checkpoint config does not describe a U-Net: {exc}", "use a checkpoint from `segrt train unet`"
+        ) from None
     model = UNet(config)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
-        raise ArtifactError(f"checkpoint weights do not fit UNet({config}): missing {missing[:4]}, unexpected {unexpected[:4]}",
-                            "the checkpoint and its config disagree; retrain or re-save it")
+        raise ArtifactError(
+            f"checkpoint weights do not fit UNet({config}): missing {missing[:4]}, unexpected {unexpected[:4]}",
+            "the checkpoint and its config disagree; retrain or re-save it",
+        )
     return model.eval()
 
 
@@ -55,18 +57,30 @@ def same_padding_margin(config: UNetConfig) -> int:
     return geometry(UNetConfig(depth=config.depth, padding="valid")).border + 2 ** (config.depth - 2)
 
 
-def unet_metadata(config: UNetConfig, class_names: list[str], normalization: dict[str, Any], tile_size: int) -> dict[str, Any]:
+def unet_metadata(
+    config: UNetConfig, class_names: list[str], normalization: dict[str, Any], tile_size: int
+) -> dict[str, Any]:
     g = geometry(config)
     margin, grid = same_padding_margin(config), 2 ** (config.depth - 1)
     return {
-        "kind": "unet", "class_names": list(class_names), "input_channels": config.in_channels,
-        "normalization": normalization, "padding": config.padding, "border": g.border,
-        "size_min": g.size_min, "size_step": g.size_step,
+        "kind": "unet",
+        "class_names": list(class_names),
+        "input_channels": config.in_channels,
+        "normalization": normalization,
+        "padding": config.padding,
+        "border": g.border,
+        "size_min": g.size_min,
+        "size_step": g.size_step,
         "tile_size": max(g.valid_at_least(tile_size), smallest_tile(g.size_min, g.size_step, g.border, margin, grid)),
         # tiles start on the pooling grid and drop `margin` output px per side: tiling-invariant results (segrt.unet.tiling)
-        "margin": margin, "pool_factor": grid,
-        "input_name": "image", "output_name": "probs", "foreground_class": 1,
-        "architecture": asdict(config), "segrt_version": segrt.__version__, "opset": DEFAULT_OPSET,
+        "margin": margin,
+        "pool_factor": grid,
+        "input_name": "image",
+        "output_name": "probs",
+        "foreground_class": 1,
+        "architecture": asdict(config),
+        "segrt_version": segrt.__version__,
+        "opset": DEFAULT_OPSET,
         "torch_version": torch.__version__,
     }
 
@@ -82,8 +96,15 @@ class _WithSoftmax(torch.nn.Module):
         return torch.softmax(self.net(image), dim=1)
 
 
-def unet_to_onnx(model: UNet, out: str | Path, class_names: list[str], normalization: dict[str, Any] | None = None,
-                 tile_size: int | None = None, opset: int = DEFAULT_OPSET, check: bool = True) -> Path:
+def unet_to_onnx(
+    model: UNet,
+    out: str | Path,
+    class_names: list[str],
+    normalization: dict[str, Any] | None = None,
+    tile_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+) -> Path:
     """Export a U-Net to ONNX with dynamic batch, height and width.
 
     Input ``image`` float32 [N, C, H, W] (normalized, H and W valid sizes);
@@ -101,23 +122,45 @@ def unet_to_onnx(model: UNet, out: str | Path, class_names: list[str], normaliza
     dummy = torch.randn(1, config.in_channels, trace_size, trace_size)
     with atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about shape arithmetic are expected here
-        torch.onnx.export(wrapped, (dummy,), str(tmp), input_names=["image"], output_names=["probs"],
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "probs": {0: "batch", 2: "out_height", 3: "out_width"}},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            wrapped,
+            (dummy,),
+            str(tmp),
+            input_names=["image"],
+            output_names=["probs"],
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "probs": {0: "batch", 2: "out_height", 3: "out_width"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
         proto = onnx.load(str(tmp))
         onnx.helper.set_model_props(proto, {md.METADATA_KEY: md.encode(meta)})
         proto.doc_string = f"segrt U-Net {config}"
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
         if check:
-            check_parity(wrapped, tmp, config.in_channels, (g.valid_at_least(trace_size + 3 * g.size_step),
-                                                            g.valid_at_least(trace_size + 1)), batch=2)
+            check_parity(
+                wrapped,
+                tmp,
+                config.in_channels,
+                (g.valid_at_least(trace_size + 3 * g.size_step), g.valid_at_least(trace_size + 1)),
+                batch=2,
+            )
     return Path(out)
 
 
-def check_parity(model: torch.nn.Module, onnx_path: str | Path, channels: int, hw: tuple[int, int],
-                 batch: int = 1, rtol: float = 1e-3, atol: float = 1e-4, seed: int = 0) -> float:
+def check_parity(
+    model: torch.nn.Module,
+    onnx_path: str | Path,
+    channels: int,
+    hw: tuple[int, int],
+    batch: int = 1,
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> float:
     """Compare ONNX Runtime with eager PyTorch on a random input; returns max |diff|, raises on mismatch."""
     from segrt.backends.onnxrt import OnnxRuntimeBackend
 
@@ -128,7 +171,9 @@ def check_parity(model: torch.nn.Module, onnx_path: str | Path, channels: int, h
     got = backend.run({backend.inputs[0].name: x.numpy()})[backend.outputs[0].name]
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=rtol, atol=atol):
         diff = np.abs(got - expected).max() if got.shape == expected.shape else float("inf")
-        raise ArtifactError(f"ONNX Runtime output differs from PyTorch on a {list(x.shape)} input "
-                            f"(shapes {got.shape} vs {expected.shape}, max |diff| {diff:.3g})",
-                            "report this as a bug with the checkpoint; try another --opset")
+        raise ArtifactError(
+            f"ONNX Runtime output differs from PyTorch on a {list(x.shape)} input "
+            f"(shapes {got.shape} vs {expected.shape}, max |diff| {diff:.3g})",
+            "report this as a bug with the checkpoint; try another --opset",
+        )
     return float(np.abs(got - expected).max())

@@ -5,6 +5,7 @@ precision is chosen when loading, ``precision="fp32"|"bf16"|"mixed"``). The segr
 in the IR's ``rt_info``, so ``segrt.load("model.xml")`` and ``segrt info`` see the same model
 description as for the ``.onnx``. Loading an IR skips the ONNX conversion.
 """
+
 from __future__ import annotations
 
 import os

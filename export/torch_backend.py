@@ -3,6 +3,7 @@
 Wrapping eager PyTorch this way lets the benchmark time PyTorch and ONNX Runtime
 through the very same pre/post-processing code.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,15 @@ class TorchBackend(Backend):
     outputs come back as float32 either way.
     """
 
-    def __init__(self, module: torch.nn.Module, metadata: dict[str, Any], input_names: list[str],
-                 output_names: list[str], threads: int | None = None, autocast: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        metadata: dict[str, Any],
+        input_names: list[str],
+        output_names: list[str],
+        threads: int | None = None,
+        autocast: torch.dtype | None = None,
+    ) -> None:
         self.module = module.eval()
         self.autocast = autocast
         self.metadata = metadata

@@ -4,6 +4,7 @@ One flat loop, top to bottom: load the image/label folder, precompute weight
 maps, then repeatedly cut random tiles, augment, step. Checkpoints are written
 atomically with everything needed to rebuild the model.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,15 +16,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from segrt.io.datasets import load_split
 from segrt.errors import DataError, SegrtError
-from segrt.io.preprocess import DEFAULT_NORMALIZATION, as_hwc, normalize
-from segrt.unet.tiling import mirror_pad
-
 from segrt.export.augment import augment
 from segrt.export.checkpoint import save_checkpoint
 from segrt.export.models.unet import UNet, UNetConfig, geometry
 from segrt.export.weightmap import weight_map
+from segrt.io.datasets import load_split
+from segrt.io.preprocess import DEFAULT_NORMALIZATION, as_hwc, normalize
+from segrt.unet.tiling import mirror_pad
 
 
 class TrainingDiverged(SegrtError):
@@ -34,20 +34,20 @@ class TrainingDiverged(SegrtError):
 class TrainConfig:
     """Training hyperparameters (paper defaults where it gives them)."""
 
-    data: Path = Path("data/dsb2018/train")   # split folder with images/ and labels/
+    data: Path = Path("data/dsb2018/train")  # split folder with images/ and labels/
     out: Path = Path("runs/unet.pt")
     model: UNetConfig = field(default_factory=UNetConfig)
     steps: int = 2000
-    minutes: float | None = None      # stop early after this wall time
-    tile: int = 188                   # input tile edge (rounded up to a valid size)
+    minutes: float | None = None  # stop early after this wall time
+    tile: int = 188  # input tile edge (rounded up to a valid size)
     batch_size: int = 2
-    optimizer: str = "sgd"            # "sgd" (paper: momentum 0.99) | "adam"
+    optimizer: str = "sgd"  # "sgd" (paper: momentum 0.99) | "adam"
     lr: float = 0.01
     momentum: float = 0.99
     weight_decay: float = 0.0
-    w0: float = 10.0                  # weight-map border term (paper: 10)
-    sigma: float = 5.0                # (paper: 5 px)
-    elastic_sigma: float = 10.0       # elastic displacement std on a 3x3 grid (paper: 10 px)
+    w0: float = 10.0  # weight-map border term (paper: 10)
+    sigma: float = 5.0  # (paper: 5 px)
+    elastic_sigma: float = 10.0  # elastic displacement std on a 3x3 grid (paper: 10 px)
     seed: int = 0
     threads: int | None = None
     class_names: tuple[str, ...] = ("background", "foreground")
@@ -85,12 +85,12 @@ def random_batch(padded, tile_in: int, tile_out: int, batch: int, rng: np.random
         px, pc, pw = padded[int(rng.integers(len(padded)))]
         y0 = int(rng.integers(0, px.shape[0] - big + 1))
         x0 = int(rng.integers(0, px.shape[1] - big + 1))
-        win = np.s_[y0:y0 + big, x0:x0 + big]
+        win = np.s_[y0 : y0 + big, x0 : x0 + big]
         ax, ac, aw = augment(px[win], pc[win], pw[win], rng, elastic_sigma)
         m, o = 16, 16 + (tile_in - tile_out) // 2
-        xs.append(ax[m:m + tile_in, m:m + tile_in].transpose(2, 0, 1))
-        ts.append(ac[o:o + tile_out, o:o + tile_out])
-        ws.append(aw[o:o + tile_out, o:o + tile_out])
+        xs.append(ax[m : m + tile_in, m : m + tile_in].transpose(2, 0, 1))
+        ts.append(ac[o : o + tile_out, o : o + tile_out])
+        ws.append(aw[o : o + tile_out, o : o + tile_out])
     return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ts)).long(), torch.from_numpy(np.stack(ws)))
 
 
@@ -123,9 +123,11 @@ def train(cfg: TrainConfig) -> Path:
         x, target, weights = random_batch(samples, tile_in, tile_out, cfg.batch_size, rng, cfg.elastic_sigma)
         loss = weighted_cross_entropy(model(x), target, weights)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the loss became {loss.item()} at step {step}",
-                                   f"lower the learning rate (now {cfg.lr}); SGD with momentum 0.99 needs a small one, "
-                                   "or use --optimizer adam --lr 1e-3")
+            raise TrainingDiverged(
+                f"the loss became {loss.item()} at step {step}",
+                f"lower the learning rate (now {cfg.lr}); SGD with momentum 0.99 needs a small one, "
+                "or use --optimizer adam --lr 1e-3",
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -134,7 +136,13 @@ def train(cfg: TrainConfig) -> Path:
         if cfg.minutes is not None and time.monotonic() - start > 60 * cfg.minutes:
             break
     bar.close()
-    extra = {"steps": len(losses), "final_loss": float(np.mean(losses[-20:])), "seconds": time.monotonic() - start,
-             "normalization": DEFAULT_NORMALIZATION, "tile_in": tile_in, "data": str(cfg.data),
-             "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "model"}}
+    extra = {
+        "steps": len(losses),
+        "final_loss": float(np.mean(losses[-20:])),
+        "seconds": time.monotonic() - start,
+        "normalization": DEFAULT_NORMALIZATION,
+        "tile_in": tile_in,
+        "data": str(cfg.data),
+        "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "model"},
+    }
     return save_checkpoint(cfg.out, "unet", asdict(cfg.model), list(cfg.class_names), model.state_dict(), extra)

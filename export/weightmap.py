@@ -8,6 +8,7 @@ background gaps between touching objects, which forces the network to learn
 the separating borders. As in the paper's use (Fig. 3d), it is applied to
 background pixels; object pixels carry only ``w_c``.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -40,7 +41,7 @@ def border_weights(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0) 
         d2 = np.where(closer, d1, np.minimum(d2, d))
         d1 = np.where(closer, d, d1)
     background = instances == 0
-    out[background] = w0 * np.exp(-((d1[background] + d2[background]) ** 2) / (2 * sigma ** 2))
+    out[background] = w0 * np.exp(-((d1[background] + d2[background]) ** 2) / (2 * sigma**2))
     return out
 
 

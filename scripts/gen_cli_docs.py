@@ -8,6 +8,7 @@ training side's verbs need ``segrt[train]``), walking the parsers rather than pr
 ``--help``: argparse's help layout changes with the terminal width and the Python version, and
 this page must come out the same everywhere so that ``tests/test_docs.py`` can hold it current.
 """
+
 from __future__ import annotations
 
 import argparse

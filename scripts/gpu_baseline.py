@@ -20,6 +20,7 @@ else ``./gpu_baseline.json``). Needs torch + torchvision (+ a CUDA GPU for the r
 run; about a minute on an H100). ``--device cpu --quick`` runs the CPU-safe parts on
 tiny inputs to check the script itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -77,10 +79,17 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
         parts = [compare(x, y) for x, y in zip(a, b, strict=True)]
     else:
         if a.shape != b.shape:
-            return {"equal": False, "max_abs_diff": float("inf"), "note": f"shapes {tuple(a.shape)} vs {tuple(b.shape)}"}
+            return {
+                "equal": False,
+                "max_abs_diff": float("inf"),
+                "note": f"shapes {tuple(a.shape)} vs {tuple(b.shape)}",
+            }
         diff = (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
         return {"equal": bool(torch.equal(a, b)), "max_abs_diff": float(diff)}
-    return {"equal": all(p["equal"] for p in parts), "max_abs_diff": max((p["max_abs_diff"] for p in parts), default=0.0)}
+    return {
+        "equal": all(p["equal"] for p in parts),
+        "max_abs_diff": max((p["max_abs_diff"] for p in parts), default=0.0),
+    }
 
 
 def timed(fn: Callable[[], Any], device: torch.device, runs: int, warmup: int, images: int) -> dict[str, float]:
@@ -91,11 +100,15 @@ def timed(fn: Callable[[], Any], device: torch.device, runs: int, warmup: int, i
 
 # ----------------------------------------------------------------------------- U-Net
 
+
 def bench_unet(device: torch.device, quick: bool, runs: int, warmup: int, size: int | None, batch: int) -> list[dict]:
     from segrt.export.models.unet import UNet, UNetConfig, geometry, output_size
 
-    config = UNetConfig(depth=3, base_channels=8) if quick else UNetConfig(in_channels=1, num_classes=2, depth=5,
-                                                                         base_channels=64, padding="valid")
+    config = (
+        UNetConfig(depth=3, base_channels=8)
+        if quick
+        else UNetConfig(in_channels=1, num_classes=2, depth=5, base_channels=64, padding="valid")
+    )
     geo = geometry(config)
     size = geo.valid_at_least(size or (92 if quick else 572))
     torch.manual_seed(0)
@@ -105,18 +118,24 @@ def bench_unet(device: torch.device, quick: bool, runs: int, warmup: int, size: 
     rows = []
     for precision in ("fp32", "fp16"):
         for graphed in (False, True):
-            row = {"model": "unet", "input": [batch, config.in_channels, size, size],
-                   "output_hw": [output_size(config, size)] * 2, "precision": precision,
-                   "mode": "cuda_graph" if graphed else "eager"}
+            row = {
+                "model": "unet",
+                "input": [batch, config.in_channels, size, size],
+                "output_hw": [output_size(config, size)] * 2,
+                "precision": precision,
+                "mode": "cuda_graph" if graphed else "eager",
+            }
             rows.append(row)
             if device.type != "cuda" and (precision == "fp16" or graphed):
                 row["skipped"] = "fp16 autocast and CUDA graphs are GPU-only here"
                 continue
             with torch.no_grad():
                 if not graphed:
+
                     def fn():
                         with precision_ctx(device, precision):  # noqa: B023 - called within this iteration, before the loop variable changes
                             return model(x)
+
                     row.update(timed(fn, device, runs, warmup, batch))
                     continue
                 static_x = x.clone()
@@ -124,6 +143,7 @@ def bench_unet(device: torch.device, quick: bool, runs: int, warmup: int, size: 
                 def body():
                     with precision_ctx(device, precision, cache_enabled=False):  # noqa: B023 - called within this iteration, before the loop variable changes
                         return model(static_x)  # noqa: B023 - called within this iteration, before the loop variable changes
+
                 graph, static_y = capture(body, device)
                 row.update(timed(graph.replay, device, runs, warmup, batch))
                 static_x.copy_(x2)
@@ -137,6 +157,7 @@ def bench_unet(device: torch.device, quick: bool, runs: int, warmup: int, size: 
 
 # ----------------------------------------------------------------------------- Mask R-CNN
 
+
 class GraphedBackbone(torch.nn.Module):
     """Replays a CUDA graph of ``backbone`` (ResNet-50 + FPN) for one fixed input shape."""
 
@@ -149,6 +170,7 @@ class GraphedBackbone(torch.nn.Module):
         def body():
             with precision_ctx(device, precision, cache_enabled=False):
                 return backbone(self.static_x)
+
         self.graph, self.static_out = capture(body, device)
 
     def forward(self, x: torch.Tensor):
@@ -165,24 +187,33 @@ def bench_maskrcnn(device: torch.device, quick: bool, runs: int, warmup: int, hw
     h, w = (128, 160) if quick else hw
     torch.manual_seed(0)
     # min_size/max_size = the input size: GeneralizedRCNNTransform keeps the image as it is (scale 1)
-    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=h, max_size=w,
-                                  box_score_thresh=0.0).eval().to(device)
+    model = (
+        maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=h, max_size=w, box_score_thresh=0.0)
+        .eval()
+        .to(device)
+    )
     img = torch.rand(3, h, w, device=device)
     img2 = torch.rand(3, h, w, device=device)
     rows = []
     for precision in ("fp32", "fp16"):
         for graphed in (False, True):
-            row = {"model": "maskrcnn_resnet50_fpn", "input": [3, h, w], "precision": precision,
-                   "mode": "cuda_graph_backbone" if graphed else "eager"}
+            row = {
+                "model": "maskrcnn_resnet50_fpn",
+                "input": [3, h, w],
+                "precision": precision,
+                "mode": "cuda_graph_backbone" if graphed else "eager",
+            }
             rows.append(row)
             if device.type != "cuda" and (precision == "fp16" or graphed):
                 row["skipped"] = "fp16 autocast and CUDA graphs are GPU-only here"
                 continue
             with torch.no_grad():
                 if not graphed:
+
                     def fn():
                         with precision_ctx(device, precision):  # noqa: B023 - called within this iteration, before the loop variable changes
                             return model([img])
+
                     row.update(timed(fn, device, runs, warmup, 1))
                     out = fn()
                     row["detections"] = int(out[0]["boxes"].shape[0])
@@ -191,9 +222,11 @@ def bench_maskrcnn(device: torch.device, quick: bool, runs: int, warmup: int, hw
                 eager_backbone = model.backbone
                 model.backbone = GraphedBackbone(eager_backbone, padded, precision)
                 try:
+
                     def fn():
                         with precision_ctx(device, precision):  # noqa: B023 - called within this iteration, before the loop variable changes
                             return model([img])
+
                     row.update(timed(fn, device, runs, warmup, 1))
                     # same output as eager on an input the graph was not captured with
                     images = model.transform([img2])[0].tensors
@@ -213,19 +246,31 @@ def bench_maskrcnn(device: torch.device, quick: bool, runs: int, warmup: int, hw
 
 # ----------------------------------------------------------------------------- main
 
+
 def environment(device: torch.device) -> dict[str, Any]:
-    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-           "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-           "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+    }
     try:
         import torchvision
+
         env["torchvision"] = torchvision.__version__
     except ImportError:
         pass
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
-        env.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", cuda=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version(), gpu_memory_gib=round(p.total_memory / 2**30, 1))
+        env.update(
+            gpu=p.name,
+            compute_capability=f"{p.major}.{p.minor}",
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            gpu_memory_gib=round(p.total_memory / 2**30, 1),
+        )
     else:
         env["cpu_threads"] = torch.get_num_threads()
     return env
@@ -238,12 +283,16 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         shape = "x".join(str(d) for d in r["input"])
         if "skipped" in r:
-            print(f"{r['model']:<22} {shape:<20} {r['precision']:<5} {r['mode']:<20} {'-':>8} {'-':>8} {'-':>8}  skipped: {r['skipped']}")
+            print(
+                f"{r['model']:<22} {shape:<20} {r['precision']:<5} {r['mode']:<20} {'-':>8} {'-':>8} {'-':>8}  skipped: {r['skipped']}"
+            )
             continue
         checks = [v for k, v in r.items() if k.startswith("graph_vs_eager")]
         check = ", ".join(("equal" if c["equal"] else f"max|d|={c['max_abs_diff']:.2e}") for c in checks) or ""
-        print(f"{r['model']:<22} {shape:<20} {r['precision']:<5} {r['mode']:<20} {r['p50_ms']:>8.2f} "
-              f"{r['p90_ms']:>8.2f} {r['throughput']:>8.1f}  {check}")
+        print(
+            f"{r['model']:<22} {shape:<20} {r['precision']:<5} {r['mode']:<20} {r['p50_ms']:>8.2f} "
+            f"{r['p90_ms']:>8.2f} {r['throughput']:>8.1f}  {check}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,8 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_unet(device, a.quick, runs, warmup, a.unet_size, a.unet_batch)
     if not a.skip_rcnn:
         rows += bench_maskrcnn(device, a.quick, runs, warmup, tuple(a.rcnn_size))
-    result = {"environment": environment(device), "quick": a.quick, "runs": runs, "warmup": warmup,
-              "seconds": round(time.perf_counter() - start, 1), "results": rows}
+    result = {
+        "environment": environment(device),
+        "quick": a.quick,
+        "runs": runs,
+        "warmup": warmup,
+        "seconds": round(time.perf_counter() - start, 1),
+        "results": rows,
+    }
     print_table(rows)
     out = a.out or Path(os.environ.get("OUT", ".")) / "gpu_baseline.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,8 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{result['seconds']} s; wrote {out}")
     failed = [r for r in rows for k, v in r.items() if k.startswith("graph_vs_eager") and not _close(r, v)]
     if failed:
-        print("CUDA-graph output differs from eager beyond tolerance:", [(r["model"], r["precision"]) for r in failed],
-              file=sys.stderr)
+        print(
+            "CUDA-graph output differs from eager beyond tolerance:",
+            [(r["model"], r["precision"]) for r in failed],
+            file=sys.stderr,
+        )
         return 1
     return 0
 

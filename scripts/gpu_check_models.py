@@ -11,6 +11,7 @@ ONNX file and an image the export did not see. Writes ``DIR/<what>.json`` with o
 check: the largest differences and whether they are within the stated tolerance.
 Exit status 0 only when every check passed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-UNET_ATOL = {"fp32": 1e-3, "fp16": 2e-2}      # probabilities, absolute
+UNET_ATOL = {"fp32": 1e-3, "fp16": 2e-2}  # probabilities, absolute
 RCNN_SCORE_ATOL = {"fp32": 1e-2, "fp16": 5e-2}  # detection scores; boxes within 2 px at 256x256
 
 
@@ -39,12 +40,20 @@ def export_models(folder: Path) -> dict[str, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    unet = unet_to_onnx(UNet(UNetConfig(depth=3, base_channels=16)).eval(), folder / "unet.onnx",
-                        ["background", "cell"], tile_size=188)
-    cfg = MaskRCNNConfig(min_size=256, max_size=256, rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=100,
-                         box_detections_per_img=50)
-    rcnn = torch_to_onnx(build_model(cfg).eval(), cfg, ["__background__", "cell"], folder / "maskrcnn.onnx",
-                         input_size=(256, 256), score_thresh=0.0)
+    unet = unet_to_onnx(
+        UNet(UNetConfig(depth=3, base_channels=16)).eval(), folder / "unet.onnx", ["background", "cell"], tile_size=188
+    )
+    cfg = MaskRCNNConfig(
+        min_size=256, max_size=256, rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=100, box_detections_per_img=50
+    )
+    rcnn = torch_to_onnx(
+        build_model(cfg).eval(),
+        cfg,
+        ["__background__", "cell"],
+        folder / "maskrcnn.onnx",
+        input_size=(256, 256),
+        score_thresh=0.0,
+    )
     return {"unet": unet, "maskrcnn": rcnn, "maskrcnn_trt": portable_to_tensorrt(rcnn, folder / "maskrcnn_trt.onnx")}
 
 
@@ -65,8 +74,10 @@ def compare(kind: str, got: Any, ref: Any, precision: str) -> dict[str, Any]:
         gaps = np.abs(np.asarray(got.boxes)[:, None, :] - np.asarray(ref.boxes)[None, :, :]).max(axis=2)
         row["max_box_diff_px"] = float(gaps.min(axis=1).max())  # each box to its nearest reference box
         row["labels_equal"] = bool(np.array_equal(np.sort(got.labels), np.sort(ref.labels)))
-    row["ok"] = bool(abs(len(got) - len(ref)) <= max(1, len(ref) // 20) and
-                     (n == 0 or (row["max_score_diff"] <= RCNN_SCORE_ATOL[precision] and row["max_box_diff_px"] <= 2.0)))
+    row["ok"] = bool(
+        abs(len(got) - len(ref)) <= max(1, len(ref) // 20)
+        and (n == 0 or (row["max_score_diff"] <= RCNN_SCORE_ATOL[precision] and row["max_box_diff_px"] <= 2.0))
+    )
     return row
 
 
@@ -74,9 +85,15 @@ def check_ort(models: dict[str, Path]) -> list[dict[str, Any]]:
     import onnxruntime as ort
 
     import segrt
+
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return [{"check": "onnxruntime CUDA EP", "skipped": "onnxruntime has no CUDAExecutionProvider "
-                 "(pip install onnxruntime-gpu)", "ok": True}]
+        return [
+            {
+                "check": "onnxruntime CUDA EP",
+                "skipped": "onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)",
+                "ok": True,
+            }
+        ]
     rows = []
     for kind in ("unet", "maskrcnn"):
         cpu = segrt.load(models[kind], providers=["CPUExecutionProvider"])
@@ -84,8 +101,13 @@ def check_ort(models: dict[str, Path]) -> list[dict[str, Any]]:
         image = _image(kind)
         start = time.perf_counter()
         got = gpu.predict(image)
-        rows.append({"check": f"{kind}: onnxruntime CUDA EP vs CPU", "first_call_s": round(time.perf_counter() - start, 2),
-                     **compare(kind, got, cpu.predict(image), "fp32")})
+        rows.append(
+            {
+                "check": f"{kind}: onnxruntime CUDA EP vs CPU",
+                "first_call_s": round(time.perf_counter() - start, 2),
+                **compare(kind, got, cpu.predict(image), "fp32"),
+            }
+        )
     return rows
 
 
@@ -95,28 +117,60 @@ def check_trt(models: dict[str, Path], out: Path) -> list[dict[str, Any]]:
     from segrt.export.to_engine import onnx_to_engine
 
     rows = []
-    plans = [("unet", "unet", "fp32"), ("unet", "unet", "fp16"), ("maskrcnn", "maskrcnn", "fp32"),
-             ("maskrcnn", "maskrcnn_trt", "fp32")]  # the last needs the plugin library built against TensorRT
+    plans = [
+        ("unet", "unet", "fp32"),
+        ("unet", "unet", "fp16"),
+        ("maskrcnn", "maskrcnn", "fp32"),
+        ("maskrcnn", "maskrcnn_trt", "fp32"),
+    ]  # the last needs the plugin library built against TensorRT
     for kind, source, precision in plans:
         name = f"{source}_{precision}"
         try:
             start = time.perf_counter()
-            engine = onnx_to_engine(models[source], out / f"{name}.engine", precision=precision,
-                                    max_batch=4 if kind == "unet" else None)
+            engine = onnx_to_engine(
+                models[source], out / f"{name}.engine", precision=precision, max_batch=4 if kind == "unet" else None
+            )
             built = time.perf_counter() - start
             image = _image(kind)
             got = segrt.load(engine).predict(image)
             ref = segrt.load(models[source], providers=["CPUExecutionProvider"]).predict(image)
-            rows.append({"check": f"{name}: TensorRT vs onnxruntime CPU", "build_s": round(built, 1),
-                         **compare(kind, got, ref, precision)})
+            rows.append(
+                {
+                    "check": f"{name}: TensorRT vs onnxruntime CPU",
+                    "build_s": round(built, 1),
+                    **compare(kind, got, ref, precision),
+                }
+            )
             bench = out / f"bench_{name}.json"
-            done = subprocess.run([sys.executable, "-m", "segrt.cli", "bench", "model", str(engine), str(models[source]),
-                                   "--modes", "model", "--runs", "20", "--out", str(bench)],
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "segrt.cli",
+                    "bench",
+                    "model",
+                    str(engine),
+                    str(models[source]),
+                    "--modes",
+                    "model",
+                    "--runs",
+                    "20",
+                    "--out",
+                    str(bench),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             rows[-1]["bench"] = str(bench) if done.returncode == 0 else f"segrt bench failed: {done.stderr[-300:]}"
         except SegrtError as exc:
-            rows.append({"check": f"{name}: TensorRT", "skipped" if "plugin" in str(exc) else "error": str(exc),
-                         "ok": "plugin" in str(exc)})
+            rows.append(
+                {
+                    "check": f"{name}: TensorRT",
+                    "skipped" if "plugin" in str(exc) else "error": str(exc),
+                    "ok": "plugin" in str(exc),
+                }
+            )
     return rows
 
 

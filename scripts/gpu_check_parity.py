@@ -6,6 +6,7 @@ torch but no pytest). Same inputs and tolerances as the tests; exits 1 on any
 mismatch. Needs libsegrt_roi_align_cuda.so (found by segrt.ops.native: $SEGRT_ROI_ALIGN_CUDA_LIB,
 segrt/_lib/ or build/) and the repository on the import path (gpu_check.sh sets PYTHONPATH).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -53,8 +54,13 @@ def main() -> int:
                     for out in ((7, 7), (14, 14)):
                         got = ops.roi_align(x, rois, idx, out, scale, ratio, "avg", aligned)
                         want = torchvision.ops.roi_align(x.float(), boxes, out, scale, ratio, aligned)
-                        check(f"roi_align {str(dtype)[6:]} scale={scale:g} aligned={aligned} ratio={ratio} out={out}",
-                              got, want, dtype, failures)
+                        check(
+                            f"roi_align {str(dtype)[6:]} scale={scale:g} aligned={aligned} ratio={ratio} out={out}",
+                            got,
+                            want,
+                            dtype,
+                            failures,
+                        )
         feats = [torch.from_numpy(f).cuda().to(dtype) for f in pyramid(rng, 2, 32, (200, 336))]
         rois_np = boxes_all_levels(rng, 400, (200, 336))
         idx_np = np.sort(rng.integers(0, 2, len(rois_np))).astype(np.int32)
@@ -62,12 +68,21 @@ def main() -> int:
         names = ["p2", "p3", "p4", "p5"]
         for out in (7, 14):
             pooler = torchvision.ops.MultiScaleRoIAlign(names, out, 2)
-            want = pooler(OrderedDict(zip(names, [f.float() for f in feats], strict=True)),
-                          [rois[idx == i] for i in range(2)], [(200, 336), (190, 300)])
+            want = pooler(
+                OrderedDict(zip(names, [f.float() for f in feats], strict=True)),
+                [rois[idx == i] for i in range(2)],
+                [(200, 336), (190, 300)],
+            )
             got = ops.multi_scale_roi_align(feats, rois, idx, out, pooler.scales, 2)
             check(f"multi_scale_roi_align {str(dtype)[6:]} out={out}", got, want, dtype, failures)
-    empty = ops.roi_align(torch.randn(1, 4, 16, 16, device="cuda"), torch.zeros(0, 4, device="cuda"),
-                          torch.zeros(0, dtype=torch.int32, device="cuda"), 7, 1.0, 2)
+    empty = ops.roi_align(
+        torch.randn(1, 4, 16, 16, device="cuda"),
+        torch.zeros(0, 4, device="cuda"),
+        torch.zeros(0, dtype=torch.int32, device="cuda"),
+        7,
+        1.0,
+        2,
+    )
     check("zero RoIs", empty, torch.zeros(0, 4, 7, 7, device="cuda"), torch.float32, failures)
     print(f"{'FAILED' if failures else 'PASSED'}: {len(failures)} failure(s)")
     return 1 if failures else 0

@@ -4,14 +4,15 @@
 >>> model = segrt.load("unet.onnx")          # backend picked from the suffix, config from metadata
 >>> result = model.predict(image)          # numpy HxW or HxWxC, any size
 """
+
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segrt.errors import ArtifactError, BackendUnavailableError, DataError, InputError, SegrtError
 from segrt.artifact.formats import FORMATS, format_for_path
+from segrt.errors import ArtifactError, BackendUnavailableError, DataError, InputError, SegrtError
 
 if TYPE_CHECKING:  # typing only: importing segrt stays light
     from segrt.backends.base import Backend
@@ -37,13 +38,15 @@ def open_backend(path: str | Path, backend: str | None = None, **backend_options
     fmt = format_for_path(path)
     if backend == "auto":
         from segrt.backends.select import auto_backend
+
         backend, backend_options = auto_backend(fmt, backend_options)
     runtime = fmt.runtime(backend)
     try:
         backend_class = runtime.backend_class()
     except ImportError as exc:
-        raise BackendUnavailableError(f"the {runtime.name} backend cannot be imported ({exc})",
-                                      f"install {runtime.needs}") from None
+        raise BackendUnavailableError(
+            f"the {runtime.name} backend cannot be imported ({exc})", f"install {runtime.needs}"
+        ) from None
     return backend_class(path, **backend_options)
 
 
@@ -65,5 +68,14 @@ def load(path: str | Path, backend: str | None = None, **backend_options: Any) -
     return getattr(importlib.import_module(module), name)(opened)
 
 
-__all__ = ["load", "open_backend", "FORMATS", "SegrtError", "InputError", "ArtifactError",
-           "DataError", "BackendUnavailableError", "__version__"]
+__all__ = [
+    "FORMATS",
+    "ArtifactError",
+    "BackendUnavailableError",
+    "DataError",
+    "InputError",
+    "SegrtError",
+    "__version__",
+    "load",
+    "open_backend",
+]

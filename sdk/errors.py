@@ -4,6 +4,7 @@ Every error segrt raises on purpose says two things: what is wrong, and what to
 do about it. Library tracebacks from deep inside onnxruntime, torch or
 TensorRT are caught at the boundary and re-raised as one of these.
 """
+
 from __future__ import annotations
 
 

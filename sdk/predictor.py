@@ -17,6 +17,7 @@ Results (``segrt.unet.predictor.SegmentationResult``, ``segrt.rcnn.predictor.Ins
 dataclasses; ``len(result)`` is the number of objects found. :class:`FeedRecorder` records the
 feeds ``predict`` gives ``predictor.backend`` (for model-only benchmarks and int8 calibration).
 """
+
 from __future__ import annotations
 
 import time
@@ -72,8 +73,10 @@ def check_options(kind: str, options: dict[str, Any], allowed: tuple[str, ...]) 
     """Refuse ``predict``/``evaluate`` options this model kind does not take, naming those it does."""
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise InputError(f"{kind} models take no option {', '.join(map(repr, unknown))}",
-                         f"options for {kind}: {', '.join(allowed) or 'none'}")
+        raise InputError(
+            f"{kind} models take no option {', '.join(map(repr, unknown))}",
+            f"options for {kind}: {', '.join(allowed) or 'none'}",
+        )
 
 
 class Timer:
@@ -121,7 +124,7 @@ class FeedRecorder:
             raise AttributeError(name)
         return getattr(self._backend, name)
 
-    def __enter__(self) -> "FeedRecorder":
+    def __enter__(self) -> FeedRecorder:
         self._backend, self.predictor.backend = self.predictor.backend, self
         return self
 
@@ -133,8 +136,9 @@ class FeedRecorder:
 LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
-def predict_file(predictor: Any, image_path: str | Path, out_dir: str | Path, stem: str, *,
-                 remote: bool = False, **options: Any) -> tuple[Result, list[Path]]:
+def predict_file(
+    predictor: Any, image_path: str | Path, out_dir: str | Path, stem: str, *, remote: bool = False, **options: Any
+) -> tuple[Result, list[Path]]:
     """What ``segrt predict`` does for one image file: read it, ``predict``, ``save`` into ``out_dir``.
 
     TIFF and zarr files go to ``predict`` as paths (read lazily, a band at a time) unless ``tta`` is asked
@@ -146,6 +150,7 @@ def predict_file(predictor: Any, image_path: str | Path, out_dir: str | Path, st
         the result and the paths ``save`` wrote (written atomically).
     """
     from segrt.io.images import read_image
+
     lazy = Path(image_path).suffix.lower() in LAZY_SUFFIXES and not options.get("tta") and not remote
     image = str(image_path) if lazy else read_image(image_path)
     result = predictor.predict(image, **options)

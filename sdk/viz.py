@@ -2,6 +2,7 @@
 
 Instance drawing with boxes, scores and keypoints is Mask R-CNN's own (``segrt.rcnn.viz``).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -23,8 +24,14 @@ def to_display(image: np.ndarray) -> np.ndarray:
 def instance_colors(n: int, seed: int = 0) -> np.ndarray:
     """``n`` bright, distinct-looking RGB colours, uint8 [n, 3] (fixed order for a given seed)."""
     rng = np.random.default_rng(seed)
-    hsv = np.stack([rng.permutation(np.linspace(0, 179, n, endpoint=False)) if n else np.zeros(0),
-                    np.full(n, 200), np.full(n, 255)], axis=1).astype(np.uint8)
+    hsv = np.stack(
+        [
+            rng.permutation(np.linspace(0, 179, n, endpoint=False)) if n else np.zeros(0),
+            np.full(n, 200),
+            np.full(n, 255),
+        ],
+        axis=1,
+    ).astype(np.uint8)
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0] if n else np.zeros((0, 3), np.uint8)
 
 
@@ -43,7 +50,9 @@ def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45
     out = rgb.copy()
     out[fg] = (rgb[fg] * (1 - alpha) + fill[fg] * alpha).astype(np.uint8)
     # instance outlines: pixels whose 3x3 neighbourhood holds another id
-    edge = (cv2.dilate(labels.astype(np.float32), np.ones((3, 3))) != cv2.erode(labels.astype(np.float32), np.ones((3, 3)))) & fg
+    edge = (
+        cv2.dilate(labels.astype(np.float32), np.ones((3, 3))) != cv2.erode(labels.astype(np.float32), np.ones((3, 3)))
+    ) & fg
     out[edge] = fill[edge]
     return out
 
@@ -52,7 +61,7 @@ def label(panel: np.ndarray, text: str) -> np.ndarray:
     """A copy of an RGB panel with ``text`` in its top-left corner (white on a dark band)."""
     out = panel.copy()
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-    out[:h + base + 6, :w + 8] = (out[:h + base + 6, :w + 8] * 0.35).astype(np.uint8)
+    out[: h + base + 6, : w + 8] = (out[: h + base + 6, : w + 8] * 0.35).astype(np.uint8)
     cv2.putText(out, text, (4, h + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 

@@ -1,4 +1,5 @@
 """Shared test setup: repo root on sys.path, GPU/TensorRT markers that skip with a reason."""
+
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ from tests.wheel import make_models as models  # noqa: E402  (needs ROOT on sys.
 def _cuda_available() -> bool:
     try:
         import torch
+
         return torch.cuda.is_available()
     except Exception:
         return False
@@ -33,7 +35,9 @@ def _tensorrt_available() -> bool:
 def pytest_collection_modifyitems(config, items):
     cuda, trt = _cuda_available(), _tensorrt_available()
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False on this machine)")
-    skip_trt = pytest.mark.skip(reason="needs TensorRT (`import tensorrt`) and a CUDA GPU; neither can be installed on the CPU CI machine")
+    skip_trt = pytest.mark.skip(
+        reason="needs TensorRT (`import tensorrt`) and a CUDA GPU; neither can be installed on the CPU CI machine"
+    )
     for item in items:
         if "tensorrt" in item.keywords and not trt:
             item.add_marker(skip_trt)
@@ -49,6 +53,7 @@ def dsb2018(tmp_path_factory) -> Path:
     wheel with pip (PyPI is reachable in CI) into a temporary folder.
     """
     from segrt.export.data.dsb2018 import prepare_dsb2018
+
     local = ROOT / "data" / "dsb2018"
     if (local / "source.json").is_file():
         return local
@@ -77,7 +82,9 @@ def tiny_split(tmp_path_factory) -> Path:
 def coco_demo(dsb2018, tmp_path_factory) -> Path:
     """The DSB2018 demo data as COCO instances: train.json, val.json next to the train/ and val/ images."""
     import shutil
+
     from segrt.export.maskrcnn.coco import demo_coco
+
     root = tmp_path_factory.mktemp("dsb_coco")
     for split in ("train", "val"):
         shutil.copytree(dsb2018 / split, root / split)
@@ -94,26 +101,40 @@ def trained_maskrcnn(coco_demo, tmp_path_factory):
     from segrt.export.checkpoint import load_checkpoint
     from segrt.export.maskrcnn.models import MaskRCNNConfig, model_from_checkpoint
     from segrt.export.maskrcnn.train import TrainOptions, train
+
     out = tmp_path_factory.mktemp("mrcnn") / "small.pt"
     cfg = MaskRCNNConfig(min_size=256, max_size=512)
-    ckpt = train(TrainOptions(coco_demo / "train.json", coco_demo / "train", out, model=cfg, steps=80,
-                              warmup_steps=20, batch_size=2, time_budget_s=None, progress=False))
+    ckpt = train(
+        TrainOptions(
+            coco_demo / "train.json",
+            coco_demo / "train",
+            out,
+            model=cfg,
+            steps=80,
+            warmup_steps=20,
+            batch_size=2,
+            time_budget_s=None,
+            progress=False,
+        )
+    )
     model, cfg, names = model_from_checkpoint(load_checkpoint(ckpt))
     return model, cfg, names, ckpt
 
 
 # ----------------------------------------------------------------------------- TensorRT without a GPU
 
+
 @pytest.fixture(scope="session")
 def unet_onnx(tmp_path_factory):  # the TensorRT double tests' model
     """A tiny valid-padding U-Net (depth 2, 4 base channels) exported by segrt.export.to_onnx."""
     import torch
+
     from segrt.export.models.unet import UNet, UNetConfig
     from segrt.export.to_onnx import unet_to_onnx
+
     torch.manual_seed(0)
     model = UNet(UNetConfig(depth=2, base_channels=4)).eval()
     return unet_to_onnx(model, tmp_path_factory.mktemp("unet") / "unet.onnx", ["background", "nucleus"], tile_size=76)
-
 
 
 def real_bindings_or_skip() -> dict:
@@ -121,12 +142,16 @@ def real_bindings_or_skip() -> dict:
     a failure naming the reason under ``CI=true`` (the contract tests must never vanish from CI),
     a skip naming it elsewhere."""
     from tests.doubles import trt_api as api
+
     try:
         return {version: api.describe(version) for version in api.VERSIONS}
     except api.Unavailable as exc:
         if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true and TensorRT's real Python bindings could not be prepared: {exc} "
-                        f"(cache: {api.CACHE}; set SEGRT_TEST_CACHE to a folder CI keeps)", pytrace=False)
+            pytest.fail(
+                f"CI=true and TensorRT's real Python bindings could not be prepared: {exc} "
+                f"(cache: {api.CACHE}; set SEGRT_TEST_CACHE to a folder CI keeps)",
+                pytrace=False,
+            )
         pytest.skip(f"TensorRT's real Python bindings are not available here: {exc}")
 
 
@@ -144,13 +169,15 @@ def plugin_library_standin(tmp_path_factory) -> Path:
     double, ``IPluginRegistry.load_library`` of that name registers segrt's creators (CPU kernel)."""
     import shutil
     import subprocess
+
     folder = tmp_path_factory.mktemp("plugin")
     (folder / "empty.c").write_text("int segrt_plugin_standin;\n")
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler to build the plugin library stand-in")
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(folder / "libsegrt_trt_plugins.so"), str(folder / "empty.c")],
-                   check=True)
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-o", str(folder / "libsegrt_trt_plugins.so"), str(folder / "empty.c")], check=True
+    )
     return folder
 
 
@@ -168,6 +195,7 @@ def trt_double(monkeypatch, request):
 
     from segrt.backends import cuda_rt
     from tests.doubles import cuda_utils_double, cudart_double, tensorrt_double
+
     cudart_double.reset()
     tensorrt_double.reset()
     tensorrt_double.configure(getattr(request, "param", tensorrt_double.VERSIONS[0]))
@@ -175,6 +203,7 @@ def trt_double(monkeypatch, request):
     monkeypatch.setattr(cuda_rt, "import_cudart", lambda: cudart_double)
     monkeypatch.setattr(cuda_rt, "import_cuda_utils", lambda: cuda_utils_double, raising=False)
     from segrt.backends.tensorrt import api
+
     monkeypatch.setattr(api, "_process_logger", None, raising=False)  # a fresh process, as the double is
     monkeypatch.delenv("SEGRT_PLUGIN_PATH", raising=False)
     yield tensorrt_double

@@ -3,6 +3,7 @@
 The strict build (``mkdocs build --strict``) fails on a broken link or anchor, a page missing from
 the nav, a docstring mkdocstrings cannot read, or an API reference to a module that is gone.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,9 +23,26 @@ README = ROOT / "README.md"
 # Topic pages other branches are writing; the README links to them already. Until they exist, a
 # missing one is tolerated here (and nothing in the built site links to them). Once one is merged,
 # add it to the nav in mkdocs.yml and to index.md's table, and move it to TOPIC_PAGES.
-TOPIC_PAGES = {"index.md", "install.md", "quickstart.md", "unet.md", "maskrcnn.md", "keypoints.md",
-               "tensorrt.md", "openvino-int8.md", "large-images.md", "serving.md", "batch.md", "benchmarks.md",
-               "artifact-format.md", "architecture.md", "cli.md", "api.md", "development.md", "backbones.md"}
+TOPIC_PAGES = {
+    "index.md",
+    "install.md",
+    "quickstart.md",
+    "unet.md",
+    "maskrcnn.md",
+    "keypoints.md",
+    "tensorrt.md",
+    "openvino-int8.md",
+    "large-images.md",
+    "serving.md",
+    "batch.md",
+    "benchmarks.md",
+    "artifact-format.md",
+    "architecture.md",
+    "cli.md",
+    "api.md",
+    "development.md",
+    "backbones.md",
+}
 
 
 def _gen_cli_docs() -> ModuleType:
@@ -41,8 +59,10 @@ def test_cli_reference_is_current() -> None:
     from segrt.cli import build_commands
 
     if not build_commands().has("train"):
-        pytest.skip("the training side's commands are not installed (pip install -e '.[train]'): "
-                    "docs/cli.md documents them, so it cannot be compared here")
+        pytest.skip(
+            "the training side's commands are not installed (pip install -e '.[train]'): "
+            "docs/cli.md documents them, so it cannot be compared here"
+        )
     expected = _gen_cli_docs().build_page()
     current = (DOCS / "cli.md").read_text(encoding="utf-8")
     assert current == expected, "docs/cli.md is out of date: run `python scripts/gen_cli_docs.py` and commit it"
@@ -73,9 +93,24 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed: pip install -e '.[docs]' (the dev extra includes it)")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                          str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout[-4000:]}\n{run.stderr[-8000:]}"
     assert (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8").count("segrt.unet.predictor") > 0
 
@@ -94,7 +129,7 @@ def test_readme_is_short_and_links_every_topic_page() -> None:
     assert len(text.splitlines()) <= 250
     assert "import segrt" in text and "import sdk" not in text
     linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)(?:#[\w-]+)?\)", text))
-    assert TOPIC_PAGES <= linked, f"README does not link {sorted(TOPIC_PAGES - linked)}"
+    assert linked >= TOPIC_PAGES, f"README does not link {sorted(TOPIC_PAGES - linked)}"
     for page in linked:
         assert (DOCS / page).exists(), f"README links docs/{page}, which does not exist"
     for link in re.findall(r"\]\(((?!https?:|#)[^)\s#]+)", text):

@@ -4,16 +4,17 @@ import-linter finds a package by importing it and reading its folder. An editabl
 ``segrt`` to sdk/ and ``segrt.export`` to export/, two folders, so the check runs on a copy laid out
 as the wheel installs it: sdk/ as segrt/, export/ as segrt/export/.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "pyproject.toml"
@@ -25,7 +26,9 @@ def _contracts() -> dict[str, dict]:
 
 def _runtime_groups() -> set[str]:
     """The runtime's top-level modules and packages: every entry of sdk/ that is Python."""
-    names = {p.stem for p in (ROOT / "sdk").glob("*.py")} | {p.parent.name for p in (ROOT / "sdk").glob("*/__init__.py")}
+    names = {p.stem for p in (ROOT / "sdk").glob("*.py")} | {
+        p.parent.name for p in (ROOT / "sdk").glob("*/__init__.py")
+    }
     return {f"segrt.{n}" for n in names - {"__init__", "__main__"}}
 
 
@@ -47,8 +50,9 @@ def test_lint_imports_keeps_every_contract(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "sdk", tmp_path / "segrt", ignore=skip)
     shutil.copytree(ROOT / "export", tmp_path / "segrt" / "export", ignore=skip)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    run = subprocess.run([str(exe), "--no-cache", str(CONFIG)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [str(exe), "--no-cache", str(CONFIG)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     kept = [line for line in run.stdout.splitlines() if line.rstrip().endswith(("KEPT", "ignored import)"))]
     assert len(kept) == len(_contracts()) and "0 broken" in run.stdout, run.stdout

@@ -4,6 +4,7 @@ Each check runs the tool installed beside this Python (the venv's ``bin/``, from
 over the source tree, and fails with the tool's own report. Without the tool, the test is skipped
 and says which package to install.
 """
+
 from __future__ import annotations
 
 import subprocess

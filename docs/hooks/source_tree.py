@@ -7,6 +7,7 @@ source for mkdocstrings, looks for a folder named like the package, so this hook
 directory and points the Python handler there. The docs are then built from the working tree,
 not from whatever happens to be installed.
 """
+
 from __future__ import annotations
 
 import atexit

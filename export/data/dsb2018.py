@@ -7,6 +7,7 @@ image that the ``stardist`` 0.9.2 wheel ships (``stardist/data/images/img2d.tif`
 image/label folders (``segrt.io.datasets``). Always the same split. pip downloads the
 wheel (about 3 MB); stardist itself is never installed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,8 @@ import cv2
 import numpy as np
 
 from segrt.errors import DataError
-from segrt.io.images import write_png
 from segrt.io.files import atomic_path
+from segrt.io.images import write_png
 
 STARDIST_WHEEL = "stardist==0.9.2"
 _WHEEL_MEMBERS = {"image": "stardist/data/images/img2d.tif", "labels": "stardist/data/images/mask2d.tif"}
@@ -39,15 +40,27 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
 
 
 def _download_wheel(dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", STARDIST_WHEEL, "--no-deps", "--only-binary=:all:",
-           "-d", str(dest), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        STARDIST_WHEEL,
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(dest),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("stardist-0.9.2-*.whl"))
     if proc.returncode != 0 or not wheels:
-        raise DataError(f"could not download the {STARDIST_WHEEL} wheel with pip: "
-                        f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or 'no wheel found'}",
-                        f"check access to PyPI, or download it elsewhere (`pip download {STARDIST_WHEEL} --no-deps`) "
-                        "and pass it with --wheel")
+        raise DataError(
+            f"could not download the {STARDIST_WHEEL} wheel with pip: "
+            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or 'no wheel found'}",
+            f"check access to PyPI, or download it elsewhere (`pip download {STARDIST_WHEEL} --no-deps`) "
+            "and pass it with --wheel",
+        )
     return wheels[0]
 
 
@@ -68,8 +81,10 @@ def prepare_dsb2018(root: str | Path, wheel: str | Path | None = None) -> Path:
             with zipfile.ZipFile(wheel_path) as zf:
                 raw = {k: zf.read(member) for k, member in _WHEEL_MEMBERS.items()}
         except (zipfile.BadZipFile, KeyError, FileNotFoundError) as exc:
-            raise DataError(f"{wheel_path} is not the stardist 0.9.2 wheel with its sample data ({exc})",
-                            f"pass the wheel from `pip download {STARDIST_WHEEL} --no-deps`") from None
+            raise DataError(
+                f"{wheel_path} is not the stardist 0.9.2 wheel with its sample data ({exc})",
+                f"pass the wheel from `pip download {STARDIST_WHEEL} --no-deps`",
+            ) from None
     image = cv2.imdecode(np.frombuffer(raw["image"], np.uint8), cv2.IMREAD_UNCHANGED)
     labels = cv2.imdecode(np.frombuffer(raw["labels"], np.uint8), cv2.IMREAD_UNCHANGED)
     halves = {"train": np.s_[:, :SPLIT_COLUMN], "val": np.s_[:, SPLIT_COLUMN:]}

@@ -21,13 +21,15 @@ Variants:
 
 End-to-end agreement: COCO AP of each variant's detections against torchvision's.
 """
+
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,21 +39,26 @@ from segrt.bench.artifacts import bench_image
 from segrt.bench.cli import publish
 from segrt.bench.core import Report, Variant, run_variants
 from segrt.errors import InputError
-from segrt.io.preprocess import to_rgb_uint8
-
 from segrt.export import bench_common
 from segrt.export.checkpoint import load_checkpoint
 from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model, calibrate_batchnorm, model_from_checkpoint
 from segrt.export.maskrcnn.onnx_export import torch_to_onnx
 from segrt.export.maskrcnn.reference import TorchvisionPredictor
+from segrt.io.preprocess import to_rgb_uint8
 
 # --models name -> the body of its random-weight paper-size arch (maskrcnn_<body> / keypointrcnn_<body>)
-LARGE: dict[str, str] = {"r50": "resnet50_fpn", "r101": "resnet101_fpn", "x50": "resnext50_32x4d_fpn",
-                         "x101": "resnext101_32x8d_fpn"}
+LARGE: dict[str, str] = {
+    "r50": "resnet50_fpn",
+    "r101": "resnet101_fpn",
+    "x50": "resnext50_32x4d_fpn",
+    "x101": "resnext101_32x8d_fpn",
+}
 MODELS = ("small", *LARGE)
-R50_PICK_NOTE = ("note (r50 and the other paper-size models): with random weights every score is a near tie, "
-                 "so a runtime that moves the RPN's proposals at all (bf16, int8, mixed) disagrees with torchvision whatever its accuracy; judge those "
-                 "on a trained checkpoint (benchmarks/openvino_accuracy.py, README OpenVINO section)")
+R50_PICK_NOTE = (
+    "note (r50 and the other paper-size models): with random weights every score is a near tie, "
+    "so a runtime that moves the RPN's proposals at all (bf16, int8, mixed) disagrees with torchvision whatever its accuracy; judge those "
+    "on a trained checkpoint (benchmarks/openvino_accuracy.py, README OpenVINO section)"
+)
 
 
 def torchvision_model_call(model: torch.nn.Module, image: np.ndarray) -> Callable[[], Any]:
@@ -65,6 +72,7 @@ def torchvision_model_call(model: torch.nn.Module, image: np.ndarray) -> Callabl
         feats = model.backbone(images.tensors)
         props, _ = model.rpn(images, feats)
         return model.roi_heads(feats, props, images.image_sizes)
+
     return call
 
 
@@ -77,16 +85,35 @@ def torchvision_variants(model: torch.nn.Module, names: list[str], image: np.nda
         predictor = TorchvisionPredictor(model, names)
         return lambda: predictor.predict(image)
 
-    return [Variant("torchvision eager fp32", lambda: torchvision_model_call(model, image), "model", reference=True, group=group, pixels_per_call=pixels,
-                    info=info),
-            Variant("torchvision eager fp32", e2e, "end_to_end", reference=True, group=group, pixels_per_call=pixels,
-                    info=info)]
+    return [
+        Variant(
+            "torchvision eager fp32",
+            lambda: torchvision_model_call(model, image),
+            "model",
+            reference=True,
+            group=group,
+            pixels_per_call=pixels,
+            info=info,
+        ),
+        Variant(
+            "torchvision eager fp32", e2e, "end_to_end", reference=True, group=group, pixels_per_call=pixels, info=info
+        ),
+    ]
 
 
-def model_variants(name: str, model: torch.nn.Module, cfg: MaskRCNNConfig, names: list[str],
-                   input_size: tuple[int, int], image: np.ndarray, workdir: Path, args: argparse.Namespace,
-                   threads: int, onnx_path: Path | None = None,
-                   int8_path: Path | None = None) -> tuple[list[Variant], dict[str, Any]]:
+def model_variants(
+    name: str,
+    model: torch.nn.Module,
+    cfg: MaskRCNNConfig,
+    names: list[str],
+    input_size: tuple[int, int],
+    image: np.ndarray,
+    workdir: Path,
+    args: argparse.Namespace,
+    threads: int,
+    onnx_path: Path | None = None,
+    int8_path: Path | None = None,
+) -> tuple[list[Variant], dict[str, Any]]:
     """Export ``model`` at ``input_size`` (unless ``onnx_path`` is given) and declare its variants.
 
     A given ``int8_path`` is timed as is; otherwise ``--int8`` quantizes the export.
@@ -109,13 +136,16 @@ def _small(checkpoint: Path | None, kind: str) -> tuple[torch.nn.Module, MaskRCN
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         if ckpt["kind"] != kind:
-            raise InputError(f"{checkpoint} holds a {ckpt['kind']} model, not a {kind}",
-                             f"use `segrt bench {ckpt['kind']} --checkpoint {checkpoint}`")
+            raise InputError(
+                f"{checkpoint} holds a {ckpt['kind']} model, not a {kind}",
+                f"use `segrt bench {ckpt['kind']} --checkpoint {checkpoint}`",
+            )
         return model_from_checkpoint(ckpt)
     torch.manual_seed(0)
     if kind == "keypointrcnn":
-        cfg = MaskRCNNConfig(arch="keypointrcnn_resnet18_fpn", min_size=128, max_size=128,
-                             anchor_sizes=(8, 16, 32, 64, 128))
+        cfg = MaskRCNNConfig(
+            arch="keypointrcnn_resnet18_fpn", min_size=128, max_size=128, anchor_sizes=(8, 16, 32, 64, 128)
+        )
         return build_model(cfg).eval(), cfg, ["__background__", "person"]
     cfg = MaskRCNNConfig(min_size=256, max_size=512)
     return build_model(cfg).eval(), cfg, ["__background__", "nucleus"]
@@ -144,8 +174,9 @@ def _image(kind: str, hw: tuple[int, int], path: Path | None) -> np.ndarray:
     if path is not None or kind != "keypointrcnn":
         return to_rgb_uint8(bench_image(None if path else hw, 3, path))
     from segrt.export.maskrcnn.synthetic_pose import render_image
+
     square, _ = render_image(np.random.default_rng([0, 2, 0]), max(hw))
-    return np.ascontiguousarray(square[:hw[0], :hw[1]])
+    return np.ascontiguousarray(square[: hw[0], : hw[1]])
 
 
 def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path: Path | None = None) -> Report:
@@ -177,21 +208,37 @@ def run_bench(args: argparse.Namespace, onnx_path: Path | None = None, int8_path
             groups[vs[0].group] = facts
         ctx = bench_common.context(threads, groups=groups)
         title = {"maskrcnn": "Mask R-CNN", "keypointrcnn": "Keypoint R-CNN"}[kind]
-        return run_variants(variants, args.runs, args.warmup, rss=args.rss,
-                            title=f"{title}, torchvision eager vs the segrt, {threads} threads", context=ctx)
+        return run_variants(
+            variants,
+            args.runs,
+            args.warmup,
+            rss=args.rss,
+            title=f"{title}, torchvision eager vs the segrt, {threads} threads",
+            context=ctx,
+        )
 
 
 # per kind: help of --checkpoint, help of --models
 _HELP = {
-    "maskrcnn": ("segrt checkpoint of the small model (default: random-weight resnet18-FPN)",
-                 ("small: the demo model at the image's size (512x256); "
-                  "r50, r101, x50, x101: random-weight maskrcnn_resnet50_fpn, maskrcnn_resnet101_fpn, "
-                  "maskrcnn_resnext50_32x4d_fpn, maskrcnn_resnext101_32x8d_fpn at 800x1344")),
-    "keypointrcnn": (("segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
-                      "default: random-weight resnet18-FPN at 128x128)"),
-                     ("small: the checkpoint at its training size on a synthetic pose image; "
-                      "r50, r101, x50, x101: random-weight keypointrcnn_resnet50_fpn, keypointrcnn_resnet101_fpn, "
-                      "keypointrcnn_resnext50_32x4d_fpn, keypointrcnn_resnext101_32x8d_fpn at 800x1344")),
+    "maskrcnn": (
+        "segrt checkpoint of the small model (default: random-weight resnet18-FPN)",
+        (
+            "small: the demo model at the image's size (512x256); "
+            "r50, r101, x50, x101: random-weight maskrcnn_resnet50_fpn, maskrcnn_resnet101_fpn, "
+            "maskrcnn_resnext50_32x4d_fpn, maskrcnn_resnext101_32x8d_fpn at 800x1344"
+        ),
+    ),
+    "keypointrcnn": (
+        (
+            "segrt Keypoint R-CNN checkpoint of the small model (`segrt train keypointrcnn`; "
+            "default: random-weight resnet18-FPN at 128x128)"
+        ),
+        (
+            "small: the checkpoint at its training size on a synthetic pose image; "
+            "r50, r101, x50, x101: random-weight keypointrcnn_resnet50_fpn, keypointrcnn_resnet101_fpn, "
+            "keypointrcnn_resnext50_32x4d_fpn, keypointrcnn_resnext101_32x8d_fpn at 800x1344"
+        ),
+    ),
 }
 
 
@@ -222,5 +269,11 @@ def bench_command(args: argparse.Namespace, onnx_path: Path | None = None, int8_
     return report
 
 
-__all__ = ["add_bench_arguments", "add_keypoint_bench_arguments", "bench_command", "run_bench", "model_variants",
-           "torchvision_variants"]
+__all__ = [
+    "add_bench_arguments",
+    "add_keypoint_bench_arguments",
+    "bench_command",
+    "model_variants",
+    "run_bench",
+    "torchvision_variants",
+]

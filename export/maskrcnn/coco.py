@@ -4,6 +4,7 @@ Labels are COCO category ids used directly as class ids (torchvision's COCO
 convention: 91 classes with unused ids for COCO itself; ids 1..K for custom data),
 so predictions carry the category ids the JSON uses.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from segrt.io.datasets import list_pairs
-from segrt.io.images import read_image, write_png
 from segrt.errors import DataError
+from segrt.io.datasets import list_pairs
 from segrt.io.files import atomic_path
+from segrt.io.images import read_image, write_png
 from segrt.io.preprocess import to_rgb_uint8
 
 
@@ -45,8 +46,10 @@ def decode_segmentation(seg: Any, h: int, w: int) -> np.ndarray:
         if isinstance(rle["counts"], str):
             rle["counts"] = rle["counts"].encode()
     else:
-        raise DataError(f"unknown COCO segmentation of type {type(seg).__name__}",
-                        "use polygons ([[x1, y1, ...]]) or RLE ({'size': [h, w], 'counts': ...})")
+        raise DataError(
+            f"unknown COCO segmentation of type {type(seg).__name__}",
+            "use polygons ([[x1, y1, ...]]) or RLE ({'size': [h, w], 'counts': ...})",
+        )
     return mask_util.decode(rle).astype(np.uint8)
 
 
@@ -55,9 +58,9 @@ class CocoSet:
     """A COCO instances file with its images: records [(image path, image info, annotations)]."""
 
     records: list[tuple[Path, dict[str, Any], list[dict[str, Any]]]]
-    class_names: list[str]           # index = category id; "__background__" at 0, "N/A" for unused ids
-    dropped: int                     # degenerate annotations skipped (crowd, empty mask, box < 1 px)
-    keypoint_names: list[str] | None = None   # the categories' "keypoints" (person keypoints files)
+    class_names: list[str]  # index = category id; "__background__" at 0, "N/A" for unused ids
+    dropped: int  # degenerate annotations skipped (crowd, empty mask, box < 1 px)
+    keypoint_names: list[str] | None = None  # the categories' "keypoints" (person keypoints files)
 
 
 def load_coco(json_path: str | Path, image_dir: str | Path) -> CocoSet:
@@ -71,7 +74,9 @@ def load_coco(json_path: str | Path, image_dir: str | Path) -> CocoSet:
         raise DataError(f"{json_path} is not valid JSON ({exc})", "fix or regenerate the file") from None
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise DataError(f"{json_path} has no '{key}' list", "a COCO instances file has images, annotations, categories")
+            raise DataError(
+                f"{json_path} has no '{key}' list", "a COCO instances file has images, annotations, categories"
+            )
     cats = {int(c["id"]): str(c["name"]) for c in data["categories"]}
     if not cats or min(cats) < 1:
         raise DataError(f"{json_path}: categories must have ids >= 1 (0 is background)", "renumber the categories")
@@ -79,35 +84,46 @@ def load_coco(json_path: str | Path, image_dir: str | Path) -> CocoSet:
     images = {int(im["id"]): im for im in data["images"]}
     missing = [im["file_name"] for im in images.values() if not (image_dir / im["file_name"]).is_file()]
     if missing:
-        raise DataError(f"{len(missing)} image(s) of {json_path.name} are missing from {image_dir}: "
-                        f"{', '.join(missing[:5])}", "pass the image folder that belongs to this COCO file")
+        raise DataError(
+            f"{len(missing)} image(s) of {json_path.name} are missing from {image_dir}: {', '.join(missing[:5])}",
+            "pass the image folder that belongs to this COCO file",
+        )
     by_image: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
     dropped = 0
     for ann in data["annotations"]:
         if int(ann["image_id"]) not in images:
-            raise DataError(f"annotation {ann.get('id')} refers to unknown image id {ann['image_id']}",
-                            "fix the COCO file (every annotation's image_id must be in 'images')")
+            raise DataError(
+                f"annotation {ann.get('id')} refers to unknown image id {ann['image_id']}",
+                "fix the COCO file (every annotation's image_id must be in 'images')",
+            )
         if int(ann["category_id"]) not in cats:
-            raise DataError(f"annotation {ann.get('id')} has unknown category_id {ann['category_id']}",
-                            "add the category to 'categories'")
+            raise DataError(
+                f"annotation {ann.get('id')} has unknown category_id {ann['category_id']}",
+                "add the category to 'categories'",
+            )
         _, _, w, h = ann.get("bbox", (0, 0, 0, 0))
         if ann.get("iscrowd", 0) or w < 1 or h < 1 or not ann.get("segmentation"):
             dropped += 1
             continue
         by_image[int(ann["image_id"])].append(ann)
     if not any(by_image.values()):
-        raise DataError(f"{json_path} has no usable annotations ({dropped} degenerate or crowd ones dropped)",
-                        "each object needs a non-empty segmentation and a bbox of at least 1x1 px")
+        raise DataError(
+            f"{json_path} has no usable annotations ({dropped} degenerate or crowd ones dropped)",
+            "each object needs a non-empty segmentation and a bbox of at least 1x1 px",
+        )
     records = [(image_dir / images[i]["file_name"], images[i], by_image[i]) for i in sorted(images)]
     kp_names = {tuple(c["keypoints"]) for c in data["categories"] if c.get("keypoints")}
     if len(kp_names) > 1:
-        raise DataError(f"{json_path}: categories define different keypoint lists",
-                        "Keypoint R-CNN predicts one keypoint set: give every category the same 'keypoints'")
+        raise DataError(
+            f"{json_path}: categories define different keypoint lists",
+            "Keypoint R-CNN predicts one keypoint set: give every category the same 'keypoints'",
+        )
     return CocoSet(records, class_names, dropped, list(next(iter(kp_names))) if kp_names else None)
 
 
-def targets_from_masks(masks: np.ndarray, labels: np.ndarray,
-                       keypoints: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+def targets_from_masks(
+    masks: np.ndarray, labels: np.ndarray, keypoints: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
     """torchvision training target from instance masks [N, H, W]; drops masks smaller than 2x2 px.
 
     ``keypoints`` float32 [N, K, 3] (x, y, visibility; image pixels) become ``target["keypoints"]``.
@@ -119,10 +135,11 @@ def targets_from_masks(masks: np.ndarray, labels: np.ndarray,
             boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
             keep.append(i)
     h, w = masks.shape[1:] if masks.ndim == 3 else (0, 0)
-    target = {"boxes": torch.tensor(np.array(boxes, np.float32).reshape(-1, 4)),
-              "labels": torch.tensor(np.asarray(labels)[keep], dtype=torch.int64),
-              "masks": torch.from_numpy(masks[keep].astype(np.uint8)) if keep
-              else torch.zeros((0, h, w), dtype=torch.uint8)}
+    target = {
+        "boxes": torch.tensor(np.array(boxes, np.float32).reshape(-1, 4)),
+        "labels": torch.tensor(np.asarray(labels)[keep], dtype=torch.int64),
+        "masks": torch.from_numpy(masks[keep].astype(np.uint8)) if keep else torch.zeros((0, h, w), dtype=torch.uint8),
+    }
     if keypoints is not None:
         target["keypoints"] = torch.from_numpy(np.ascontiguousarray(keypoints[keep], dtype=np.float32))
     return target
@@ -135,8 +152,8 @@ def flip_permutation(names: list[str] | None, k: int) -> np.ndarray:
         index = {n: i for i, n in enumerate(names)}
         for i, n in enumerate(names):
             for a, b in (("left_", "right_"), ("right_", "left_")):
-                if n.startswith(a) and b + n[len(a):] in index:
-                    perm[i] = index[b + n[len(a):]]
+                if n.startswith(a) and b + n[len(a) :] in index:
+                    perm[i] = index[b + n[len(a) :]]
     return perm
 
 
@@ -158,15 +175,20 @@ class CocoTrainSet:
         self.keypoint_names = coco.keypoint_names
         k = len(coco.keypoint_names or [])
         if keypoints and not k:
-            raise DataError("this COCO file has no keypoint names (category 'keypoints')",
-                            "train Keypoint R-CNN on a person-keypoints file (e.g. `segrt data pose`)")
+            raise DataError(
+                "this COCO file has no keypoint names (category 'keypoints')",
+                "train Keypoint R-CNN on a person-keypoints file (e.g. `segrt data pose`)",
+            )
         self.flip_perm = flip_permutation(coco.keypoint_names, k)
         for path, _info, anns in coco.records:
             img = read_image(path)
             rgb = to_rgb_uint8(img).astype(np.float32) / 255.0
             h, w = rgb.shape[:2]
-            masks = np.stack([decode_segmentation(a["segmentation"], h, w) for a in anns]) if anns \
+            masks = (
+                np.stack([decode_segmentation(a["segmentation"], h, w) for a in anns])
+                if anns
                 else np.zeros((0, h, w), np.uint8)
+            )
             labels = np.array([int(a["category_id"]) for a in anns], np.int64)
             kps = None
             if keypoints:
@@ -180,15 +202,16 @@ class CocoTrainSet:
     def __len__(self) -> int:
         return len(self.items)
 
-    def sample(self, rng: np.random.Generator, crop: int = 0,
-               flips: str = "all") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def sample(
+        self, rng: np.random.Generator, crop: int = 0, flips: str = "all"
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rgb, masks, labels, kps = self.items[int(rng.integers(len(self.items)))]
         kps = None if kps is None else kps.copy()
         h, w = rgb.shape[:2]
         if crop and (h > crop or w > crop):
             ch, cw = min(crop, h), min(crop, w)
             y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-            rgb, masks = rgb[y0:y0 + ch, x0:x0 + cw], masks[:, y0:y0 + ch, x0:x0 + cw]
+            rgb, masks = rgb[y0 : y0 + ch, x0 : x0 + cw], masks[:, y0 : y0 + ch, x0 : x0 + cw]
             if kps is not None:
                 kps[:, :, 0] -= x0
                 kps[:, :, 1] -= y0
@@ -221,6 +244,7 @@ class CocoTrainSet:
 
 # -- demo data ---------------------------------------------------------------
 
+
 def _polygons(mask: np.ndarray) -> list[list[float]]:
     """COCO polygons (outer contours, pixel-corner coordinates) of a binary mask."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -240,6 +264,7 @@ def _mask_box(mask: np.ndarray) -> list[float]:
 def labels_to_coco(label_images: list[tuple[str, np.ndarray]], category: str, use_rle: bool) -> dict[str, Any]:
     """COCO instances dict from (file name, uint16 instance label image) pairs; one category (id 1)."""
     from segrt.rcnn.coco import encode_rle
+
     images, anns = [], []
     for img_id, (name, labels) in enumerate(label_images, start=1):
         h, w = labels.shape
@@ -251,10 +276,23 @@ def labels_to_coco(label_images: list[tuple[str, np.ndarray]], category: str, us
             seg: Any = encode_rle(m) if use_rle else _polygons(m)
             if not seg:
                 continue
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": 1, "iscrowd": 0,
-                         "area": float(m.sum()), "bbox": _mask_box(m), "segmentation": seg})
-    return {"info": {"description": "DSB2018 nuclei demo (segrt)"}, "images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": category, "supercategory": "cell"}]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": float(m.sum()),
+                    "bbox": _mask_box(m),
+                    "segmentation": seg,
+                }
+            )
+    return {
+        "info": {"description": "DSB2018 nuclei demo (segrt)"},
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": category, "supercategory": "cell"}],
+    }
 
 
 # flipped_coco's views: file name suffix -> (flip rows, flip columns)
@@ -262,7 +300,7 @@ VIEW_FLIPS = {"": (False, False), "fliplr": (False, True), "flipud": (True, Fals
 
 
 def _flip(a: np.ndarray, rows: bool, columns: bool) -> np.ndarray:
-    return np.ascontiguousarray(a[::-1 if rows else 1, ::-1 if columns else 1])
+    return np.ascontiguousarray(a[:: -1 if rows else 1, :: -1 if columns else 1])
 
 
 def flip_views(image: np.ndarray) -> list[np.ndarray]:
@@ -284,8 +322,10 @@ def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | P
     coco_json, image_dir, out_json = Path(coco_json), Path(image_dir), Path(out_json)
     doc = json.loads(coco_json.read_text())
     if any("keypoints" in a for a in doc["annotations"]):
-        raise DataError(f"{coco_json.name} has keypoints, which a flip would mirror left to right",
-                        "evaluate keypoint models on their own held-out images")
+        raise DataError(
+            f"{coco_json.name} has keypoints, which a flip would mirror left to right",
+            "evaluate keypoint models on their own held-out images",
+        )
     by_image: dict[int, list[dict[str, Any]]] = {}
     for a in doc["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
@@ -300,8 +340,16 @@ def flipped_coco(coco_json: str | Path, image_dir: str | Path, out_json: str | P
             for a in by_image.get(info["id"], []):
                 m = _flip(decode_segmentation(a["segmentation"], h, w), *flips).astype(bool)
                 if m.any():
-                    anns.append({**a, "id": len(anns) + 1, "image_id": images[-1]["id"], "area": float(m.sum()),
-                                 "bbox": _mask_box(m), "segmentation": encode_rle(m)})
+                    anns.append(
+                        {
+                            **a,
+                            "id": len(anns) + 1,
+                            "image_id": images[-1]["id"],
+                            "area": float(m.sum()),
+                            "bbox": _mask_box(m),
+                            "segmentation": encode_rle(m),
+                        }
+                    )
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps({**doc, "images": images, "annotations": anns}))
     return out_json

@@ -31,6 +31,7 @@ Graph (batch 1; H, W fixed at export, multiples of 32)::
              keypoint_heatmaps float32 [D, K, 56, 56] logits (keypointrcnn)
              num_detections int64 [1]
 """
+
 from __future__ import annotations
 
 import math
@@ -55,6 +56,7 @@ class OnnxNMS(torch.autograd.Function):
     @staticmethod
     def forward(ctx, boxes: Tensor, scores: Tensor, max_out: int, iou: float, score_thresh: float) -> Tensor:
         from torchvision.ops import nms
+
         out = []
         for c in range(scores.shape[1]):
             s = scores[0, c]
@@ -65,15 +67,20 @@ class OnnxNMS(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, boxes, scores, max_out: int, iou: float, score_thresh: float):
-        return g.op("NonMaxSuppression", boxes, scores,
-                    g.op("Constant", value_t=torch.tensor([max_out], dtype=torch.int64)),
-                    g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float32)),
-                    g.op("Constant", value_t=torch.tensor([score_thresh], dtype=torch.float32)),
-                    center_point_box_i=0)
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            g.op("Constant", value_t=torch.tensor([max_out], dtype=torch.int64)),
+            g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_thresh], dtype=torch.float32)),
+            center_point_box_i=0,
+        )
 
 
-def level_of_boxes(boxes: Tensor, k_min: int, k_max: int, canonical_scale: float = 224.0,
-                   canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
+def level_of_boxes(
+    boxes: Tensor, k_min: int, k_max: int, canonical_scale: float = 224.0, canonical_level: int = 4, eps: float = 1e-6
+) -> Tensor:
     """FPN level index (0 = finest) per box, eqn. (1) of the FPN paper, as torchvision's LevelMapper."""
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     s = torch.sqrt(area)
@@ -90,8 +97,15 @@ class MultiLevelRoIAlign(nn.Module):
     one ``SegrtMultiLevelRoiAlign`` node.
     """
 
-    def __init__(self, output_size: tuple[int, int], sampling_ratio: int, scales: list[float],
-                 canonical_scale: int = 224, canonical_level: int = 4, aligned: bool = False) -> None:
+    def __init__(
+        self,
+        output_size: tuple[int, int],
+        sampling_ratio: int,
+        scales: list[float],
+        canonical_scale: int = 224,
+        canonical_level: int = 4,
+        aligned: bool = False,
+    ) -> None:
         super().__init__()
         self.output_size = tuple(output_size)
         self.sampling_ratio = int(sampling_ratio)
@@ -107,28 +121,40 @@ class MultiLevelRoIAlign(nn.Module):
         rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], 1)
         out = torch.zeros((boxes.shape[0], features[0].shape[1]) + self.output_size, dtype=boxes.dtype)
         # features may hold more levels than the pooler uses (the FPN's extra 'pool' level): those are unused
-        for lvl, (feat, scale) in enumerate(zip(features[:len(self.scales)], self.scales, strict=True)):
+        for lvl, (feat, scale) in enumerate(zip(features[: len(self.scales)], self.scales, strict=True)):
             idx = torch.where(levels == lvl)[0]
-            pooled = roi_align(feat, rois[idx], self.output_size, spatial_scale=scale,
-                               sampling_ratio=self.sampling_ratio, aligned=self.aligned)
+            pooled = roi_align(
+                feat,
+                rois[idx],
+                self.output_size,
+                spatial_scale=scale,
+                sampling_ratio=self.sampling_ratio,
+                aligned=self.aligned,
+            )
             out = out.index_put((idx,), pooled)
         return out
 
     def attributes(self) -> dict:
         """Every attribute of the equivalent ``SegrtMultiLevelRoiAlign`` plugin node."""
-        return {"output_height": self.output_size[0], "output_width": self.output_size[1],
-                "sampling_ratio": self.sampling_ratio, "spatial_scales": self.scales,
-                "canonical_scale": self.canonical_scale, "canonical_level": self.canonical_level,
-                "coordinate_transformation_mode": "half_pixel" if self.aligned else "output_half_pixel",
-                "mode": "avg"}
+        return {
+            "output_height": self.output_size[0],
+            "output_width": self.output_size[1],
+            "sampling_ratio": self.sampling_ratio,
+            "spatial_scales": self.scales,
+            "canonical_scale": self.canonical_scale,
+            "canonical_level": self.canonical_level,
+            "coordinate_transformation_mode": "half_pixel" if self.aligned else "output_half_pixel",
+            "mode": "avg",
+        }
 
 
 def _pooler_to_module(pooler, scales: list[float]) -> MultiLevelRoIAlign:
     """Our MultiLevelRoIAlign with the settings of a torchvision MultiScaleRoIAlign."""
     n = len(pooler.featmap_names)
     size = pooler.output_size if isinstance(pooler.output_size, (tuple, list)) else (pooler.output_size,) * 2
-    return MultiLevelRoIAlign(tuple(size), pooler.sampling_ratio, scales[:n],
-                              pooler.canonical_scale, pooler.canonical_level, aligned=False)
+    return MultiLevelRoIAlign(
+        tuple(size), pooler.sampling_ratio, scales[:n], pooler.canonical_scale, pooler.canonical_level, aligned=False
+    )
 
 
 class DeployRCNN(nn.Module):
@@ -142,18 +168,26 @@ class DeployRCNN(nn.Module):
             box_score_thresh, box_nms_thresh, box_detections_per_img); None = the model's own.
     """
 
-    def __init__(self, model: MaskRCNN | KeypointRCNN, input_hw: tuple[int, int], input_dtype: str = "float32",
-                 score_thresh: float | None = None, nms_iou: float | None = None,
-                 max_detections: int | None = None) -> None:
+    def __init__(
+        self,
+        model: MaskRCNN | KeypointRCNN,
+        input_hw: tuple[int, int],
+        input_dtype: str = "float32",
+        score_thresh: float | None = None,
+        nms_iou: float | None = None,
+        max_detections: int | None = None,
+    ) -> None:
         super().__init__()
         model = model.eval()
         self.model = model
         H, W = int(input_hw[0]), int(input_hw[1])
         div = model.transform.size_divisible
         if H % div or W % div or H <= 0 or W <= 0:
-            raise InputError(f"export size {H}x{W} is not a positive multiple of {div}",
-                             f"pick sizes divisible by {div}, e.g. {math.ceil(max(H, 1) / div) * div}x"
-                             f"{math.ceil(max(W, 1) / div) * div}")
+            raise InputError(
+                f"export size {H}x{W} is not a positive multiple of {div}",
+                f"pick sizes divisible by {div}, e.g. {math.ceil(max(H, 1) / div) * div}x"
+                f"{math.ceil(max(W, 1) / div) * div}",
+            )
         if input_dtype not in ("float32", "uint8"):
             raise InputError(f"input dtype {input_dtype!r} is not supported", "use float32 or uint8")
         self.input_hw = (H, W)
@@ -175,8 +209,7 @@ class DeployRCNN(nn.Module):
             dummy = torch.zeros(1, 3, H, W)
             feats = list(model.backbone(dummy).values())
             anchors = model.rpn.anchor_generator(ImageList(dummy, [(H, W)]), feats)[0]
-        self.num_anchors_per_level = [f.shape[2] * f.shape[3] * model.rpn.head.cls_logits.out_channels
-                                      for f in feats]
+        self.num_anchors_per_level = [f.shape[2] * f.shape[3] * model.rpn.head.cls_logits.out_channels for f in feats]
         self.register_buffer("anchors", anchors.float())
         scales = [2.0 ** round(math.log2(f.shape[-1] / W)) for f in feats]
         self.pre_nms_top_n = [min(model.rpn._pre_nms_top_n["testing"], n) for n in self.num_anchors_per_level]
@@ -213,14 +246,15 @@ class DeployRCNN(nn.Module):
         objectness, deltas = rpn.head(feats)
         boxes, logits, levels = [], [], []
         start = 0
-        for lvl, (obj, dlt, n, k) in enumerate(zip(objectness, deltas, self.num_anchors_per_level,
-                                                   self.pre_nms_top_n, strict=True)):
+        for lvl, (obj, dlt, n, k) in enumerate(
+            zip(objectness, deltas, self.num_anchors_per_level, self.pre_nms_top_n, strict=True)
+        ):
             # [1, A, h, w] -> [h*w*A] in the anchor generator's (y, x, anchor) order
             a = obj.shape[1]
             obj = obj.permute(0, 2, 3, 1).reshape(-1)
             dlt = dlt.view(1, a, 4, dlt.shape[2], dlt.shape[3]).permute(0, 3, 4, 1, 2).reshape(-1, 4)
             top, idx = obj.topk(k)
-            anchors = self.anchors[start:start + n][idx]
+            anchors = self.anchors[start : start + n][idx]
             boxes.append(rpn.box_coder.decode_single(dlt[idx], anchors))
             logits.append(top)
             levels.append(torch.full((k,), lvl, dtype=torch.int64))
@@ -240,8 +274,9 @@ class DeployRCNN(nn.Module):
         top, idx = ranked.topk(self.num_proposals)
         return boxes[idx], top > -0.5
 
-    def detections(self, box_feats: Tensor, proposals: Tensor, valid: Tensor,
-                   image_size: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def detections(
+        self, box_feats: Tensor, proposals: Tensor, valid: Tensor, image_size: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Box head + class-wise NMS: (boxes [D, 4], scores [D], labels [D], num_detections [1])."""
         heads = self.model.roi_heads
         class_logits, box_regression = heads.box_predictor(heads.box_head(box_feats))
@@ -256,8 +291,7 @@ class DeployRCNN(nn.Module):
         # class-wise NMS as one NMS over boxes shifted apart per class (torchvision's batched_nms trick)
         offset = float(max(self.input_hw) + 1)
         shifted = boxes + (labels.to(boxes.dtype) * offset)[:, None]
-        sel = OnnxNMS.apply(shifted[None], scores[None, None], self.max_detections, self.nms_iou,
-                            self.score_thresh)
+        sel = OnnxNMS.apply(shifted[None], scores[None, None], self.max_detections, self.nms_iou, self.score_thresh)
         kept = torch.zeros_like(scores).index_put((sel[:, 2],), torch.ones_like(sel[:, 2], dtype=scores.dtype))
         ranked = torch.where(kept > 0, scores, torch.full_like(scores, -1.0))
         top, idx = ranked.topk(self.max_detections)

@@ -4,6 +4,7 @@ torchvision is the model definition; this module only picks constructor
 arguments. No weights are ever downloaded: every builder passes
 ``weights=None, weights_backbone=None``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 from torchvision.models import resnet18, resnet34
-from torchvision.models.detection import (KeypointRCNN, MaskRCNN, keypointrcnn_resnet50_fpn,
-                                          maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2)
+from torchvision.models.detection import (
+    KeypointRCNN,
+    MaskRCNN,
+    keypointrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
+)
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -41,8 +47,12 @@ ARCHS: dict[str, str] = {
     "keypointrcnn_resnext101_32x8d_fpn": "keypointrcnn",
 }
 # the small archs: our narrow resnet-FPN, one body per name
-SMALL_BODIES = {"resnet18_fpn": resnet18, "resnet34_fpn": resnet34,
-                "keypointrcnn_resnet18_fpn": resnet18, "keypointrcnn_resnet34_fpn": resnet34}
+SMALL_BODIES = {
+    "resnet18_fpn": resnet18,
+    "resnet34_fpn": resnet34,
+    "keypointrcnn_resnet18_fpn": resnet18,
+    "keypointrcnn_resnet34_fpn": resnet34,
+}
 
 # the paper's other bodies (Mask R-CNN, He et al. 2017, tables 2a and 3): torchvision's
 # resnet_fpn_backbone(backbone_name=...) under torchvision's own R50 heads, so a state dict saved from
@@ -78,63 +88,78 @@ class MaskRCNNConfig:
     """
 
     arch: str = "resnet18_fpn"
-    num_classes: int = 2                     # including background
-    num_keypoints: int = 17                  # keypointrcnn only
-    keypoint_names: tuple[str, ...] = ()     # keypointrcnn: from the training data (empty: COCO's 17)
-    min_size: int = 512                      # shorter image side after resize
-    max_size: int = 512                      # longer side cap
+    num_classes: int = 2  # including background
+    num_keypoints: int = 17  # keypointrcnn only
+    keypoint_names: tuple[str, ...] = ()  # keypointrcnn: from the training data (empty: COCO's 17)
+    min_size: int = 512  # shorter image side after resize
+    max_size: int = 512  # longer side cap
     image_mean: tuple[float, ...] = IMAGENET_MEAN
     image_std: tuple[float, ...] = IMAGENET_STD
-    anchor_sizes: tuple[int, ...] = (8, 16, 32, 64, 128)   # one per FPN level P2..P6
+    anchor_sizes: tuple[int, ...] = (8, 16, 32, 64, 128)  # one per FPN level P2..P6
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_pre_nms_top_n_train: int = 1000
     rpn_post_nms_top_n_train: int = 300
     rpn_pre_nms_top_n_test: int = 500
     rpn_post_nms_top_n_test: int = 300
     rpn_batch_size_per_image: int = 256
-    box_batch_size_per_image: int = 128      # RoIs sampled per image (1:3 positive:negative)
+    box_batch_size_per_image: int = 128  # RoIs sampled per image (1:3 positive:negative)
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 100
-    norm: str = "batchnorm"                  # backbone norm for small archs: batchnorm | frozen
+    norm: str = "batchnorm"  # backbone norm for small archs: batchnorm | frozen
     # widths of the small archs (resnet18/34-FPN); the resnet50 archs keep torchvision's 256/1024/256
     fpn_channels: int = 64
     box_head_dim: int = 256
     mask_head_channels: int = 64
-    keypoint_head_channels: int = 64         # torchvision's R50 keypoint head: 8 x 512
+    keypoint_head_channels: int = 64  # torchvision's R50 keypoint head: 8 x 512
     keypoint_head_layers: int = 4
 
     @staticmethod
-    def paper(arch: str = "maskrcnn_resnet50_fpn", num_classes: int = 91) -> "MaskRCNNConfig":
+    def paper(arch: str = "maskrcnn_resnet50_fpn", num_classes: int = 91) -> MaskRCNNConfig:
         """torchvision's own defaults (the paper's test settings: 1000 proposals, 800/1333)."""
-        return MaskRCNNConfig(arch=arch, num_classes=num_classes, min_size=800, max_size=1333,
-                              anchor_sizes=(32, 64, 128, 256, 512), rpn_pre_nms_top_n_train=2000,
-                              rpn_post_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000,
-                              rpn_post_nms_top_n_test=1000, box_batch_size_per_image=512, norm="frozen")
+        return MaskRCNNConfig(
+            arch=arch,
+            num_classes=num_classes,
+            min_size=800,
+            max_size=1333,
+            anchor_sizes=(32, 64, 128, 256, 512),
+            rpn_pre_nms_top_n_train=2000,
+            rpn_post_nms_top_n_train=2000,
+            rpn_pre_nms_top_n_test=1000,
+            rpn_post_nms_top_n_test=1000,
+            box_batch_size_per_image=512,
+            norm="frozen",
+        )
 
     @property
     def kind(self) -> str:
         return ARCHS[self.arch]
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "MaskRCNNConfig":
+    def from_dict(d: dict[str, Any]) -> MaskRCNNConfig:
         known = {f for f in MaskRCNNConfig.__dataclass_fields__}
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         return MaskRCNNConfig(**kwargs)
 
 
 def _torchvision_kwargs(cfg: MaskRCNNConfig) -> dict[str, Any]:
-    anchors = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes),
-                              (tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes))
+    anchors = AnchorGenerator(
+        tuple((s,) for s in cfg.anchor_sizes), (tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes)
+    )
     return dict(
-        min_size=cfg.min_size, max_size=cfg.max_size,
-        image_mean=list(cfg.image_mean), image_std=list(cfg.image_std),
+        min_size=cfg.min_size,
+        max_size=cfg.max_size,
+        image_mean=list(cfg.image_mean),
+        image_std=list(cfg.image_std),
         rpn_anchor_generator=anchors,
-        rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
-        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+        rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
         box_batch_size_per_image=cfg.box_batch_size_per_image,
-        box_score_thresh=cfg.box_score_thresh, box_nms_thresh=cfg.box_nms_thresh,
+        box_score_thresh=cfg.box_score_thresh,
+        box_nms_thresh=cfg.box_nms_thresh,
         box_detections_per_img=cfg.box_detections_per_img,
     )
 
@@ -148,27 +173,47 @@ def build_model(cfg: MaskRCNNConfig) -> MaskRCNN | KeypointRCNN:
         norm = {"batchnorm": nn.BatchNorm2d}.get(cfg.norm)
         if norm is None:
             from torchvision.ops.misc import FrozenBatchNorm2d
+
             norm = FrozenBatchNorm2d
         body = SMALL_BODIES[cfg.arch](weights=None, norm_layer=norm)
         c = cfg.fpn_channels
         # torchvision's resnet-FPN recipe (C2..C5 -> P2..P5 + max-pooled P6) with a narrower pyramid
-        backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, [64, 128, 256, 512],
-                                   c, extra_blocks=LastLevelMaxPool())
-        box = dict(box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_dim),
-                   box_predictor=FastRCNNPredictor(cfg.box_head_dim, cfg.num_classes))
+        backbone = BackboneWithFPN(
+            body,
+            {f"layer{i}": str(i - 1) for i in range(1, 5)},
+            [64, 128, 256, 512],
+            c,
+            extra_blocks=LastLevelMaxPool(),
+        )
+        box = dict(
+            box_head=TwoMLPHead(c * 7 * 7, cfg.box_head_dim),
+            box_predictor=FastRCNNPredictor(cfg.box_head_dim, cfg.num_classes),
+        )
         if cfg.kind == "keypointrcnn":
             k = cfg.keypoint_head_channels
-            return KeypointRCNN(backbone, num_classes=None, **box,
-                                keypoint_head=KeypointRCNNHeads(c, (k,) * cfg.keypoint_head_layers),
-                                keypoint_predictor=KeypointRCNNPredictor(k, cfg.num_keypoints), **kwargs)
-        return MaskRCNN(backbone, num_classes=None, **box,
-                        mask_head=MaskRCNNHeads(c, (cfg.mask_head_channels,) * 4, 1),
-                        mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels,
-                                                         cfg.num_classes), **kwargs)
+            return KeypointRCNN(
+                backbone,
+                num_classes=None,
+                **box,
+                keypoint_head=KeypointRCNNHeads(c, (k,) * cfg.keypoint_head_layers),
+                keypoint_predictor=KeypointRCNNPredictor(k, cfg.num_keypoints),
+                **kwargs,
+            )
+        return MaskRCNN(
+            backbone,
+            num_classes=None,
+            **box,
+            mask_head=MaskRCNNHeads(c, (cfg.mask_head_channels,) * 4, 1),
+            mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels, cfg.num_classes),
+            **kwargs,
+        )
     if cfg.arch in FPN_BODIES:
         return _fpn_body_model(cfg, kwargs)
-    builder = {"maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn, "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
-               "keypointrcnn_resnet50_fpn": keypointrcnn_resnet50_fpn}[cfg.arch]
+    builder = {
+        "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
+        "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
+        "keypointrcnn_resnet50_fpn": keypointrcnn_resnet50_fpn,
+    }[cfg.arch]
     extra = {"num_keypoints": cfg.num_keypoints} if cfg.kind == "keypointrcnn" else {}
     return builder(weights=None, weights_backbone=None, num_classes=cfg.num_classes, **kwargs, **extra)
 
@@ -181,8 +226,9 @@ def _fpn_body_model(cfg: MaskRCNNConfig, kwargs: dict[str, Any]) -> MaskRCNN | K
     The FPN is 256 channels wide on C2..C5 (P2..P5 plus a max-pooled P6); the heads are torchvision's
     defaults: a 1024-wide two-layer box head, 4 x 256 mask convs, 8 x 512 keypoint convs.
     """
-    backbone = resnet_fpn_backbone(backbone_name=FPN_BODIES[cfg.arch], weights=None, norm_layer=nn.BatchNorm2d,
-                                   trainable_layers=5)
+    backbone = resnet_fpn_backbone(
+        backbone_name=FPN_BODIES[cfg.arch], weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5
+    )
     if cfg.kind == "keypointrcnn":
         return KeypointRCNN(backbone, num_classes=cfg.num_classes, num_keypoints=cfg.num_keypoints, **kwargs)
     return MaskRCNN(backbone, num_classes=cfg.num_classes, **kwargs)
@@ -213,7 +259,7 @@ def calibrate_batchnorm(model: MaskRCNN | KeypointRCNN, images: list[torch.Tenso
     try:
         model(list(images))  # eval-mode inference path: no targets needed
     finally:
-        for m, momentum in zip(norms, momenta):
+        for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
             m.eval()
     return model
@@ -231,11 +277,16 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor
     own = model.state_dict()
     missing = _without_bn_counters([k for k in own if k not in state_dict])
     unexpected = _without_bn_counters([k for k in state_dict if k not in own])
-    wrong_shape = [f"{k}: file {tuple(state_dict[k].shape)} vs {arch} {tuple(own[k].shape)}"
-                   for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    wrong_shape = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs {arch} {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or wrong_shape:
+
         def show(keys: list[str]) -> str:
             return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing keys: {show(missing)}")
@@ -246,15 +297,19 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor
         raise ArtifactError(
             f"{source} does not fit architecture {arch!r}: " + "; ".join(parts),
             "pass the architecture and num_classes the weights were trained with "
-            "(e.g. --arch maskrcnn_resnet50_fpn_v2, --num-classes 91)")
+            "(e.g. --arch maskrcnn_resnet50_fpn_v2, --num-classes 91)",
+        )
     # BatchNorm2d refills a missing counter only for old state-dict versions: give it a zero one here
-    state_dict = {**{k: v for k, v in own.items() if k.endswith(".num_batches_tracked")},
-                  **{k: v for k, v in state_dict.items() if k in own}}
+    state_dict = {
+        **{k: v for k, v in own.items() if k.endswith(".num_batches_tracked")},
+        **{k: v for k, v in state_dict.items() if k in own},
+    }
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_torchvision_state_dict(path: str | Path, arch: str, num_classes: int,
-                                cfg: MaskRCNNConfig | None = None) -> tuple[nn.Module, MaskRCNNConfig]:
+def load_torchvision_state_dict(
+    path: str | Path, arch: str, num_classes: int, cfg: MaskRCNNConfig | None = None
+) -> tuple[nn.Module, MaskRCNNConfig]:
     """Build ``arch`` and load a plain torchvision state dict (``weights_only=True``).
 
     Args:
@@ -275,13 +330,16 @@ def load_torchvision_state_dict(path: str | Path, arch: str, num_classes: int,
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ArtifactError(f"{path} is not a readable torch state dict: {str(exc).splitlines()[0][:200]}",
-                            "save it with torch.save(model.state_dict(), path)") from None
+        raise ArtifactError(
+            f"{path} is not a readable torch state dict: {str(exc).splitlines()[0][:200]}",
+            "save it with torch.save(model.state_dict(), path)",
+        ) from None
     if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
         sd = sd["model"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ArtifactError(f"{path} does not hold a state dict (name -> tensor)",
-                            "save it with torch.save(model.state_dict(), path)")
+        raise ArtifactError(
+            f"{path} does not hold a state dict (name -> tensor)", "save it with torch.save(model.state_dict(), path)"
+        )
     model = build_model(cfg)
     load_state_dict_checked(model, sd, arch, str(path))
     return model.eval(), cfg
@@ -290,8 +348,10 @@ def load_torchvision_state_dict(path: str | Path, arch: str, num_classes: int,
 def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, MaskRCNNConfig, list[str]]:
     """(eval model, config, class names) from a checkpoint dict read by ``segrt.export.checkpoint.load_checkpoint``."""
     if ckpt.get("kind") not in ("maskrcnn", "keypointrcnn"):
-        raise ArtifactError(f"checkpoint kind is {ckpt.get('kind')!r}, not maskrcnn/keypointrcnn",
-                            "use the exporter of that model kind (segrt export dispatches by kind)")
+        raise ArtifactError(
+            f"checkpoint kind is {ckpt.get('kind')!r}, not maskrcnn/keypointrcnn",
+            "use the exporter of that model kind (segrt export dispatches by kind)",
+        )
     cfg = MaskRCNNConfig.from_dict(ckpt["config"])
     model = build_model(cfg)
     load_state_dict_checked(model, ckpt["model"], cfg.arch, "checkpoint")

@@ -7,6 +7,7 @@ RoiAlign's ``coordinate_transformation_mode`` at opset >= 16 and our explicit
 segrt metadata. The TensorRT variant is derived from this file by
 ``segrt.export.maskrcnn.trt_graph.portable_to_tensorrt``.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,20 +22,19 @@ from torch import nn
 import segrt
 from segrt.artifact import metadata as md
 from segrt.errors import InputError
-from segrt.io.files import atomic_path
-from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES
-
 from segrt.export import DEFAULT_OPSET
-
 from segrt.export.maskrcnn.deploy import DeployRCNN
 from segrt.export.maskrcnn.models import MaskRCNNConfig
+from segrt.io.files import atomic_path
+from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES
 
 # A fixed example the trace runs on; parity is always checked on other images.
 _TRACE_SEED = 1234
 
 
-def build_metadata(deploy: DeployRCNN, cfg: MaskRCNNConfig, class_names: list[str], graph: str,
-                   opset: int) -> dict[str, Any]:
+def build_metadata(
+    deploy: DeployRCNN, cfg: MaskRCNNConfig, class_names: list[str], graph: str, opset: int
+) -> dict[str, Any]:
     """The segrt metadata of a Mask R-CNN artifact (keys documented in ``segrt.rcnn.predictor``)."""
     model = deploy.model
     meta: dict[str, Any] = {
@@ -42,8 +42,11 @@ def build_metadata(deploy: DeployRCNN, cfg: MaskRCNNConfig, class_names: list[st
         "arch": cfg.arch,
         "class_names": list(class_names),
         "input_channels": 3,
-        "normalization": {"scale": deploy.pixel_scale, "mean": list(model.transform.image_mean),
-                          "std": list(model.transform.image_std)},
+        "normalization": {
+            "scale": deploy.pixel_scale,
+            "mean": list(model.transform.image_mean),
+            "std": list(model.transform.image_std),
+        },
         "input_size": list(deploy.input_hw),
         "input_dtype": deploy.input_dtype,
         "resize": {"min_size": int(model.transform.min_size[-1]), "max_size": int(model.transform.max_size)},
@@ -82,8 +85,10 @@ def write_onnx(model_proto: onnx.ModelProto, meta: dict[str, Any], path: str | P
 def trace_to_proto(deploy: DeployRCNN, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Trace the deploy wrapper to an in-memory ONNX model (portable ops only)."""
     if opset < 16:
-        raise InputError(f"opset {opset} is too old for Mask R-CNN export",
-                         "use opset >= 17 (RoiAlign needs >= 16 to carry torchvision's aligned flag)")
+        raise InputError(
+            f"opset {opset} is too old for Mask R-CNN export",
+            "use opset >= 17 (RoiAlign needs >= 16 to carry torchvision's aligned flag)",
+        )
     H, W = deploy.input_hw
     g = torch.Generator().manual_seed(_TRACE_SEED)
     if deploy.input_dtype == "uint8":
@@ -94,16 +99,31 @@ def trace_to_proto(deploy: DeployRCNN, opset: int = DEFAULT_OPSET) -> onnx.Model
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about data-dependent shapes are expected here
-        torch.onnx.export(deploy, (image, size), buf, dynamo=False, opset_version=opset,
-                          input_names=["image", "image_size"], output_names=deploy.output_names,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            deploy,
+            (image, size),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image", "image_size"],
+            output_names=deploy.output_names,
+            do_constant_folding=True,
+        )
     return onnx.load_from_string(buf.getvalue())
 
 
-def torch_to_onnx(model: nn.Module, cfg: MaskRCNNConfig, class_names: list[str], path: str | Path,
-                  input_size: tuple[int, int] = (512, 512), input_dtype: str = "float32",
-                  score_thresh: float | None = None, nms_iou: float | None = None,
-                  max_detections: int | None = None, opset: int = DEFAULT_OPSET) -> Path:
+def torch_to_onnx(
+    model: nn.Module,
+    cfg: MaskRCNNConfig,
+    class_names: list[str],
+    path: str | Path,
+    input_size: tuple[int, int] = (512, 512),
+    input_dtype: str = "float32",
+    score_thresh: float | None = None,
+    nms_iou: float | None = None,
+    max_detections: int | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
     """Export the portable ONNX graph of a torchvision Mask R-CNN / Keypoint R-CNN.
 
     Args:
@@ -119,8 +139,10 @@ def torch_to_onnx(model: nn.Module, cfg: MaskRCNNConfig, class_names: list[str],
         ``path``.
     """
     if len(class_names) != cfg.num_classes:
-        raise InputError(f"{len(class_names)} class names for a model with {cfg.num_classes} classes",
-                         "pass one name per class, '__background__' first")
+        raise InputError(
+            f"{len(class_names)} class names for a model with {cfg.num_classes} classes",
+            "pass one name per class, '__background__' first",
+        )
     deploy = DeployRCNN(model.eval(), input_size, input_dtype, score_thresh, nms_iou, max_detections)
     proto = trace_to_proto(deploy, opset)
     return write_onnx(proto, build_metadata(deploy, cfg, class_names, "portable", opset), path)

@@ -10,6 +10,7 @@ batched with an H x W one, and it is the exact reference for a graph exported
 at H x W (the network sees the same zero padding). Images whose resized size
 does not fit the canvas are rejected, since torchvision would not shrink them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,16 +19,17 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from segrt.errors import InputError
-from segrt.rcnn.instances import Instances
 from segrt.io.preprocess import to_rgb_float
+from segrt.rcnn.instances import Instances
 
 
 class _PadToCanvas(GeneralizedRCNNTransform):
     """torchvision's transform, batching onto a fixed H x W canvas."""
 
     def __init__(self, base: GeneralizedRCNNTransform, canvas_hw: tuple[int, int]) -> None:
-        super().__init__(base.min_size, base.max_size, base.image_mean, base.image_std,
-                         base.size_divisible, base.fixed_size)
+        super().__init__(
+            base.min_size, base.max_size, base.image_mean, base.image_std, base.size_divisible, base.fixed_size
+        )
         self.canvas_hw = tuple(canvas_hw)
 
     def batch_images(self, images: list[torch.Tensor], size_divisible: int = 32) -> torch.Tensor:
@@ -35,9 +37,11 @@ class _PadToCanvas(GeneralizedRCNNTransform):
         out = images[0].new_zeros((len(images), images[0].shape[0], H, W))
         for i, im in enumerate(images):
             if im.shape[1] > H or im.shape[2] > W:
-                raise InputError(f"torchvision resized the image to {tuple(im.shape[1:])}, larger than the "
-                                 f"{H}x{W} canvas", "compare only images that fit the export size")
-            out[i, :, :im.shape[1], :im.shape[2]] = im
+                raise InputError(
+                    f"torchvision resized the image to {tuple(im.shape[1:])}, larger than the {H}x{W} canvas",
+                    "compare only images that fit the export size",
+                )
+            out[i, :, : im.shape[1], : im.shape[2]] = im
         return out
 
 
@@ -51,8 +55,13 @@ class TorchvisionPredictor:
         mask_threshold: pixels with probability > this are foreground.
     """
 
-    def __init__(self, model: nn.Module, class_names: list[str], canvas_hw: tuple[int, int] | None = None,
-                 mask_threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: list[str],
+        canvas_hw: tuple[int, int] | None = None,
+        mask_threshold: float = 0.5,
+    ) -> None:
         self.model = model.eval()
         self.class_names = list(class_names)
         self.transform = _PadToCanvas(model.transform, canvas_hw).eval() if canvas_hw else model.transform
@@ -75,5 +84,13 @@ class TorchvisionPredictor:
             keypoints = out["keypoints"].numpy().astype(np.float32).copy()
             keypoints[:, :, 2] = out["keypoints_scores"].numpy()
         names = [self.class_names[i] if i < len(self.class_names) else str(i) for i in labels]
-        return Instances(out["boxes"].numpy().astype(np.float32), out["scores"].numpy().astype(np.float32),
-                         labels, names, masks, keypoints, tuple(rgb.shape[:2]), np.asarray(image))
+        return Instances(
+            out["boxes"].numpy().astype(np.float32),
+            out["scores"].numpy().astype(np.float32),
+            labels,
+            names,
+            masks,
+            keypoints,
+            tuple(rgb.shape[:2]),
+            np.asarray(image),
+        )

@@ -27,6 +27,7 @@ Layout written under ``root``::
 Image i of a split depends only on (seed, split, i): the split is fixed and a
 larger dataset extends a smaller one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segrt.io.images import write_png
 from segrt.errors import InputError
-from segrt.io.files import atomic_path
-from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
-
 from segrt.export.maskrcnn.coco import _polygons
+from segrt.io.files import atomic_path
+from segrt.io.images import write_png
+from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 K = len(COCO_KEYPOINT_NAMES)
 KP = {name: i for i, name in enumerate(COCO_KEYPOINT_NAMES)}
@@ -97,8 +97,14 @@ def _shade(colour: np.ndarray, f: float) -> tuple[int, ...]:
     return tuple(int(v) for v in np.clip(c, 0, 255))
 
 
-def draw_figure(image: np.ndarray | None, mask: np.ndarray | None, kp: np.ndarray, height: float,
-                colour: np.ndarray, skin: np.ndarray) -> None:
+def draw_figure(
+    image: np.ndarray | None,
+    mask: np.ndarray | None,
+    kp: np.ndarray,
+    height: float,
+    colour: np.ndarray,
+    skin: np.ndarray,
+) -> None:
     """Draw one figure with keypoints ``kp`` [17, 2] (image pixels) onto ``image`` (RGB) and/or ``mask`` (0/1)."""
     pts = _px(kp)
     limb_w = max(int(round(0.07 * height)), 2)
@@ -106,9 +112,12 @@ def draw_figure(image: np.ndarray | None, mask: np.ndarray | None, kp: np.ndarra
     head_r = 0.075 * height
     shoulder_c = (kp[KP["left_shoulder"]] + kp[KP["right_shoulder"]]) / 2
     head_c = (kp[KP["left_ear"]] + kp[KP["right_ear"]]) / 2
-    chains = [(("left_hip", "left_knee", "left_ankle"), leg_w, 0.55), (("right_hip", "right_knee", "right_ankle"), leg_w, 1.35),
-              (("left_shoulder", "left_elbow", "left_wrist"), limb_w, 0.55),
-              (("right_shoulder", "right_elbow", "right_wrist"), limb_w, 1.35)]
+    chains = [
+        (("left_hip", "left_knee", "left_ankle"), leg_w, 0.55),
+        (("right_hip", "right_knee", "right_ankle"), leg_w, 1.35),
+        (("left_shoulder", "left_elbow", "left_wrist"), limb_w, 0.55),
+        (("right_shoulder", "right_elbow", "right_wrist"), limb_w, 1.35),
+    ]
     torso = np.array([pts[KP[n]] for n in ("left_shoulder", "right_shoulder", "right_hip", "left_hip")], np.int32)
     for target, aa in ((image, cv2.LINE_AA), (mask, cv2.LINE_8)):
         if target is None:
@@ -143,8 +152,17 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
         if rng.random() < 0.5:
             cv2.line(img, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), c, int(rng.integers(1, 4)), cv2.LINE_AA)
         else:
-            cv2.ellipse(img, (int(p[0]), int(p[1])), (int(rng.integers(4, size // 8)), int(rng.integers(4, size // 8))),
-                        float(rng.uniform(0, 180)), 0, 360, c, -1, cv2.LINE_AA)
+            cv2.ellipse(
+                img,
+                (int(p[0]), int(p[1])),
+                (int(rng.integers(4, size // 8)), int(rng.integers(4, size // 8))),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                c,
+                -1,
+                cv2.LINE_AA,
+            )
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -171,15 +189,16 @@ def render_image(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray,
                 continue
             for f in figures:
                 f["visible"] &= ~full
-            figures.append({"kp": kp, "height": height, "colour": colour, "skin": skin, "full": full,
-                            "visible": full.copy()})
+            figures.append(
+                {"kp": kp, "height": height, "colour": colour, "skin": skin, "full": full, "visible": full.copy()}
+            )
             break
     image = background(rng, size)
     anns = []
     for i, f in enumerate(figures):
         draw_figure(image, None, f["kp"], f["height"], f["colour"], f["skin"])
         in_front = np.zeros((size, size), bool)
-        for g in figures[i + 1:]:
+        for g in figures[i + 1 :]:
             in_front |= g["full"]
         keypoints: list[float] = []
         for x, y in f["kp"]:
@@ -191,11 +210,22 @@ def render_image(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray,
         polys = _polygons(f["visible"].astype(np.uint8))
         if not len(xs) or not polys:
             continue
-        anns.append({"category_id": 1, "iscrowd": 0, "area": float(len(xs)),
-                     "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
-                              float(ys.max() - ys.min() + 1)],
-                     "segmentation": polys, "keypoints": keypoints,
-                     "num_keypoints": int(sum(v > 0 for v in keypoints[2::3]))})
+        anns.append(
+            {
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": float(len(xs)),
+                "bbox": [
+                    float(xs.min()),
+                    float(ys.min()),
+                    float(xs.max() - xs.min() + 1),
+                    float(ys.max() - ys.min() + 1),
+                ],
+                "segmentation": polys,
+                "keypoints": keypoints,
+                "num_keypoints": int(sum(v > 0 for v in keypoints[2::3])),
+            }
+        )
     noise = rng.normal(0, 4, image.shape)
     return np.clip(image + noise, 0, 255).astype(np.uint8), anns
 
@@ -210,20 +240,27 @@ def _unclipped_area(kp: np.ndarray, height: float, colour: np.ndarray, skin: np.
 
 def person_category() -> dict[str, Any]:
     """The COCO person-keypoints category (id 1)."""
-    return {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO_KEYPOINT_NAMES),
-            "skeleton": [list(p) for p in COCO_SKELETON]}
+    return {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(COCO_KEYPOINT_NAMES),
+        "skeleton": [list(p) for p in COCO_SKELETON],
+    }
 
 
-def write_pose_dataset(root: str | Path, n_train: int = 400, n_val: int = 100, size: int = 256,
-                       seed: int = 0) -> dict[str, Path]:
+def write_pose_dataset(
+    root: str | Path, n_train: int = 400, n_val: int = 100, size: int = 256, seed: int = 0
+) -> dict[str, Path]:
     """Write the synthetic person-keypoint dataset under ``root`` (layout in the module doc).
 
     Returns:
         {"train_json", "train_images", "val_json", "val_images"} paths.
     """
     if n_train < 1 or n_val < 1:
-        raise InputError(f"need at least one image per split (got train {n_train}, val {n_val})",
-                         "pass --train and --val >= 1")
+        raise InputError(
+            f"need at least one image per split (got train {n_train}, val {n_val})", "pass --train and --val >= 1"
+        )
     if size < 64 or size % 32:
         raise InputError(f"image size {size} is not a multiple of 32 >= 64", "use e.g. 256")
     root = Path(root)
@@ -238,8 +275,12 @@ def write_pose_dataset(root: str | Path, n_train: int = 400, n_val: int = 100, s
             images.append({"id": i + 1, "file_name": name, "height": size, "width": size})
             for a in objects:
                 anns.append({"id": len(anns) + 1, "image_id": i + 1, **a})
-        doc = {"info": {"description": f"segrt synthetic person keypoints (seed {seed}, {split})"},
-               "images": images, "annotations": anns, "categories": [person_category()]}
+        doc = {
+            "info": {"description": f"segrt synthetic person keypoints (seed {seed}, {split})"},
+            "images": images,
+            "annotations": anns,
+            "categories": [person_category()],
+        }
         with atomic_path(root / f"{split}.json") as tmp:
             tmp.write_text(json.dumps(doc))
         out[f"{split}_json"], out[f"{split}_images"] = root / f"{split}.json", root / split
@@ -248,7 +289,9 @@ def write_pose_dataset(root: str | Path, n_train: int = 400, n_val: int = 100, s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``segrt data pose``."""
-    parser.add_argument("root", type=Path, nargs="?", default=Path("data/pose"), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "root", type=Path, nargs="?", default=Path("data/pose"), help="output folder (default: %(default)s)"
+    )
     parser.add_argument("--train", type=int, default=400, help="training images (default: %(default)s)")
     parser.add_argument("--val", type=int, default=100, help="held-out images (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
@@ -258,21 +301,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def data_command(args: argparse.Namespace) -> dict[str, Path]:
     """Run ``segrt data pose``."""
     paths = write_pose_dataset(args.root, args.train, args.val, args.size, args.seed)
-    print(f"wrote {paths['train_json']} ({args.train} images) and {paths['val_json']} ({args.val} images): "
-          f"synthetic figures, COCO person keypoints")
+    print(
+        f"wrote {paths['train_json']} ({args.train} images) and {paths['val_json']} ({args.val} images): "
+        f"synthetic figures, COCO person keypoints"
+    )
     return paths
 
 
 def register(cli) -> None:
     """``segrt data pose ROOT``: command provider hook for ``segrt.cli``."""
-    parser = cli.add_sub("data", "pose", data_command, help="synthetic person-keypoint data (COCO format)",
-                         description=__doc__.split("\n\n")[0])
+    parser = cli.add_sub(
+        "data",
+        "pose",
+        data_command,
+        help="synthetic person-keypoint data (COCO format)",
+        description=__doc__.split("\n\n")[0],
+    )
     add_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m segrt.export.maskrcnn.synthetic_pose",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m segrt.export.maskrcnn.synthetic_pose", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(parser)
     data_command(parser.parse_args(argv))
     return 0

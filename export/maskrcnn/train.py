@@ -6,6 +6,7 @@ positives at IoU >= 0.5 sampled 1:3 positive:negative, shorter side resized
 to ``min_size``. For small CPU runs: random crops, fewer RPN proposals (see
 ``MaskRCNNConfig``), a step count and an optional wall-clock budget.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,6 @@ import torch
 from tqdm import tqdm
 
 from segrt.export.checkpoint import save_checkpoint
-
 from segrt.export.maskrcnn.coco import CocoTrainSet, load_coco
 from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
 
@@ -30,19 +30,19 @@ class TrainOptions:
 
     train_json: Path
     train_images: Path
-    out: Path                               # checkpoint file
+    out: Path  # checkpoint file
     model: MaskRCNNConfig = field(default_factory=MaskRCNNConfig)
     steps: int = 600
     batch_size: int = 4
     lr: float = 0.01
-    clip_grad_norm: float | None = 5.0      # from-scratch training is unstable in its first steps without it
+    clip_grad_norm: float | None = 5.0  # from-scratch training is unstable in its first steps without it
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 50
-    lr_drops: tuple[float, ...] = (0.7, 0.9)   # fractions of `steps` where LR is multiplied by 0.1
-    crop: int = 256                         # random square crops of this side (0 = whole images)
-    flips: str = "all"                      # mirror images: all | horizontal | none (see CocoTrainSet)
-    time_budget_s: float | None = None      # stop early (and save) after this many seconds
+    lr_drops: tuple[float, ...] = (0.7, 0.9)  # fractions of `steps` where LR is multiplied by 0.1
+    crop: int = 256  # random square crops of this side (0 = whole images)
+    flips: str = "all"  # mirror images: all | horizontal | none (see CocoTrainSet)
+    time_budget_s: float | None = None  # stop early (and save) after this many seconds
     seed: int = 0
     threads: int | None = None
     progress: bool = True
@@ -60,7 +60,7 @@ def lr_at(step: int, opts: TrainOptions, elapsed_s: float = 0.0) -> float:
     if opts.time_budget_s:
         progress = max(progress, elapsed_s / opts.time_budget_s)
     drops = sum(progress >= f for f in opts.lr_drops)
-    return opts.lr * (0.1 ** drops)
+    return opts.lr * (0.1**drops)
 
 
 def train(opts: TrainOptions) -> Path:
@@ -105,11 +105,19 @@ def train(opts: TrainOptions) -> Path:
             break
     bar.close()
     model.eval()
-    extra: dict[str, Any] = {"steps": step + 1, "seconds": time.perf_counter() - start,
-                             "cpu_seconds": time.process_time() - cpu_start,
-                             "final_loss": float(np.mean(history[-20:])) if history else None,
-                             "train_json": str(opts.train_json),
-                             "options": {k: (str(v) if isinstance(v, Path) else v)
-                                         for k, v in asdict(opts).items() if k != "model"}}
-    return save_checkpoint(opts.out, kind=cfg.kind, config=asdict(cfg), class_names=coco.class_names,
-                           state_dict=model.state_dict(), extra=extra)
+    extra: dict[str, Any] = {
+        "steps": step + 1,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
+        "final_loss": float(np.mean(history[-20:])) if history else None,
+        "train_json": str(opts.train_json),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "model"},
+    }
+    return save_checkpoint(
+        opts.out,
+        kind=cfg.kind,
+        config=asdict(cfg),
+        class_names=coco.class_names,
+        state_dict=model.state_dict(),
+        extra=extra,
+    )

@@ -17,6 +17,7 @@ levels. Plugin node contract (``kernels/roi_align/multi_level_roi_align_plugin.c
 Nothing else changes, so the rewrite can be checked op for op against the
 portable graph (``segrt.export.maskrcnn.ort_plugin`` runs it on the CPU).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,6 @@ import onnx_graphsurgeon as gs
 
 from segrt.artifact import metadata as md
 from segrt.errors import ArtifactError
-
 from segrt.export.maskrcnn.onnx_export import write_onnx
 
 PLUGIN_OP = "SegrtMultiLevelRoiAlign"
@@ -54,22 +54,41 @@ def _collapse_scope(graph: gs.Graph, scope: str, index: int) -> dict[str, Any] |
     # the subgraph's result: the pooled tensor (written by the last ScatterND) used outside the scope.
     # Other outside uses (the exporter shares shape arithmetic between poolers) stay, and
     # graph.cleanup() keeps exactly the nodes they still need.
-    outs = [t for n in nodes for t in n.outputs
-            if (any(id(c) not in inside for c in t.outputs) or t in graph.outputs) and n.op == "ScatterND"]
+    outs = [
+        t
+        for n in nodes
+        for t in n.outputs
+        if (any(id(c) not in inside for c in t.outputs) or t in graph.outputs) and n.op == "ScatterND"
+    ]
     if len(outs) != 1:
-        raise ArtifactError(f"scope {prefix} has {len(outs)} pooled outputs used outside it, expected 1",
-                            "the graph does not look like a segrt Mask R-CNN export; re-export it")
+        raise ArtifactError(
+            f"scope {prefix} has {len(outs)} pooled outputs used outside it, expected 1",
+            "the graph does not look like a segrt Mask R-CNN export; re-export it",
+        )
     # levels ordered finest first by their RoiAlign spatial_scale
     levels = sorted(roi_aligns, key=lambda n: -float(n.attrs["spatial_scale"]))
     features = [n.inputs[0] for n in levels]
     feature_names = {f.name for f in features}
-    external = {t.name: t for n in nodes for t in n.inputs
-                if t.name not in produced and not isinstance(t, gs.Constant) and t.name}
-    boxes = [t for name, t in external.items() if name not in feature_names and t.dtype == np.float32
-             and t.shape is not None and len(t.shape) == 2 and t.shape[1] == 4]
+    external = {
+        t.name: t
+        for n in nodes
+        for t in n.inputs
+        if t.name not in produced and not isinstance(t, gs.Constant) and t.name
+    }
+    boxes = [
+        t
+        for name, t in external.items()
+        if name not in feature_names
+        and t.dtype == np.float32
+        and t.shape is not None
+        and len(t.shape) == 2
+        and t.shape[1] == 4
+    ]
     if len(boxes) != 1:
-        raise ArtifactError(f"scope {prefix}: cannot tell the boxes input among {sorted(external)}",
-                            "re-export with segrt.export.maskrcnn")
+        raise ArtifactError(
+            f"scope {prefix}: cannot tell the boxes input among {sorted(external)}",
+            "re-export with segrt.export.maskrcnn",
+        )
     rois = boxes[0]
     first = levels[0]
     aligned = first.attrs.get("coordinate_transformation_mode", "half_pixel") == "half_pixel"
@@ -89,8 +108,16 @@ def _collapse_scope(graph: gs.Graph, scope: str, index: int) -> dict[str, Any] |
     batch = _zero_batch_indices(graph, rois, scope)
     out = outs[0]
     out.inputs[0].outputs.clear()  # detach the ScatterND; cleanup() drops what only it needed
-    graph.nodes.append(gs.Node(op=PLUGIN_OP, name=f"{scope}_{PLUGIN_OP}_{index}", domain=PLUGIN_DOMAIN,
-                               attrs=attrs, inputs=[rois, batch, *features], outputs=[out]))
+    graph.nodes.append(
+        gs.Node(
+            op=PLUGIN_OP,
+            name=f"{scope}_{PLUGIN_OP}_{index}",
+            domain=PLUGIN_DOMAIN,
+            attrs=attrs,
+            inputs=[rois, batch, *features],
+            outputs=[out],
+        )
+    )
     return attrs
 
 
@@ -105,16 +132,30 @@ def _zero_batch_indices(graph: gs.Graph, rois: gs.Variable, scope: str) -> gs.Te
     batch = gs.Variable(f"{scope}_batch_indices", np.int32, [k])
     graph.nodes += [
         gs.Node("Shape", f"{scope}_rois_shape_node", inputs=[rois], outputs=[shape]),
-        gs.Node("Slice", f"{scope}_rois_count_node",
-                inputs=[shape, gs.Constant(f"{scope}_zero", np.array([0], np.int64)),
-                        gs.Constant(f"{scope}_one", np.array([1], np.int64))], outputs=[count]),
-        gs.Node("ConstantOfShape", f"{scope}_batch_indices_node", inputs=[count], outputs=[batch],
-                attrs={"value": onnx.numpy_helper.from_array(np.zeros((1,), np.int32))}),
+        gs.Node(
+            "Slice",
+            f"{scope}_rois_count_node",
+            inputs=[
+                shape,
+                gs.Constant(f"{scope}_zero", np.array([0], np.int64)),
+                gs.Constant(f"{scope}_one", np.array([1], np.int64)),
+            ],
+            outputs=[count],
+        ),
+        gs.Node(
+            "ConstantOfShape",
+            f"{scope}_batch_indices_node",
+            inputs=[count],
+            outputs=[batch],
+            attrs={"value": onnx.numpy_helper.from_array(np.zeros((1,), np.int32))},
+        ),
     ]
     return batch
 
 
-def rewrite_proto(model: onnx.ModelProto, canonical: dict[str, tuple[float, int]] | None = None) -> tuple[onnx.ModelProto, list[str]]:
+def rewrite_proto(
+    model: onnx.ModelProto, canonical: dict[str, tuple[float, int]] | None = None
+) -> tuple[onnx.ModelProto, list[str]]:
     """Collapse every pooler scope into a plugin node; returns (new model, rewritten scopes).
 
     ``canonical`` overrides (canonical_scale, canonical_level) per scope (default FPN 224, 4).
@@ -132,8 +173,10 @@ def rewrite_proto(model: onnx.ModelProto, canonical: dict[str, tuple[float, int]
             done.append(scope)
             graph.cleanup()
     if not done:
-        raise ArtifactError("no multi-level RoIAlign scope found in the graph",
-                            "pass a portable graph written by segrt export (--graph portable)")
+        raise ArtifactError(
+            "no multi-level RoIAlign scope found in the graph",
+            "pass a portable graph written by segrt export (--graph portable)",
+        )
     graph.cleanup().toposort()
     out = gs.export_onnx(graph)
     out.ir_version = model.ir_version
@@ -149,14 +192,20 @@ def portable_to_tensorrt(src: str | Path, dst: str | Path) -> Path:
     text = {p.key: p.value for p in model.metadata_props}.get(md.METADATA_KEY)
     meta = md.decode(text, str(src))
     if meta.get("graph") != "portable":
-        raise ArtifactError(f"{src} is a {meta.get('graph')!r} graph, not a portable one",
-                            "rewrite the portable graph (segrt export --graph portable) instead")
+        raise ArtifactError(
+            f"{src} is a {meta.get('graph')!r} graph, not a portable one",
+            "rewrite the portable graph (segrt export --graph portable) instead",
+        )
     out, scopes = rewrite_proto(model)
     meta = dict(meta)
     meta.pop("format_version", None)
     meta["graph"] = "tensorrt"
-    meta["plugin"] = {"library": PLUGIN_LIBRARY, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
-                      "ops": [PLUGIN_OP]}
+    meta["plugin"] = {
+        "library": PLUGIN_LIBRARY,
+        "version": PLUGIN_VERSION,
+        "namespace": PLUGIN_NAMESPACE,
+        "ops": [PLUGIN_OP],
+    }
     meta["plugin_nodes"] = scopes
     return write_onnx(out, meta, dst)
 

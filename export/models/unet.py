@@ -6,6 +6,7 @@ centre-cropped skip, two 3x3 convs + ReLU. A final 1x1 conv maps to the classes.
 With ``depth=5, base_channels=64`` that is the paper's 23 conv layers; with
 ``padding="valid"`` a 572x572 input gives a 388x388 output.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,18 +23,22 @@ class UNetConfig:
 
     in_channels: int = 1
     num_classes: int = 2
-    depth: int = 5             # resolution levels (paper: 5, i.e. 4 max-pools)
-    base_channels: int = 64    # channels at the first level (paper: 64)
+    depth: int = 5  # resolution levels (paper: 5, i.e. 4 max-pools)
+    base_channels: int = 64  # channels at the first level (paper: 64)
     padding: Literal["valid", "same"] = "valid"
-    dropout: float = 0.5       # at the end of the contracting path (paper, Sec. 3.1)
+    dropout: float = 0.5  # at the end of the contracting path (paper, Sec. 3.1)
 
 
 class DoubleConv(nn.Sequential):
     """Two 3x3 convs, each followed by ReLU; unpadded in ``valid`` mode (each trims 1 px per side)."""
 
     def __init__(self, cin: int, cout: int, pad: int) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=pad), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=pad), nn.ReLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=pad),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=pad),
+            nn.ReLU(inplace=True),
+        )
 
 
 class Down(nn.Sequential):
@@ -52,7 +57,7 @@ def center_crop(skip: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """
     dy = (skip.shape[2] - like.shape[2]) // 2
     dx = (skip.shape[3] - like.shape[3]) // 2
-    return skip[:, :, dy:skip.shape[2] - dy if dy == 0 else -dy, dx:skip.shape[3] - dx if dx == 0 else -dx]
+    return skip[:, :, dy : skip.shape[2] - dy if dy == 0 else -dy, dx : skip.shape[3] - dx if dx == 0 else -dx]
 
 
 class Up(nn.Module):
@@ -84,7 +89,7 @@ class UNet(nn.Module):
             raise ValueError("UNetConfig.depth must be >= 2 (one pooling level at least)")
         self.config = config
         pad = 1 if config.padding == "same" else 0
-        ch = [config.base_channels * 2 ** i for i in range(config.depth)]
+        ch = [config.base_channels * 2**i for i in range(config.depth)]
         self.inc = DoubleConv(config.in_channels, ch[0], pad)
         self.downs = nn.ModuleList(Down(ch[i], ch[i + 1], pad) for i in range(config.depth - 1))
         self.dropout = nn.Dropout2d(config.dropout) if config.dropout > 0 else nn.Identity()

@@ -7,6 +7,7 @@ With this folder on ``PYTHONPATH``, Python imports this file at start-up (``site
 ``segrt`` is installed already, and needs nothing but the standard library (the GPU machine has
 no network for ``pip install``).
 """
+
 from __future__ import annotations
 
 import importlib.abc
@@ -22,12 +23,15 @@ _PACKAGES = {"segrt": REPO / "sdk", "segrt.export": REPO / "export"}
 class _CheckoutFinder(importlib.abc.MetaPathFinder):
     """Finds ``segrt`` in ``sdk/`` and ``segrt.export`` in ``export/``; their submodules follow ``__path__``."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         folder = _PACKAGES.get(fullname)
         if folder is None or not (folder / "__init__.py").is_file():
             return None
-        return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
+        return importlib.util.spec_from_file_location(
+            fullname, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
 
 
 def _installed() -> bool:

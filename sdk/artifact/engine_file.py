@@ -34,6 +34,7 @@ The metadata is the ONNX model's segrt metadata (``segrt.artifact.metadata``: ``
 Reading needs only the standard library: ``segrt info`` and the tests use it
 on machines without TensorRT.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -82,45 +83,54 @@ def write_engine_file(path: str | Path, metadata: dict[str, Any], plan: bytes | 
     """Write an engine file atomically (temp file + rename): an interrupted write leaves no partial file."""
     data = encode_engine_file(metadata, plan)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
 def _parse_preamble(pre: bytes, source: str, file_size: int) -> tuple[int, int, bytes]:
     if len(pre) < PREAMBLE_SIZE and MAGIC.startswith(pre[: len(MAGIC)]):
-        raise ArtifactError(f"{source} is truncated: {file_size} bytes, shorter than the {PREAMBLE_SIZE}-byte header",
-                            "the file was cut off while copying or writing; copy it again or rebuild the engine")
+        raise ArtifactError(
+            f"{source} is truncated: {file_size} bytes, shorter than the {PREAMBLE_SIZE}-byte header",
+            "the file was cut off while copying or writing; copy it again or rebuild the engine",
+        )
     if pre[: len(MAGIC)] != MAGIC:
         raise ArtifactError(
             f"{source} is not a segrt engine file (it does not start with {MAGIC!r}; first bytes: {pre[:8]!r})",
             "build engines with `python -m segrt.export.to_engine model.onnx` (or `segrt export --format engine`); "
             "a raw TensorRT plan from trtexec can be wrapped with "
-            "`python -m segrt.export.to_engine model.onnx --wrap-plan model.plan -o model.engine`")
+            "`python -m segrt.export.to_engine model.onnx --wrap-plan model.plan -o model.engine`",
+        )
     _, version, meta_len, plan_len, digest = _PREAMBLE.unpack(pre)
     if version > HEADER_VERSION:
-        raise ArtifactError(f"{source} has engine header version {version}; this segrt reads up to {HEADER_VERSION}",
-                            "upgrade segrt (pip install -U segrt), or rebuild the engine with this segrt")
+        raise ArtifactError(
+            f"{source} has engine header version {version}; this segrt reads up to {HEADER_VERSION}",
+            "upgrade segrt (pip install -U segrt), or rebuild the engine with this segrt",
+        )
     if version < 1:
-        raise ArtifactError(f"{source} has an invalid engine header version {version}",
-                            "the file is corrupt; rebuild the engine")
+        raise ArtifactError(
+            f"{source} has an invalid engine header version {version}", "the file is corrupt; rebuild the engine"
+        )
     if meta_len > _MAX_METADATA:
-        raise ArtifactError(f"{source}: header claims {meta_len} bytes of metadata, which is not plausible",
-                            "the file is corrupt; rebuild the engine")
+        raise ArtifactError(
+            f"{source}: header claims {meta_len} bytes of metadata, which is not plausible",
+            "the file is corrupt; rebuild the engine",
+        )
     expected = PREAMBLE_SIZE + meta_len + plan_len
     if file_size < expected:
         raise ArtifactError(
             f"{source} is truncated: {file_size} bytes, the header announces {expected} "
             f"({meta_len} of metadata + {plan_len} of TensorRT plan)",
-            "the file was cut off while copying or writing; copy it again or rebuild the engine")
+            "the file was cut off while copying or writing; copy it again or rebuild the engine",
+        )
     if file_size > expected:
         raise ArtifactError(
             f"{source} has {file_size - expected} unexpected bytes after the TensorRT plan "
             f"(file {file_size} bytes, header announces {expected})",
-            "the file is corrupt or was appended to; copy it again or rebuild the engine")
+            "the file is corrupt or was appended to; copy it again or rebuild the engine",
+        )
     return meta_len, plan_len, digest
 
 
@@ -128,7 +138,9 @@ def _decode_metadata(meta_bytes: bytes, source: str) -> dict[str, Any]:
     try:
         text = meta_bytes.decode("utf-8")
     except UnicodeDecodeError:
-        raise ArtifactError(f"{source}: the engine metadata is not UTF-8 text", "the file is corrupt; rebuild the engine") from None
+        raise ArtifactError(
+            f"{source}: the engine metadata is not UTF-8 text", "the file is corrupt; rebuild the engine"
+        ) from None
     meta = md.decode(text, source)
     _validate_engine_metadata(meta, source)
     return meta
@@ -138,12 +150,16 @@ def _validate_engine_metadata(meta: Any, source: str) -> None:
     md.validate(meta, source)
     eng = meta.get("engine")
     if not isinstance(eng, dict):
-        raise ArtifactError(f"{source}: segrt engine metadata lacks the 'engine' section",
-                            "rebuild the engine with `python -m segrt.export.to_engine`")
+        raise ArtifactError(
+            f"{source}: segrt engine metadata lacks the 'engine' section",
+            "rebuild the engine with `python -m segrt.export.to_engine`",
+        )
     missing = [k for k in ENGINE_KEYS if k not in eng]
     if missing:
-        raise ArtifactError(f"{source}: engine metadata lacks {', '.join(missing)}",
-                            "rebuild the engine with `python -m segrt.export.to_engine`")
+        raise ArtifactError(
+            f"{source}: engine metadata lacks {', '.join(missing)}",
+            "rebuild the engine with `python -m segrt.export.to_engine`",
+        )
 
 
 def decode_engine_file(data: bytes | memoryview, source: str = "<bytes>") -> tuple[dict[str, Any], memoryview]:
@@ -153,11 +169,13 @@ def decode_engine_file(data: bytes | memoryview, source: str = "<bytes>") -> tup
     """
     view = memoryview(data).cast("B")
     meta_len, _plan_len, digest = _parse_preamble(bytes(view[:PREAMBLE_SIZE]), source, len(view))
-    meta_bytes = bytes(view[PREAMBLE_SIZE:PREAMBLE_SIZE + meta_len])
-    plan = view[PREAMBLE_SIZE + meta_len:]
+    meta_bytes = bytes(view[PREAMBLE_SIZE : PREAMBLE_SIZE + meta_len])
+    plan = view[PREAMBLE_SIZE + meta_len :]
     if _checksum(meta_bytes, plan) != digest:
-        raise ArtifactError(f"{source}: checksum mismatch, the engine file was modified or damaged after it was written",
-                            "copy it again from the original, or rebuild the engine")
+        raise ArtifactError(
+            f"{source}: checksum mismatch, the engine file was modified or damaged after it was written",
+            "copy it again from the original, or rebuild the engine",
+        )
     return _decode_metadata(meta_bytes, source), plan
 
 
@@ -165,8 +183,10 @@ def read_engine_file(path: str | Path) -> tuple[dict[str, Any], memoryview]:
     """Read and verify an engine file: returns (metadata, TensorRT plan bytes)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"engine file not found: {path}",
-                            "check the path, or build one with `python -m segrt.export.to_engine model.onnx`")
+        raise ArtifactError(
+            f"engine file not found: {path}",
+            "check the path, or build one with `python -m segrt.export.to_engine model.onnx`",
+        )
     return decode_engine_file(path.read_bytes(), str(path))
 
 
@@ -177,8 +197,10 @@ def read_engine_metadata(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"engine file not found: {path}",
-                            "check the path, or build one with `python -m segrt.export.to_engine model.onnx`")
+        raise ArtifactError(
+            f"engine file not found: {path}",
+            "check the path, or build one with `python -m segrt.export.to_engine model.onnx`",
+        )
     size = path.stat().st_size
     with open(path, "rb") as f:
         meta_len, _, _ = _parse_preamble(f.read(PREAMBLE_SIZE), str(path), size)
@@ -196,10 +218,24 @@ def rebuild_command(meta: dict[str, Any], engine_path: str | Path | None = None)
     build = eng.get("build") or {}
     onnx = build.get("onnx") or eng.get("source_onnx") or "model.onnx"
     out = str(engine_path or build.get("engine") or Path(onnx).with_suffix(".engine"))
-    cmd = ["python", "-m", "segrt.export.to_engine", str(onnx), "-o", out,
-           "--precision", str(build.get("precision") or eng.get("precision", "fp32"))]
-    for key, flag in (("workspace_gib", "--workspace-gib"), ("max_batch", "--max-batch"), ("opt_batch", "--opt-batch"),
-                      ("max_size", "--max-size"), ("min_size", "--min-size"), ("timing_cache", "--timing-cache")):
+    cmd = [
+        "python",
+        "-m",
+        "segrt.export.to_engine",
+        str(onnx),
+        "-o",
+        out,
+        "--precision",
+        str(build.get("precision") or eng.get("precision", "fp32")),
+    ]
+    for key, flag in (
+        ("workspace_gib", "--workspace-gib"),
+        ("max_batch", "--max-batch"),
+        ("opt_batch", "--opt-batch"),
+        ("max_size", "--max-size"),
+        ("min_size", "--min-size"),
+        ("timing_cache", "--timing-cache"),
+    ):
         if build.get(key) is not None:
             cmd += [flag, str(build[key])]
     for name, triple in (build.get("profile") or {}).items():

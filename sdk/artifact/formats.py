@@ -6,6 +6,7 @@ test holds the two together), so the two sides cannot drift. A format may have
 several runtimes (``.onnx``: ONNX Runtime, the default, and OpenVINO; ``.xml``: OpenVINO IR);
 ``segrt.load(path, backend=NAME)`` picks one.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,9 +21,9 @@ from segrt.errors import ArtifactError, InputError
 class Runtime:
     """One backend that can run a format: ``segrt.load(path, backend=name)``."""
 
-    name: str                 # value of ``backend=`` (and of the CLI's --backend)
-    target: str               # "module:Class" of the segrt backend
-    needs: str                # what must be installed, for messages
+    name: str  # value of ``backend=`` (and of the CLI's --backend)
+    target: str  # "module:Class" of the segrt backend
+    needs: str  # what must be installed, for messages
 
     def backend_class(self) -> type[Any]:
         """The backend class (a ``segrt.backends.base.Backend``), imported on first use."""
@@ -34,7 +35,7 @@ class Runtime:
 class Format:
     """One artifact format: how it is named, opened and produced."""
 
-    name: str                 # value of `segrt export --format`
+    name: str  # value of `segrt export --format`
     suffixes: tuple[str, ...]  # file suffixes recognised on load (first = default on export)
     runtimes: tuple[Runtime, ...]  # backends that run it, the default first
 
@@ -49,8 +50,10 @@ class Format:
         for rt in self.runtimes:
             if rt.name == backend:
                 return rt
-        raise InputError(f"no backend {backend!r} for {self.name} files",
-                         f"use one of: {', '.join(r.name for r in self.runtimes)} (or 'auto')")
+        raise InputError(
+            f"no backend {backend!r} for {self.name} files",
+            f"use one of: {', '.join(r.name for r in self.runtimes)} (or 'auto')",
+        )
 
     def backend_class(self, backend: str | None = None) -> type[Any]:
         """The class of the runtime called ``backend`` (see ``runtime``)."""
@@ -58,15 +61,31 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("onnx", (".onnx",),
-           (Runtime("onnxruntime", "segrt.backends.onnxrt:OnnxRuntimeBackend", "onnxruntime (installed with segrt)"),
-            Runtime("openvino", "segrt.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"))),
+    Format(
+        "onnx",
+        (".onnx",),
+        (
+            Runtime("onnxruntime", "segrt.backends.onnxrt:OnnxRuntimeBackend", "onnxruntime (installed with segrt)"),
+            Runtime("openvino", "segrt.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"),
+        ),
+    ),
     # OpenVINO IR (model.xml + model.bin), converted from the .onnx: no conversion when loading
-    Format("openvino", (".xml",),
-           (Runtime("openvino", "segrt.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"),)),
-    Format("engine", (".engine", ".plan"),
-           (Runtime("tensorrt", "segrt.backends.tensorrt:TensorRTBackend",
-                    "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')"),)),
+    Format(
+        "openvino",
+        (".xml",),
+        (Runtime("openvino", "segrt.backends.openvino:OpenVINOBackend", "openvino (pip install 'segrt[openvino]')"),),
+    ),
+    Format(
+        "engine",
+        (".engine", ".plan"),
+        (
+            Runtime(
+                "tensorrt",
+                "segrt.backends.tensorrt:TensorRTBackend",
+                "tensorrt, cuda-python and an NVIDIA GPU (pip install 'segrt[gpu]')",
+            ),
+        ),
+    ),
 )
 
 
@@ -84,5 +103,6 @@ def format_for_path(path: str | Path) -> Format:
         if suffix in fmt.suffixes:
             return fmt
     known = ", ".join(s for f in FORMATS for s in f.suffixes)
-    raise ArtifactError(f"{path}: cannot tell the model format from the suffix {suffix!r}",
-                        f"segrt loads files ending in {known}")
+    raise ArtifactError(
+        f"{path}: cannot tell the model format from the suffix {suffix!r}", f"segrt loads files ending in {known}"
+    )

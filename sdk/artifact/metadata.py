@@ -17,11 +17,13 @@ Common keys (all artifacts)::
 Kind-specific keys are documented next to the predictor that reads them
 (``segrt.unet.predictor``, ``segrt.rcnn.predictor``).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeGuard
+from typing import Any, TypeGuard
 
 from segrt.errors import ArtifactError
 
@@ -49,15 +51,20 @@ def _normalization(v: Any) -> bool:
     if mode == "percentile":
         return _number(v.get("low")) and _number(v.get("high")) and 0 <= v["low"] < v["high"] <= 100
     std = v.get("std", 1.0)
-    return (mode == "fixed" and _numbers(v.get("scale", 1.0)) and _numbers(v.get("mean", 0.0)) and _numbers(std)
-            and all(x > 0 for x in (std if isinstance(std, list) else [std])))
+    return (
+        mode == "fixed"
+        and _numbers(v.get("scale", 1.0))
+        and _numbers(v.get("mean", 0.0))
+        and _numbers(std)
+        and all(x > 0 for x in (std if isinstance(std, list) else [std]))
+    )
 
 
 @dataclass(frozen=True)
 class Field:
     """One metadata key: whether it must be there, and the rule its value follows."""
 
-    rule: str                        # the rule in words, for the error message
+    rule: str  # the rule in words, for the error message
     valid: Callable[[Any], bool]
     required: bool = True
 
@@ -65,11 +72,15 @@ class Field:
 SCHEMA: dict[str, dict[str, Field]] = {
     "common": {
         "kind": Field(f"one of {', '.join(KINDS)}", lambda v: v in KINDS),
-        "class_names": Field("a list of at least 2 strings (index 0 is background)",
-                             lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(x, str) for x in v)),
+        "class_names": Field(
+            "a list of at least 2 strings (index 0 is background)",
+            lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(x, str) for x in v),
+        ),
         "input_channels": Field("an integer from 1 to 64", lambda v: _int(v) and 1 <= v <= 64),
-        "normalization": Field('{"mode": "percentile", "low": 0..100, "high": > low} or '
-                               '{"mode": "fixed", "scale", "mean", "std" > 0}', _normalization),
+        "normalization": Field(
+            '{"mode": "percentile", "low": 0..100, "high": > low} or {"mode": "fixed", "scale", "mean", "std" > 0}',
+            _normalization,
+        ),
     },
     "unet": {
         "padding": Field('"valid" or "same"', lambda v: v in ("valid", "same")),
@@ -83,17 +94,25 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "foreground_class": Field("an integer >= 0", lambda v: _int(v) and v >= 0, required=False),
     },
     "maskrcnn": {
-        "input_size": Field("[H, W], two integers >= 1", lambda v: isinstance(v, list) and len(v) == 2
-                            and all(_int(x) and x >= 1 for x in v)),
+        "input_size": Field(
+            "[H, W], two integers >= 1",
+            lambda v: isinstance(v, list) and len(v) == 2 and all(_int(x) and x >= 1 for x in v),
+        ),
         "input_dtype": Field('"float32" or "uint8"', lambda v: v in ("float32", "uint8"), required=False),
-        "resize": Field('{"min_size": int >= 1, "max_size": int >= min_size}', lambda v: isinstance(v, dict)
-                        and _int(v.get("min_size")) and _int(v.get("max_size")) and 1 <= v["min_size"] <= v["max_size"],
-                        required=False),
+        "resize": Field(
+            '{"min_size": int >= 1, "max_size": int >= min_size}',
+            lambda v: (
+                isinstance(v, dict)
+                and _int(v.get("min_size"))
+                and _int(v.get("max_size"))
+                and 1 <= v["min_size"] <= v["max_size"]
+            ),
+            required=False,
+        ),
         "mask_size": Field("an integer >= 1", lambda v: _int(v) and v >= 1, required=False),
     },
 }
-SCHEMA["keypointrcnn"] = {**SCHEMA["maskrcnn"],
-                          "num_keypoints": Field("an integer >= 1", lambda v: _int(v) and v >= 1)}
+SCHEMA["keypointrcnn"] = {**SCHEMA["maskrcnn"], "num_keypoints": Field("an integer >= 1", lambda v: _int(v) and v >= 1)}
 
 
 def encode(meta: dict[str, Any]) -> str:
@@ -114,8 +133,9 @@ def decode(text: str | None, source: str) -> dict[str, Any]:
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{source}: segrt metadata is not valid JSON ({exc})",
-                            "re-export the model with `segrt export`") from None
+        raise ArtifactError(
+            f"{source}: segrt metadata is not valid JSON ({exc})", "re-export the model with `segrt export`"
+        ) from None
     validate(meta, source)
     return meta
 
@@ -139,19 +159,25 @@ def validate(meta: Any, source: str) -> None:
     if not _int(version) or version > FORMAT_VERSION:
         raise ArtifactError(
             f"{source}: segrt metadata format {version!r} is newer than this runtime understands "
-            f"(max {FORMAT_VERSION})", "upgrade segrt (pip install -U segrt)")
+            f"(max {FORMAT_VERSION})",
+            "upgrade segrt (pip install -U segrt)",
+        )
     problems = _check(meta, SCHEMA["common"])
     if meta.get("kind") in KINDS:
         problems += _check(meta, SCHEMA[meta["kind"]])
     if not problems and meta["kind"] == "unet":
         if (meta["tile_size"] - meta["size_min"]) % meta["size_step"] or meta["tile_size"] < meta["size_min"]:
-            problems.append(f"tile_size {meta['tile_size']} is not a valid input size "
-                            f"(size_min + k * size_step = {meta['size_min']} + k * {meta['size_step']})")
+            problems.append(
+                f"tile_size {meta['tile_size']} is not a valid input size "
+                f"(size_min + k * size_step = {meta['size_min']} + k * {meta['size_step']})"
+            )
         if meta.get("foreground_class", 1) >= len(meta["class_names"]):
             problems.append(f"foreground_class {meta['foreground_class']} has no entry in class_names")
     if problems:
-        raise ArtifactError(f"{source}: invalid segrt metadata: " + "; ".join(problems),
-                            "re-export the model with `segrt export`; the file may have been edited or damaged")
+        raise ArtifactError(
+            f"{source}: invalid segrt metadata: " + "; ".join(problems),
+            "re-export the model with `segrt export`; the file may have been edited or damaged",
+        )
 
 
 def _check(meta: dict[str, Any], fields: dict[str, Field]) -> list[str]:

@@ -13,17 +13,32 @@ are those of ``onnx/onnx.proto``::
     OperatorSetIdProto  1 domain, 2 version
     StringStringEntryProto  1 key, 2 value
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from segrt.errors import ArtifactError
 
 # TensorProto.DataType -> numpy-style name
-ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
-              9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+ELEM_TYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
+}
 
 
 @dataclass
@@ -77,7 +92,7 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
             size, pos = _varint(buf, pos)
             if pos + size > len(buf):
                 raise _Corrupt("field runs past the end of the message")
-            yield number, buf[pos:pos + size]
+            yield number, buf[pos : pos + size]
             pos += size
         elif wire in (1, 5):  # fixed64 / fixed32: skipped
             pos += 8 if wire == 1 else 4

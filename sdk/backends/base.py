@@ -4,12 +4,14 @@ A backend owns a loaded artifact and runs it: ``run(feed) -> outputs`` with
 numpy arrays keyed by tensor name. It knows nothing about images, tiles or
 masks; predictors (``segrt.unet.predictor``, ``segrt.rcnn.predictor``) do the pre/post-processing.
 """
+
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -70,8 +72,9 @@ def check_feed(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> None:
     """
     missing = [t.name for t in inputs if t.name not in feed]
     if missing:
-        raise InputError(f"missing model input(s): {', '.join(missing)}",
-                         f"pass a dict with keys {[t.name for t in inputs]}")
+        raise InputError(
+            f"missing model input(s): {', '.join(missing)}", f"pass a dict with keys {[t.name for t in inputs]}"
+        )
     for info in inputs:
         x = feed[info.name]
         if not hasattr(x, "dtype"):
@@ -81,9 +84,13 @@ def check_feed(inputs: Sequence[TensorInfo], feed: Mapping[str, Any]) -> None:
         except TypeError:  # a torch dtype: compare by name (torch.float32 -> "float32")
             same = str(x.dtype).rsplit(".", 1)[-1] == info.dtype.name
         if not same:
-            raise InputError(f"input {info.name!r} has dtype {x.dtype}, the model expects {info.dtype.name}",
-                             f"convert it before the call, e.g. x.astype(np.{info.dtype.name})")
+            raise InputError(
+                f"input {info.name!r} has dtype {x.dtype}, the model expects {info.dtype.name}",
+                f"convert it before the call, e.g. x.astype(np.{info.dtype.name})",
+            )
         if len(x.shape) != len(info.shape):
-            raise InputError(f"input {info.name!r} has shape {list(x.shape)}, the model takes "
-                             f"{len(info.shape)} dimensions {['?' if d is None else d for d in info.shape]}",
-                             "pass one array per input with the model's layout (e.g. NCHW for images)")
+            raise InputError(
+                f"input {info.name!r} has shape {list(x.shape)}, the model takes "
+                f"{len(info.shape)} dimensions {['?' if d is None else d for d in info.shape]}",
+                "pass one array per input with the model's layout (e.g. NCHW for images)",
+            )

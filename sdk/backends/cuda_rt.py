@@ -10,11 +10,13 @@ fights with torch's), and exposes CUDA graphs and stream capture.
 Every call returns ``(cudaError_t, *values)``; ``check`` turns errors into
 segrt errors. A missing driver or GPU becomes ``BackendUnavailableError``.
 """
+
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +25,14 @@ from segrt.errors import BackendUnavailableError, SegrtError
 INSTALL_HINT = "pip install 'cuda-python>=12.6' (or pip install 'segrt[gpu]'); it must match your NVIDIA driver"
 
 # errors that mean "there is no usable GPU here", not "this program has a bug"
-_NO_GPU_ERRORS = ("cudaErrorNoDevice", "cudaErrorInsufficientDriver", "cudaErrorInvalidDevice",
-                  "cudaErrorDevicesUnavailable", "cudaErrorSystemDriverMismatch", "cudaErrorCompatNotSupportedOnDevice")
+_NO_GPU_ERRORS = (
+    "cudaErrorNoDevice",
+    "cudaErrorInsufficientDriver",
+    "cudaErrorInvalidDevice",
+    "cudaErrorDevicesUnavailable",
+    "cudaErrorSystemDriverMismatch",
+    "cudaErrorCompatNotSupportedOnDevice",
+)
 
 
 class CudaError(SegrtError, RuntimeError):
@@ -39,8 +47,10 @@ def import_cudart() -> Any:
         try:  # cuda-python < 12.6 spelled it cuda.cudart
             from cuda import cudart
         except ImportError:
-            raise BackendUnavailableError("cuda-python is not installed (the TensorRT backend uses it for "
-                                          "GPU memory, streams and CUDA graphs)", INSTALL_HINT) from None
+            raise BackendUnavailableError(
+                "cuda-python is not installed (the TensorRT backend uses it for GPU memory, streams and CUDA graphs)",
+                INSTALL_HINT,
+            ) from None
     return cudart
 
 
@@ -84,10 +94,13 @@ def check(result: Any, what: str) -> Any:
             raise BackendUnavailableError(
                 f"no usable NVIDIA GPU: {what} failed with {desc}",
                 "run on a machine with an NVIDIA GPU and a driver new enough for this CUDA "
-                "(nvidia-smi must list the GPU); or use the ONNX Runtime backend (the .onnx file) on CPU")
-        raise CudaError(f"CUDA error in {what}: {desc}",
-                        "if it is out of memory, use smaller inputs/batches or fewer execution contexts; "
-                        "otherwise report it with the model file")
+                "(nvidia-smi must list the GPU); or use the ONNX Runtime backend (the .onnx file) on CPU",
+            )
+        raise CudaError(
+            f"CUDA error in {what}: {desc}",
+            "if it is out of memory, use smaller inputs/batches or fewer execution contexts; "
+            "otherwise report it with the model file",
+        )
     if not values:
         return None
     return values[0] if len(values) == 1 else values
@@ -100,8 +113,8 @@ class DeviceInfo:
     index: int
     name: str
     compute_capability: tuple[int, int]
-    total_memory: int          # bytes
-    driver_version: int        # e.g. 12080 for CUDA 12.8
+    total_memory: int  # bytes
+    driver_version: int  # e.g. 12080 for CUDA 12.8
     runtime_version: int
 
 
@@ -110,19 +123,29 @@ def device_info(device: int = 0) -> DeviceInfo:
     cudart = import_cudart()
     driver = check(cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
     if driver == 0:
-        raise BackendUnavailableError("no NVIDIA driver is installed (cudaDriverGetVersion returned 0)",
-                                      "install the NVIDIA driver and run on a machine with an NVIDIA GPU; "
-                                      "or use the ONNX Runtime backend (the .onnx file) on CPU")
+        raise BackendUnavailableError(
+            "no NVIDIA driver is installed (cudaDriverGetVersion returned 0)",
+            "install the NVIDIA driver and run on a machine with an NVIDIA GPU; "
+            "or use the ONNX Runtime backend (the .onnx file) on CPU",
+        )
     count = check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     if not 0 <= device < count:
-        raise BackendUnavailableError(f"GPU {device} does not exist; this machine has {count} GPU(s)",
-                                      f"pass device=0..{count - 1} (or check CUDA_VISIBLE_DEVICES)")
+        raise BackendUnavailableError(
+            f"GPU {device} does not exist; this machine has {count} GPU(s)",
+            f"pass device=0..{count - 1} (or check CUDA_VISIBLE_DEVICES)",
+        )
     prop = check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     name = prop.name
     if isinstance(name, (bytes, bytearray)):
         name = bytes(name).split(b"\0", 1)[0].decode(errors="replace")
-    return DeviceInfo(device, str(name), (int(prop.major), int(prop.minor)), int(prop.totalGlobalMem),
-                      int(driver), int(check(cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")))
+    return DeviceInfo(
+        device,
+        str(name),
+        (int(prop.major), int(prop.minor)),
+        int(prop.totalGlobalMem),
+        int(driver),
+        int(check(cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")),
+    )
 
 
 def set_device(device: int) -> None:
@@ -166,10 +189,14 @@ class PinnedBuffer:
         self.dtype = np.dtype(dtype)
         self.shape = tuple(int(s) for s in shape)
         self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-        self.ptr: int | None = int(check(self._cudart.cudaMallocHost(max(self.nbytes, 1)), f"cudaMallocHost({self.nbytes})"))
+        self.ptr: int | None = int(
+            check(self._cudart.cudaMallocHost(max(self.nbytes, 1)), f"cudaMallocHost({self.nbytes})")
+        )
         # byte view then dtype view: works for float16, which ctypes has no type for
         raw = (ctypes.c_ubyte * max(self.nbytes, 1)).from_address(self.ptr)
-        self.array = np.frombuffer(memoryview(raw), dtype=np.uint8, count=self.nbytes).view(self.dtype).reshape(self.shape)
+        self.array = (
+            np.frombuffer(memoryview(raw), dtype=np.uint8, count=self.nbytes).view(self.dtype).reshape(self.shape)
+        )
 
     def free(self) -> None:
         if self.ptr is not None:
@@ -189,8 +216,9 @@ class Stream:
 
     def __init__(self) -> None:
         self._cudart = import_cudart()
-        self.handle = check(self._cudart.cudaStreamCreateWithFlags(self._cudart.cudaStreamNonBlocking),
-                            "cudaStreamCreateWithFlags")
+        self.handle = check(
+            self._cudart.cudaStreamCreateWithFlags(self._cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
+        )
 
     @property
     def native(self) -> int:
@@ -201,19 +229,28 @@ class Stream:
         check(self._cudart.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
 
     def copy_htod(self, dst: int, src: np.ndarray) -> None:
-        check(self._cudart.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes,
-                                           self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.handle),
-              "cudaMemcpyAsync host->device")
+        check(
+            self._cudart.cudaMemcpyAsync(
+                dst, src.ctypes.data, src.nbytes, self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.handle
+            ),
+            "cudaMemcpyAsync host->device",
+        )
 
     def copy_dtoh(self, dst: np.ndarray, src: int) -> None:
-        check(self._cudart.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes,
-                                           self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.handle),
-              "cudaMemcpyAsync device->host")
+        check(
+            self._cudart.cudaMemcpyAsync(
+                dst.ctypes.data, src, dst.nbytes, self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.handle
+            ),
+            "cudaMemcpyAsync device->host",
+        )
 
     def copy_dtod(self, dst: int, src: int, nbytes: int) -> None:
-        check(self._cudart.cudaMemcpyAsync(dst, src, nbytes,
-                                           self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, self.handle),
-              "cudaMemcpyAsync device->device")
+        check(
+            self._cudart.cudaMemcpyAsync(
+                dst, src, nbytes, self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, self.handle
+            ),
+            "cudaMemcpyAsync device->device",
+        )
 
     def destroy(self) -> None:
         """Wait for the stream's work, then destroy it (TensorRT: releasing memory an enqueue uses
@@ -248,8 +285,10 @@ class CudaGraph:
     def capture(self, stream: Stream, fn: Callable[[], None]) -> None:
         cudart = self._cudart
         # thread-local mode: other threads' CUDA calls are not forbidden while we capture
-        check(cudart.cudaStreamBeginCapture(stream.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
-              "cudaStreamBeginCapture")
+        check(
+            cudart.cudaStreamBeginCapture(stream.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
+            "cudaStreamBeginCapture",
+        )
         try:
             fn()
         except BaseException:

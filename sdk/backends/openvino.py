@@ -37,21 +37,23 @@ keeping RoiAlign in fp32 left the demo Mask R-CNN's bf16 results unchanged. The 
 FPN's lateral convolutions are what move the scores: with them in bf16 matched scores moved by up
 to 0.71, against 0.010 for the heads alone and 0.16 for mixed (``benchmarks/openvino_bf16_split.py``).
 """
+
 from __future__ import annotations
 
 import os
 import queue
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from segrt.artifact import metadata as md
-from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 from segrt.backends.base import Backend, TensorInfo, check_feed
 from segrt.backends.openvino_mixed import convert_to_bf16, heavy_nodes
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 
 PRECISIONS = ("fp32", "bf16", "mixed", "auto")
 INSTALL_HINT = "pip install 'segrt[openvino]' (or: pip install openvino)"
@@ -70,10 +72,12 @@ DETECTION_KINDS = ("maskrcnn", "keypointrcnn")
 # plugin ignores; OpenVINO's serializer turns it into the real attribute, so marked models
 # go through an IR file once (see ``keep_fp32``).
 KEEP_FP32_KEY = "precise_0"
-MASKRCNN_BF16_WARNING = ("{name}: bf16 moves Mask R-CNN detection scores (by up to 0.37 on the demo model against "
-                         "PyTorch fp32), so detections near the score threshold and overlapping boxes in NMS can "
-                         "change; use precision='mixed' (the ResNet and the box scores in fp32; AP within 0.003 "
-                         "of fp32 on the demo models) or 'fp32' (README, OpenVINO section)")
+MASKRCNN_BF16_WARNING = (
+    "{name}: bf16 moves Mask R-CNN detection scores (by up to 0.37 on the demo model against "
+    "PyTorch fp32), so detections near the score threshold and overlapping boxes in NMS can "
+    "change; use precision='mixed' (the ResNet and the box scores in fp32; AP within 0.003 "
+    "of fp32 on the demo models) or 'fp32' (README, OpenVINO section)"
+)
 # (metadata, OpenVINO CPU capabilities) -> "fp32" | "bf16"
 PrecisionRule = Callable[[Mapping[str, Any], Sequence[str]], str]
 
@@ -83,8 +87,9 @@ def import_openvino() -> Any:
     try:
         import openvino
     except ImportError as exc:
-        raise BackendUnavailableError(f"the OpenVINO backend needs the openvino package ({exc})",
-                                      INSTALL_HINT) from None
+        raise BackendUnavailableError(
+            f"the OpenVINO backend needs the openvino package ({exc})", INSTALL_HINT
+        ) from None
     return openvino
 
 
@@ -103,14 +108,18 @@ def resolve_precision(precision: str, capabilities: Iterable[str]) -> str:
     """
     name = str(precision).lower()
     if name not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r} for the OpenVINO backend",
-                         f"use one of {', '.join(PRECISIONS)}")
+        raise InputError(
+            f"unknown precision {precision!r} for the OpenVINO backend", f"use one of {', '.join(PRECISIONS)}"
+        )
     has_bf16 = "BF16" in set(capabilities)
     if name == "auto":
         return "bf16" if has_bf16 else "fp32"
     if name in ("bf16", "mixed") and not has_bf16:
-        warnings.warn("this CPU has no native bf16 (OpenVINO does not report the BF16 capability), so bf16 "
-                      "will not be faster than fp32 here: use precision='fp32' or 'auto'", stacklevel=3)
+        warnings.warn(
+            "this CPU has no native bf16 (OpenVINO does not report the BF16 capability), so bf16 "
+            "will not be faster than fp32 here: use precision='fp32' or 'auto'",
+            stacklevel=3,
+        )
     return name
 
 
@@ -171,9 +180,17 @@ class OpenVINOBackend(Backend):
         config: extra OpenVINO properties, passed to ``compile_model`` last (they win).
     """
 
-    def __init__(self, path: str | Path, precision: str | PrecisionRule = "fp32", threads: int | None = None,
-                 fp32_ops: Iterable[str] = (), bf16_scopes: Sequence[str] = MIXED_SCOPES, device: str = "CPU",
-                 config: Mapping[str, Any] | None = None, require_metadata: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        precision: str | PrecisionRule = "fp32",
+        threads: int | None = None,
+        fp32_ops: Iterable[str] = (),
+        bf16_scopes: Sequence[str] = MIXED_SCOPES,
+        device: str = "CPU",
+        config: Mapping[str, Any] | None = None,
+        require_metadata: bool = True,
+    ) -> None:
         ov = import_openvino()
         self.path = Path(path)
         if not self.path.is_file():
@@ -187,9 +204,11 @@ class OpenVINOBackend(Backend):
         try:
             model = core.read_model(os.fspath(self.path))
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
-            raise ArtifactError(f"{self.path} could not be read by OpenVINO {ov.__version__}: {_first_line(exc)}",
-                                "the file may be truncated, not an ONNX model or OpenVINO IR, or an IR without its .bin; "
-                                "re-export it with `segrt export`") from None
+            raise ArtifactError(
+                f"{self.path} could not be read by OpenVINO {ov.__version__}: {_first_line(exc)}",
+                "the file may be truncated, not an ONNX model or OpenVINO IR, or an IR without its .bin; "
+                "re-export it with `segrt export`",
+            ) from None
         self.metadata: dict[str, Any] = md.from_props(_onnx_props(model), str(self.path), required=require_metadata)
         if callable(precision):
             precision = precision(self.metadata, self.capabilities)
@@ -198,11 +217,16 @@ class OpenVINOBackend(Backend):
         if self.precision == "bf16" and kind in DETECTION_KINDS:
             warnings.warn(MASKRCNN_BF16_WARNING.format(name=self.path.name), stacklevel=2)
         if self.precision == "mixed" and kind not in DETECTION_KINDS:
-            raise InputError(f"precision='mixed' runs the detection heads in bf16; {self.path.name} is a "
-                             f"{kind} model, which has none", "use precision='bf16' or 'fp32'")
+            raise InputError(
+                f"precision='mixed' runs the detection heads in bf16; {self.path.name} is a "
+                f"{kind} model, which has none",
+                "use precision='bf16' or 'fp32'",
+            )
         if self.precision == "mixed" and self.metadata.get("quantization"):
-            raise InputError(f"precision='mixed' converts float layers to bf16; {self.path.name} is an int8 file",
-                             "use precision='fp32' for it (its convolutions run in int8), or mixed on the fp32 file")
+            raise InputError(
+                f"precision='mixed' converts float layers to bf16; {self.path.name} is an int8 file",
+                "use precision='fp32' for it (its convolutions run in int8), or mixed on the fp32 file",
+            )
         self.fp32_ops = tuple(fp32_ops)
         self.fp32_nodes = 0
         if self.precision != "fp32" and self.fp32_ops:
@@ -219,17 +243,21 @@ class OpenVINOBackend(Backend):
         if self.precision == "mixed":
             layers = heavy_nodes(model, bf16_scopes)
             if not layers:
-                raise ArtifactError(f"{self.path.name} has no convolutions named {', '.join(bf16_scopes)}",
-                                    "re-export it with `segrt export`, or use precision='fp32'")
+                raise ArtifactError(
+                    f"{self.path.name} has no convolutions named {', '.join(bf16_scopes)}",
+                    "re-export it with `segrt export`, or use precision='fp32'",
+                )
             self.bf16_layers = convert_to_bf16(model, layers)
         hint = "f32" if self.precision == "mixed" else _HINTS[self.precision]
         try:
-            self.compiled = core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": hint,
-                                                               **properties, **(config or {})})
+            self.compiled = core.compile_model(
+                model, device, {"INFERENCE_PRECISION_HINT": hint, **properties, **(config or {})}
+            )
         except Exception as exc:
-            raise ArtifactError(f"OpenVINO {ov.__version__} could not compile {self.path.name} for {device}: "
-                                f"{_first_line(exc)}",
-                                "use the ONNX Runtime backend (backend='onnxruntime') and report the model") from None
+            raise ArtifactError(
+                f"OpenVINO {ov.__version__} could not compile {self.path.name} for {device}: {_first_line(exc)}",
+                "use the ONNX Runtime backend (backend='onnxruntime') and report the model",
+            ) from None
         self._requests: queue.SimpleQueue = queue.SimpleQueue()  # idle infer requests (one per concurrent caller)
 
     @property
@@ -249,11 +277,12 @@ class OpenVINOBackend(Backend):
                 request.infer({i: arrays[t.name] for i, t in enumerate(self.inputs)})
             except RuntimeError as exc:  # e.g. a height/width the graph's shapes cannot take
                 shapes = {k: list(v.shape) for k, v in arrays.items()}
-                raise InputError(f"OpenVINO could not run {self.path.name} on inputs {shapes}: {_first_line(exc)}",
-                                 f"pass shapes the model takes: {[(t.name, t.shape) for t in self.inputs]}") from None
+                raise InputError(
+                    f"OpenVINO could not run {self.path.name} on inputs {shapes}: {_first_line(exc)}",
+                    f"pass shapes the model takes: {[(t.name, t.shape) for t in self.inputs]}",
+                ) from None
             # the request reuses its output memory on the next call: copy out
-            return {name: np.array(request.get_output_tensor(i).data)
-                    for i, name in enumerate(self._output_names)}
+            return {name: np.array(request.get_output_tensor(i).data) for i, name in enumerate(self._output_names)}
         finally:
             self._requests.put(request)
 
@@ -269,4 +298,3 @@ class OpenVINOBackend(Backend):
     def close(self) -> None:
         self._requests = queue.SimpleQueue()
         self.compiled = None
-

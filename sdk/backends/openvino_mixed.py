@@ -7,9 +7,11 @@ the converts around it fuse into its neighbours. So the chosen layers (by ONNX n
 get ``Convert`` to bf16 on their float inputs and back to float32 on their outputs; everything
 else, the box scores, NMS and RoiAlign included, stays float32, in one compiled model.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # OpenVINO's Python objects (Model, Node, Output) carry no type hints: they are Any below.
 
@@ -29,8 +31,9 @@ def heavy_nodes(model: Any, prefixes: Sequence[str]) -> list[Any]:
 
     def in_scope(op: Any) -> bool:
         consumers = [t.get_node() for out in op.outputs() for t in out.get_target_inputs()]
-        return _name(op).startswith(prefixes) or (bool(consumers) and all(
-            _name(c).startswith(prefixes) for c in consumers))
+        return _name(op).startswith(prefixes) or (
+            bool(consumers) and all(_name(c).startswith(prefixes) for c in consumers)
+        )
 
     return [op for op in model.get_ordered_ops() if op.get_type_name() in HEAVY_TYPES and in_scope(op)]
 

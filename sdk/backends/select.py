@@ -8,9 +8,11 @@ or segm and bbox AP (Mask R-CNN) is within 0.005 of fp32 either way (``segrt.ben
 To choose from fresh measurements on another machine: ``segrt bench unet|maskrcnn --pick`` (the
 same picker; its budget is on the agreement with PyTorch's output).
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from segrt.errors import BackendUnavailableError
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 def openvino_installed() -> bool:
     """Whether the OpenVINO backend can run here (the ``openvino`` package imports)."""
     from segrt.backends.openvino import import_openvino
+
     try:
         import_openvino()
     except BackendUnavailableError:
@@ -51,7 +54,7 @@ def measured_precision(metadata: Mapping[str, Any], capabilities: Sequence[str])
     return "fp32" if metadata.get("quantization") else "mixed"
 
 
-def auto_backend(fmt: "Format", options: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+def auto_backend(fmt: Format, options: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """The backend (and options) ``backend="auto"`` opens a file of format ``fmt`` with.
 
     Rule (measured, see ``measured_precision``): ``.onnx`` files run on OpenVINO when the
@@ -67,7 +70,9 @@ def auto_backend(fmt: "Format", options: Mapping[str, Any]) -> tuple[str | None,
     if fmt.name != "onnx":
         return None, options
     if options.get("precision", "fp32") not in ("fp32", "auto"):
-        raise BackendUnavailableError(f"precision={options['precision']!r} needs the OpenVINO backend, "
-                                      "which is not installed", "pip install 'segrt[openvino]'")
+        raise BackendUnavailableError(
+            f"precision={options['precision']!r} needs the OpenVINO backend, which is not installed",
+            "pip install 'segrt[openvino]'",
+        )
     options.pop("precision", None)
     return "onnxruntime", options

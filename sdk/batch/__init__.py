@@ -10,9 +10,10 @@ are recorded, never fatal. The CLI is ``segrt predict|eval ... --ray [ADDRESS]``
     records   records, job claim, manifest, merged COCO results
     run       run_batch, connect, BatchSummary
 """
+
 from __future__ import annotations
 
 from segrt.batch.inputs import Item, coco_items, list_images, split_items
 from segrt.batch.run import BatchSummary, connect, run_batch
 
-__all__ = ["Item", "list_images", "coco_items", "split_items", "run_batch", "connect", "BatchSummary"]
+__all__ = ["BatchSummary", "Item", "coco_items", "connect", "list_images", "run_batch", "split_items"]

@@ -5,14 +5,16 @@ Every item has a ``key``: its path relative to the folder it was found in, witho
 the image's results (``OUT/a/b/cell_classes.png``) and its record, so it must be unique: two files
 that differ only in suffix are refused before any work.
 """
+
 from __future__ import annotations
 
 import glob
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from segrt.errors import DataError, InputError
 
@@ -74,14 +76,18 @@ def list_images(patterns: Iterable[str | Path]) -> list[Item]:
             base = _magic_base(pattern)
             files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
             if not files:
-                raise DataError(f"no file matches {pattern!r}", "check the pattern (quote it so the shell leaves it "
-                                                               "to segrt; `**` matches sub-folders)")
+                raise DataError(
+                    f"no file matches {pattern!r}",
+                    "check the pattern (quote it so the shell leaves it to segrt; `**` matches sub-folders)",
+                )
         else:
             raise DataError(f"image not found: {pattern}", "pass image files, folders or a quoted glob pattern")
         items.extend(Item(_key(p, base), os.path.abspath(p)) for p in files)  # workers may run elsewhere
     if not items:
-        raise DataError(f"no images in {', '.join(map(str, patterns))}",
-                        f"a folder contributes its {'/'.join(IMAGE_SUFFIXES)} files")
+        raise DataError(
+            f"no images in {', '.join(map(str, patterns))}",
+            f"a folder contributes its {'/'.join(IMAGE_SUFFIXES)} files",
+        )
     return unique(items)
 
 
@@ -98,17 +104,28 @@ def coco_items(coco_json: str | Path, image_dir: str | Path | None = None) -> li
         images = json.loads(coco_json.read_text())["images"]
         listed = sorted((int(im["id"]), str(im["file_name"])) for im in images)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"cannot read the image list of COCO file {coco_json}: {exc}",
-                        "pass a COCO instances JSON with images[].id and images[].file_name") from None
-    return unique([Item(Path(name).with_suffix("").as_posix(), os.path.abspath(image_dir / name), image_id=i)
-                   for i, name in listed])
+        raise DataError(
+            f"cannot read the image list of COCO file {coco_json}: {exc}",
+            "pass a COCO instances JSON with images[].id and images[].file_name",
+        ) from None
+    return unique(
+        [
+            Item(Path(name).with_suffix("").as_posix(), os.path.abspath(image_dir / name), image_id=i)
+            for i, name in listed
+        ]
+    )
 
 
 def split_items(split_dir: str | Path) -> list[Item]:
     """Items for an image/label split folder (``segrt.io.datasets``), with their label files."""
     from segrt.io.datasets import list_pairs
-    return unique([Item(image.stem, os.path.abspath(image), labels=os.path.abspath(labels))
-                   for image, labels in list_pairs(split_dir)])
+
+    return unique(
+        [
+            Item(image.stem, os.path.abspath(image), labels=os.path.abspath(labels))
+            for image, labels in list_pairs(split_dir)
+        ]
+    )
 
 
 def unique(items: list[Item]) -> list[Item]:
@@ -117,6 +134,8 @@ def unique(items: list[Item]) -> list[Item]:
     for item in items:
         seen = by_key.setdefault(item.key, item)
         if seen.path != item.path:
-            raise InputError(f"{seen.path} and {item.path} would both write results named {item.key!r}",
-                             "rename one, or run them into different --out folders")
+            raise InputError(
+                f"{seen.path} and {item.path} would both write results named {item.key!r}",
+                "rename one, or run them into different --out folders",
+            )
     return list(by_key.values())

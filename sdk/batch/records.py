@@ -14,13 +14,15 @@ with the same bytes), so a worker killed at any point leaves nothing torn under 
 rerun skips exactly the images whose record says ``ok``. Images whose record says ``error`` are tried
 again (the file may have been fixed).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from segrt.errors import InputError
 from segrt.io.files import atomic_path
@@ -79,8 +81,10 @@ def claim_job(out_dir: str | Path, job: dict[str, Any]) -> None:
         held = json.loads(path.read_text())
         if held != job:
             changed = sorted(k for k in set(held) | set(job) if held.get(k) != job.get(k))
-            raise InputError(f"{out_dir} holds the results of another batch job (different {', '.join(changed)})",
-                             "choose another --out folder, or delete that one to start over")
+            raise InputError(
+                f"{out_dir} holds the results of another batch job (different {', '.join(changed)})",
+                "choose another --out folder, or delete that one to start over",
+            )
         return
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(job, indent=1))

@@ -11,14 +11,16 @@ of ``actors`` actors (the model is loaded once per actor), each reserving ``cpus
 ``max_task_retries=-1`` are Ray Data's defaults for actor pools); the records make every retry
 harmless (``segrt.batch.records``). Ray itself is imported only here, when a run starts.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from segrt.batch import records
 from segrt.batch.inputs import Item
@@ -46,19 +48,22 @@ class BatchSummary:
     out_dir: str
 
     def __str__(self) -> str:
-        return (f"{self.images} images: {self.processed} processed in {self.seconds:.1f} s "
-                f"({self.images_per_s:.2f} images/s), {self.skipped} already done, {self.errors} errors; "
-                f"manifest: {Path(self.out_dir) / records.MANIFEST}")
+        return (
+            f"{self.images} images: {self.processed} processed in {self.seconds:.1f} s "
+            f"({self.images_per_s:.2f} images/s), {self.skipped} already done, {self.errors} errors; "
+            f"manifest: {Path(self.out_dir) / records.MANIFEST}"
+        )
 
 
 def import_ray() -> Any:
     """``ray`` (with Ray Data), or a BackendUnavailableError naming the extra."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
-        raise BackendUnavailableError("running on Ray needs Ray Data, which is not installed",
-                                      "pip install 'segrt[ray]'") from None
+        raise BackendUnavailableError(
+            "running on Ray needs Ray Data, which is not installed", "pip install 'segrt[ray]'"
+        ) from None
     return ray
 
 
@@ -74,49 +79,74 @@ def connect(address: str | None = LOCAL, num_cpus: int | None = None) -> Any:
     return ray
 
 
-def actor_resources(ray: Any, actors: int, cpus_per_actor: float | None, gpus_per_actor: float
-                    ) -> tuple[float, float]:
+def actor_resources(ray: Any, actors: int, cpus_per_actor: float | None, gpus_per_actor: float) -> tuple[float, float]:
     """(CPUs, GPUs) each actor reserves. CPUs default to what the cluster has, split between the actors,
     minus half a CPU for Ray Data's own tasks: actors that take every CPU leave none for reading the
     items, and the run deadlocks (seen with two 1-CPU actors on 2 cores). With GPUs, one CPU each."""
     total = float(ray.cluster_resources().get("CPU", 1.0))
     if gpus_per_actor > float(ray.cluster_resources().get("GPU", 0.0)):
-        raise InputError(f"--gpus-per-actor {gpus_per_actor:g} but the Ray cluster has "
-                         f"{ray.cluster_resources().get('GPU', 0):g} GPUs", "join a cluster with GPU workers, or "
-                                                                           "drop --gpus-per-actor")
+        raise InputError(
+            f"--gpus-per-actor {gpus_per_actor:g} but the Ray cluster has "
+            f"{ray.cluster_resources().get('GPU', 0):g} GPUs",
+            "join a cluster with GPU workers, or drop --gpus-per-actor",
+        )
     if cpus_per_actor is None:
         cpus_per_actor = min(1.0, total / actors) if gpus_per_actor else max(0.1, (total - 0.5) / actors)
     if cpus_per_actor * actors > total:
-        raise InputError(f"{actors} actors x {cpus_per_actor:g} CPUs need more than the cluster's {total:g} CPUs",
-                         "lower --actors or the CPUs per actor")
+        raise InputError(
+            f"{actors} actors x {cpus_per_actor:g} CPUs need more than the cluster's {total:g} CPUs",
+            "lower --actors or the CPUs per actor",
+        )
     return round(cpus_per_actor, 2), float(gpus_per_actor)
 
 
 def model_kind(model: str | Path) -> str:
     """The artifact's model kind (``unet``, ``maskrcnn``, ``keypointrcnn``), read from its metadata alone."""
     from segrt.artifact.info import describe
+
     return str(describe(model)["metadata"]["kind"])
 
 
-def job_description(model: str | Path, mode: str, backend: str | None, backend_options: dict[str, Any],
-                    predict_options: dict[str, Any]) -> dict[str, Any]:
+def job_description(
+    model: str | Path, mode: str, backend: str | None, backend_options: dict[str, Any], predict_options: dict[str, Any]
+) -> dict[str, Any]:
     """What makes results of one run reusable by another (``records.claim_job``): threads do not count."""
     model = Path(model)
     if not model.is_file():
         from segrt.errors import ArtifactError
+
         raise ArtifactError(f"model file not found: {model}", "check the path (export one with `segrt export`)")
     options = {k: v for k, v in backend_options.items() if k != "threads"}
-    return {"mode": mode, "model": model.name, "model_bytes": model.stat().st_size,
-            "model_sha256": records.file_digest(model), "backend": backend, "backend_options": options,
-            "predict_options": predict_options}
+    return {
+        "mode": mode,
+        "model": model.name,
+        "model_bytes": model.stat().st_size,
+        "model_sha256": records.file_digest(model),
+        "backend": backend,
+        "backend_options": options,
+        "predict_options": predict_options,
+    }
 
 
-def run_batch(model: str | Path, items: list[Item], out_dir: str | Path, *, mode: str = "predict",
-              address: str | None = LOCAL, actors: int = 1, cpus_per_actor: float | None = None,
-              gpus_per_actor: float = 0.0, batch_size: int = DEFAULT_BATCH_SIZE, backend: str | None = None,
-              backend_options: dict[str, Any] | None = None, predict_options: dict[str, Any] | None = None,
-              max_pixels: int | None = None, progress: bool = True,
-              on_batch: Callable[[int], None] | None = None, crash_once: CrashOnce | None = None) -> BatchSummary:
+def run_batch(
+    model: str | Path,
+    items: list[Item],
+    out_dir: str | Path,
+    *,
+    mode: str = "predict",
+    address: str | None = LOCAL,
+    actors: int = 1,
+    cpus_per_actor: float | None = None,
+    gpus_per_actor: float = 0.0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    backend: str | None = None,
+    backend_options: dict[str, Any] | None = None,
+    predict_options: dict[str, Any] | None = None,
+    max_pixels: int | None = None,
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+    crash_once: CrashOnce | None = None,
+) -> BatchSummary:
     """Run ``model`` over ``items`` on Ray Data, writing results, records and the manifest into ``out_dir``.
 
     Args:
@@ -141,6 +171,7 @@ def run_batch(model: str | Path, items: list[Item], out_dir: str | Path, *, mode
         writes ``out_dir/results.json``).
     """
     from segrt.batch.worker import MODES, BatchWorker
+
     if mode not in MODES:
         raise InputError(f"unknown batch mode {mode!r}", f"use one of {', '.join(MODES)}")
     if actors < 1 or batch_size < 1:
@@ -159,13 +190,27 @@ def run_batch(model: str | Path, items: list[Item], out_dir: str | Path, *, mode
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.print_on_execution_start = progress
-        kwargs = dict(model=os.fspath(Path(model).resolve()), out_dir=os.fspath(out_dir.resolve()), mode=mode,
-                      backend=backend, backend_options=backend_options, predict_options=predict_options,
-                      max_pixels=max_pixels, crash_once=crash_once)
+        kwargs = dict(
+            model=os.fspath(Path(model).resolve()),
+            out_dir=os.fspath(out_dir.resolve()),
+            mode=mode,
+            backend=backend,
+            backend_options=backend_options,
+            predict_options=predict_options,
+            max_pixels=max_pixels,
+            crash_once=crash_once,
+        )
         # one block per batch: blocks are the unit the actors are handed
         ds = ray.data.from_items([item.row() for item in todo], override_num_blocks=-(-len(todo) // batch_size))
-        ds = ds.map_batches(BatchWorker, fn_constructor_kwargs=kwargs, batch_size=batch_size, concurrency=actors,
-                            num_cpus=cpus, num_gpus=gpus or None, batch_format="numpy")
+        ds = ds.map_batches(
+            BatchWorker,
+            fn_constructor_kwargs=kwargs,
+            batch_size=batch_size,
+            concurrency=actors,
+            num_cpus=cpus,
+            num_gpus=gpus or None,
+            batch_format="numpy",
+        )
         t0 = time.perf_counter()
         finished = 0
         batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
@@ -184,9 +229,16 @@ def run_batch(model: str | Path, items: list[Item], out_dir: str | Path, *, mode
         records.write_merged_results(out_dir, records.coco_results(out_dir, [(i.key, i.image_id) for i in items]))
     records.remove_partials(out_dir)
     errors = sum(r["status"] == "error" for r in rows)
-    return BatchSummary(images=len(items), processed=len(todo), skipped=len(items) - len(todo),
-                        ok=sum(r["status"] == "ok" for r in rows), errors=errors, seconds=seconds,
-                        images_per_s=len(todo) / seconds if seconds > 0 else 0.0, out_dir=str(out_dir))
+    return BatchSummary(
+        images=len(items),
+        processed=len(todo),
+        skipped=len(items) - len(todo),
+        ok=sum(r["status"] == "ok" for r in rows),
+        errors=errors,
+        seconds=seconds,
+        images_per_s=len(todo) / seconds if seconds > 0 else 0.0,
+        out_dir=str(out_dir),
+    )
 
 
 def summary_json(summary: BatchSummary) -> str:

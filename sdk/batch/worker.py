@@ -12,6 +12,7 @@ without a cluster too. Each image is processed by :meth:`BatchWorker.process`:
 Any error of one image (a corrupt file, a wrong rank, a size over the limit) becomes that image's
 ``error`` record: it never stops the actor or the run.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,11 +46,13 @@ class CrashOnce:
 def image_hw(path: str | Path) -> tuple[int, int] | None:
     """(H, W) of an image file from its header alone (PNG, JPEG, TIFF), or None when it cannot tell."""
     from segrt.serve.protocol import encoded_size
+
     with open(path, "rb") as f:
         head = f.read(65536)
     hw = encoded_size(np.frombuffer(head, np.uint8))
     if hw is None and Path(path).suffix.lower() in (".tif", ".tiff") and head[:2] in (b"II", b"MM"):
         from segrt.io.sources import open_image
+
         source = open_image(path)
         hw = source.shape[0], source.shape[1]
     return hw
@@ -61,9 +64,11 @@ def check_size(path: str | Path, max_pixels: int | None) -> None:
         return
     hw = image_hw(path)
     if hw is not None and hw[0] * hw[1] > max_pixels:
-        raise InputError(f"image of {hw[0]} x {hw[1]} = {hw[0] * hw[1] / 1e6:.1f} megapixels exceeds the batch "
-                         f"limit of {max_pixels / 1e6:.1f} megapixels",
-                         "raise it with --max-pixels (0: no limit; U-Net reads TIFFs a band at a time)")
+        raise InputError(
+            f"image of {hw[0]} x {hw[1]} = {hw[0] * hw[1] / 1e6:.1f} megapixels exceeds the batch "
+            f"limit of {max_pixels / 1e6:.1f} megapixels",
+            "raise it with --max-pixels (0: no limit; U-Net reads TIFFs a band at a time)",
+        )
 
 
 def error_message(exc: BaseException) -> str:
@@ -89,10 +94,19 @@ class BatchWorker:
         crash_once: test hook (:class:`CrashOnce`).
     """
 
-    def __init__(self, model: str, out_dir: str, mode: str = "predict", backend: str | None = None,
-                 backend_options: dict[str, Any] | None = None, predict_options: dict[str, Any] | None = None,
-                 max_pixels: int | None = None, crash_once: CrashOnce | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        out_dir: str,
+        mode: str = "predict",
+        backend: str | None = None,
+        backend_options: dict[str, Any] | None = None,
+        predict_options: dict[str, Any] | None = None,
+        max_pixels: int | None = None,
+        crash_once: CrashOnce | None = None,
+    ) -> None:
         from segrt import load
+
         if mode not in MODES:
             raise InputError(f"unknown batch mode {mode!r}", f"use one of {', '.join(MODES)}")
         self.predictor = load(model, backend=backend, **(backend_options or {}))
@@ -121,8 +135,15 @@ class BatchWorker:
         if done is not None and done.get("status") == "ok":
             return done, True
         t0 = time.perf_counter()
-        record: dict[str, Any] = {"image": item.key, "path": item.path, "status": "ok", "objects": None,
-                                  "model_ms": None, "total_ms": None, "error": None}
+        record: dict[str, Any] = {
+            "image": item.key,
+            "path": item.path,
+            "status": "ok",
+            "objects": None,
+            "model_ms": None,
+            "total_ms": None,
+            "error": None,
+        }
         try:
             check_size(item.path, self.max_pixels)
             record.update(self._run(item))
@@ -142,17 +163,20 @@ class BatchWorker:
     def _run(self, item: Item) -> dict[str, Any]:
         """Predict (and score) one image; returns the record fields it adds."""
         from segrt.predictor import predict_file
+
         stem_dir = (self.out_dir / item.key).parent
         stem = Path(item.key).name
         if self.mode == "eval" and self.predictor.kind == "unet":
             from segrt.io.datasets import load_pair
             from segrt.unet.predictor import UNetPredictor, score_image
+
             assert isinstance(self.predictor, UNetPredictor)  # kind "unet" is loaded as one
             image, labels = load_pair(item.path, item.labels)
             metrics = score_image(self.predictor, image, labels, tta=bool(self.predict_options.get("tta")))
             return {"objects": int(metrics["objects_predicted"]), "metrics": metrics}
         if self.mode == "eval":  # R-CNN: as segrt.rcnn.coco.evaluate predicts (whole image, default options)
             from segrt.io.images import read_image
+
             result = self.predictor.predict(read_image(item.path))
             self.predictor.save(result, stem_dir, stem)
         else:
@@ -165,6 +189,7 @@ class BatchWorker:
     def _maybe_crash(self, item: Item, record: dict[str, Any]) -> None:
         """The :class:`CrashOnce` hook: leave a torn temporary record, then die without cleanup."""
         import json
+
         try:
             fd = os.open(self.crash_once.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # type: ignore[union-attr]
         except FileExistsError:

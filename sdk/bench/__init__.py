@@ -13,9 +13,38 @@ the table, the plot and the JSON; ``segrt.bench.agreement``: agreement with the 
 output; ``segrt.bench.artifacts``: the runtime table and the variants of an exported artifact;
 ``segrt.bench.cli``: ``segrt bench model`` and the options all benchmark commands share.
 """
-from segrt.bench.core import (MODES, SCHEMA, Budget, Report, Row, Timing, Variant, Within, measure, pick, run_variants,
-                   timing_from_samples)
+
+from segrt.bench.core import (
+    MODES,
+    SCHEMA,
+    Budget,
+    Report,
+    Row,
+    Timing,
+    Variant,
+    Within,
+    measure,
+    pick,
+    run_variants,
+    timing_from_samples,
+)
 from segrt.bench.report import format_table, plot, read_json, write_json
 
-__all__ = ["MODES", "SCHEMA", "Budget", "Report", "Row", "Timing", "Variant", "Within", "measure", "pick",
-           "run_variants", "timing_from_samples", "format_table", "plot", "read_json", "write_json"]
+__all__ = [
+    "MODES",
+    "SCHEMA",
+    "Budget",
+    "Report",
+    "Row",
+    "Timing",
+    "Variant",
+    "Within",
+    "format_table",
+    "measure",
+    "pick",
+    "plot",
+    "read_json",
+    "run_variants",
+    "timing_from_samples",
+    "write_json",
+]

@@ -13,6 +13,7 @@
   score means NMS or the ranking changed, one near the score threshold means threshold flicker.
 * :func:`array_agreement` (ops): largest absolute difference.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,11 @@ def segmentation_agreement(out: Any, ref: Any) -> dict[str, float]:
         union = np.count_nonzero((a == k) | (b == k))
         if union:
             ious.append(np.count_nonzero((a == k) & (b == k)) / union)
-    numbers = {"iou": float(np.mean(ious)) if ious else 1.0, "label_agreement": float((a == b).mean()),
-               "max_abs_dprob": float(np.abs(p - q).max()) if p.size else 0.0}
+    numbers = {
+        "iou": float(np.mean(ious)) if ious else 1.0,
+        "label_agreement": float((a == b).mean()),
+        "max_abs_dprob": float(np.abs(p - q).max()) if p.size else 0.0,
+    }
     if hasattr(out, "instances") and hasattr(ref, "instances"):  # two SegmentationResults: objects counted
         numbers["abs_dcount"] = float(abs(out.count - ref.count))
     return numbers
@@ -73,8 +77,14 @@ def _coco_ap(result: Any, reference: Any, iou_type: Literal["bbox", "segm"]) -> 
     anns: list[Any] = []  # COCO annotation dicts (pycocotools' stubs type them as TypedDicts)
     for i in keep_ref:
         box = bbox_xywh(reference.boxes[i])
-        ann = {"id": i + 1, "image_id": 1, "category_id": int(reference.labels[i]), "bbox": box,
-               "area": float(box[2] * box[3]), "iscrowd": 0}
+        ann = {
+            "id": i + 1,
+            "image_id": 1,
+            "category_id": int(reference.labels[i]),
+            "bbox": box,
+            "area": float(box[2] * box[3]),
+            "iscrowd": 0,
+        }
         if iou_type == "segm":
             ann["segmentation"] = encode_rle(reference.masks[i])
             ann["area"] = float(np.count_nonzero(reference.masks[i]))
@@ -82,15 +92,22 @@ def _coco_ap(result: Any, reference: Any, iou_type: Literal["bbox", "segm"]) -> 
     cats = sorted({int(c) for c in reference.labels} | {int(c) for c in result.labels})
     dets: list[dict[str, Any]] = []
     for i in keep_out:
-        d = {"image_id": 1, "category_id": int(result.labels[i]), "bbox": bbox_xywh(result.boxes[i]),
-             "score": float(result.scores[i])}
+        d = {
+            "image_id": 1,
+            "category_id": int(result.labels[i]),
+            "bbox": bbox_xywh(result.boxes[i]),
+            "score": float(result.scores[i]),
+        }
         if iou_type == "segm":
             d["segmentation"] = encode_rle(result.masks[i])
         dets.append(d)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": [{"id": 1, "height": int(h), "width": int(w), "file_name": ""}], "annotations": anns,
-                      "categories": [{"id": c, "name": str(c), "supercategory": ""} for c in cats]}
+        gt.dataset = {
+            "images": [{"id": 1, "height": int(h), "width": int(w), "file_name": ""}],
+            "annotations": anns,
+            "categories": [{"id": c, "name": str(c), "supercategory": ""} for c in cats],
+        }
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dets), iou_type)
         ev.params.maxDets = [1, 10, max(100, len(keep_out))]
@@ -141,8 +158,11 @@ def detection_matching(out: Any, ref: Any, iou_thresh: float = 0.5) -> dict[str,
     used: set[int] = set()
     pairs: list[tuple[int, int, float]] = []
     for i in np.argsort(-np.asarray(ref.scores)):
-        free = [(ious[i, j], j) for j in range(m) if j not in used and out.labels[j] == ref.labels[i]
-                and ious[i, j] >= iou_thresh]
+        free = [
+            (ious[i, j], j)
+            for j in range(m)
+            if j not in used and out.labels[j] == ref.labels[i] and ious[i, j] >= iou_thresh
+        ]
         if free:
             iou, j = max(free)
             used.add(j)
@@ -153,14 +173,16 @@ def detection_matching(out: Any, ref: Any, iou_thresh: float = 0.5) -> dict[str,
             union = np.count_nonzero(ref.masks[i] | out.masks[j])
             mask_ious.append(np.count_nonzero(ref.masks[i] & out.masks[j]) / union if union else 1.0)
     paired_ref = {i for i, _, _ in pairs}
-    return {"matched": float(len(pairs)),
-            "max_abs_dscore": max((abs(float(out.scores[j]) - float(ref.scores[i])) for i, j, _ in pairs),
-                                  default=0.0),
-            "min_box_iou": min((iou for _, _, iou in pairs), default=1.0),
-            "mean_mask_iou": float(np.mean(mask_ious)) if mask_ious else 1.0,
-            "unmatched_reference_max_score": max((float(ref.scores[i]) for i in range(n) if i not in paired_ref),
-                                                 default=0.0),
-            "unmatched_max_score": max((float(out.scores[j]) for j in range(m) if j not in used), default=0.0)}
+    return {
+        "matched": float(len(pairs)),
+        "max_abs_dscore": max((abs(float(out.scores[j]) - float(ref.scores[i])) for i, j, _ in pairs), default=0.0),
+        "min_box_iou": min((iou for _, _, iou in pairs), default=1.0),
+        "mean_mask_iou": float(np.mean(mask_ious)) if mask_ious else 1.0,
+        "unmatched_reference_max_score": max(
+            (float(ref.scores[i]) for i in range(n) if i not in paired_ref), default=0.0
+        ),
+        "unmatched_max_score": max((float(out.scores[j]) for j in range(m) if j not in used), default=0.0),
+    }
 
 
 def array_agreement(out: Any, ref: Any) -> dict[str, float]:

@@ -7,18 +7,20 @@ int8) was not given, is left out.
 (``backend.run`` on the exact feeds the predictor builds for the image) and ``end_to_end``
 (``predictor.predict(image)``).
 """
+
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segrt.bench.core import MODES, Agreement, Variant
 from segrt.errors import InputError
 from segrt.predictor import record_feeds
-from segrt.bench.core import MODES, Agreement, Variant
 
 if TYPE_CHECKING:
     from segrt.predictor import Predictor
@@ -63,8 +65,9 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("openvino int8", "int8", {"backend": "openvino", "precision": "fp32"}, OPENVINO),
     Runtime("openvino int8+bf16", "int8", {"backend": "openvino", "precision": "bf16"}, OPENVINO),
     # the FPN outputs' and heads' convolutions and matmuls in bf16; the ResNet, RoiAlign, scores and NMS in fp32
-    Runtime("openvino mixed", "fp32", {"backend": "openvino", "precision": "mixed"}, OPENVINO,
-            ("maskrcnn", "keypointrcnn")),
+    Runtime(
+        "openvino mixed", "fp32", {"backend": "openvino", "precision": "mixed"}, OPENVINO, ("maskrcnn", "keypointrcnn")
+    ),
 )
 
 
@@ -84,8 +87,10 @@ def load(path: str | Path, threads: int | None, options: Mapping[str, Any] | Non
     try:
         return segrt.load(path, **kwargs)
     except TypeError as exc:
-        raise InputError(f"{path}: the backend does not take the options {dict(options or {})} ({exc})",
-                         "install the backend's extra, or leave --backend out") from None
+        raise InputError(
+            f"{path}: the backend does not take the options {dict(options or {})} ({exc})",
+            "install the backend's extra, or leave --backend out",
+        ) from None
 
 
 def model_call(backend: Any, feeds: list[dict[str, np.ndarray]]) -> Callable[[], list[dict[str, np.ndarray]]]:
@@ -93,10 +98,18 @@ def model_call(backend: Any, feeds: list[dict[str, np.ndarray]]) -> Callable[[],
     return lambda: [backend.run(f) for f in feeds]
 
 
-def predictor_variants(name: str, make_predictor: Callable[[], Any], image: np.ndarray, *,
-                       agreement: Agreement | None, model_agreement: Agreement | None = None, group: str = "",
-                       reference: bool = False, modes: tuple[str, ...] = MODES,
-                       info: Mapping[str, Any] | None = None) -> list[Variant]:
+def predictor_variants(
+    name: str,
+    make_predictor: Callable[[], Any],
+    image: np.ndarray,
+    *,
+    agreement: Agreement | None,
+    model_agreement: Agreement | None = None,
+    group: str = "",
+    reference: bool = False,
+    modes: tuple[str, ...] = MODES,
+    info: Mapping[str, Any] | None = None,
+) -> list[Variant]:
     """Model-only and end-to-end variants of any predictor (``backend`` + ``predict``) on ``image``.
 
     ``agreement`` compares ``predict`` results, ``model_agreement`` the lists of backend outputs.
@@ -113,22 +126,51 @@ def predictor_variants(name: str, make_predictor: Callable[[], Any], image: np.n
 
     factories = {"model": model_factory, "end_to_end": e2e_factory}
     agreements = {"model": model_agreement, "end_to_end": agreement}
-    return [Variant(name, factories[m], mode=m, reference=reference, agreement=agreements[m], group=group,
-                    pixels_per_call=pixels, info=dict(info or {})) for m in modes]
+    return [
+        Variant(
+            name,
+            factories[m],
+            mode=m,
+            reference=reference,
+            agreement=agreements[m],
+            group=group,
+            pixels_per_call=pixels,
+            info=dict(info or {}),
+        )
+        for m in modes
+    ]
 
 
-def artifact_variants(name: str, path: str | Path, image: np.ndarray, *, threads: int | None,
-                      options: Mapping[str, Any] | None = None, agreement: Agreement | None = None,
-                      model_agreement: Agreement | None = None, group: str = "", reference: bool = False,
-                      modes: tuple[str, ...] = MODES) -> list[Variant]:
+def artifact_variants(
+    name: str,
+    path: str | Path,
+    image: np.ndarray,
+    *,
+    threads: int | None,
+    options: Mapping[str, Any] | None = None,
+    agreement: Agreement | None = None,
+    model_agreement: Agreement | None = None,
+    group: str = "",
+    reference: bool = False,
+    modes: tuple[str, ...] = MODES,
+) -> list[Variant]:
     """Variants of one artifact on one runtime (loaded with ``segrt.load(path, threads=, **options)``)."""
-    return predictor_variants(name, lambda: load(path, threads, options), image, agreement=agreement,
-                              model_agreement=model_agreement, group=group, reference=reference, modes=modes,
-                              info={"artifact": Path(path).name, **{k: str(v) for k, v in (options or {}).items()}})
+    return predictor_variants(
+        name,
+        lambda: load(path, threads, options),
+        image,
+        agreement=agreement,
+        model_agreement=model_agreement,
+        group=group,
+        reference=reference,
+        modes=modes,
+        info={"artifact": Path(path).name, **{k: str(v) for k, v in (options or {}).items()}},
+    )
 
 
-def bench_image(hw: tuple[int, int] | None, channels: int = 1, path: str | Path | None = None,
-                seed: int = 0) -> np.ndarray:
+def bench_image(
+    hw: tuple[int, int] | None, channels: int = 1, path: str | Path | None = None, seed: int = 0
+) -> np.ndarray:
     """The benchmark input, uint8 [H, W] (channels 1) or [H, W, channels].
 
     With ``path``: that image, repeated or cropped to H x W (``hw=None``: at its own size). Without:
@@ -139,6 +181,7 @@ def bench_image(hw: tuple[int, int] | None, channels: int = 1, path: str | Path 
 
     if path is not None:
         from segrt.io.images import read_image
+
         img = read_image(path)
         if img.ndim == 3 and channels == 1:
             img = img[..., :3].mean(axis=2).astype(img.dtype)

@@ -10,13 +10,15 @@ Modes keep the two questions apart: ``"model"`` times the network call alone (fo
 artifact: ``backend.run(feed)`` on the exact feed its predictor builds), ``"end_to_end"``
 times ``predictor.predict(image)`` (pre-processing, network, post-processing).
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Collection, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +40,9 @@ class Timing:
     min_ms: float
     runs: int
     warmup: int
-    throughput: float             # images per second at the p50 latency
-    mpixel_per_s: float | None    # input megapixels per second at p50, where the pixels per call are known
-    peak_rss_mb: float | None     # peak resident memory above the level before the timed calls (MiB), where asked
+    throughput: float  # images per second at the p50 latency
+    mpixel_per_s: float | None  # input megapixels per second at p50, where the pixels per call are known
+    peak_rss_mb: float | None  # peak resident memory above the level before the timed calls (MiB), where asked
 
 
 def interleaved_samples(calls: Mapping[str, Callable[[], Any]], runs: int, warmup: int = 1) -> dict[str, list[float]]:
@@ -58,18 +60,30 @@ def interleaved_samples(calls: Mapping[str, Callable[[], Any]], runs: int, warmu
     return samples
 
 
-def timing_from_samples(samples_ms: Iterable[float], warmup: int = 0, images_per_call: float = 1.0,
-                        pixels_per_call: float | None = None, peak_rss_mb: float | None = None) -> Timing:
+def timing_from_samples(
+    samples_ms: Iterable[float],
+    warmup: int = 0,
+    images_per_call: float = 1.0,
+    pixels_per_call: float | None = None,
+    peak_rss_mb: float | None = None,
+) -> Timing:
     """Statistics of latency samples (ms): p50/p90 are numpy's linear-interpolated percentiles."""
     ms = np.asarray(list(samples_ms), dtype=np.float64)
     if ms.size == 0:
         raise ValueError("no timing samples: runs must be at least 1")
     p50 = float(np.percentile(ms, 50))
     per_s = 1e3 / p50 if p50 > 0 else float("inf")
-    return Timing(p50_ms=p50, p90_ms=float(np.percentile(ms, 90)), mean_ms=float(ms.mean()), min_ms=float(ms.min()),
-                  runs=int(ms.size), warmup=int(warmup), throughput=images_per_call * per_s,
-                  mpixel_per_s=None if pixels_per_call is None else pixels_per_call * 1e-6 * per_s,
-                  peak_rss_mb=peak_rss_mb)
+    return Timing(
+        p50_ms=p50,
+        p90_ms=float(np.percentile(ms, 90)),
+        mean_ms=float(ms.mean()),
+        min_ms=float(ms.min()),
+        runs=int(ms.size),
+        warmup=int(warmup),
+        throughput=images_per_call * per_s,
+        mpixel_per_s=None if pixels_per_call is None else pixels_per_call * 1e-6 * per_s,
+        peak_rss_mb=peak_rss_mb,
+    )
 
 
 def _rss_bytes() -> int | None:
@@ -100,7 +114,7 @@ class _PeakRss:
         if now is not None and self.peak is not None:
             self.peak = max(self.peak, now)
 
-    def __enter__(self) -> "_PeakRss":
+    def __enter__(self) -> _PeakRss:
         if self.start is not None:
             self._thread.start()
         return self
@@ -118,9 +132,17 @@ class _PeakRss:
         return (self.peak - self.start) / 2**20
 
 
-def measure(fn: Callable[[], Any], runs: int = 10, warmup: int = 2, *, sync: Callable[[], Any] | None = None,
-            images_per_call: float = 1.0, pixels_per_call: float | None = None,
-            rss: bool = False, clock: Callable[[], float] = time.perf_counter) -> tuple[Timing, Any]:
+def measure(
+    fn: Callable[[], Any],
+    runs: int = 10,
+    warmup: int = 2,
+    *,
+    sync: Callable[[], Any] | None = None,
+    images_per_call: float = 1.0,
+    pixels_per_call: float | None = None,
+    rss: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[Timing, Any]:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed.
 
     Args:
@@ -155,8 +177,9 @@ def measure(fn: Callable[[], Any], runs: int = 10, warmup: int = 2, *, sync: Cal
     finally:
         if monitor:
             monitor.__exit__(None, None, None)
-    return timing_from_samples(samples, warmup, images_per_call, pixels_per_call,
-                               monitor.peak_mb if monitor else None), out
+    return timing_from_samples(
+        samples, warmup, images_per_call, pixels_per_call, monitor.peak_mb if monitor else None
+    ), out
 
 
 @dataclass
@@ -201,7 +224,7 @@ class Row(Timing):
     group: str = ""
     mode: str = "end_to_end"
     reference: bool = False
-    speedup: float | None = None      # reference p50 / this p50, same group and mode; None without a reference
+    speedup: float | None = None  # reference p50 / this p50, same group and mode; None without a reference
     agreement: dict[str, float] = field(default_factory=dict)  # named numbers against the reference's output
     info: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # accuracy on labelled data, where measured
@@ -225,15 +248,21 @@ class Report:
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": self.schema, "title": self.title, "context": self.context,
-                "rows": [r.to_dict() for r in self.rows], "pick": self.pick}
+        return {
+            "schema": self.schema,
+            "title": self.title,
+            "context": self.context,
+            "rows": [r.to_dict() for r in self.rows],
+            "pick": self.pick,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Report":
+    def from_dict(cls, d: Mapping[str, Any]) -> Report:
         if d.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} report (schema {d.get('schema')!r})")
-        return cls(title=d["title"], rows=[Row(**r) for r in d["rows"]], context=dict(d.get("context", {})),
-                   pick=d.get("pick"))
+        return cls(
+            title=d["title"], rows=[Row(**r) for r in d["rows"]], context=dict(d.get("context", {})), pick=d.get("pick")
+        )
 
     def row(self, variant: str, mode: str | None = None, group: str | None = None) -> Row:
         """The row of ``variant`` (optionally of one mode / group); KeyError if absent or ambiguous."""
@@ -254,16 +283,24 @@ def _reference_first(variants: list[Variant]) -> list[Variant]:
         members = [v for v in variants if (v.group, v.mode) == key]
         refs = [v for v in members if v.reference]
         if len(refs) > 1:
-            raise ValueError(f"group {key[0]!r} mode {key[1]!r} declares {len(refs)} references: "
-                             f"{', '.join(v.name for v in refs)}")
+            raise ValueError(
+                f"group {key[0]!r} mode {key[1]!r} declares {len(refs)} references: {', '.join(v.name for v in refs)}"
+            )
         out += refs + [v for v in members if not v.reference]
     return out
 
 
-def run_variants(variants: list[Variant], runs: int = 10, warmup: int = 2, *, rss: bool = False,
-                 title: str = "", context: Mapping[str, Any] | None = None,
-                 progress: Callable[[str], Any] | None = print,
-                 clock: Callable[[], float] = time.perf_counter) -> Report:
+def run_variants(
+    variants: list[Variant],
+    runs: int = 10,
+    warmup: int = 2,
+    *,
+    rss: bool = False,
+    title: str = "",
+    context: Mapping[str, Any] | None = None,
+    progress: Callable[[str], Any] | None = print,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Report:
     """Time every variant and compare it with its reference; returns the :class:`Report`.
 
     Each variant's callable is built just before it is timed and dropped after, and only the
@@ -277,8 +314,16 @@ def run_variants(variants: list[Variant], runs: int = 10, warmup: int = 2, *, rs
         if progress:
             progress(f"  timing {v.name} ({v.mode.replace('_', ' ')}{', ' + v.group if v.group else ''})")
         fn = v.factory()
-        timing, out = measure(fn, runs, warmup, sync=v.sync, images_per_call=v.images_per_call,
-                              pixels_per_call=v.pixels_per_call, rss=rss, clock=clock)
+        timing, out = measure(
+            fn,
+            runs,
+            warmup,
+            sync=v.sync,
+            images_per_call=v.images_per_call,
+            pixels_per_call=v.pixels_per_call,
+            rss=rss,
+            clock=clock,
+        )
         del fn
         agreement: dict[str, float] = {}
         if v.reference:
@@ -286,8 +331,18 @@ def run_variants(variants: list[Variant], runs: int = 10, warmup: int = 2, *, rs
         elif v.agreement is not None and key in ref_out:
             agreement = {k: float(x) for k, x in v.agreement(out, ref_out[key]).items()}
         speedup = ref_p50[key] / timing.p50_ms if key in ref_p50 and timing.p50_ms > 0 else None
-        rows.append(Row(**asdict(timing), variant=v.name, group=v.group, mode=v.mode, reference=v.reference,
-                        speedup=speedup, agreement=agreement, info=dict(v.info)))
+        rows.append(
+            Row(
+                **asdict(timing),
+                variant=v.name,
+                group=v.group,
+                mode=v.mode,
+                reference=v.reference,
+                speedup=speedup,
+                agreement=agreement,
+                info=dict(v.info),
+            )
+        )
         del out
     return Report(title=title, rows=rows, context=dict(context or {}))
 
@@ -311,8 +366,15 @@ def budget_json(budget: Budget) -> dict[str, Any]:
     return {k: {"within": v.tolerance} if isinstance(v, Within) else v for k, v in budget.items()}
 
 
-def pick(report: Report, budget: Budget, mode: str = "end_to_end", group: str | None = None, *,
-         reference: Mapping[str, float] | None = None, among: Collection[str] | None = None) -> dict[str, Any]:
+def pick(
+    report: Report,
+    budget: Budget,
+    mode: str = "end_to_end",
+    group: str | None = None,
+    *,
+    reference: Mapping[str, float] | None = None,
+    among: Collection[str] | None = None,
+) -> dict[str, Any]:
     """The fastest variant (lowest p50) of ``mode`` (and ``group``) within every entry of ``budget``.
 
     ``budget`` maps a name to either
@@ -337,8 +399,10 @@ def pick(report: Report, budget: Budget, mode: str = "end_to_end", group: str | 
     """
     rows = [r for r in report.rows if r.mode == mode and (group is None or r.group == group)]
     if not rows:
-        raise InputError(f"no {mode} rows{f' in group {group!r}' if group is not None else ''} to pick from",
-                         "time at least the reference variant in that mode")
+        raise InputError(
+            f"no {mode} rows{f' in group {group!r}' if group is not None else ''} to pick from",
+            "time at least the reference variant in that mode",
+        )
     floors = {k: v for k, v in budget.items() if not isinstance(v, Within)}
     within = {k: v.tolerance for k, v in budget.items() if isinstance(v, Within)}
     ref_metrics: dict[str, float] = {}
@@ -346,38 +410,58 @@ def pick(report: Report, budget: Budget, mode: str = "end_to_end", group: str | 
         if reference is None:
             refs = [r for r in rows if r.reference]
             if not refs:
-                raise InputError(f"no reference row for {mode}{f' in group {group!r}' if group else ''} to hold the "
-                                 f"metrics {sorted(within)} to", "declare a reference variant or pass reference=")
+                raise InputError(
+                    f"no reference row for {mode}{f' in group {group!r}' if group else ''} to hold the "
+                    f"metrics {sorted(within)} to",
+                    "declare a reference variant or pass reference=",
+                )
             reference = refs[0].metrics
         lacking = sorted(k for k in within if k not in reference)
         if lacking:
-            raise InputError(f"the reference metrics {sorted(reference)} lack the budgeted {lacking}",
-                             "measure those metrics on the reference (iou for U-Net, segm_AP/bbox_AP for Mask R-CNN)")
+            raise InputError(
+                f"the reference metrics {sorted(reference)} lack the budgeted {lacking}",
+                "measure those metrics on the reference (iou for U-Net, segm_AP/bbox_AP for Mask R-CNN)",
+            )
         ref_metrics = {k: float(reference[k]) for k in within}
     candidates = [r for r in rows if among is None or r.variant in among]
     rejected: dict[str, str] = {}
     deltas: dict[str, dict[str, float]] = {}
     ok = []
     for r in candidates:
-        misses = [] if r.reference else [
-            f"{k} {'missing' if k not in r.agreement else f'{r.agreement[k]:.4g} < {floor:g}'}"
-            for k, floor in floors.items() if k not in r.agreement or not r.agreement[k] >= floor]
+        misses = (
+            []
+            if r.reference
+            else [
+                f"{k} {'missing' if k not in r.agreement else f'{r.agreement[k]:.4g} < {floor:g}'}"
+                for k, floor in floors.items()
+                if k not in r.agreement or not r.agreement[k] >= floor
+            ]
+        )
         if within:
             deltas[r.variant] = {k: float(r.metrics[k]) - ref_metrics[k] for k in within if k in r.metrics}
         for k, tol in within.items():
             if k not in r.metrics:
                 misses.append(f"{k} missing")
             elif not abs(deltas[r.variant][k]) <= tol + 1e-9:
-                misses.append(f"{k} {deltas[r.variant][k]:+.4g} from the reference's {ref_metrics[k]:.4g} "
-                              f"(budget {tol:g} either way)")
+                misses.append(
+                    f"{k} {deltas[r.variant][k]:+.4g} from the reference's {ref_metrics[k]:.4g} "
+                    f"(budget {tol:g} either way)"
+                )
         if misses:
             rejected[r.variant] = "; ".join(misses)
         else:
             ok.append(r)
     best = min(ok, key=lambda r: r.p50_ms, default=None)
-    answer = {"mode": mode, "group": group, "budget": budget_json(budget), "variant": best.variant if best else None,
-              "p50_ms": best.p50_ms if best else None, "speedup": best.speedup if best else None,
-              "qualified": [r.variant for r in ok], "rejected": rejected}
+    answer = {
+        "mode": mode,
+        "group": group,
+        "budget": budget_json(budget),
+        "variant": best.variant if best else None,
+        "p50_ms": best.p50_ms if best else None,
+        "speedup": best.speedup if best else None,
+        "qualified": [r.variant for r in ok],
+        "rejected": rejected,
+    }
     if within:
         answer |= {"reference": ref_metrics, "deltas": deltas}
     return answer

@@ -8,6 +8,7 @@ A dataset split is a folder with two sub-folders of files with the same stems::
 
 ``segrt data dsb2018`` (the training side) writes the demo data in this layout.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,17 +27,21 @@ def list_pairs(split_dir: str | Path) -> list[tuple[Path, Path]]:
     image_dir, label_dir = split_dir / "images", split_dir / "labels"
     for d in (image_dir, label_dir):
         if not d.is_dir():
-            raise DataError(f"{split_dir} has no {d.name}/ folder",
-                            "a split folder holds images/ and labels/ with files of the same names "
-                            "(run `segrt data dsb2018 DIR` for an example)")
+            raise DataError(
+                f"{split_dir} has no {d.name}/ folder",
+                "a split folder holds images/ and labels/ with files of the same names "
+                "(run `segrt data dsb2018 DIR` for an example)",
+            )
     images = {p.stem: p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     if not images:
         raise DataError(f"{image_dir} holds no .png/.tif images", "put the training images there")
     unpaired = sorted(set(images) ^ set(labels))
     if unpaired:
-        raise DataError(f"{split_dir}: {len(unpaired)} file(s) without a partner: {', '.join(unpaired[:5])}",
-                        "every images/<name> needs a labels/<name> (and vice versa)")
+        raise DataError(
+            f"{split_dir}: {len(unpaired)} file(s) without a partner: {', '.join(unpaired[:5])}",
+            "every images/<name> needs a labels/<name> (and vice versa)",
+        )
     return [(images[s], labels[s]) for s in sorted(images)]
 
 
@@ -50,9 +55,13 @@ def load_pair(image_path: str | Path, label_path: str | Path) -> tuple[np.ndarra
     image_path, label_path = Path(image_path), Path(label_path)
     image, labels = read_image(image_path), read_image(label_path)
     if labels.ndim != 2:
-        raise DataError(f"{label_path} has shape {labels.shape}; label images must be single-channel",
-                        "store instance ids (or 0/1 masks) as a grey uint16/uint8 PNG")
+        raise DataError(
+            f"{label_path} has shape {labels.shape}; label images must be single-channel",
+            "store instance ids (or 0/1 masks) as a grey uint16/uint8 PNG",
+        )
     if image.shape[:2] != labels.shape:
-        raise DataError(f"{image_path.name}: image is {image.shape[:2]} but its labels are {labels.shape}",
-                        "image and label must have the same height and width")
+        raise DataError(
+            f"{image_path.name}: image is {image.shape[:2]} but its labels are {labels.shape}",
+            "image and label must have the same height and width",
+        )
     return image, labels.astype(np.int32)

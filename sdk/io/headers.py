@@ -9,6 +9,7 @@ that can only be decoded whole (PNG, JPEG, BMP...), whether the size is within
 :data:`MAX_DECODE_PIXELS`. Everything fails with an :class:`~segrt.errors.InputError`
 naming the limit and the fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,11 @@ from segrt.errors import InputError
 # Override per call (``max_pixels=``) or for the process with SEGRT_MAX_DECODE_PIXELS.
 MAX_DECODE_PIXELS = 16384 * 16384
 LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
-CONVERT_FIX = ("convert it to a tiled TIFF or zarr, which segrt reads a block at a time, e.g. "
-               "`vips tiffsave in.png out.tif --tile --bigtiff --compression deflate`, or raise the limit with "
-               "SEGRT_MAX_DECODE_PIXELS if the machine has the memory")
+CONVERT_FIX = (
+    "convert it to a tiled TIFF or zarr, which segrt reads a block at a time, e.g. "
+    "`vips tiffsave in.png out.tif --tile --bigtiff --compression deflate`, or raise the limit with "
+    "SEGRT_MAX_DECODE_PIXELS if the machine has the memory"
+)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -57,15 +60,16 @@ def max_decode_pixels(override: int | None = None) -> int:
 
 
 def _bad(path: Path, what: str) -> InputError:
-    return InputError(f"{path.name} is not a readable image: {what}",
-                      "check that the file is complete (re-copy or re-export it)")
+    return InputError(
+        f"{path.name} is not a readable image: {what}", "check that the file is complete (re-copy or re-export it)"
+    )
 
 
 def _png(path: Path, size: int, head: bytes) -> ImageHeader:
     if len(head) < 33 or head[12:16] != b"IHDR":
         raise _bad(path, "no PNG IHDR header")
     w, h, _depth, colour = struct.unpack(">IIBB", head[16:26])
-    if w == 0 or h == 0 or w > 2 ** 31 - 1 or h > 2 ** 31 - 1:
+    if w == 0 or h == 0 or w > 2**31 - 1 or h > 2**31 - 1:
         raise _bad(path, f"PNG header claims {w} x {h} pixels")
     with open(path, "rb") as f:  # a complete PNG ends with the IEND chunk
         f.seek(max(0, size - 12))
@@ -91,11 +95,11 @@ def _jpeg(path: Path, size: int) -> ImageHeader:
         if marker in (0x01,) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        seg = struct.unpack(">H", data[i + 2:i + 4])[0]
+        seg = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if marker in _JPEG_SOF:
             if i + 10 > len(data):
                 break
-            h, w, c = struct.unpack(">HHB", data[i + 5:i + 10])
+            h, w, c = struct.unpack(">HHB", data[i + 5 : i + 10])
             dims = (h, w, c)
             break
         if marker == 0xDA:  # start of scan before any frame header
@@ -165,10 +169,12 @@ def check_decodable(path: str | Path, max_pixels: int | None = None) -> ImageHea
     header = read_header(path)
     limit = max_decode_pixels(max_pixels)
     if header.pixels is not None and header.pixels > limit:
-        raise InputError(f"{Path(path).name} is {header.width} x {header.height} = {header.pixels / 1e6:.0f} Mpixel, "
-                         f"over the {limit / 1e6:.0f} Mpixel limit for decoding a {header.kind.upper()} whole "
-                         "into memory", CONVERT_FIX)
+        raise InputError(
+            f"{Path(path).name} is {header.width} x {header.height} = {header.pixels / 1e6:.0f} Mpixel, "
+            f"over the {limit / 1e6:.0f} Mpixel limit for decoding a {header.kind.upper()} whole "
+            "into memory",
+            CONVERT_FIX,
+        )
     if header.kind == "other" and Path(path).stat().st_size > limit:  # unknown format: bound by file size
-        raise InputError(f"{Path(path).name}: unknown image format of {Path(path).stat().st_size} bytes",
-                         CONVERT_FIX)
+        raise InputError(f"{Path(path).name}: unknown image format of {Path(path).stat().st_size} bytes", CONVERT_FIX)
     return header

@@ -1,4 +1,5 @@
 """Image files in and out: read any PNG/TIFF unchanged, write PNGs atomically (OpenCV, no torch)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ import cv2
 import numpy as np
 
 from segrt.errors import DataError, InputError
-from segrt.io.headers import CONVERT_FIX, check_decodable
 from segrt.io.files import atomic_path
+from segrt.io.headers import CONVERT_FIX, check_decodable
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
@@ -23,14 +24,17 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     try:
         img = decode_image(np.fromfile(path, dtype=np.uint8))
     except cv2.error as exc:  # OpenCV's own limits and decoder failures: never a raw traceback
-        raise InputError(f"cannot decode {path.name}: {str(exc).strip().splitlines()[-1]}",
-                         CONVERT_FIX) from None
+        raise InputError(f"cannot decode {path.name}: {str(exc).strip().splitlines()[-1]}", CONVERT_FIX) from None
     if img is None:
-        raise InputError(f"cannot decode image {path.name} ({header.kind})",
-                         "check that the file is a complete PNG, JPEG or TIFF")
+        raise InputError(
+            f"cannot decode image {path.name} ({header.kind})", "check that the file is a complete PNG, JPEG or TIFF"
+        )
     if header.height is not None and img.shape[:2] != (header.height, header.width):
-        raise InputError(f"{path.name} decodes to {img.shape[1]} x {img.shape[0]} pixels but its header says "
-                         f"{header.width} x {header.height}", "re-export the file: it is corrupt")
+        raise InputError(
+            f"{path.name} decodes to {img.shape[1]} x {img.shape[0]} pixels but its header says "
+            f"{header.width} x {header.height}",
+            "re-export the file: it is corrupt",
+        )
     return img
 
 
@@ -48,8 +52,10 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", array)
     if not ok:
-        raise DataError(f"cannot encode {path} as PNG (dtype {array.dtype}, shape {array.shape})",
-                        "PNG holds uint8 or uint16 grey/RGB images")
+        raise DataError(
+            f"cannot encode {path} as PNG (dtype {array.dtype}, shape {array.shape})",
+            "PNG holds uint8 or uint16 grey/RGB images",
+        )
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
     return Path(path)

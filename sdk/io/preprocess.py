@@ -3,9 +3,11 @@
 Training (``export``) calls the same functions, so an exported model sees at
 inference exactly the intensities it was trained on.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +25,22 @@ def check_image(image: Any, name: str = "image") -> np.ndarray:
     NaN or infinite values.
     """
     if not isinstance(image, np.ndarray):
-        raise InputError(f"{name} must be a numpy array, got {type(image).__name__}",
-                         "read it with segrt.io.images.read_image(path) or cv2.imread(path, cv2.IMREAD_UNCHANGED)")
-    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer)
-                                       or np.issubdtype(image.dtype, np.floating)):
-        raise InputError(f"{name} has dtype {image.dtype}; pixels must be integers or real floats",
-                         "convert it, e.g. image.astype(np.uint8) for a mask, np.abs(z) for complex data")
+        raise InputError(
+            f"{name} must be a numpy array, got {type(image).__name__}",
+            "read it with segrt.io.images.read_image(path) or cv2.imread(path, cv2.IMREAD_UNCHANGED)",
+        )
+    if image.dtype == np.bool_ or not (
+        np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+    ):
+        raise InputError(
+            f"{name} has dtype {image.dtype}; pixels must be integers or real floats",
+            "convert it, e.g. image.astype(np.uint8) for a mask, np.abs(z) for complex data",
+        )
     if image.ndim not in (2, 3):
-        raise InputError(f"{name} has shape {image.shape}; expected [H, W] or [H, W, C]",
-                         "pass one image at a time (drop batch dimensions)")
+        raise InputError(
+            f"{name} has shape {image.shape}; expected [H, W] or [H, W, C]",
+            "pass one image at a time (drop batch dimensions)",
+        )
     if image.shape[0] == 0 or image.shape[1] == 0 or (image.ndim == 3 and image.shape[2] == 0):
         raise InputError(f"{name} is empty (shape {image.shape})", "pass an image with at least one pixel")
     if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
@@ -45,8 +54,10 @@ def as_hwc(image: np.ndarray, channels: int, name: str = "image") -> np.ndarray:
     if image.ndim == 2:
         image = image[:, :, None]
     if image.shape[2] != channels:
-        raise InputError(f"{name} has {image.shape[2]} channel(s) but the model takes {channels}",
-                         "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
+        raise InputError(
+            f"{name} has {image.shape[2]} channel(s) but the model takes {channels}",
+            "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model",
+        )
     return image
 
 
@@ -59,7 +70,7 @@ def normalize(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
       * ``"fixed"``: ``(x * scale - mean) / std`` per channel.
     """
     flat = image.reshape(-1, image.shape[2])
-    return fit_normalization(spec, flat[::sample_step(flat.shape[0])])(image)
+    return fit_normalization(spec, flat[:: sample_step(flat.shape[0])])(image)
 
 
 def sample_step(n_pixels: int) -> int:
@@ -109,8 +120,10 @@ def to_rgb_float(image: np.ndarray, peak: float | None = None) -> np.ndarray:
     elif image.shape[2] == 4:
         image = image[:, :, :3]
     elif image.shape[2] != 3:
-        raise InputError(f"image has {image.shape[2]} channels; this model takes grey, RGB or RGBA",
-                         "pass an [H, W], [H, W, 3] or [H, W, 4] image")
+        raise InputError(
+            f"image has {image.shape[2]} channels; this model takes grey, RGB or RGBA",
+            "pass an [H, W], [H, W, 3] or [H, W, 4] image",
+        )
     if image.dtype == np.uint8:
         return image.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(image.dtype, np.integer):

@@ -13,6 +13,7 @@ of rows at a time through :class:`ImageSource`. ``open_image`` picks the reader:
 * any other image file (PNG, JPEG): read whole with ``segrt.io.images.read_image``, after its
   header is checked against the in-memory decoding limit (``segrt.io.headers``).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,10 @@ class ArraySource:
     def __init__(self, array: Any, name: str = "image") -> None:
         shape = tuple(int(s) for s in array.shape)
         if len(shape) not in (2, 3):
-            raise InputError(f"{name} has shape {shape}; expected [H, W] or [H, W, C]",
-                             "pass one image at a time (drop batch dimensions)")
+            raise InputError(
+                f"{name} has shape {shape}; expected [H, W] or [H, W, C]",
+                "pass one image at a time (drop batch dimensions)",
+            )
         if shape[0] == 0 or shape[1] == 0:
             raise InputError(f"{name} is empty (shape {shape})", "pass an image with at least one pixel")
         self.array = array
@@ -88,6 +91,7 @@ class ContiguousTiffSource:
 
 def _tiff_source(path: Path) -> ImageSource:
     from segrt.io.headers import read_header
+
     read_header(path)  # every strip/tile inside the file, or an InputError now rather than mid-run
     try:
         import tifffile
@@ -110,8 +114,9 @@ def _tiff_source(path: Path) -> ImageSource:
     try:
         import zarr
     except ImportError:
-        raise InputError(f"{path.name} is a tiled or compressed TIFF: reading it lazily needs zarr",
-                         "pip install 'segrt[large]'") from None
+        raise InputError(
+            f"{path.name} is a tiled or compressed TIFF: reading it lazily needs zarr", "pip install 'segrt[large]'"
+        ) from None
     store = tifffile.imread(path, aszarr=True, series=0, level=0)
     return ArraySource(zarr.open_array(store, mode="r"), name=path.name)
 
@@ -134,8 +139,11 @@ def open_image(image: Any) -> ImageSource:
                 raise InputError(f"reading {path.name} needs zarr", "pip install 'segrt[large]'") from None
             return ArraySource(zarr.open_array(str(path), mode="r"), name=path.name)
         from segrt.io.images import read_image
+
         return ArraySource(read_image(path), name=path.name)  # header checked first: size limit, truncation
     if isinstance(image, np.ndarray) or all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
         return ArraySource(image)
-    raise InputError(f"image must be a numpy array, an array-like or a file path, got {type(image).__name__}",
-                     "read it with segrt.io.datasets.read_image(path), or pass the path of a TIFF/zarr image")
+    raise InputError(
+        f"image must be a numpy array, an array-like or a file path, got {type(image).__name__}",
+        "read it with segrt.io.datasets.read_image(path), or pass the path of a TIFF/zarr image",
+    )

@@ -17,21 +17,22 @@ in a source checkout, its CMake folder ``build/`` and its subfolders. When none 
 :func:`find_library` raises an error that names every place searched and the
 build command.
 """
+
 from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from segrt.errors import BackendUnavailableError
 
 __all__ = [
     "CPU_ROI_ALIGN",
     "CUDA_ROI_ALIGN",
-    "NativeLibrary",
     "TRT_PLUGINS",
+    "NativeLibrary",
     "find_library",
     "open_library",
     "search_paths",
@@ -66,8 +67,10 @@ CPU_ROI_ALIGN = NativeLibrary(
     filename="libsegrt_roi_align_cpu.so",
     description="the CPU RoIAlign library",
     env_var="SEGRT_ROI_ALIGN_LIB",
-    build=("`pip install -e .` from the repository root (puts it in segrt/_lib/), or "
-           "`cmake -S . -B build -DSEGRT_BUILD_CUDA=OFF && cmake --build build -j` (then it is found in build/)"),
+    build=(
+        "`pip install -e .` from the repository root (puts it in segrt/_lib/), or "
+        "`cmake -S . -B build -DSEGRT_BUILD_CUDA=OFF && cmake --build build -j` (then it is found in build/)"
+    ),
     abi_symbol="segrt_roi_align_abi_version",  # SEGRT_ROI_ALIGN_ABI_VERSION in kernels/roi_align/roi_align_capi.h
     abi_version=1,
 )
@@ -75,8 +78,10 @@ CUDA_ROI_ALIGN = NativeLibrary(
     filename="libsegrt_roi_align_cuda.so",
     description="the CUDA RoIAlign library",
     env_var="SEGRT_ROI_ALIGN_CUDA_LIB",
-    build=("on a machine with the CUDA toolkit, from the repository root: `cmake -S . -B build "
-           "-DSEGRT_BUILD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=<your GPU, e.g. 90> && cmake --build build -j`"),
+    build=(
+        "on a machine with the CUDA toolkit, from the repository root: `cmake -S . -B build "
+        "-DSEGRT_BUILD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=<your GPU, e.g. 90> && cmake --build build -j`"
+    ),
     abi_symbol="segrt_roi_align_cuda_abi_version",  # SEGRT_ROI_ALIGN_CUDA_ABI_VERSION in roi_align_kernel.h
     abi_version=1,
 )
@@ -85,11 +90,15 @@ TRT_PLUGINS = NativeLibrary(
     description="the TensorRT plugin library (plugins SegrtRoiAlign, SegrtMultiLevelRoiAlign)",
     env_var="SEGRT_PLUGIN_PATH",
     place="put it next to the engine, or ",
-    build=("on a machine with CUDA and TensorRT, from the repository root: `cmake -S . -B build "
-           "-DTensorRT_ROOT=/path/to/TensorRT (or -DTensorRT_INCLUDE_DIR=... -DTensorRT_LIB_DIR=...) && "
-           "cmake --build build -j`"),
-    load_fix=("it needs the libnvinfer it was built against: `pip install tensorrt` (matching major version) or add "
-              "TensorRT's lib folder to LD_LIBRARY_PATH; or rebuild it against your TensorRT"),
+    build=(
+        "on a machine with CUDA and TensorRT, from the repository root: `cmake -S . -B build "
+        "-DTensorRT_ROOT=/path/to/TensorRT (or -DTensorRT_INCLUDE_DIR=... -DTensorRT_LIB_DIR=...) && "
+        "cmake --build build -j`"
+    ),
+    load_fix=(
+        "it needs the libnvinfer it was built against: `pip install tensorrt` (matching major version) or add "
+        "TensorRT's lib folder to LD_LIBRARY_PATH; or rebuild it against your TensorRT"
+    ),
 )
 
 
@@ -101,8 +110,7 @@ def _as_file(entry: Path, filename: str) -> Path:
 def search_paths(library: NativeLibrary, extra_dirs: Sequence[str | Path] = ()) -> list[Path]:
     """Candidate paths of ``library``, in search order (see the module docstring)."""
     out = [_as_file(Path(d), library.filename) for d in extra_dirs]
-    out += [_as_file(Path(e), library.filename)
-            for e in os.environ.get(library.env_var, "").split(os.pathsep) if e]
+    out += [_as_file(Path(e), library.filename) for e in os.environ.get(library.env_var, "").split(os.pathsep) if e]
     out.append(PACKAGE_LIB_DIR / library.filename)
     if BUILD_DIR is not None:
         out.append(BUILD_DIR / library.filename)
@@ -124,7 +132,8 @@ def find_library(library: NativeLibrary, extra_dirs: Sequence[str | Path] = ()) 
     searched = "\n    ".join(str(p) for p in candidates)
     raise BackendUnavailableError(
         f"{library.description} {library.filename} is not built or not found; searched:\n    {searched}",
-        f"build it {library.build}; or {library.place}point {library.env_var} at the file or its folder")
+        f"build it {library.build}; or {library.place}point {library.env_var} at the file or its folder",
+    )
 
 
 def open_library(library: NativeLibrary, path: Path | None = None, mode: int = ctypes.DEFAULT_MODE) -> ctypes.CDLL:
@@ -144,12 +153,14 @@ def open_library(library: NativeLibrary, path: Path | None = None, mode: int = c
         if abi is None:
             raise BackendUnavailableError(
                 f"{path} is not {library.description} (it has no {library.abi_symbol})",
-                f"point {library.env_var} at {library.filename}, or build it {library.build}")
+                f"point {library.env_var} at {library.filename}, or build it {library.build}",
+            )
         abi.restype = ctypes.c_int32
         abi.argtypes = []
         version = abi()
         if version != library.abi_version:
             raise BackendUnavailableError(
                 f"{path} has C ABI version {version}, this segrt needs {library.abi_version}",
-                f"rebuild it from this checkout: {library.build}")
+                f"rebuild it from this checkout: {library.build}",
+            )
     return lib

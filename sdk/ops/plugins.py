@@ -12,15 +12,17 @@ nullptr if any of the plugins are already registered" (``NvInferRuntimeCommon.h`
 
 Importing this module needs neither TensorRT nor a GPU.
 """
+
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from segrt.ops import native
 from segrt.errors import BackendUnavailableError
+from segrt.ops import native
 
 __all__ = [
     "BUILD_COMMAND",
@@ -85,7 +87,8 @@ def _ensure_registered(trt: Any, path: Path) -> None:
         raise BackendUnavailableError(
             f"{path} was loaded but TensorRT's plugin registry has no {', '.join(missing)} "
             f"(version {PLUGIN_VERSION}, namespace {PLUGIN_NAMESPACE!r})",
-            f"rebuild the library against the TensorRT you run ({getattr(trt, '__version__', '?')}): {BUILD_COMMAND}")
+            f"rebuild the library against the TensorRT you run ({getattr(trt, '__version__', '?')}): {BUILD_COMMAND}",
+        )
 
 
 def load_plugins(extra_dirs: Sequence[str | Path] = ()) -> Path:

@@ -22,10 +22,12 @@ Where the work runs follows the features, as in torchvision:
 Both libraries are located by :mod:`segrt.ops.native`. The attribute checks below are
 shared by both devices; each binding checks its own arrays.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +48,10 @@ def is_cuda_tensor(x: object) -> bool:
 def _refuse_other_devices(x: object, name: str) -> None:
     """Device memory this layer cannot pass on (CuPy, Numba, DLPack-only arrays) gets a clear error."""
     if not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__"):
-        raise InputError(f"{name} is a {type(x).__name__} in CUDA memory; RoIAlign takes numpy arrays (CPU) or "
-                         "torch CUDA tensors", f"wrap it as a torch tensor (torch.as_tensor({name}, device='cuda'))")
+        raise InputError(
+            f"{name} is a {type(x).__name__} in CUDA memory; RoIAlign takes numpy arrays (CPU) or torch CUDA tensors",
+            f"wrap it as a torch tensor (torch.as_tensor({name}, device='cuda'))",
+        )
 
 
 # ------------------------------------------------------------ attribute checks (both devices)
@@ -56,8 +60,9 @@ def _refuse_other_devices(x: object, name: str) -> None:
 def _output_size(output_size: int | Sequence[int]) -> tuple[int, int]:
     size = (output_size, output_size) if isinstance(output_size, (int, np.integer)) else tuple(output_size)
     if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size):
-        raise InputError(f"output_size must be an int or (height, width) ints, got {output_size!r}",
-                         "pass e.g. 7 or (14, 14)")
+        raise InputError(
+            f"output_size must be an int or (height, width) ints, got {output_size!r}", "pass e.g. 7 or (14, 14)"
+        )
     if size[0] < 1 or size[1] < 1:
         raise InputError(f"output_size must be at least 1x1, got {size}", "pass e.g. 7 or (14, 14)")
     return int(size[0]), int(size[1])
@@ -65,16 +70,24 @@ def _output_size(output_size: int | Sequence[int]) -> tuple[int, int]:
 
 def _sampling_ratio(sampling_ratio: int) -> int:
     if not isinstance(sampling_ratio, (int, np.integer)) or isinstance(sampling_ratio, bool) or sampling_ratio < 0:
-        raise InputError(f"sampling_ratio must be an int >= 0, got {sampling_ratio!r}",
-                         "pass 0 (adaptive: ceil(roi_size / output_size)) or a fixed count such as 2")
+        raise InputError(
+            f"sampling_ratio must be an int >= 0, got {sampling_ratio!r}",
+            "pass 0 (adaptive: ceil(roi_size / output_size)) or a fixed count such as 2",
+        )
     return int(sampling_ratio)
 
 
 def _scale(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{name} must be a finite number > 0, got {value!r}",
-                         "pass feature pixels per image pixel, e.g. 0.25 for stride 4")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InputError(
+            f"{name} must be a finite number > 0, got {value!r}",
+            "pass feature pixels per image pixel, e.g. 0.25 for stride 4",
+        )
     return float(value)
 
 
@@ -87,21 +100,29 @@ def _mode(mode: str) -> int:
 def _levels(features: Sequence[Any], spatial_scales: Sequence[float]) -> list[float]:
     """Checks the level list and returns the scales: 1..8 consecutive FPN levels 2^-k, finest first."""
     if isinstance(features, np.ndarray) or not isinstance(features, Sequence):
-        raise InputError("features must be a list of [N, C, H, W] arrays, one per FPN level",
-                         "pass [p2, p3, p4, p5]")
+        raise InputError("features must be a list of [N, C, H, W] arrays, one per FPN level", "pass [p2, p3, p4, p5]")
     if not 1 <= len(features) <= MAX_LEVELS:
-        raise InputError(f"features must hold 1 to {MAX_LEVELS} levels, got {len(features)}",
-                         "pass the FPN levels the pooler uses, e.g. P2..P5")
-    if isinstance(spatial_scales, (str, bytes)) or not isinstance(spatial_scales, Sequence) \
-            or len(spatial_scales) != len(features):
-        raise InputError(f"spatial_scales must list one scale per level ({len(features)}), got {spatial_scales!r}",
-                         "pass e.g. [0.25, 0.125, 0.0625, 0.03125] for P2..P5")
+        raise InputError(
+            f"features must hold 1 to {MAX_LEVELS} levels, got {len(features)}",
+            "pass the FPN levels the pooler uses, e.g. P2..P5",
+        )
+    if (
+        isinstance(spatial_scales, (str, bytes))
+        or not isinstance(spatial_scales, Sequence)
+        or len(spatial_scales) != len(features)
+    ):
+        raise InputError(
+            f"spatial_scales must list one scale per level ({len(features)}), got {spatial_scales!r}",
+            "pass e.g. [0.25, 0.125, 0.0625, 0.03125] for P2..P5",
+        )
     scales = [_scale(s, f"spatial_scales[{i}]") for i, s in enumerate(spatial_scales)]
     levels = [-math.log2(s) for s in scales]
     k0 = round(levels[0])
     if any(abs(lv - (k0 + i)) > 1e-6 for i, lv in enumerate(levels)):
-        raise InputError(f"spatial_scales {scales} are not consecutive FPN levels 2^-k, 2^-(k+1), ...",
-                         "pass the finest level first with each scale half the previous, e.g. [1/4, 1/8, 1/16, 1/32]")
+        raise InputError(
+            f"spatial_scales {scales} are not consecutive FPN levels 2^-k, 2^-(k+1), ...",
+            "pass the finest level first with each scale half the previous, e.g. [1/4, 1/8, 1/16, 1/32]",
+        )
     return scales
 
 
@@ -205,11 +226,13 @@ def multi_scale_roi_align(
     out_hw = _output_size(output_size)
     ratio = _sampling_ratio(sampling_ratio)
     if is_cuda_tensor(features[0]):
-        return _cuda.multi_scale_roi_align(list(features), rois, batch_indices, out_hw, scales, ratio, bool(aligned),
-                                           canonical, level0, stream)
+        return _cuda.multi_scale_roi_align(
+            list(features), rois, batch_indices, out_hw, scales, ratio, bool(aligned), canonical, level0, stream
+        )
     _refuse_other_devices(features[0], "features[0]")
-    return _cpu.multi_scale_roi_align(list(features), rois, batch_indices, out_hw, scales, ratio, bool(aligned),
-                                      canonical, level0, threads)
+    return _cpu.multi_scale_roi_align(
+        list(features), rois, batch_indices, out_hw, scales, ratio, bool(aligned), canonical, level0, threads
+    )
 
 
 def fpn_scales(feature_sizes: Sequence[Sequence[int]], image_size: Sequence[int]) -> list[float]:

@@ -8,6 +8,7 @@ string (6 bits per character, deltas against the count two places back).
 ``encode_rle`` produces exactly what ``pycocotools.mask.encode`` does (tested
 against it), with ``counts`` as a ``str`` ready for JSON.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,8 @@ from segrt.rcnn.keypoints import keypoint_metrics
 from segrt.rcnn.masks import run_lengths
 
 if TYPE_CHECKING:
-    from segrt.rcnn.instances import Instances
     from segrt.predictor import Predictor
+    from segrt.rcnn.instances import Instances
 
 
 def compress_counts(counts: list[int]) -> str:
@@ -62,15 +63,21 @@ def instances_to_coco(result: Instances, image_id: int | None = None) -> list[di
     """COCO result dicts (one per instance) for ``pycocotools`` ``loadRes`` or JSON output."""
     out = []
     for i in range(len(result)):
-        d: dict[str, Any] = {"bbox": bbox_xywh(result.boxes[i]), "score": float(result.scores[i]),
-                             "category_id": int(result.labels[i]), "category_name": result.class_names[i]}
+        d: dict[str, Any] = {
+            "bbox": bbox_xywh(result.boxes[i]),
+            "score": float(result.scores[i]),
+            "category_id": int(result.labels[i]),
+            "category_name": result.class_names[i],
+        }
         if image_id is not None:
             d["image_id"] = image_id
         if result.masks is not None:
             d["segmentation"] = encode_rle(result.masks[i])
         elif result.mask_crops is not None:
-            d["segmentation"] = {"size": list(result.image_hw),
-                                 "counts": compress_counts(result.mask_crops.run_lengths(i))}
+            d["segmentation"] = {
+                "size": list(result.image_hw),
+                "counts": compress_counts(result.mask_crops.run_lengths(i)),
+            }
         if result.keypoints is not None:
             kp = result.keypoints[i]
             d["keypoints"] = [float(v) for xyv in zip(kp[:, 0], kp[:, 1], np.ones(len(kp)), strict=True) for v in xyv]
@@ -111,11 +118,12 @@ def load_ground_truth(coco_json: str | Path, image_dir: str | Path) -> Any:
         raise DataError(f"COCO annotation file not found: {coco_json}", "check the path")
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(coco_json))
-    missing = [gt.imgs[i]["file_name"] for i in gt.getImgIds()
-               if not (image_dir / gt.imgs[i]["file_name"]).is_file()]
+    missing = [gt.imgs[i]["file_name"] for i in gt.getImgIds() if not (image_dir / gt.imgs[i]["file_name"]).is_file()]
     if missing:
-        raise DataError(f"{len(missing)} image(s) listed in {coco_json.name} are not in {image_dir}: "
-                        f"{', '.join(missing[:5])}", "pass the folder that holds the COCO file's images")
+        raise DataError(
+            f"{len(missing)} image(s) listed in {coco_json.name} are not in {image_dir}: {', '.join(missing[:5])}",
+            "pass the folder that holds the COCO file's images",
+        )
     return gt
 
 
@@ -126,6 +134,7 @@ def score_results(gt: Any, results: list[dict[str, Any]], has_masks: bool, has_k
     predicts keypoints (OKS AP is computed).
     """
     from pycocotools.cocoeval import COCOeval
+
     metrics: dict[str, float] = {"images": float(len(gt.getImgIds()))}
     names = ["AP", "AP50", "AP75", "APS", "APM", "APL"]
     iou_types: list[Literal["bbox", "segm"]] = ["bbox", "segm"] if has_masks else ["bbox"]

@@ -3,6 +3,7 @@
 It lives apart from the predictor so that the modules that read or draw results (COCO export,
 pictures, sliding windows) do not import the predictor that imports them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,8 +49,10 @@ class Instances:
         if self.masks is not None:
             return self.masks[i]
         if self.mask_crops is None:
-            raise InputError("these instances carry no masks (the model has no mask head)",
-                             "check result.has_masks before asking for a mask")
+            raise InputError(
+                "these instances carry no masks (the model has no mask head)",
+                "check result.has_masks before asking for a mask",
+            )
         return self.mask_crops.mask(i)
 
     def dense_masks(self) -> np.ndarray | None:

@@ -14,6 +14,7 @@ every cell within a safe margin of the maximum, and those few cells are then
 evaluated with PyTorch's exact float32 operation order (fused multiply-adds
 where its CPU kernel has them), which picks the same cell and the same score.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,14 +27,52 @@ from numpy.typing import ArrayLike
 from segrt.errors import DataError
 
 # COCO person keypoints, in annotation order
-COCO_KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-                       "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-                       "left_knee", "right_knee", "left_ankle", "right_ankle"]
+COCO_KEYPOINT_NAMES = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+]
 # COCO person keypoint skeleton (1-based pairs, as in the COCO annotations' "skeleton")
-COCO_SKELETON = [(16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
-                 (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)]
+COCO_SKELETON = [
+    (16, 14),
+    (14, 12),
+    (17, 15),
+    (15, 13),
+    (12, 13),
+    (6, 12),
+    (7, 13),
+    (6, 7),
+    (6, 8),
+    (7, 9),
+    (8, 10),
+    (9, 11),
+    (2, 3),
+    (1, 2),
+    (1, 3),
+    (2, 4),
+    (3, 5),
+    (4, 6),
+    (5, 7),
+]
 # per-keypoint OKS falloff of COCO (pycocotools' default kpt_oks_sigmas)
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+COCO_SIGMAS = (
+    np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89])
+    / 10.0
+)
 
 _F32 = np.float32
 _A = _F32(-0.75)  # PyTorch's (and OpenCV's) bicubic coefficient
@@ -47,7 +86,7 @@ def _fma(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> np.ndarray:
 def _cubic_taps(in_size: int, out_size: int, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Source indices int64 [4, n] and float32 weights [4, n] of output positions ``at`` (PyTorch's CPU kernel)."""
     scale = _F32(in_size) / _F32(out_size)
-    real = _fma(scale, at.astype(_F32) + _F32(0.5), _F32(-0.5))   # area_pixel_compute_source_index, cubic
+    real = _fma(scale, at.astype(_F32) + _F32(0.5), _F32(-0.5))  # area_pixel_compute_source_index, cubic
     base = np.floor(real)
     t = (real - base).astype(_F32)
 
@@ -71,8 +110,9 @@ def _weighted_sum(values: list[np.ndarray], weights: list[np.ndarray]) -> np.nda
     return s
 
 
-def bicubic_values(maps: np.ndarray, out_hw: tuple[int, int], channels: np.ndarray, ys: np.ndarray,
-                   xs: np.ndarray) -> np.ndarray:
+def bicubic_values(
+    maps: np.ndarray, out_hw: tuple[int, int], channels: np.ndarray, ys: np.ndarray, xs: np.ndarray
+) -> np.ndarray:
     """Values at output cells of ``F.interpolate(maps[:, None], out_hw, mode="bicubic", align_corners=False)``.
 
     Args:
@@ -116,13 +156,14 @@ def heatmaps_to_keypoints(maps: np.ndarray, rois: np.ndarray) -> np.ndarray:
         bh = max(_F32(rois[i, 3] - rois[i, 1]), _F32(1))
         mw, mh = int(math.ceil(bw)), int(math.ceil(bh))
         # pass 1: OpenCV's bicubic resize (HxWxC, each channel alike; OpenCV allows up to 512 channels)
-        approx = cv2.resize(np.ascontiguousarray(maps[i].transpose(1, 2, 0)), (mw, mh),
-                            interpolation=cv2.INTER_CUBIC).reshape(mh * mw, k)
+        approx = cv2.resize(
+            np.ascontiguousarray(maps[i].transpose(1, 2, 0)), (mw, mh), interpolation=cv2.INTER_CUBIC
+        ).reshape(mh * mw, k)
         margin = 1e-3 * (1.0 + np.abs(maps[i]).reshape(k, -1).max(axis=1))
-        cell, chan = np.nonzero(approx >= approx.max(axis=0) - margin)   # sorted by cell, then keypoint
+        cell, chan = np.nonzero(approx >= approx.max(axis=0) - margin)  # sorted by cell, then keypoint
         # pass 2: the candidate cells with PyTorch's exact arithmetic
         vals = bicubic_values(maps[i], (mh, mw), chan, cell // mw, cell % mw)
-        order = np.lexsort((cell, -vals, chan))        # per keypoint: highest value, first cell on ties
+        order = np.lexsort((cell, -vals, chan))  # per keypoint: highest value, first cell on ties
         first = order[np.r_[0, np.flatnonzero(np.diff(chan[order])) + 1]]
         xi, yi = (cell[first] % mw).astype(_F32), (cell[first] // mw).astype(_F32)
         out[i, :, 0] = (xi + _F32(0.5)) * (bw / _F32(mw)) + x1
@@ -131,9 +172,14 @@ def heatmaps_to_keypoints(maps: np.ndarray, rois: np.ndarray) -> np.ndarray:
     return out
 
 
-def draw_skeleton(canvas: np.ndarray, keypoints: np.ndarray, colour: tuple[int, int, int],
-                  skeleton: list[tuple[int, int]] | None = None, thickness: int = 2,
-                  min_score: float | None = None) -> np.ndarray:
+def draw_skeleton(
+    canvas: np.ndarray,
+    keypoints: np.ndarray,
+    colour: tuple[int, int, int],
+    skeleton: list[tuple[int, int]] | None = None,
+    thickness: int = 2,
+    min_score: float | None = None,
+) -> np.ndarray:
     """Draw one person's keypoints (float [K, 2+] x, y in pixels) and limbs onto ``canvas`` (uint8 RGB, in place).
 
     ``skeleton``: 1-based keypoint pairs; default the COCO limbs when K is 17, none otherwise.
@@ -178,8 +224,10 @@ def keypoint_metrics(gt: Any, results: list[dict[str, Any]]) -> dict[str, float]
     results = [dict(r) for r in results if "keypoints" in r]
     k = {len(r["keypoints"]) // 3 for r in results}
     if k and k != {len(COCO_SIGMAS)}:
-        raise DataError(f"OKS needs one falloff sigma per keypoint; COCO defines 17, the model predicts {sorted(k)}",
-                        "evaluate person keypoints in COCO order, or compute OKS with your own sigmas")
+        raise DataError(
+            f"OKS needs one falloff sigma per keypoint; COCO defines 17, the model predicts {sorted(k)}",
+            "evaluate person keypoints in COCO order, or compute OKS with your own sigmas",
+        )
     if not results:
         return {f"keypoints_{n}": 0.0 for n in names}
     with contextlib.redirect_stdout(io.StringIO()):

@@ -10,10 +10,11 @@ per instance (OpenCV's INTER_LINEAR uses the same sampling as
 ``F.interpolate(mode="bilinear", align_corners=False)``); the cost is one
 small resize per detection, not per pixel work in Python.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -45,8 +46,9 @@ def expand_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
     return np.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], axis=1)
 
 
-def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
-                threshold: float | None = 0.5, padding: int = 1) -> np.ndarray:
+def paste_masks(
+    masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int], threshold: float | None = 0.5, padding: int = 1
+) -> np.ndarray:
     """Full-image masks from per-box mask probabilities.
 
     Args:
@@ -65,17 +67,19 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
     if masks.ndim != 3 or masks.shape[1] != masks.shape[2]:
         raise InputError(f"masks must be [N, M, M], got shape {masks.shape}", "pass one square map per box")
     if boxes.shape != (masks.shape[0], 4):
-        raise InputError(f"boxes must be [N, 4] for {masks.shape[0]} masks, got {boxes.shape}",
-                         "pass one x1y1x2y2 box per mask")
+        raise InputError(
+            f"boxes must be [N, 4] for {masks.shape[0]} masks, got {boxes.shape}", "pass one x1y1x2y2 box per mask"
+        )
     H, W = int(image_hw[0]), int(image_hw[1])
     out: np.ndarray = np.zeros((masks.shape[0], H, W), dtype=np.float32 if threshold is None else np.bool_)
     for i, (y0, x0, crop) in enumerate(paste_crops(masks, boxes, (H, W), threshold, padding)):
-        out[i, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+        out[i, y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
     return out
 
 
-def paste_crops(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int], threshold: float | None = 0.5,
-                padding: int = 1) -> Iterator[tuple[int, int, np.ndarray]]:
+def paste_crops(
+    masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int], threshold: float | None = 0.5, padding: int = 1
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """What :func:`paste_masks` pastes, per instance: ``(y0, x0, crop)``, the crop [h, w] clipped to the image.
 
     ``crop`` is bool (or float32 when ``threshold`` is None) and may be empty (0 x 0) for boxes
@@ -97,7 +101,7 @@ def paste_crops(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
             yield 0, 0, np.zeros((0, 0), np.float32 if threshold is None else np.bool_)
             continue
         resized = cv2.resize(padded[i], (w, h), interpolation=cv2.INTER_LINEAR)
-        crop = resized[y0c - y1:y1c - y1, x0c - x1:x1c - x1]
+        crop = resized[y0c - y1 : y1c - y1, x0c - x1 : x1c - x1]
         yield y0c, x0c, (crop if threshold is None else crop > threshold)
 
 
@@ -121,7 +125,7 @@ class MaskCrops:
         out = np.zeros(self.image_hw, np.bool_)
         y0, x0 = (int(v) for v in self.origins[i])
         c = self.crops[i]
-        out[y0:y0 + c.shape[0], x0:x0 + c.shape[1]] = c
+        out[y0 : y0 + c.shape[0], x0 : x0 + c.shape[1]] = c
         return out
 
     def dense(self) -> np.ndarray:
@@ -129,10 +133,10 @@ class MaskCrops:
         out = np.zeros((len(self),) + tuple(self.image_hw), np.bool_)
         for i, c in enumerate(self.crops):
             y0, x0 = (int(v) for v in self.origins[i])
-            out[i, y0:y0 + c.shape[0], x0:x0 + c.shape[1]] = c
+            out[i, y0 : y0 + c.shape[0], x0 : x0 + c.shape[1]] = c
         return out
 
-    def select(self, keep: np.ndarray) -> "MaskCrops":
+    def select(self, keep: np.ndarray) -> MaskCrops:
         keep = np.asarray(keep, np.int64).reshape(-1)
         return MaskCrops([self.crops[i] for i in keep], self.origins[keep].reshape(-1, 2), self.image_hw)
 
@@ -145,7 +149,7 @@ class MaskCrops:
         y0, x0 = (int(v) for v in self.origins[i])
         c = self.crops[i]
         strip = np.zeros((H, c.shape[1]), np.bool_)  # the crop's columns, full height
-        strip[y0:y0 + c.shape[0]] = c
+        strip[y0 : y0 + c.shape[0]] = c
         counts = run_lengths(strip)
         counts[0] += x0 * H  # columns left of the crop: zeros
         trailing = (W - x0 - c.shape[1]) * H

@@ -21,27 +21,28 @@ Image conventions: see ``segrt.io.preprocess.to_rgb_float`` (grey, RGB or RGBA; 
 or float). Drawing lives in ``segrt.rcnn.viz``, COCO output and evaluation in ``segrt.rcnn.coco``,
 keypoint decoding in ``segrt.rcnn.keypoints``.
 """
+
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from segrt.backends.base import Backend
+from segrt.io.files import atomic_path
+from segrt.io.images import write_png
+from segrt.io.preprocess import check_image, to_rgb_float
+from segrt.predictor import Timer, check_options
 from segrt.rcnn.coco import evaluate as coco_evaluate
 from segrt.rcnn.coco import instances_to_coco
-from segrt.io.images import write_png
-from segrt.io.files import atomic_path
-from segrt.rcnn.keypoints import heatmaps_to_keypoints
 from segrt.rcnn.instances import Instances
+from segrt.rcnn.keypoints import heatmaps_to_keypoints
 from segrt.rcnn.masks import paste_masks
-from segrt.backends.base import Backend
-from segrt.predictor import Timer, check_options
-from segrt.io.preprocess import check_image, to_rgb_float
 from segrt.rcnn.viz import draw_instances
 
 
@@ -106,8 +107,9 @@ class MaskRCNNPredictor:
         feed = {"image": canvas, "image_size": np.array([new_h, new_w], dtype=np.float32)}
         return feed, Geometry((h, w), (new_h, new_w))
 
-    def postprocess(self, outputs: dict[str, np.ndarray], geometry: Geometry,
-                    image: np.ndarray | None = None) -> Instances:
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], geometry: Geometry, image: np.ndarray | None = None
+    ) -> Instances:
         """Graph outputs -> Instances in original-image pixels (boxes rescaled, masks pasted)."""
         n = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
         boxes = np.asarray(outputs["boxes"])[:n].astype(np.float32)
@@ -122,15 +124,23 @@ class MaskRCNNPredictor:
             masks = paste_masks(np.asarray(outputs["masks"])[:n], boxes, (h, w), threshold=self.mask_threshold)
         keypoints = None
         if "keypoint_heatmaps" in outputs:
-            keypoints = heatmaps_to_keypoints(np.asarray(outputs["keypoint_heatmaps"])[:n],
-                                              np.asarray(outputs["boxes"])[:n].astype(np.float32))
+            keypoints = heatmaps_to_keypoints(
+                np.asarray(outputs["keypoint_heatmaps"])[:n], np.asarray(outputs["boxes"])[:n].astype(np.float32)
+            )
             keypoints[:, :, 0] *= rw
             keypoints[:, :, 1] *= rh
         names = [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in labels]
         return Instances(boxes, scores, labels, names, masks, keypoints, (h, w), image)
 
-    def predict(self, image: np.ndarray, *, tiles: bool | None = None, overlap: int | None = None,
-                progress: bool | None = None, **unknown: Any) -> Instances:
+    def predict(
+        self,
+        image: np.ndarray,
+        *,
+        tiles: bool | None = None,
+        overlap: int | None = None,
+        progress: bool | None = None,
+        **unknown: Any,
+    ) -> Instances:
         """Detect instances in one image ([H, W], [H, W, 3] RGB or [H, W, 4]; uint8, uint16 or float).
 
         Args:
@@ -142,14 +152,18 @@ class MaskRCNNPredictor:
             overlap, progress: for windows (see ``segrt.rcnn.windows.predict_windows``).
         """
         check_options(self.kind, unknown, ("tiles", "overlap", "progress"))
-        lazy = isinstance(image, (str, Path, np.memmap)) or (hasattr(image, "shape") and not isinstance(image, np.ndarray))
+        lazy = isinstance(image, (str, Path, np.memmap)) or (
+            hasattr(image, "shape") and not isinstance(image, np.ndarray)
+        )
         if not lazy:
             check_image(image)  # in-memory images are checked before their size is used
         if tiles or (tiles is None and self.uses_windows(image)):
             from segrt.rcnn.windows import predict_windows
+
             return predict_windows(self, image, overlap=overlap, progress=progress)
         if not isinstance(image, np.ndarray):
             from segrt.io.sources import open_image
+
             src = open_image(image)
             image = src.read(0, src.shape[0], 0, src.shape[1])
         timer = Timer(self.backend)
@@ -163,6 +177,7 @@ class MaskRCNNPredictor:
     def uses_windows(self, image: Any) -> bool:
         """Whether ``predict`` runs sliding windows: when the whole-image resize would shrink ``image`` > 2x."""
         from segrt.io.sources import open_image
+
         h, w = (int(v) for v in (image.shape if hasattr(image, "shape") else open_image(image).shape)[:2])
         new_h, new_w = resized_size((h, w), self.input_hw, self.min_size, self.max_size)
         return new_h * 2 < h or new_w * 2 < w
@@ -185,8 +200,9 @@ class MaskRCNNPredictor:
             paths.append(write_png(out_dir / f"{stem}_overlay.png", self.draw(image, result)))
         path = out_dir / f"{stem}.json"
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"image_size": list(result.image_hw),
-                                       "instances": instances_to_coco(result)}, indent=1))
+            tmp.write_text(
+                json.dumps({"image_size": list(result.image_hw), "instances": instances_to_coco(result)}, indent=1)
+            )
         paths.append(path)
         return paths
 

@@ -20,6 +20,7 @@ Masks are kept as box crops (``segrt.rcnn.masks.MaskCrops``): memory grows with 
 objects, not with N x H x W. Integer images are scaled by the whole image's
 maximum (read once), exactly as the whole-image path scales them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segrt.rcnn.masks import MaskCrops, paste_crops
 from segrt.io.sources import ImageSource, open_image
+from segrt.rcnn.masks import MaskCrops, paste_crops
 
 if TYPE_CHECKING:
     from segrt.rcnn.instances import Instances
@@ -94,13 +95,20 @@ def crop_iou(crops: MaskCrops, i: int, j: int) -> float:
     y1, x1 = min(yi + ci.shape[0], yj + cj.shape[0]), min(xi + ci.shape[1], xj + cj.shape[1])
     inter = 0
     if y1 > y0 and x1 > x0:
-        inter = int((ci[y0 - yi:y1 - yi, x0 - xi:x1 - xi] & cj[y0 - yj:y1 - yj, x0 - xj:x1 - xj]).sum())
+        inter = int((ci[y0 - yi : y1 - yi, x0 - xi : x1 - xi] & cj[y0 - yj : y1 - yj, x0 - xj : x1 - xj]).sum())
     union = int(ci.sum()) + int(cj.sum()) - inter
     return inter / union if union else 0.0
 
 
-def deduplicate(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, crops: MaskCrops | None,
-                window_ids: np.ndarray, dup_iou: float, room: np.ndarray | None = None) -> np.ndarray:
+def deduplicate(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    crops: MaskCrops | None,
+    window_ids: np.ndarray,
+    dup_iou: float,
+    room: np.ndarray | None = None,
+) -> np.ndarray:
     """Indices to keep: greedy, dropping detections from other windows that duplicate a kept one.
 
     Greedy order: most ``room`` first (pixels between the box and the nearest interior side of its
@@ -117,15 +125,24 @@ def deduplicate(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, crops
         cand = np.flatnonzero(~suppressed & (labels == labels[i]) & (window_ids != window_ids[i]))
         cand = cand[box_iou(boxes[i], boxes[cand]) > 0] if cand.size else cand
         for j in cand.tolist():
-            same = crop_iou(crops, i, j) >= dup_iou if crops is not None else \
-                box_iou(boxes[i], boxes[j:j + 1])[0] >= dup_iou
+            same = (
+                crop_iou(crops, i, j) >= dup_iou
+                if crops is not None
+                else box_iou(boxes[i], boxes[j : j + 1])[0] >= dup_iou
+            )
             if same:
                 suppressed[j] = True
     return np.asarray(sorted(kept, key=lambda k: -scores[k]), np.int64)
 
 
-def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge: int = 2, dup_iou: float = 0.5,
-                    progress: bool | None = None) -> Instances:
+def predict_windows(
+    predictor: Any,
+    image: Any,
+    overlap: int | None = None,
+    edge: int = 2,
+    dup_iou: float = 0.5,
+    progress: bool | None = None,
+) -> Instances:
     """Detect instances in a large image through overlapping windows (see the module doc).
 
     Args:
@@ -140,9 +157,9 @@ def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge
     Returns:
         ``segrt.rcnn.predictor.Instances`` in image pixels, masks sparse (``mask_crops``), sorted by score.
     """
-    from segrt.rcnn.keypoints import heatmaps_to_keypoints
-    from segrt.rcnn.instances import Instances
     from segrt.io.preprocess import to_rgb_float
+    from segrt.rcnn.instances import Instances
+    from segrt.rcnn.keypoints import heatmaps_to_keypoints
 
     t0 = time.perf_counter()
     source = open_image(image)
@@ -160,26 +177,38 @@ def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge
     bar: contextlib.AbstractContextManager[Any] = contextlib.nullcontext(None)
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=len(windows), unit="window", desc="detect", dynamic_ncols=True, leave=False)
     with bar as pbar:
         for k, win in enumerate(windows):
             rgb = to_rgb_float(source.read(win.y0, win.y0 + win.h, win.x0, win.x0 + win.w), peak=peak)
             canvas = np.zeros((1, 3, wh, ww), predictor.input_dtype)
             chw = rgb.transpose(2, 0, 1)
-            canvas[0, :, :win.h, :win.w] = np.round(chw * 255.0) if predictor.input_dtype == np.uint8 else chw
+            canvas[0, :, : win.h, : win.w] = np.round(chw * 255.0) if predictor.input_dtype == np.uint8 else chw
             t = time.perf_counter()
             out = predictor.backend.run({"image": canvas, "image_size": np.array([win.h, win.w], np.float32)})
             model_s += time.perf_counter() - t
             n = int(np.asarray(out["num_detections"]).reshape(-1)[0])
             b = np.asarray(out["boxes"])[:n].astype(np.float32)
             top, left, bottom, right = win.inner
-            cut = ((top & (b[:, 1] <= edge)) | (left & (b[:, 0] <= edge))
-                   | (bottom & (b[:, 3] >= win.h - edge)) | (right & (b[:, 2] >= win.w - edge)))
+            cut = (
+                (top & (b[:, 1] <= edge))
+                | (left & (b[:, 0] <= edge))
+                | (bottom & (b[:, 3] >= win.h - edge))
+                | (right & (b[:, 2] >= win.w - edge))
+            )
             keep = np.flatnonzero(~cut)
-            gaps = [b[:, 1] if top else None, b[:, 0] if left else None,
-                    win.h - b[:, 3] if bottom else None, win.w - b[:, 2] if right else None]
-            gap = np.min([g for g in gaps if g is not None], axis=0) if any(g is not None for g in gaps) \
+            gaps = [
+                b[:, 1] if top else None,
+                b[:, 0] if left else None,
+                win.h - b[:, 3] if bottom else None,
+                win.w - b[:, 2] if right else None,
+            ]
+            gap = (
+                np.min([g for g in gaps if g is not None], axis=0)
+                if any(g is not None for g in gaps)
                 else np.full(n, np.inf, np.float32)
+            )
             rooms.append(np.minimum(gap[keep], overlap / 2))  # beyond half the overlap, context is enough
             offset = np.array([win.x0, win.y0, win.x0, win.y0], np.float32)
             boxes.append(b[keep] + offset)
@@ -205,14 +234,33 @@ def predict_windows(predictor: Any, image: Any, overlap: int | None = None, edge
     labels_a = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     sparse = MaskCrops(crops, np.asarray(origins, np.int64).reshape(-1, 2), (H, W)) if has_masks else None
     t1 = time.perf_counter()
-    keep = deduplicate(boxes_a, scores_a, labels_a, sparse, np.concatenate(wids) if wids else np.zeros(0, int), dup_iou,
-                       np.concatenate(rooms) if rooms else np.zeros(0))
+    keep = deduplicate(
+        boxes_a,
+        scores_a,
+        labels_a,
+        sparse,
+        np.concatenate(wids) if wids else np.zeros(0, int),
+        dup_iou,
+        np.concatenate(rooms) if rooms else np.zeros(0),
+    )
     kp_all = np.concatenate(keypoints)[keep] if keypoints else None
     names = [predictor.class_names[i] if 0 <= i < len(predictor.class_names) else str(i) for i in labels_a[keep]]
-    result = Instances(boxes_a[keep], scores_a[keep], labels_a[keep], names, None, kp_all, (H, W),
-                       image if isinstance(image, np.ndarray) else None,
-                       mask_crops=sparse.select(keep) if sparse is not None else None)
+    result = Instances(
+        boxes_a[keep],
+        scores_a[keep],
+        labels_a[keep],
+        names,
+        None,
+        kp_all,
+        (H, W),
+        image if isinstance(image, np.ndarray) else None,
+        mask_crops=sparse.select(keep) if sparse is not None else None,
+    )
     t2 = time.perf_counter()
-    predictor.last_timings = {"preprocess_ms": (t1 - t0 - model_s) * 1e3, "model_ms": model_s * 1e3,
-                              "postprocess_ms": (t2 - t1) * 1e3, "windows": float(len(windows))}
+    predictor.last_timings = {
+        "preprocess_ms": (t1 - t0 - model_s) * 1e3,
+        "model_ms": model_s * 1e3,
+        "postprocess_ms": (t2 - t1) * 1e3,
+        "windows": float(len(windows)),
+    }
     return result

@@ -7,11 +7,18 @@
 
 Needs ``pip install 'segrt[serve]'`` (tritonclient; nvidia-pytriton for the bundled server).
 """
+
 from __future__ import annotations
 
 from segrt.serve.client import RemotePredictor
 from segrt.serve.repository import parse_config, pipeline_models, write_model_repository
 from segrt.serve.server import TritonServer, find_tritonserver
 
-__all__ = ["write_model_repository", "parse_config", "pipeline_models", "TritonServer", "find_tritonserver",
-           "RemotePredictor"]
+__all__ = [
+    "RemotePredictor",
+    "TritonServer",
+    "find_tritonserver",
+    "parse_config",
+    "pipeline_models",
+    "write_model_repository",
+]

@@ -1,4 +1,5 @@
 """``python -m segrt.serve ...`` is ``segrt serve ...``."""
+
 import sys
 
 from segrt.cli import main

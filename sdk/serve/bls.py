@@ -6,6 +6,7 @@ network runs in Triton's C++ backends. Only the official Triton container has th
 backends; the server bundled with ``nvidia-pytriton`` has the Python backend alone, so this
 path is generated and its configs are parsed here, but it is not run here.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,10 @@ class BLSBackend:
         self.inputs = [TensorInfo(n, _shape(s), np.dtype(d)) for n, d, s in io["inputs"]]
         self.outputs = [TensorInfo(n, _shape(s), np.dtype(d)) for n, d, s in io["outputs"]]
         if not self.inputs or not self.outputs:
-            raise ArtifactError(f"the pipeline config of {self.path.name} names no network inputs or outputs",
-                                "rewrite the repository with this segrt version (segrt serve --write-repo --bls)")
+            raise ArtifactError(
+                f"the pipeline config of {self.path.name} names no network inputs or outputs",
+                "rewrite the repository with this segrt version (segrt serve --write-repo --bls)",
+            )
         # TensorRT engines: the built profile {input: (min, opt, max) shapes}, which the predictors respect
         self.profiles = {n: tuple(tuple(int(d) for d in s) for s in tri) for n, tri in io.get("profiles", {}).items()}
         self._pb = pb_utils
@@ -61,13 +64,19 @@ class BLSBackend:
             kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
         if self.timeout_us > 0:
             kwargs["timeout"] = self.timeout_us
-        request = pb.InferenceRequest(model_name=self.network_model, inputs=tensors,
-                                      requested_output_names=[o.name for o in self.outputs], **kwargs)
+        request = pb.InferenceRequest(
+            model_name=self.network_model,
+            inputs=tensors,
+            requested_output_names=[o.name for o in self.outputs],
+            **kwargs,
+        )
         response = request.exec()
         if response.has_error():
             # the network model's failure is the server's, not the client's (UNAVAILABLE: may be retried)
-            raise ServerError(f"network model {self.network_model!r} failed: {response.error().message()}",
-                              "check the server log; the network model must be loaded and ready")
+            raise ServerError(
+                f"network model {self.network_model!r} failed: {response.error().message()}",
+                "check the server log; the network model must be loaded and ready",
+            )
         return {t.name(): np.from_dlpack(t) for t in response.output_tensors()}
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ Errors: a request the server refuses (bad image) raises ``InputError`` with the 
 problem and fix; a server that cannot be reached, times out or fails raises ``ServerError``.
 Every call has a timeout, so a dead server never hangs a client.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,8 @@ import numpy as np
 
 from segrt.errors import BackendUnavailableError, InputError, SegrtError, ServerError
 from segrt.serve import protocol
+
+
 def _tritonclient(protocol_name: str) -> tuple[Any, Any]:
     try:
         if protocol_name == "grpc":
@@ -30,8 +33,9 @@ def _tritonclient(protocol_name: str) -> tuple[Any, Any]:
             import tritonclient.http as tc
         from tritonclient.utils import InferenceServerException
     except ImportError as exc:
-        raise BackendUnavailableError(f"the Triton client is not installed ({exc})",
-                                      "pip install 'segrt[serve]' (or tritonclient[all])") from None
+        raise BackendUnavailableError(
+            f"the Triton client is not installed ({exc})", "pip install 'segrt[serve]' (or tritonclient[all])"
+        ) from None
     return tc, InferenceServerException
 
 
@@ -93,9 +97,18 @@ class RemotePredictor:
     Usable from several threads (one connection per thread).
     """
 
-    def __init__(self, url: str, model: str | None = None, *, timeout_s: float = 60.0, probs: bool = True,
-                 instances: bool = True, retries: int = 3, shared_memory: bool = False,
-                 admin_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        probs: bool = True,
+        instances: bool = True,
+        retries: int = 3,
+        shared_memory: bool = False,
+        admin_key: str | None = None,
+    ) -> None:
         self.protocol, self.address = parse_url(url)
         self.url = f"{self.protocol}://{self.address}"
         self.timeout_s = float(timeout_s)
@@ -114,15 +127,18 @@ class RemotePredictor:
         config = self._call(self._config)
         params = config.get("parameters", {})
         if "segrt_metadata" not in params:
-            raise ServerError(f"model {self.model!r} on {self.url} is not a segrt pipeline model",
-                              "pass the name of a model written by segrt (segrt serve lists them)")
+            raise ServerError(
+                f"model {self.model!r} on {self.url} is not a segrt pipeline model",
+                "pass the name of a model written by segrt (segrt serve lists them)",
+            )
         self.metadata: dict[str, Any] = json.loads(params["segrt_metadata"]["string_value"])
         self.kind: str = self.metadata["kind"]
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.max_pixels = int(params.get("max_pixels", {}).get("string_value", protocol.DEFAULT_MAX_PIXELS))
         self.batching = int(config.get("max_batch_size", 0)) > 0
-        self.outputs = [n for n in protocol.outputs_for(self.kind)
-                        if (n != "probs" or probs) and (n != "instances" or instances)]
+        self.outputs = [
+            n for n in protocol.outputs_for(self.kind) if (n != "probs" or probs) and (n != "instances" or instances)
+        ]
         self.foreground = int(self.metadata.get("foreground_class", 1))
         self.backend = TritonEndpoint(self.url, self.model)
         self.last_timings: dict[str, float] = {}
@@ -136,8 +152,9 @@ class RemotePredictor:
             if self.protocol == "grpc":
                 client = self._tc.InferenceServerClient(self.address)
             else:
-                client = self._tc.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
-                                                        network_timeout=self.timeout_s)
+                client = self._tc.InferenceServerClient(
+                    self.address, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+                )
             self._local.client = client
             self._clients.append(client)
         return client
@@ -156,17 +173,21 @@ class RemotePredictor:
                     raise InputError(*_split_error(message)) from None
                 # a restricted API answers UNAVAILABLE over gRPC, yet retrying cannot help
                 retry = (status in RETRY_STATUSES or "connect" in message.lower()) and "restricted" not in message
-                error = ServerError(f"{self.url}: {message}", "check that the server is running (segrt serve) and "
-                                    "its log; retry once it is ready")
+                error = ServerError(
+                    f"{self.url}: {message}",
+                    "check that the server is running (segrt serve) and its log; retry once it is ready",
+                )
             except SegrtError:
                 raise
             except Exception as exc:  # transport failures (refused, reset, closed, timed out) of either library
                 retry = isinstance(exc, ConnectionRefusedError) or "refused" in str(exc).lower()
-                error = ServerError(f"{self.url}: {type(exc).__name__}: {exc}",
-                                    "check that the server is running (segrt serve); retry once it is ready")
+                error = ServerError(
+                    f"{self.url}: {type(exc).__name__}: {exc}",
+                    "check that the server is running (segrt serve); retry once it is ready",
+                )
             if not retry or attempt >= self.retries:
                 raise error from None
-            time.sleep(RETRY_BASE_S * 2 ** attempt)
+            time.sleep(RETRY_BASE_S * 2**attempt)
             attempt += 1
 
     def _config(self) -> dict[str, Any]:
@@ -178,18 +199,22 @@ class RemotePredictor:
         """The server's only segrt model, from its repository index (which a segrt server closes to clients)."""
         try:
             if self.protocol == "grpc":
-                index = self._call(self._client.get_model_repository_index, as_json=True,
-                                   client_timeout=self.timeout_s).get("models", [])
+                index = self._call(
+                    self._client.get_model_repository_index, as_json=True, client_timeout=self.timeout_s
+                ).get("models", [])
             else:
                 index = self._call(self._client.get_model_repository_index)
         except SegrtError:
-            raise InputError(f"{self.url} does not list its models (segrt serve closes the repository API to "
-                             "clients)", "name the model: RemotePredictor(url, model=NAME), NAME = the file stem "
-                             "(segrt serve prints it)") from None
+            raise InputError(
+                f"{self.url} does not list its models (segrt serve closes the repository API to clients)",
+                "name the model: RemotePredictor(url, model=NAME), NAME = the file stem (segrt serve prints it)",
+            ) from None
         ready = [m["name"] for m in index if m.get("state") == "READY" and not m["name"].endswith("_net")]
         if len(ready) != 1:
-            raise InputError(f"{self.url} serves {len(ready)} models ({', '.join(ready) or 'none ready'})",
-                             "name the one to use (RemotePredictor(url, model=NAME) / --server-model NAME)")
+            raise InputError(
+                f"{self.url} serves {len(ready)} models ({', '.join(ready) or 'none ready'})",
+                "name the one to use (RemotePredictor(url, model=NAME) / --server-model NAME)",
+            )
         return ready[0]
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
@@ -205,7 +230,10 @@ class RemotePredictor:
         if arena is not None:
             out_bytes = [int(np.prod(shape)) * np.dtype(SHM_DTYPES[dt]).itemsize for dt, shape in shm_outputs.values()]
             offsets = self._call(arena.layout, [a.nbytes for a in arrays.values()] + out_bytes)
-            in_offsets, out_offsets = offsets[:len(arrays)], dict(zip(shm_outputs, offsets[len(arrays):], strict=True))
+            in_offsets, out_offsets = (
+                offsets[: len(arrays)],
+                dict(zip(shm_outputs, offsets[len(arrays) :], strict=True)),
+            )
         infer_inputs = []
         for k, (name, array) in enumerate(arrays.items()):
             t = tc.InferInput(name, list(array.shape), protocol.TRITON_DTYPES.get(name, "UINT8"))
@@ -220,12 +248,14 @@ class RemotePredictor:
             o = tc.InferRequestedOutput(n)
             if n in shm_outputs:
                 dt, shape = shm_outputs[n]
-                o.set_shared_memory(arena.name, int(np.prod(shape)) * np.dtype(SHM_DTYPES[dt]).itemsize,
-                                    offset=out_offsets[n])
+                o.set_shared_memory(
+                    arena.name, int(np.prod(shape)) * np.dtype(SHM_DTYPES[dt]).itemsize, offset=out_offsets[n]
+                )
             requested.append(o)
         if self.protocol == "grpc":
-            result = self._call(self._client.infer, self.model, infer_inputs, outputs=requested,
-                                client_timeout=self.timeout_s)
+            result = self._call(
+                self._client.infer, self.model, infer_inputs, outputs=requested, client_timeout=self.timeout_s
+            )
         else:
             result = self._call(self._client.infer, self.model, infer_inputs, outputs=requested)
         out = {}
@@ -246,8 +276,11 @@ class RemotePredictor:
             return {}
         h, w = image.shape[:2]
         lead = [1] if self.batching else []
-        shapes = {"classes": ("UINT8", [h, w]), "instances": ("INT32", [h, w]),
-                  "probs": ("FP32", [len(self.class_names), h, w])}
+        shapes = {
+            "classes": ("UINT8", [h, w]),
+            "instances": ("INT32", [h, w]),
+            "probs": ("FP32", [len(self.class_names), h, w]),
+        }
         return {n: (dt, lead + shape) for n, (dt, shape) in shapes.items() if n in outputs}
 
     def _arena(self) -> Any:
@@ -255,6 +288,7 @@ class RemotePredictor:
         arena = getattr(self._local, "arena", None)
         if arena is None:
             from segrt.serve.shm import SharedMemoryArena
+
             kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
             arena = SharedMemoryArena(self._client, self.admin_headers, **kwargs)
             self._local.arena = arena
@@ -281,10 +315,13 @@ class RemotePredictor:
 
     def _options(self, options: dict[str, Any]) -> dict[str, np.ndarray]:
         from segrt.predictor import check_options
+
         check_options(self.kind, options, ("tta", "probs") if self.kind == "unet" else ())
         if options.get("probs") not in (None, "auto", "float32") or (options.get("probs") and not self.probs):
-            raise InputError(f"probs={options['probs']!r} is not available through the server",
-                             "the server returns float32 probabilities: RemotePredictor(url, model, probs=True)")
+            raise InputError(
+                f"probs={options['probs']!r} is not available through the server",
+                "the server returns float32 probabilities: RemotePredictor(url, model, probs=True)",
+            )
         if options.get("tta") is None:
             return {}
         return {protocol.TTA_INPUT: np.array([int(bool(options["tta"]))], np.uint8)}
@@ -298,8 +335,10 @@ class RemotePredictor:
     __call__ = predict
 
     def _local_class(self) -> Any:
-        from segrt import PREDICTORS
         import importlib
+
+        from segrt import PREDICTORS
+
         module, name = PREDICTORS[self.kind].split(":")
         return getattr(importlib.import_module(module), name)
 
@@ -329,7 +368,7 @@ class RemotePredictor:
                 pass
         self._clients.clear()
 
-    def __enter__(self) -> "RemotePredictor":
+    def __enter__(self) -> RemotePredictor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,6 +27,7 @@ never as a dense [N, H, W]:
     mask_bits  UINT8 [m]      np.packbits of the crops, each flattened row-major, concatenated
     keypoints  FP32 [N, K, 3] keypointrcnn only
 """
+
 from __future__ import annotations
 
 import struct
@@ -41,14 +42,27 @@ from segrt.io.preprocess import check_image
 IMAGE_INPUTS: dict[str, str] = {"uint8": "image", "uint16": "image_uint16", "float32": "image_float32"}
 ENCODED_INPUT = "encoded"
 TTA_INPUT = "tta"
-TRITON_DTYPES: dict[str, str] = {"image": "UINT8", "image_uint16": "UINT16", "image_float32": "FP32",
-                                 "encoded": "UINT8", "tta": "UINT8"}
+TRITON_DTYPES: dict[str, str] = {
+    "image": "UINT8",
+    "image_uint16": "UINT16",
+    "image_float32": "FP32",
+    "encoded": "UINT8",
+    "tta": "UINT8",
+}
 
 UNET_OUTPUTS: dict[str, tuple[str, list[int]]] = {
-    "classes": ("UINT8", [-1, -1]), "instances": ("INT32", [-1, -1]), "probs": ("FP32", [-1, -1, -1])}
+    "classes": ("UINT8", [-1, -1]),
+    "instances": ("INT32", [-1, -1]),
+    "probs": ("FP32", [-1, -1, -1]),
+}
 RCNN_OUTPUTS: dict[str, tuple[str, list[int]]] = {
-    "boxes": ("FP32", [-1, 4]), "scores": ("FP32", [-1]), "labels": ("INT64", [-1]),
-    "image_size": ("INT32", [2]), "mask_boxes": ("INT32", [-1, 4]), "mask_bits": ("UINT8", [-1])}
+    "boxes": ("FP32", [-1, 4]),
+    "scores": ("FP32", [-1]),
+    "labels": ("INT64", [-1]),
+    "image_size": ("INT32", [2]),
+    "mask_boxes": ("INT32", [-1, 4]),
+    "mask_bits": ("UINT8", [-1]),
+}
 KEYPOINT_OUTPUTS: dict[str, tuple[str, list[int]]] = {"keypoints": ("FP32", [-1, -1, 3])}
 
 # A pipeline model refuses images above this many pixels unless configured otherwise
@@ -78,8 +92,10 @@ def image_input_name(image: np.ndarray) -> str:
         return IMAGE_INPUTS["float32"]
     name = IMAGE_INPUTS.get(str(image.dtype))
     if name is None:
-        raise InputError(f"a served model takes uint8, uint16 or float32 images, not {image.dtype}",
-                         "convert it first, e.g. image.astype(np.uint16), or send the file bytes with predict_encoded")
+        raise InputError(
+            f"a served model takes uint8, uint16 or float32 images, not {image.dtype}",
+            "convert it first, e.g. image.astype(np.uint16), or send the file bytes with predict_encoded",
+        )
     return name
 
 
@@ -101,9 +117,11 @@ def as_request_image(image: np.ndarray) -> np.ndarray:
 def check_pixels(h: int, w: int, max_pixels: int) -> None:
     """Refuse an image of more than ``max_pixels`` pixels (before any decoding or processing)."""
     if h * w > max_pixels:
-        raise InputError(f"image of {h} x {w} = {h * w / 1e6:.1f} megapixels exceeds this server's limit of "
-                         f"{max_pixels / 1e6:.1f} megapixels",
-                         "split the image into tiles, or raise max_pixels when writing the model repository")
+        raise InputError(
+            f"image of {h} x {w} = {h * w / 1e6:.1f} megapixels exceeds this server's limit of "
+            f"{max_pixels / 1e6:.1f} megapixels",
+            "split the image into tiles, or raise max_pixels when writing the model repository",
+        )
 
 
 def check_request_image(image: np.ndarray, max_pixels: int, channels: int | None = None) -> np.ndarray:
@@ -113,13 +131,16 @@ def check_request_image(image: np.ndarray, max_pixels: int, channels: int | None
     ``channels``: the count the model takes (None: 1 to :data:`MAX_CHANNELS`).
     """
     if image.ndim != 3:
-        raise InputError(f"a request image has shape [H, W, C], got {list(image.shape)}",
-                         "send one [H, W, C] image per request")
+        raise InputError(
+            f"a request image has shape [H, W, C], got {list(image.shape)}", "send one [H, W, C] image per request"
+        )
     h, w, c = image.shape
     check_pixels(h, w, max_pixels)
     if channels is not None and c != channels:
-        raise InputError(f"this model takes {channels}-channel images, got {c} channels",
-                         "convert the image (e.g. grey to RGB with np.repeat) before sending it")
+        raise InputError(
+            f"this model takes {channels}-channel images, got {c} channels",
+            "convert the image (e.g. grey to RGB with np.repeat) before sending it",
+        )
     if not 1 <= c <= MAX_CHANNELS and image.size:
         raise InputError(f"an image has 1 to {MAX_CHANNELS} channels, got {c}", "send [H, W, C] with C <= 4")
     check_image(image)
@@ -159,11 +180,11 @@ def _jpeg_size(b: memoryview) -> tuple[int, int, int] | None:
         if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
             i += 2
             continue
-        length = struct.unpack(">H", b[i + 2:i + 4])[0]
+        length = struct.unpack(">H", b[i + 2 : i + 4])[0]
         if marker in _JPEG_SOF:
             if i + 10 > n:
                 return None
-            h, w = struct.unpack(">HH", b[i + 5:i + 9])
+            h, w = struct.unpack(">HH", b[i + 5 : i + 9])
             return int(h), int(w), int(b[i + 9])
         if marker == 0xDA or length < 2:  # scan data before any frame header: malformed
             return None
@@ -179,15 +200,15 @@ def _tiff_size(b: memoryview) -> tuple[int, int, int] | None:
     (ifd,) = struct.unpack(end + "I", b[4:8])
     if ifd + 2 > len(b):
         return None
-    (count,) = struct.unpack(end + "H", b[ifd:ifd + 2])
+    (count,) = struct.unpack(end + "H", b[ifd : ifd + 2])
     tags: dict[int, int] = {}
     for k in range(count):
         at = ifd + 2 + 12 * k
         if at + 12 > len(b):
             return None
-        tag, typ, num = struct.unpack(end + "HHI", b[at:at + 8])
+        tag, typ, num = struct.unpack(end + "HHI", b[at : at + 8])
         if tag in (_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_SAMPLES) and num == 1:
-            tags[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), b[at + 8:at + (10 if typ == 3 else 12)])[0]
+            tags[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), b[at + 8 : at + (10 if typ == 3 else 12)])[0]
     if _TIFF_WIDTH not in tags or _TIFF_LENGTH not in tags:
         return None
     return int(tags[_TIFF_LENGTH]), int(tags[_TIFF_WIDTH]), int(tags.get(_TIFF_SAMPLES, 1))
@@ -201,8 +222,10 @@ def encoded_header(data: bytes | np.ndarray) -> tuple[str, int, int, int]:
     """
     fmt = encoded_format(data)
     if fmt is None:
-        raise InputError("the encoded image is not a PNG, JPEG or TIFF file (by its first bytes)",
-                         "send the bytes of a PNG, JPEG or TIFF file, or the pixels as an array")
+        raise InputError(
+            "the encoded image is not a PNG, JPEG or TIFF file (by its first bytes)",
+            "send the bytes of a PNG, JPEG or TIFF file, or the pixels as an array",
+        )
     raw: Any = data if isinstance(data, (bytes, bytearray)) else np.ascontiguousarray(data).view(np.uint8)
     b = memoryview(raw).cast("B")
     size: tuple[int, int, int] | None
@@ -216,8 +239,10 @@ def encoded_header(data: bytes | np.ndarray) -> tuple[str, int, int, int]:
     else:
         size = _tiff_size(b)
     if size is None:
-        raise InputError(f"the {fmt.upper()} header gives no image size (truncated or malformed file)",
-                         "send the complete bytes of the file")
+        raise InputError(
+            f"the {fmt.upper()} header gives no image size (truncated or malformed file)",
+            "send the complete bytes of the file",
+        )
     return (fmt, *size)
 
 
@@ -244,8 +269,10 @@ def decode_request_image(data: np.ndarray, max_pixels: int) -> np.ndarray:
         raise InputError(f"the {fmt.upper()} image has {c} channels", f"send 1 to {MAX_CHANNELS} channels")
     img = decode_image(data)
     if img is None:
-        raise InputError(f"the encoded image ({data.size} bytes) cannot be decoded",
-                         "send the complete bytes of a PNG, JPEG or TIFF file")
+        raise InputError(
+            f"the encoded image ({data.size} bytes) cannot be decoded",
+            "send the complete bytes of a PNG, JPEG or TIFF file",
+        )
     check_pixels(img.shape[0], img.shape[1], max_pixels)
     return img
 
@@ -277,7 +304,7 @@ def crops_to_masks(mask_boxes: np.ndarray, mask_bits: np.ndarray, image_hw: tupl
     for i, (h, w) in enumerate(sizes):
         if h * w:
             x0, y0 = int(mask_boxes[i][0]), int(mask_boxes[i][1])
-            masks[i, y0:y0 + h, x0:x0 + w] = flat[at:at + h * w].reshape(h, w)
+            masks[i, y0 : y0 + h, x0 : x0 + w] = flat[at : at + h * w].reshape(h, w)
             at += h * w
     return masks
 
@@ -291,9 +318,12 @@ def encode_result(kind: str, result: Any, with_probs: bool = True) -> dict[str, 
         if with_probs and result.probs is not None:
             out["probs"] = result.probs.astype(np.float32, copy=False)
         return out
-    out = {"boxes": result.boxes.astype(np.float32, copy=False), "scores": result.scores.astype(np.float32, copy=False),
-           "labels": result.labels.astype(np.int64, copy=False),
-           "image_size": np.asarray(result.image_hw, np.int32)}
+    out = {
+        "boxes": result.boxes.astype(np.float32, copy=False),
+        "scores": result.scores.astype(np.float32, copy=False),
+        "labels": result.labels.astype(np.int64, copy=False),
+        "image_size": np.asarray(result.image_hw, np.int32),
+    }
     masks = result.masks if result.masks is not None else np.zeros((len(result), 0, 0), bool)
     out["mask_boxes"], out["mask_bits"] = masks_to_crops(masks)
     if kind == "keypointrcnn":
@@ -301,16 +331,18 @@ def encode_result(kind: str, result: Any, with_probs: bool = True) -> dict[str, 
     return out
 
 
-def decode_result(kind: str, tensors: dict[str, np.ndarray], class_names: list[str],
-                  image: np.ndarray | None = None) -> Any:
+def decode_result(
+    kind: str, tensors: dict[str, np.ndarray], class_names: list[str], image: np.ndarray | None = None
+) -> Any:
     """Response tensors (no batch dimension) -> ``SegmentationResult`` or ``Instances``, as local predict returns."""
     if kind == "unet":
         from segrt.unet.predictor import SegmentationResult
+
         return SegmentationResult(tensors.get("probs"), tensors["classes"], tensors.get("instances"))
     from segrt.rcnn.instances import Instances
+
     h, w = (int(v) for v in tensors["image_size"])
     labels = tensors["labels"].astype(np.int64)
     names = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in labels]
     masks = crops_to_masks(tensors["mask_boxes"], tensors["mask_bits"], (h, w)) if kind == "maskrcnn" else None
-    return Instances(tensors["boxes"], tensors["scores"], labels, names, masks, tensors.get("keypoints"), (h, w),
-                     image)
+    return Instances(tensors["boxes"], tensors["scores"], labels, names, masks, tensors.get("keypoints"), (h, w), image)

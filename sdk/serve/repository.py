@@ -20,6 +20,7 @@ parsed against Triton's ModelConfig schema when written).
 Configs are built as ``ModelConfig`` protobuf messages (``tritonclient.grpc.model_config_pb2``,
 Triton's own schema) and written as text, so a misspelt field or enum fails here, not in the server.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,25 +28,38 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 from segrt.artifact.formats import format_for_path
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 from segrt.serve import protocol
 from segrt.serve.triton_model import MODEL_PY
 
 NETWORK_SUFFIX = "_net"
-TRITON_TYPES = {np.dtype(k): v for k, v in {
-    "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "uint8": "TYPE_UINT8",
-    "uint16": "TYPE_UINT16", "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
-    "bool": "TYPE_BOOL"}.items()}
-PLUGIN_NOTE = ("# This engine needs the segrt TensorRT plugin library ({library}). Load it into the server:\n"
-               "#   tritonserver --backend-config=tensorrt,plugins=/path/to/{library} ...\n"
-               "# or LD_PRELOAD=/path/to/{library} tritonserver ...\n")
+TRITON_TYPES = {
+    np.dtype(k): v
+    for k, v in {
+        "float32": "TYPE_FP32",
+        "float16": "TYPE_FP16",
+        "float64": "TYPE_FP64",
+        "uint8": "TYPE_UINT8",
+        "uint16": "TYPE_UINT16",
+        "int8": "TYPE_INT8",
+        "int32": "TYPE_INT32",
+        "int64": "TYPE_INT64",
+        "bool": "TYPE_BOOL",
+    }.items()
+}
+PLUGIN_NOTE = (
+    "# This engine needs the segrt TensorRT plugin library ({library}). Load it into the server:\n"
+    "#   tritonserver --backend-config=tensorrt,plugins=/path/to/{library} ...\n"
+    "# or LD_PRELOAD=/path/to/{library} tritonserver ...\n"
+)
 
 
 def _model_config_pb2() -> tuple[Any, Any, Any]:
@@ -53,8 +67,9 @@ def _model_config_pb2() -> tuple[Any, Any, Any]:
         from google.protobuf import json_format, text_format
         from tritonclient.grpc import model_config_pb2
     except ImportError as exc:
-        raise BackendUnavailableError(f"writing Triton configs needs tritonclient ({exc})",
-                                      "pip install 'segrt[serve]'") from None
+        raise BackendUnavailableError(
+            f"writing Triton configs needs tritonclient ({exc})", "pip install 'segrt[serve]'"
+        ) from None
     return model_config_pb2, json_format, text_format
 
 
@@ -64,8 +79,10 @@ def config_text(config: dict[str, Any]) -> str:
     try:
         message = json_format.ParseDict(config, pb2.ModelConfig())
     except json_format.ParseError as exc:
-        raise ArtifactError(f"invalid Triton model config for {config.get('name')!r}: {exc}",
-                            "this is a bug in the repository writer; report it") from None
+        raise ArtifactError(
+            f"invalid Triton model config for {config.get('name')!r}: {exc}",
+            "this is a bug in the repository writer; report it",
+        ) from None
     return text_format.MessageToString(message)
 
 
@@ -95,8 +112,14 @@ def _dims(shape: Sequence[int | None]) -> list[int]:
 
 
 # Mask R-CNN network outputs by name (segrt.export's deploy graphs); an engine header names them, not their types
-RCNN_NETWORK_DTYPES = {"boxes": "float32", "scores": "float32", "labels": "int64", "masks": "float32",
-                       "num_detections": "int64", "keypoint_heatmaps": "float32"}
+RCNN_NETWORK_DTYPES = {
+    "boxes": "float32",
+    "scores": "float32",
+    "labels": "int64",
+    "masks": "float32",
+    "num_detections": "int64",
+    "keypoint_heatmaps": "float32",
+}
 
 
 def engine_io(meta: dict[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -106,10 +129,13 @@ def engine_io(meta: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     dynamic, None), outputs from the metadata (``output_name`` for U-Net, ``outputs`` for Mask R-CNN).
     """
     from segrt.backends.base import TensorInfo
+
     profile = (meta.get("engine") or {}).get("profile") or {}
     dtype = np.dtype(meta.get("input_dtype", "float32"))
-    inputs = [TensorInfo(name, tuple(int(lo) if lo == hi else None for lo, hi in zip(tri[0], tri[2], strict=True)), dtype)
-              for name, tri in profile.items()]
+    inputs = [
+        TensorInfo(name, tuple(int(lo) if lo == hi else None for lo, hi in zip(tri[0], tri[2], strict=True)), dtype)
+        for name, tri in profile.items()
+    ]
     if meta["kind"] == "unet":
         name = meta.get("input_name", "image")
         if not inputs:
@@ -128,10 +154,12 @@ def read_artifact(path: Path) -> tuple[dict[str, Any], list[Any], list[Any], byt
     fmt = format_for_path(path)
     if fmt.name == "engine":
         from segrt.artifact.engine_file import read_engine_file
+
         meta, plan = read_engine_file(path)
         inputs, outputs = engine_io(meta)
         return meta, inputs, outputs, bytes(plan)
     from segrt import open_backend
+
     backend = open_backend(path)
     try:
         return dict(backend.metadata), list(backend.inputs), list(backend.outputs), None
@@ -166,14 +194,25 @@ class ServingLimits:
         """InputError when a limit is negative or a size limit is zero."""
         sizes = (self.max_pixels, self.max_probs_pixels, self.max_tta_pixels)
         if min(sizes) < 1 or min(self.max_queue, self.queue_timeout_s, self.bls_timeout_s) < 0:
-            raise InputError(f"serving limits must be positive (sizes) or >= 0, got {self}",
-                             "e.g. --max-pixels 40000000 --max-queue 32 --queue-timeout 60")
+            raise InputError(
+                f"serving limits must be positive (sizes) or >= 0, got {self}",
+                "e.g. --max-pixels 40000000 --max-queue 32 --queue-timeout 60",
+            )
 
 
-def pipeline_config(name: str, artifact_file: str, meta: dict[str, Any], *, gpu: bool, instances: int,
-                    max_batch: int, max_pixels: int | None = None, threads: int | None,
-                    network: tuple[str, list[Any], list[Any]] | None = None,
-                    limits: ServingLimits | None = None) -> dict[str, Any]:
+def pipeline_config(
+    name: str,
+    artifact_file: str,
+    meta: dict[str, Any],
+    *,
+    gpu: bool,
+    instances: int,
+    max_batch: int,
+    max_pixels: int | None = None,
+    threads: int | None,
+    network: tuple[str, list[Any], list[Any]] | None = None,
+    limits: ServingLimits | None = None,
+) -> dict[str, Any]:
     """The pipeline model's ModelConfig as a dict (protobuf JSON names).
 
     ``threads`` 0/None: ONNX Runtime threads are decided when the model loads, on the serving
@@ -184,36 +223,66 @@ def pipeline_config(name: str, artifact_file: str, meta: dict[str, Any], *, gpu:
     # U-Net: the channel count is the network's, so Triton itself refuses other shapes; Mask R-CNN takes
     # grey, RGB and RGBA alike (checked in the model, before any pass over the pixels)
     channels = int(meta["input_channels"]) if meta["kind"] == "unet" and "input_channels" in meta else -1
-    inputs = [{"name": n, "data_type": "TYPE_" + protocol.TRITON_DTYPES[n],
-               "dims": [-1, -1, channels], "optional": True, "allow_ragged_batch": ragged}
-              for n in protocol.IMAGE_INPUTS.values()]
-    inputs.append({"name": protocol.ENCODED_INPUT, "data_type": "TYPE_UINT8", "dims": [-1], "optional": True,
-                   "allow_ragged_batch": ragged})
+    inputs = [
+        {
+            "name": n,
+            "data_type": "TYPE_" + protocol.TRITON_DTYPES[n],
+            "dims": [-1, -1, channels],
+            "optional": True,
+            "allow_ragged_batch": ragged,
+        }
+        for n in protocol.IMAGE_INPUTS.values()
+    ]
+    inputs.append(
+        {
+            "name": protocol.ENCODED_INPUT,
+            "data_type": "TYPE_UINT8",
+            "dims": [-1],
+            "optional": True,
+            "allow_ragged_batch": ragged,
+        }
+    )
     if meta["kind"] == "unet":
         inputs.append({"name": protocol.TTA_INPUT, "data_type": "TYPE_UINT8", "dims": [1], "optional": True})
-    outputs = [{"name": n, "data_type": "TYPE_" + t, "dims": d} for n, (t, d) in protocol.outputs_for(meta["kind"]).items()]
-    params = {"segrt_artifact": artifact_file, "segrt_metadata": json.dumps(meta, sort_keys=True),
-              "max_pixels": str(int(limits.max_pixels)), "max_probs_pixels": str(int(limits.max_probs_pixels)),
-              "max_tta_pixels": str(int(limits.max_tta_pixels)), "threads": str(int(threads or 0)),
-              "bls_timeout_s": str(float(limits.bls_timeout_s))}
+    outputs = [
+        {"name": n, "data_type": "TYPE_" + t, "dims": d} for n, (t, d) in protocol.outputs_for(meta["kind"]).items()
+    ]
+    params = {
+        "segrt_artifact": artifact_file,
+        "segrt_metadata": json.dumps(meta, sort_keys=True),
+        "max_pixels": str(int(limits.max_pixels)),
+        "max_probs_pixels": str(int(limits.max_probs_pixels)),
+        "max_tta_pixels": str(int(limits.max_tta_pixels)),
+        "threads": str(int(threads or 0)),
+        "bls_timeout_s": str(float(limits.bls_timeout_s)),
+    }
     if network is not None:
         net_name, net_in, net_out = network
         params["segrt_network_model"] = net_name
-        params["segrt_network_io"] = json.dumps({
-            "inputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_in],
-            "outputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_out],
-            # an engine's optimization profile: the pipeline keeps its tiles inside it
-            "profiles": (meta.get("engine") or {}).get("profile") or {}})
+        params["segrt_network_io"] = json.dumps(
+            {
+                "inputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_in],
+                "outputs": [[t.name, str(np.dtype(t.dtype)), _dims(t.shape)] for t in net_out],
+                # an engine's optimization profile: the pipeline keeps its tiles inside it
+                "profiles": (meta.get("engine") or {}).get("profile") or {},
+            }
+        )
     config: dict[str, Any] = {
-        "name": name, "backend": "python", "max_batch_size": int(max_batch),
-        "input": inputs, "output": outputs,
+        "name": name,
+        "backend": "python",
+        "max_batch_size": int(max_batch),
+        "input": inputs,
+        "output": outputs,
         "instance_group": [{"kind": "KIND_GPU" if gpu else "KIND_CPU", "count": int(instances)}],
         "parameters": {k: {"string_value": v} for k, v in params.items()},
     }
     # The dynamic batcher is on even without batching (max_batch_size 0): it owns the queue policy, and it
     # hands each request to the next free instance. Over-full queue and expired waits -> rejected at once.
-    policy: dict[str, Any] = {"timeout_action": "REJECT", "allow_timeout_override": True,
-                              "max_queue_size": int(limits.max_queue)}
+    policy: dict[str, Any] = {
+        "timeout_action": "REJECT",
+        "allow_timeout_override": True,
+        "max_queue_size": int(limits.max_queue),
+    }
     if limits.queue_timeout_s > 0:
         policy["default_timeout_microseconds"] = int(limits.queue_timeout_s * 1e6)
     config["dynamic_batching"] = {"default_queue_policy": policy}
@@ -225,20 +294,31 @@ def pipeline_config(name: str, artifact_file: str, meta: dict[str, Any], *, gpu:
 def network_config(name: str, engine: bool, inputs: list[Any], outputs: list[Any], instances: int) -> dict[str, Any]:
     """The network-only model's ModelConfig (official container: onnxruntime_onnx / tensorrt_plan platforms)."""
     config: dict[str, Any] = {
-        "name": name, "platform": "tensorrt_plan" if engine else "onnxruntime_onnx", "max_batch_size": 0,
+        "name": name,
+        "platform": "tensorrt_plan" if engine else "onnxruntime_onnx",
+        "max_batch_size": 0,
         # engines run on GPUs only; ONNX Runtime takes a GPU when the server has one
         "instance_group": [{"kind": "KIND_GPU" if engine else "KIND_AUTO", "count": int(instances)}],
     }
     if inputs:
         config["input"] = [{"name": t.name, "data_type": _triton_type(t.dtype), "dims": _dims(t.shape)} for t in inputs]
-        config["output"] = [{"name": t.name, "data_type": _triton_type(t.dtype), "dims": _dims(t.shape)}
-                            for t in outputs]
+        config["output"] = [
+            {"name": t.name, "data_type": _triton_type(t.dtype), "dims": _dims(t.shape)} for t in outputs
+        ]
     return config
 
 
-def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *, instances: int = 1,
-                           max_batch: int = 0, bls_network: bool = False, max_pixels: int | None = None,
-                           threads: int | None = None, limits: ServingLimits | None = None) -> Path:
+def write_model_repository(
+    artifacts: Sequence[str | Path],
+    repo: str | Path,
+    *,
+    instances: int = 1,
+    max_batch: int = 0,
+    bls_network: bool = False,
+    max_pixels: int | None = None,
+    threads: int | None = None,
+    limits: ServingLimits | None = None,
+) -> Path:
     """Write a Triton model repository serving ``artifacts`` (see the module doc for the layout).
 
     Args:
@@ -261,8 +341,10 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
     if not artifacts:
         raise InputError("no artifact to put into a model repository", "pass one or more .onnx / .engine files")
     if instances < 1 or max_batch < 0:
-        raise InputError(f"instances must be >= 1 and max_batch >= 0, got {instances} and {max_batch}",
-                         "e.g. --instances 2 --max-batch 8")
+        raise InputError(
+            f"instances must be >= 1 and max_batch >= 0, got {instances} and {max_batch}",
+            "e.g. --instances 2 --max-batch 8",
+        )
     paths = [Path(a) for a in artifacts]
     names = [model_name(p) for p in paths]
     for p in paths:
@@ -287,9 +369,20 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
             shutil.copy2(path, version / path.name)
             (version / "model.py").write_text(MODEL_PY)
             network = (net_name, inputs, outputs) if bls_network else None
-            _write_config(tmp / name, pipeline_config(name, path.name, meta, gpu=engine, instances=instances,
-                                                      max_batch=max_batch, threads=threads, network=network,
-                                                      limits=limits))
+            _write_config(
+                tmp / name,
+                pipeline_config(
+                    name,
+                    path.name,
+                    meta,
+                    gpu=engine,
+                    instances=instances,
+                    max_batch=max_batch,
+                    threads=threads,
+                    network=network,
+                    limits=limits,
+                ),
+            )
             net_version = tmp / net_name / "1"
             net_version.mkdir(parents=True)
             if engine:
@@ -299,8 +392,11 @@ def write_model_repository(artifacts: Sequence[str | Path], repo: str | Path, *,
             plugin = (meta.get("engine") or {}).get("plugin") if engine else None
             header = PLUGIN_NOTE.format(library=Path(plugin["library"]).name) if plugin else ""
             # a plan's config leaves inputs and outputs to Triton's auto-complete (exact dtypes from the plan)
-            _write_config(tmp / net_name, network_config(net_name, engine, [] if engine else inputs,
-                                                         [] if engine else outputs, instances), header)
+            _write_config(
+                tmp / net_name,
+                network_config(net_name, engine, [] if engine else inputs, [] if engine else outputs, instances),
+                header,
+            )
         if repo.exists():  # swap: the old repository stays whole until the new one is in place
             old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".old", dir=repo.parent))
             os.replace(repo, old / repo.name)

@@ -23,6 +23,7 @@ Stopping sends SIGINT: Triton stops taking requests, finishes the ones in flight
 with its backend stubs and their shared memory, and the stop reports that the drain failed.
 The whole stop fits Kubernetes' default 30 s grace period.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,9 +41,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from segrt.errors import BackendUnavailableError, ServerError
 from segrt.serve import protocol
@@ -54,8 +55,8 @@ class TritonInstall:
     """Where a runnable tritonserver is: the binary, its backends and the libraries it needs."""
 
     binary: Path
-    backend_dir: Path | None     # None: the binary's own default (/opt/tritonserver/backends)
-    python_stub: Path | None     # the Python backend stub built for this interpreter (bundled server)
+    backend_dir: Path | None  # None: the binary's own default (/opt/tritonserver/backends)
+    python_stub: Path | None  # the Python backend stub built for this interpreter (bundled server)
     library_dirs: tuple[Path, ...]
 
 
@@ -66,23 +67,30 @@ def find_tritonserver() -> TritonInstall:
         return TritonInstall(Path(on_path), None, None, ())
     try:
         import importlib.util
+
         spec = importlib.util.find_spec("pytriton")
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailableError("no Triton Inference Server: `tritonserver` is not on PATH and nvidia-pytriton "
-                                      "is not installed", "pip install 'segrt[serve]' (bundles tritonserver), or run "
-                                      "inside nvcr.io/nvidia/tritonserver:<version>-py3")
+        raise BackendUnavailableError(
+            "no Triton Inference Server: `tritonserver` is not on PATH and nvidia-pytriton is not installed",
+            "pip install 'segrt[serve]' (bundles tritonserver), or run "
+            "inside nvcr.io/nvidia/tritonserver:<version>-py3",
+        )
     root = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     binary = root / "bin" / "tritonserver"
     if not binary.is_file():
-        raise BackendUnavailableError(f"nvidia-pytriton is installed but has no server binary at {binary}",
-                                      "reinstall it: pip install --force-reinstall nvidia-pytriton")
+        raise BackendUnavailableError(
+            f"nvidia-pytriton is installed but has no server binary at {binary}",
+            "reinstall it: pip install --force-reinstall nvidia-pytriton",
+        )
     if not stub.is_file():
-        raise BackendUnavailableError(f"nvidia-pytriton has no Python backend stub for Python {version}",
-                                      "use a Python version it ships stubs for (3.8 to 3.13)")
+        raise BackendUnavailableError(
+            f"nvidia-pytriton has no Python backend stub for Python {version}",
+            "use a Python version it ships stubs for (3.8 to 3.13)",
+        )
     libs = root.parent.parent / "nvidia_pytriton.libs"  # the wheel's vendored libraries (auditwheel)
     return TritonInstall(binary, root / "backends", stub, (libs,) if libs.is_dir() else ())
 
@@ -141,8 +149,9 @@ def _stubs(server_pid: int) -> list[tuple[int, str]]:
             args = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue
-        found += [(int(stat.parent.name), a.decode()) for a in args
-                  if a.startswith(b"triton_python_backend_shm_region_")]
+        found += [
+            (int(stat.parent.name), a.decode()) for a in args if a.startswith(b"triton_python_backend_shm_region_")
+        ]
     return found
 
 
@@ -181,6 +190,7 @@ def _die_with_parent() -> None:
     """
     try:
         import ctypes
+
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -190,8 +200,8 @@ def _die_with_parent() -> None:
 # log settings, traces and statistics. Health, metadata, model config and inference stay open.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace", "statistics")
 ADMIN_HEADER = protocol.ADMIN_HEADER
-STOP_GRACE_S = 30.0   # Kubernetes' default terminationGracePeriodSeconds
-KILL_MARGIN_S = 5.0   # kept back from the grace period for the SIGKILL fallback and its cleanup
+STOP_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds
+KILL_MARGIN_S = 5.0  # kept back from the grace period for the SIGKILL fallback and its cleanup
 
 
 def port_taken(host: str, port: int) -> bool:
@@ -224,15 +234,26 @@ class TritonServer:
             key nobody is told, i.e. closed.
     """
 
-    def __init__(self, repo: str | Path, models: Sequence[str] | None = None, *, host: str = "127.0.0.1",
-                 http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-                 exit_timeout_s: int = 20, log_file: str | Path | None = None,
-                 admin_key: str | None = None) -> None:
+    def __init__(
+        self,
+        repo: str | Path,
+        models: Sequence[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        exit_timeout_s: int = 20,
+        log_file: str | Path | None = None,
+        admin_key: str | None = None,
+    ) -> None:
         self.repo = Path(repo).resolve()
         self.models = list(models) if models is not None else pipeline_models(self.repo, with_networks=True)
         if not self.models:
-            raise ServerError(f"{self.repo} holds no segrt pipeline model",
-                              "write one with write_model_repository, or pass .onnx/.engine files to segrt serve")
+            raise ServerError(
+                f"{self.repo} holds no segrt pipeline model",
+                "write one with write_model_repository, or pass .onnx/.engine files to segrt serve",
+            )
         missing = [m for m in self.models if not (self.repo / m / "config.pbtxt").is_file()]
         if missing:
             raise ServerError(f"{self.repo} has no model {', '.join(missing)}", "name models the repository holds")
@@ -274,6 +295,7 @@ class TritonServer:
     def _max_pixels(self) -> int:
         """The largest ``max_pixels`` of the served models: OpenCV's decoder is bounded by it."""
         from segrt.serve.repository import parse_config
+
         limits = [protocol.DEFAULT_MAX_PIXELS]
         for m in self.models:
             params = parse_config((self.repo / m / "config.pbtxt").read_text()).parameters
@@ -283,16 +305,29 @@ class TritonServer:
 
     def command(self) -> list[str]:
         """The tritonserver command line (closed by default: see the module doc)."""
-        backends = prepare_backends(self.install, self._work) if not (self._work / "backends").exists() \
+        backends = (
+            prepare_backends(self.install, self._work)
+            if not (self._work / "backends").exists()
             else self._work / "backends"
+        )
         restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
-        cmd = [str(self.install.binary), f"--model-repository={self._model_view()}", "--model-control-mode=none",
-               "--strict-readiness=true", "--exit-on-error=true",
-               f"--http-address={self.host}", f"--http-port={self.http_port}",
-               f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-               f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-               f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}",
-               f"--exit-timeout-secs={self.exit_timeout_s}", "--log-info=true"]
+        cmd = [
+            str(self.install.binary),
+            f"--model-repository={self._model_view()}",
+            "--model-control-mode=none",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            f"--http-restricted-api={restricted}",
+            f"--grpc-restricted-protocol={restricted}",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            "--log-info=true",
+        ]
         if backends is not None:
             cmd.append(f"--backend-directory={backends}")
         return cmd
@@ -304,7 +339,7 @@ class TritonServer:
         env["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(self._max_pixels())
         return env
 
-    def start(self, timeout_s: float = 60.0) -> "TritonServer":
+    def start(self, timeout_s: float = 60.0) -> TritonServer:
         """Start the server and wait until it and each of its models are ready.
 
         ServerError, before anything starts, when one of the three ports is taken (Triton would
@@ -315,25 +350,31 @@ class TritonServer:
             return self
         for what, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
             if port_taken(self.host, port):
-                raise ServerError(f"the {what} port {port} on {self.host} is already in use (another server?)",
-                                  f"stop what holds it (e.g. `ss -ltnp 'sport = :{port}'`), or pick another "
-                                  f"port (--{what.lower()}-port)")
+                raise ServerError(
+                    f"the {what} port {port} on {self.host} is already in use (another server?)",
+                    f"stop what holds it (e.g. `ss -ltnp 'sport = :{port}'`), or pick another "
+                    f"port (--{what.lower()}-port)",
+                )
         cmd, env = self.command(), self.environment()
         self.drained = None
         self.process = self._launch(cmd, env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting:\n"
-                                  f"{self.log_tail()}", f"see the full log in {self._keep_log()}")
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} while starting:\n{self.log_tail()}",
+                    f"see the full log in {self._keep_log()}",
+                )
             if self.ready() and self._grpc_open() and self.process.poll() is None:
                 not_ready = [m for m in self.models if not self._get(f"/v2/models/{m}/ready")]
                 if not not_ready and self.process.poll() is None:  # ours answered, not another server
                     return self
             time.sleep(0.2)
         self.stop()
-        raise ServerError(f"tritonserver was not ready after {timeout_s:.0f} s:\n{self.log_tail()}",
-                          f"see the full log in {self._keep_log()}")
+        raise ServerError(
+            f"tritonserver was not ready after {timeout_s:.0f} s:\n{self.log_tail()}",
+            f"see the full log in {self._keep_log()}",
+        )
 
     def _launch(self, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         """Fork the server from a thread that lives as long as the server (PR_SET_PDEATHSIG follows threads)."""
@@ -344,9 +385,15 @@ class TritonServer:
                 # the server's stdout: ours (None) or the log file, closed here once the child holds it
                 with contextlib.nullcontext() if self.log_to_stdout else open(self.log_file, "ab") as out:
                     # own session: a Ctrl-C in the terminal reaches only segrt, which then stops the server once
-                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=env, start_new_session=True,
-                                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                    proc = subprocess.Popen(
+                        cmd,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=env,
+                        start_new_session=True,
+                        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                    )
             except BaseException as exc:  # hand the failure to start()
                 handoff.put(exc)
                 return
@@ -449,7 +496,7 @@ class TritonServer:
         """Remove the work folder (backends copy, model links, default log)."""
         shutil.rmtree(self._work, ignore_errors=True)
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -9,6 +9,7 @@ Registering a region makes the server map it, so ``segrt serve`` keeps the share
 closed to clients without the operator's key (``segrt-admin-key``, see ``segrt.serve.server``):
 a co-located client that uses shared memory is given that key.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,6 +39,7 @@ class SharedMemoryArena:
 
     def __init__(self, client: Any, headers: dict[str, str] | None, **client_kwargs: Any) -> None:
         import tritonclient.utils.shared_memory as shm
+
         self._shm = shm
         self.client = client
         self.headers = headers
@@ -58,8 +60,9 @@ class SharedMemoryArena:
         size = max(nbytes, 2 * self.capacity)  # grow geometrically: few re-registrations
         handle = self._shm.create_shared_memory_region(self.name, "/" + self.name, size)
         try:
-            self.client.register_system_shared_memory(self.name, "/" + self.name, size, headers=self.headers,
-                                                      **self.kwargs)
+            self.client.register_system_shared_memory(
+                self.name, "/" + self.name, size, headers=self.headers, **self.kwargs
+            )
         except BaseException:  # refused (no key) or unreachable: leave nothing behind in /dev/shm
             self._shm.destroy_shared_memory_region(handle)
             raise

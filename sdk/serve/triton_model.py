@@ -9,6 +9,7 @@ Tensors cross the backend boundary through DLPack (``np.from_dlpack`` /
 Triton releases were compiled against NumPy 1 and read NumPy 2 arrays' item sizes wrongly
 (empty outputs, crashed stubs); DLPack is right under both.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from segrt import load
-from segrt.errors import BackendUnavailableError, InputError, SegrtError, ServerError
+from segrt.errors import BackendUnavailableError, InputError, ServerError
 from segrt.serve import protocol
+
 try:
     import triton_python_backend_utils as pb_utils  # only inside Triton's Python backend stub
 except ImportError:  # importable elsewhere so the module can be checked and documented
@@ -54,8 +56,11 @@ def _quiet_dlpack_capsules() -> None:
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        if unraisable.exc_type is ValueError and "PyCapsule_GetPointer called with incorrect name" in str(
-                unraisable.exc_value) and unraisable.object is None:
+        if (
+            unraisable.exc_type is ValueError
+            and "PyCapsule_GetPointer called with incorrect name" in str(unraisable.exc_value)
+            and unraisable.object is None
+        ):
             return
         previous(unraisable)
 
@@ -99,6 +104,7 @@ class TritonPythonModel:
         options: dict[str, Any] = {}
         if _param(config, "segrt_network_model"):  # BLS: the network runs in Triton's own backend
             from segrt.serve.bls import BLSBackend
+
             backend = BLSBackend(artifact, _param(config, "segrt_network_model"), config, pb_utils)
             self.predictor = _predictor_for(backend)
         else:
@@ -116,9 +122,14 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             if hasattr(request, "is_cancelled") and request.is_cancelled():  # deadline passed or client gone
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    "request cancelled before it ran", getattr(pb_utils.TritonError, "CANCELLED",
-                                                               pb_utils.TritonError.UNAVAILABLE))))
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(
+                            "request cancelled before it ran",
+                            getattr(pb_utils.TritonError, "CANCELLED", pb_utils.TritonError.UNAVAILABLE),
+                        )
+                    )
+                )
                 continue
             try:
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._run(request)))
@@ -129,8 +140,11 @@ class TritonPythonModel:
                 else:  # a server fault: say so, log the traceback, keep serving
                     traceback.print_exc(file=sys.stderr)
                     message = f"server error in the segrt pipeline: {type(exc).__name__}: {exc}"
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(message, getattr(pb_utils.TritonError, code))))
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        output_tensors=[], error=pb_utils.TritonError(message, getattr(pb_utils.TritonError, code))
+                    )
+                )
         return responses
 
     def _inputs(self, request: Any) -> tuple[np.ndarray, dict[str, Any]]:
@@ -140,13 +154,17 @@ class TritonPythonModel:
             if t is not None:
                 present[name] = _to_numpy(t)
         if len(present) != 1:
-            raise InputError(f"a request carries exactly one image input, got {sorted(present) or 'none'}",
-                             f"send one of {', '.join([*protocol.IMAGE_INPUTS.values(), protocol.ENCODED_INPUT])}")
-        (name, array), = present.items()
+            raise InputError(
+                f"a request carries exactly one image input, got {sorted(present) or 'none'}",
+                f"send one of {', '.join([*protocol.IMAGE_INPUTS.values(), protocol.ENCODED_INPUT])}",
+            )
+        ((name, array),) = present.items()
         if self.batching:
             if array.shape[0] != 1:
-                raise InputError(f"a request carries one image, got a batch of {array.shape[0]}",
-                                 "send one request per image; the server batches requests itself")
+                raise InputError(
+                    f"a request carries one image, got a batch of {array.shape[0]}",
+                    "send one request per image; the server batches requests itself",
+                )
             array = array[0]
         if name == protocol.ENCODED_INPUT:
             array = _hwc(protocol.decode_request_image(array, self.max_pixels))
@@ -157,9 +175,11 @@ class TritonPythonModel:
             options["tta"] = bool(_to_numpy(tta).reshape(-1)[0])
             pixels = image.shape[0] * image.shape[1]
             if options["tta"] and pixels > self.max_tta_pixels:
-                raise InputError(f"test-time augmentation (8 passes) of {pixels / 1e6:.1f} megapixels exceeds this "
-                                 f"server's limit of {self.max_tta_pixels / 1e6:.1f} megapixels",
-                                 "send the image without tta, or split it")
+                raise InputError(
+                    f"test-time augmentation (8 passes) of {pixels / 1e6:.1f} megapixels exceeds this "
+                    f"server's limit of {self.max_tta_pixels / 1e6:.1f} megapixels",
+                    "send the image without tta, or split it",
+                )
         return image, options
 
     def _run(self, request: Any) -> list[Any]:
@@ -169,12 +189,15 @@ class TritonPythonModel:
         if self.kind == "unet":
             pixels = image.shape[0] * image.shape[1]
             if "probs" in wanted and pixels > self.max_probs_pixels:
-                raise InputError(f"probabilities of {pixels / 1e6:.1f} megapixels exceed this server's limit of "
-                                 f"{self.max_probs_pixels / 1e6:.1f} megapixels",
-                                 "ask for classes/instances only (RemotePredictor(..., probs=False)), or split the image")
+                raise InputError(
+                    f"probabilities of {pixels / 1e6:.1f} megapixels exceed this server's limit of "
+                    f"{self.max_probs_pixels / 1e6:.1f} megapixels",
+                    "ask for classes/instances only (RemotePredictor(..., probs=False)), or split the image",
+                )
             # compute only what was asked for; never a progress bar in the server log
-            options.update(probs="float32" if "probs" in wanted else None, instances="instances" in wanted,
-                           progress=False)
+            options.update(
+                probs="float32" if "probs" in wanted else None, instances="instances" in wanted, progress=False
+            )
         else:
             options["progress"] = False
         result = self.predictor.predict(image, **options)
@@ -194,7 +217,9 @@ def _hwc(image: np.ndarray) -> np.ndarray:
 
 def _predictor_for(backend: Any) -> Any:
     import importlib
+
     from segrt import PREDICTORS
+
     module, name = PREDICTORS[backend.metadata["kind"]].split(":")
     return getattr(importlib.import_module(module), name)(backend)
 

@@ -10,9 +10,11 @@ image (``tests/segrt/test_components.py`` checks equality).
 Memory: the int32 output (4 bytes per pixel, which may be a memory-mapped or
 zarr array) plus one band of about 4 Mpixel.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,8 +70,9 @@ class BandLabeller:
 
     def __init__(self, width: int, connectivity: int = 4, stats: bool = False) -> None:
         if connectivity not in (4, 8):
-            raise InputError(f"connectivity must be 4 or 8, got {connectivity}",
-                             "use 4 (edges) or 8 (edges and corners)")
+            raise InputError(
+                f"connectivity must be 4 or 8, got {connectivity}", "use 4 (edges) or 8 (edges and corners)"
+            )
         self.width, self.connectivity, self.stats = int(width), connectivity, stats
         self.offset = 0  # provisional labels used so far
         self.next_row = 0
@@ -92,17 +95,27 @@ class BandLabeller:
             n, lab, st, cen = cv2.connectedComponentsWithStats(m, connectivity=self.connectivity, ltype=cv2.CV_32S)
             area = st[1:, cv2.CC_STAT_AREA].astype(np.float64)
             x0, y0 = st[1:, cv2.CC_STAT_LEFT], st[1:, cv2.CC_STAT_TOP] + self.next_row
-            part = np.stack([x0, y0, x0 + st[1:, cv2.CC_STAT_WIDTH], y0 + st[1:, cv2.CC_STAT_HEIGHT], area,
-                             cen[1:, 0] * area, (cen[1:, 1] + self.next_row) * area], axis=1).astype(np.float64)
+            part = np.stack(
+                [
+                    x0,
+                    y0,
+                    x0 + st[1:, cv2.CC_STAT_WIDTH],
+                    y0 + st[1:, cv2.CC_STAT_HEIGHT],
+                    area,
+                    cen[1:, 0] * area,
+                    (cen[1:, 1] + self.next_row) * area,
+                ],
+                axis=1,
+            ).astype(np.float64)
             self._parts.append(part)
         else:
             n, lab = cv2.connectedComponents(m, connectivity=self.connectivity, ltype=cv2.CV_32S)
         lab[lab > 0] += self.offset
         if self._prev_last is not None and len(lab):  # label pairs touching across the boundary above
             first = lab[0]
-            for s in ((0,) if self.connectivity == 4 else (-1, 0, 1)):
-                up = self._prev_last[max(0, s):W + min(0, s)]
-                down = first[max(0, -s):W - max(0, s)]
+            for s in (0,) if self.connectivity == 4 else (-1, 0, 1):
+                up = self._prev_last[max(0, s) : W + min(0, s)]
+                down = first[max(0, -s) : W - max(0, s)]
                 touch = (up > 0) & (down > 0)
                 if touch.any():
                     self._pairs_a.append(up[touch])
@@ -122,9 +135,11 @@ class BandLabeller:
         """(lut int32 [offset + 1]: provisional -> final label, 0 stays 0; number of components n)."""
         if self.offset > np.iinfo(np.int32).max:
             raise InputError(f"{self.offset} components do not fit int32 labels", "label a smaller region at a time")
-        root = merge_pairs(self.offset,
-                           np.concatenate(self._pairs_a) if self._pairs_a else np.zeros(0, np.int64),
-                           np.concatenate(self._pairs_b) if self._pairs_b else np.zeros(0, np.int64))
+        root = merge_pairs(
+            self.offset,
+            np.concatenate(self._pairs_a) if self._pairs_a else np.zeros(0, np.int64),
+            np.concatenate(self._pairs_b) if self._pairs_b else np.zeros(0, np.int64),
+        )
         # roots are each component's smallest band label = its first pair of rows in scan order: number them 1..n
         is_root = root == np.arange(self.offset + 1)
         number = np.cumsum(is_root) - 1
@@ -142,20 +157,31 @@ class BandLabeller:
         start = 1
         while self._parts:  # band by band, each freed once merged: no second copy of all the bands' stats
             part = self._parts.pop(0)
-            final = lut[start:start + len(part)].astype(np.int64) - 1  # provisional label -> final row
+            final = lut[start : start + len(part)].astype(np.int64) - 1  # provisional label -> final row
             start += len(part)
             np.minimum.at(lo, final, part[:, 0:2])
             np.maximum.at(hi, final, part[:, 2:4])
             np.add.at(sums, final, part[:, 4:7])
         area = np.maximum(sums[:, 0], 1)
-        return {"label": np.arange(1, count + 1, dtype=np.int64), "area": sums[:, 0].astype(np.int64),
-                "bbox_x0": lo[:, 0].astype(np.int64), "bbox_y0": lo[:, 1].astype(np.int64),
-                "bbox_x1": hi[:, 0].astype(np.int64), "bbox_y1": hi[:, 1].astype(np.int64),
-                "centroid_x": sums[:, 1] / area, "centroid_y": sums[:, 2] / area}
+        return {
+            "label": np.arange(1, count + 1, dtype=np.int64),
+            "area": sums[:, 0].astype(np.int64),
+            "bbox_x0": lo[:, 0].astype(np.int64),
+            "bbox_y0": lo[:, 1].astype(np.int64),
+            "bbox_x1": hi[:, 0].astype(np.int64),
+            "bbox_y1": hi[:, 1].astype(np.int64),
+            "centroid_x": sums[:, 1] / area,
+            "centroid_y": sums[:, 2] / area,
+        }
 
 
-def label_components(mask: Callable[[int, int], np.ndarray] | np.ndarray, shape: tuple[int, int],
-                     out: Any = None, connectivity: int = 4, band: int | None = None) -> tuple[Any, int]:
+def label_components(
+    mask: Callable[[int, int], np.ndarray] | np.ndarray,
+    shape: tuple[int, int],
+    out: Any = None,
+    connectivity: int = 4,
+    band: int | None = None,
+) -> tuple[Any, int]:
     """Label the connected components of a large binary mask.
 
     Args:

@@ -25,9 +25,11 @@ the creation of image segmentation algorithms for connectomics", Front.
 Neuroanat. 2015 (ISBI 2012 challenge, adapted Rand error); Bertrand &
 Malandain, Pattern Recognit. Lett. 15 (1994) 169-175 (topological numbers).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,8 +42,8 @@ __all__ = [
     "adapted_rand",
     "adapted_rand_error",
     "connected_components",
-    "is_simple_lut",
     "iou",
+    "is_simple_lut",
     "pixel_error",
     "threshold_sweep",
     "warping_error",
@@ -56,11 +58,14 @@ _PRIORITY_LEVELS = 64
 
 # --------------------------------------------------------------------------- input checks
 
+
 def _as_2d(name: str, a: ArrayLike) -> np.ndarray:
     arr = np.asarray(a)
     if arr.ndim != 2:
-        raise InputError(f"{name} must be a 2-D array [H, W], got shape {arr.shape}",
-                         "pass one single-channel image (squeeze or select the channel first)")
+        raise InputError(
+            f"{name} must be a 2-D array [H, W], got shape {arr.shape}",
+            "pass one single-channel image (squeeze or select the channel first)",
+        )
     if arr.size == 0:
         raise InputError(f"{name} is empty (shape {arr.shape})", "pass an image with at least one pixel")
     return arr
@@ -72,8 +77,10 @@ def _as_mask(name: str, a: ArrayLike) -> NDArray[np.bool_]:
         return arr
     if np.issubdtype(arr.dtype, np.integer):
         return arr != 0
-    raise InputError(f"{name} has dtype {arr.dtype}; a mask must be bool or integer (nonzero = foreground)",
-                     "threshold probabilities first (e.g. prob > 0.5), or use threshold_sweep(prob, truth)")
+    raise InputError(
+        f"{name} has dtype {arr.dtype}; a mask must be bool or integer (nonzero = foreground)",
+        "threshold probabilities first (e.g. prob > 0.5), or use threshold_sweep(prob, truth)",
+    )
 
 
 def _as_labels(name: str, a: ArrayLike) -> np.ndarray:
@@ -81,25 +88,31 @@ def _as_labels(name: str, a: ArrayLike) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"{name} has dtype {arr.dtype}; label images must be integer",
-                         "pass integer instance labels (0 = background), e.g. from connected_components(mask)")
+        raise InputError(
+            f"{name} has dtype {arr.dtype}; label images must be integer",
+            "pass integer instance labels (0 = background), e.g. from connected_components(mask)",
+        )
     return arr
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray, what: str = "pred and truth") -> None:
     if a.shape != b.shape:
-        raise InputError(f"{what} have different shapes: {a.shape} vs {b.shape}",
-                         "compare arrays of the same size (crop or resize the prediction to the label image)")
+        raise InputError(
+            f"{what} have different shapes: {a.shape} vs {b.shape}",
+            "compare arrays of the same size (crop or resize the prediction to the label image)",
+        )
 
 
 def _check_connectivity(connectivity: int) -> int:
     if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, got {connectivity!r}",
-                         "use 4 (the default, ISBI 2012 convention) or 8")
+        raise InputError(
+            f"connectivity must be 4 or 8, got {connectivity!r}", "use 4 (the default, ISBI 2012 convention) or 8"
+        )
     return int(connectivity)
 
 
 # --------------------------------------------------------------------------- pixel metrics
+
 
 def pixel_error(pred: ArrayLike, truth: ArrayLike) -> float:
     """Fraction of pixels whose foreground/background label differs.
@@ -142,8 +155,10 @@ def iou(pred: ArrayLike, truth: ArrayLike, cls: int = 1) -> float:
 
 # --------------------------------------------------------------------------- Rand
 
-def adapted_rand(pred_labels: ArrayLike, truth_labels: ArrayLike,
-                 ignore_labels: Sequence[int] = (0,)) -> tuple[float, float, float]:
+
+def adapted_rand(
+    pred_labels: ArrayLike, truth_labels: ArrayLike, ignore_labels: Sequence[int] = (0,)
+) -> tuple[float, float, float]:
     """Adapted Rand error with its precision and recall (the ISBI 2012 / SNEMI3D Rand error).
 
     Same error as ``skimage.metrics.adapted_rand_error(truth, pred)``: with
@@ -204,8 +219,7 @@ def adapted_rand(pred_labels: ArrayLike, truth_labels: ArrayLike,
     return float(error), float(precision), float(recall)
 
 
-def adapted_rand_error(pred_labels: ArrayLike, truth_labels: ArrayLike,
-                       ignore_labels: Sequence[int] = (0,)) -> float:
+def adapted_rand_error(pred_labels: ArrayLike, truth_labels: ArrayLike, ignore_labels: Sequence[int] = (0,)) -> float:
     """Adapted Rand error only; see :func:`adapted_rand` for the definition. In [0, 1]."""
     return adapted_rand(pred_labels, truth_labels, ignore_labels)[0]
 
@@ -234,8 +248,9 @@ _N4 = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _N8 = _N4 + ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
-def _count_components(cells: set[tuple[int, int]], steps: tuple[tuple[int, int], ...],
-                      must_touch_centre_4: bool) -> int:
+def _count_components(
+    cells: set[tuple[int, int]], steps: tuple[tuple[int, int], ...], must_touch_centre_4: bool
+) -> int:
     """Components of ``cells`` (inside the 3x3 ring) under ``steps`` adjacency.
 
     With ``must_touch_centre_4`` only components containing a 4-neighbour of the
@@ -303,8 +318,10 @@ def is_simple_lut(connectivity: int = 4) -> NDArray[np.bool_]:
 
 # --------------------------------------------------------------------------- warping error
 
-def warping_error(pred: ArrayLike, truth: ArrayLike, *, priority: ArrayLike | None = None,
-                  connectivity: int = 4) -> tuple[float, NDArray[np.bool_]]:
+
+def warping_error(
+    pred: ArrayLike, truth: ArrayLike, *, priority: ArrayLike | None = None, connectivity: int = 4
+) -> tuple[float, NDArray[np.bool_]]:
     """ISBI 2012 warping error (Jain et al. 2010): pixel error after a topology-preserving warp.
 
     The true mask L* is warped towards the prediction L by flipping only
@@ -368,7 +385,7 @@ def warping_error(pred: ArrayLike, truth: ArrayLike, *, priority: ArrayLike | No
             span = hi - lo
             if np.isfinite(span):  # hi > lo gives span > 0 (IEEE gradual underflow)
                 ratio = (pr - lo) / span
-            else:                  # the range overflows float64: halve everything first
+            else:  # the range overflows float64: halve everything first
                 ratio = (pr * 0.5 - lo * 0.5) / (hi * 0.5 - lo * 0.5)
             level = np.floor(ratio * _PRIORITY_LEVELS).clip(0, _PRIORITY_LEVELS - 1)
             level_all.reshape(h + 2, wp)[1:-1, 1:-1] = level
@@ -382,9 +399,9 @@ def warping_error(pred: ArrayLike, truth: ArrayLike, *, priority: ArrayLike | No
             code |= cur[idx + off].astype(np.intp) << bit
         return lut[code]
 
-    disagree = cur != target                  # never true on the padding (both 0 there)
-    in_simple = np.zeros(cur.size, bool)      # simple disagreeing pixels, kept up to date
-    owner = np.zeros(cur.size, np.int64)      # scratch for deduplicating index arrays
+    disagree = cur != target  # never true on the padding (both 0 there)
+    in_simple = np.zeros(cur.size, bool)  # simple disagreeing pixels, kept up to date
+    owner = np.zeros(cur.size, np.int64)  # scratch for deduplicating index arrays
     tie_img = np.full(cur.size, -1, np.int8)  # tie key of this round's contenders, -1 elsewhere
 
     def unique(idx: np.ndarray) -> np.ndarray:
@@ -423,7 +440,7 @@ def warping_error(pred: ArrayLike, truth: ArrayLike, *, priority: ArrayLike | No
         for off in ring:
             wins &= tie_img[idx + off] < tie
         tie_img[idx] = -1
-        flip = idx[wins]                       # never empty: some contender has the top tie key
+        flip = idx[wins]  # never empty: some contender has the top tie key
         cur[flip] ^= 1
         disagree[flip] = False
         # Only pixels whose 3x3 window changed can change status.
@@ -442,9 +459,14 @@ def warping_error(pred: ArrayLike, truth: ArrayLike, *, priority: ArrayLike | No
 
 # --------------------------------------------------------------------------- threshold sweep
 
-def threshold_sweep(prob: ArrayLike, truth: ArrayLike,
-                    thresholds: Sequence[float] | NDArray[np.floating] = DEFAULT_THRESHOLDS,
-                    *, connectivity: int = 4) -> dict[str, Any]:
+
+def threshold_sweep(
+    prob: ArrayLike,
+    truth: ArrayLike,
+    thresholds: Sequence[float] | NDArray[np.floating] = DEFAULT_THRESHOLDS,
+    *,
+    connectivity: int = 4,
+) -> dict[str, Any]:
     """All metrics of a foreground probability map at several thresholds, and the best of each.
 
     The prediction at threshold ``th`` is ``prob > th``. We score *cell
@@ -477,8 +499,10 @@ def threshold_sweep(prob: ArrayLike, truth: ArrayLike,
     """
     pr = _as_2d("prob", prob)
     if not np.issubdtype(pr.dtype, np.floating):
-        raise InputError(f"prob has dtype {pr.dtype}; expected float probabilities in [0, 1]",
-                         "pass the predictor's foreground probability map (float32)")
+        raise InputError(
+            f"prob has dtype {pr.dtype}; expected float probabilities in [0, 1]",
+            "pass the predictor's foreground probability map (float32)",
+        )
     if not np.all(np.isfinite(pr)):
         raise InputError("prob contains NaN or inf", "check the model output; probabilities must be finite")
     tr = _as_2d("truth", truth)
@@ -488,18 +512,26 @@ def threshold_sweep(prob: ArrayLike, truth: ArrayLike,
     truth_mask = truth_labels != 0
     ths = np.asarray(thresholds, dtype=np.float64).ravel()
     if ths.size == 0 or not np.all((ths >= 0) & (ths <= 1)):
-        raise InputError(f"thresholds must be a non-empty list of values in [0, 1], got {thresholds!r}",
-                         "use e.g. numpy.linspace(0.05, 0.95, 10)")
+        raise InputError(
+            f"thresholds must be a non-empty list of values in [0, 1], got {thresholds!r}",
+            "use e.g. numpy.linspace(0.05, 0.95, 10)",
+        )
 
-    out: dict[str, Any] = {"thresholds": [float(x) for x in ths],
-                           "pixel_error": [], "iou": [], "rand_error": [], "warping_error": []}
+    out: dict[str, Any] = {
+        "thresholds": [float(x) for x in ths],
+        "pixel_error": [],
+        "iou": [],
+        "rand_error": [],
+        "warping_error": [],
+    }
     for th in ths:
         mask = pr > th
         out["pixel_error"].append(pixel_error(mask, truth_mask))
         out["iou"].append(iou(mask, truth_mask))
         out["rand_error"].append(adapted_rand_error(connected_components(mask, connectivity), truth_labels))
-        out["warping_error"].append(warping_error(mask, truth_mask, priority=np.abs(pr - th),
-                                                  connectivity=connectivity)[0])
+        out["warping_error"].append(
+            warping_error(mask, truth_mask, priority=np.abs(pr - th), connectivity=connectivity)[0]
+        )
     best: dict[str, dict[str, float]] = {}
     for name in ("pixel_error", "rand_error", "warping_error", "iou"):
         values = np.asarray(out[name])

@@ -26,13 +26,15 @@ Memory: ``chunk`` rows of the class map (uint8) and of instance labels (int32) p
 OpenCV's labelling workspace for them, about ``W x chunk x 14`` bytes (32768-wide, 512 rows:
 235 MB), plus 7 float64 per provisional component for the table.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +55,7 @@ def output_paths(out_dir: Path, stem: str, fmt: str) -> list[Path]:
     return [out_dir / f"{stem}.ome.zarr", table]
 
 
-def estimate_bytes(hw: tuple[int, int], channels: int, itemsize: int, fmt: str, image: bool,
-                   instances: bool) -> int:
+def estimate_bytes(hw: tuple[int, int], channels: int, itemsize: int, fmt: str, image: bool, instances: bool) -> int:
     """Upper bound of the disk bytes a run needs: uncompressed arrays, pyramid (x 4/3), margin."""
     per_px = 1 + 4 * instances + channels * itemsize * image
     levels = per_px * hw[0] * hw[1] * 4 / 3
@@ -72,7 +73,7 @@ def preflight(out_dir: str | Path, fmt: str, need_bytes: int = 0) -> Path:
     if fmt not in FORMATS:
         raise InputError(f"unknown output format {fmt!r}", f"use one of {', '.join(FORMATS)}")
     missing = []
-    for module in (("zarr", "ome_zarr") + (("tifffile",) if fmt == "tiff" else ())):
+    for module in ("zarr", "ome_zarr") + (("tifffile",) if fmt == "tiff" else ()):
         try:
             __import__(module)
         except ImportError:
@@ -85,12 +86,15 @@ def preflight(out_dir: str | Path, fmt: str, need_bytes: int = 0) -> Path:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".segrt-write-check."):
             pass
     except OSError as exc:
-        raise InputError(f"cannot write into {out}: {exc.strerror or exc}",
-                         "choose another --out folder, or fix its permissions") from None
+        raise InputError(
+            f"cannot write into {out}: {exc.strerror or exc}", "choose another --out folder, or fix its permissions"
+        ) from None
     free = shutil.disk_usage(out).free
     if need_bytes > free:
-        raise InputError(f"the outputs may need up to {need_bytes / 2 ** 30:.1f} GiB but {out} has "
-                         f"{free / 2 ** 30:.1f} GiB free", "free disk space or choose another --out folder")
+        raise InputError(
+            f"the outputs may need up to {need_bytes / 2**30:.1f} GiB but {out} has {free / 2**30:.1f} GiB free",
+            "free disk space or choose another --out folder",
+        )
     return out
 
 
@@ -110,14 +114,27 @@ class DiskOutputs:
         chunk: chunk/tile edge and labelling band, even.
     """
 
-    def __init__(self, out_dir: str | Path, stem: str, source: ImageSource, class_names: list[str],
-                 foreground: int = 1, fmt: str = "ome-zarr", instances: bool = True, connectivity: int = 4,
-                 image: bool = True, chunk: int = CHUNK) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        stem: str,
+        source: ImageSource,
+        class_names: list[str],
+        foreground: int = 1,
+        fmt: str = "ome-zarr",
+        instances: bool = True,
+        connectivity: int = 4,
+        image: bool = True,
+        chunk: int = CHUNK,
+    ) -> None:
         import zarr
+
         from segrt.unet.components import BandLabeller
+
         H, W, C = source.shape
-        self.out_dir = preflight(out_dir, fmt, estimate_bytes((H, W), C, source.dtype.itemsize, fmt,
-                                                              image and fmt == "ome-zarr", instances))
+        self.out_dir = preflight(
+            out_dir, fmt, estimate_bytes((H, W), C, source.dtype.itemsize, fmt, image and fmt == "ome-zarr", instances)
+        )
         self.stem, self.fmt, self.source = stem, fmt, source
         self.hw = (H, W)
         self.class_names, self.foreground = list(class_names), int(foreground)
@@ -131,16 +148,23 @@ class DiskOutputs:
         labels = self.root.create_group("labels")
         c = self.chunk
         self.classes = self._array(labels.create_group("classes"), "0", (1, H, W), np.uint8, c)
-        self.instances = (self._array(labels.create_group("instances"), "0", (1, H, W), np.int32, c)
-                          if instances else None)
+        self.instances = (
+            self._array(labels.create_group("instances"), "0", (1, H, W), np.int32, c) if instances else None
+        )
         self.pixels = self._array(self.root, "0", (C, H, W), source.dtype, c) if self.image else None
         self._rows: dict[int, np.ndarray] = {}  # chunk row index -> class rows being filled
         self._done = 0  # rows written so far
 
     @staticmethod
     def _array(group: Any, name: str, shape: tuple[int, ...], dtype: Any, chunk: int) -> Any:
-        return group.create_array(name, shape=shape, chunks=(1, chunk, chunk), dtype=dtype,
-                                  chunk_key_encoding={"name": "v2", "separator": "/"}, fill_value=0)
+        return group.create_array(
+            name,
+            shape=shape,
+            chunks=(1, chunk, chunk),
+            dtype=dtype,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+            fill_value=0,
+        )
 
     # -- the streaming pass ------------------------------------------------------------------
     def write(self, region: tuple[slice, slice], classes: np.ndarray) -> None:
@@ -153,7 +177,7 @@ class DiskOutputs:
             if buf is None:
                 buf = self._rows[ci] = np.zeros((min(c, self.hw[0] - ci * c), self.hw[1]), np.uint8)
             r0, r1 = max(ys.start, ci * c), min(ys.stop, ci * c + c)
-            buf[r0 - ci * c:r1 - ci * c, xs] = classes[r0 - ys.start:r1 - ys.start]
+            buf[r0 - ci * c : r1 - ci * c, xs] = classes[r0 - ys.start : r1 - ys.start]
 
     def _flush_below(self, row: int) -> None:
         for ci in sorted(self._rows):
@@ -180,6 +204,7 @@ class DiskOutputs:
         table_tmp = self.tmp / f"{self.stem}_instances.csv"
         if self.labeller is not None:
             from segrt.unet.components import relabel
+
             lut, self.count = self.labeller.finish()
             if self.labeller.merged and self.instances is not None:
                 relabel(_Plane(self.instances), lut, self.chunk)
@@ -209,44 +234,61 @@ class DiskOutputs:
     def _write_ngff(self) -> None:
         from ome_zarr.format import FormatV04
         from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
         fmt = FormatV04()
         axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
         labels = self.root["labels"]
-        groups = [("classes", labels["classes"])] + ([("instances", labels["instances"])] if self.instances is not None
-                                                     else [])
+        groups = [("classes", labels["classes"])] + (
+            [("instances", labels["instances"])] if self.instances is not None else []
+        )
         if self.pixels is not None:
             groups.append(("image", self.root))
         for name, group in groups:
-            datasets = [{"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0 ** i,
-                                                                                                   2.0 ** i]}]}
-                        for i in range(pyramid(group, self.chunk))]
+            datasets = [
+                {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0**i, 2.0**i]}]}
+                for i in range(pyramid(group, self.chunk))
+            ]
             write_multiscales_metadata(group, datasets, fmt=fmt, axes=axes, name=name)
         if self.pixels is None:  # NGFF labels hang off an image: without the input, the class map is the image
-            datasets = [{"path": f"labels/classes/{i}", "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0, 2.0 ** i, 2.0 ** i]}]} for i in range(_levels(labels["classes"]))]
+            datasets = [
+                {
+                    "path": f"labels/classes/{i}",
+                    "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0**i, 2.0**i]}],
+                }
+                for i in range(_levels(labels["classes"]))
+            ]
             write_multiscales_metadata(self.root, datasets, fmt=fmt, axes=axes, name="classes")
         colors = [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
         source = {"image": "../../"}  # NGFF: where the labelled image is, relative to the label group
-        write_label_metadata(labels, "classes", colors=colors, fmt=fmt, source=source,
-                             properties=[{"label-value": i, "class": n} for i, n in enumerate(self.class_names)])
+        write_label_metadata(
+            labels,
+            "classes",
+            colors=colors,
+            fmt=fmt,
+            source=source,
+            properties=[{"label-value": i, "class": n} for i, n in enumerate(self.class_names)],
+        )
         if self.instances is not None:
             write_label_metadata(labels, "instances", colors=colors, fmt=fmt, source=source)
 
     def _to_tiff(self, array: Any, name: str) -> Path:
         import tifffile
+
         path = self.tmp / f"{self.stem}_{name}.tif"
         H, W, c = self.hw[0], self.hw[1], self.chunk
 
         def tiles() -> Iterator[np.ndarray]:
             for y0 in range(0, H, c):
-                rows = np.asarray(array[0, y0:y0 + c])
+                rows = np.asarray(array[0, y0 : y0 + c])
                 for x0 in range(0, W, c):
                     tile = np.zeros((c, c), array.dtype)
-                    block = rows[:, x0:x0 + c]
-                    tile[:block.shape[0], :block.shape[1]] = block
+                    block = rows[:, x0 : x0 + c]
+                    tile[: block.shape[0], : block.shape[1]] = block
                     yield tile
-        tifffile.imwrite(path, data=tiles(), shape=(H, W), dtype=array.dtype, tile=(c, c), compression="zlib",
-                         bigtiff=True)
+
+        tifffile.imwrite(
+            path, data=tiles(), shape=(H, W), dtype=array.dtype, tile=(c, c), compression="zlib", bigtiff=True
+        )
         return path
 
 
@@ -274,11 +316,16 @@ def pyramid(group: Any, chunk: int) -> int:
     level, prev = 0, group["0"]
     while max(prev.shape[1:]) > PYRAMID_MIN:
         C, H, W = prev.shape
-        nxt = group.create_array(str(level + 1), shape=(C, (H + 1) // 2, (W + 1) // 2), dtype=prev.dtype,
-                                 chunks=(1, chunk, chunk), chunk_key_encoding={"name": "v2", "separator": "/"},
-                                 fill_value=0)
+        nxt = group.create_array(
+            str(level + 1),
+            shape=(C, (H + 1) // 2, (W + 1) // 2),
+            dtype=prev.dtype,
+            chunks=(1, chunk, chunk),
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+            fill_value=0,
+        )
         for y0 in range(0, H, 2 * chunk):
-            nxt[:, y0 // 2:(min(y0 + 2 * chunk, H) + 1) // 2] = np.asarray(prev[:, y0:y0 + 2 * chunk])[:, ::2, ::2]
+            nxt[:, y0 // 2 : (min(y0 + 2 * chunk, H) + 1) // 2] = np.asarray(prev[:, y0 : y0 + 2 * chunk])[:, ::2, ::2]
         level, prev = level + 1, nxt
     return level + 1
 
@@ -289,7 +336,7 @@ def remove_stale_partials(out_dir: Path, stem: str) -> list[Path]:
     removed = []
     for path in out_dir.glob(f".{stem}.partial-*-*"):
         try:
-            pid = int(path.name[len(f".{stem}.partial-"):].split("-")[0])
+            pid = int(path.name[len(f".{stem}.partial-") :].split("-")[0])
             os.kill(pid, 0)  # signal 0: only asks whether the process exists
             continue
         except ProcessLookupError:
@@ -310,6 +357,6 @@ def write_table(path: Path, table: dict[str, np.ndarray], rows_per_write: int = 
     with open(path, "w") as f:
         f.write(",".join(names) + "\n")
         for r0 in range(0, n, rows_per_write):
-            block = np.stack([table[k][r0:r0 + rows_per_write].astype(np.float64) for k in names], axis=1)
+            block = np.stack([table[k][r0 : r0 + rows_per_write].astype(np.float64) for k in names], axis=1)
             np.savetxt(f, block, fmt=fmt, delimiter=",")
     return path

@@ -11,6 +11,7 @@ Metadata keys read (written by ``segrt.export.to_onnx``)::
     input_name, output_name   tensors: image float32 [N, C, H, W] -> probs float32 [N, K, h, w]
     foreground_class          class whose connected components are the instances
 """
+
 from __future__ import annotations
 
 import time
@@ -23,9 +24,9 @@ import numpy as np
 from segrt.backends.base import Backend
 from segrt.errors import ArtifactError, InputError
 from segrt.io.images import write_png
-from segrt.predictor import check_options
 from segrt.io.preprocess import as_hwc, check_image
 from segrt.io.sources import ArraySource
+from segrt.predictor import check_options
 from segrt.unet.tiling import AxisPlan
 from segrt.viz import overlay_instances
 
@@ -58,8 +59,10 @@ class SegmentationResult:
         if self.n_instances is not None:
             return self.n_instances
         if self.instances is None:
-            raise InputError("this result has no instance labels to count (predicted with instances=False)",
-                             "predict with instances=True")
+            raise InputError(
+                "this result has no instance labels to count (predicted with instances=False)",
+                "predict with instances=True",
+            )
         return int(self.instances.max())
 
     @property
@@ -83,8 +86,10 @@ class UNetPredictor:
     def __init__(self, backend: Backend, max_tile: int | None = None, batch_size: int = 4, tta: bool = False) -> None:
         meta = backend.metadata
         if meta.get("kind") != "unet":
-            raise ArtifactError(f"{backend.path} holds a {meta.get('kind')!r} model, not a U-Net",
-                                "load it with segrt.load(path), which picks the right predictor")
+            raise ArtifactError(
+                f"{backend.path} holds a {meta.get('kind')!r} model, not a U-Net",
+                "load it with segrt.load(path), which picks the right predictor",
+            )
         self.backend = backend
         self.kind = "unet"
         self.metadata: dict[str, Any] = meta
@@ -110,10 +115,23 @@ class UNetPredictor:
         self.foreground = int(meta.get("foreground_class", 1))
 
     # -- the pipeline -------------------------------------------------------------------------
-    def predict(self, image: Any, *, tta: bool | None = None, tile: int | None = None, batch: int | None = None,
-                probs: Any = "auto", instances: bool = True, progress: bool | None = None,
-                connectivity: int = 4, out: str | Path | None = None, out_format: str = "ome-zarr",
-                name: str | None = None, save_image: bool = True, **unknown: Any) -> SegmentationResult:
+    def predict(
+        self,
+        image: Any,
+        *,
+        tta: bool | None = None,
+        tile: int | None = None,
+        batch: int | None = None,
+        probs: Any = "auto",
+        instances: bool = True,
+        progress: bool | None = None,
+        connectivity: int = 4,
+        out: str | Path | None = None,
+        out_format: str = "ome-zarr",
+        name: str | None = None,
+        save_image: bool = True,
+        **unknown: Any,
+    ) -> SegmentationResult:
         """Segment one image of any size, tile by tile, in memory bounded by the outputs asked for.
 
         Args:
@@ -145,44 +163,96 @@ class UNetPredictor:
             :class:`SegmentationResult` with everything at H x W.
         """
         from segrt.unet.stream import segment
-        check_options(self.kind, unknown, ("tta", "tile", "batch", "probs", "instances", "progress", "connectivity",
-                                           "out", "out_format", "name", "save_image"))
+
+        check_options(
+            self.kind,
+            unknown,
+            (
+                "tta",
+                "tile",
+                "batch",
+                "probs",
+                "instances",
+                "progress",
+                "connectivity",
+                "out",
+                "out_format",
+                "name",
+                "save_image",
+            ),
+        )
         t0 = time.perf_counter()
         if out is not None:
-            return self._predict_to_disk(image, Path(out), out_format, name, save_image, tta=tta, tile=tile,
-                                         batch=batch, probs=probs, instances=instances, progress=progress,
-                                         connectivity=connectivity)
+            return self._predict_to_disk(
+                image,
+                Path(out),
+                out_format,
+                name,
+                save_image,
+                tta=tta,
+                tile=tile,
+                batch=batch,
+                probs=probs,
+                instances=instances,
+                progress=progress,
+                connectivity=connectivity,
+            )
         if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):  # memmaps stay on disk
             image = as_hwc(image, self.channels)
         elif not isinstance(image, (str, Path)) and not hasattr(image, "shape"):
             check_image(image)  # refuses it, naming what to pass
         probs_out, classes, model_ms = segment(
-            self, image, tta=self.tta if tta is None else tta, max_tile=int(tile or self.max_tile),
-            batch=max(1, min(int(batch or self.batch_size), self.max_batch or 1 << 30)), probs=probs,
-            progress=progress)
+            self,
+            image,
+            tta=self.tta if tta is None else tta,
+            max_tile=int(tile or self.max_tile),
+            batch=max(1, min(int(batch or self.batch_size), self.max_batch or 1 << 30)),
+            probs=probs,
+            progress=progress,
+        )
         labels = self.instances(classes, connectivity) if instances else None
         self.last_timings = {"model_ms": model_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
         return SegmentationResult(probs_out, classes, labels)
 
-    def _predict_to_disk(self, image: Any, out: Path, fmt: str, name: str | None, save_image: bool, *,
-                          tta: bool | None, tile: int | None, batch: int | None, probs: Any, instances: bool,
-                          progress: bool | None, connectivity: int) -> SegmentationResult:
+    def _predict_to_disk(
+        self,
+        image: Any,
+        out: Path,
+        fmt: str,
+        name: str | None,
+        save_image: bool,
+        *,
+        tta: bool | None,
+        tile: int | None,
+        batch: int | None,
+        probs: Any,
+        instances: bool,
+        progress: bool | None,
+        connectivity: int,
+    ) -> SegmentationResult:
         """``predict(..., out=DIR)``: checks first, then one streaming pass into ``DiskOutputs``."""
         from segrt.io.sources import open_image
         from segrt.unet.outputs import DiskOutputs
         from segrt.unet.stream import segment
+
         t0 = time.perf_counter()
         if tta:
-            raise InputError("test-time augmentation keeps its outputs in memory", "predict without tta, or without out")
+            raise InputError(
+                "test-time augmentation keeps its outputs in memory", "predict without tta, or without out"
+            )
         if connectivity not in (4, 8):
-            raise InputError(f"connectivity must be 4 or 8, got {connectivity}", "use 4 (edges) or 8 (edges and corners)")
+            raise InputError(
+                f"connectivity must be 4 or 8, got {connectivity}", "use 4 (edges) or 8 (edges and corners)"
+            )
         if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
             image = as_hwc(image, self.channels)
         source = open_image(image)  # header checks (size limit, truncation) happen here
         H, W, C = source.shape
-        if C != self.channels:
-            raise InputError(f"image has {C} channel(s) but the model takes {self.channels}",
-                             "convert it first, e.g. to grey for a 1-channel model")
+        if self.channels != C:
+            raise InputError(
+                f"image has {C} channel(s) but the model takes {self.channels}",
+                "convert it first, e.g. to grey for a 1-channel model",
+            )
         try:  # the input can be read at both ends: a truncated file fails now, not after hours
             source.read(0, 1, 0, 1)
             source.read(H - 1, H, W - 1, W)
@@ -190,13 +260,28 @@ class UNetPredictor:
             raise InputError(f"cannot read the image's pixels: {exc}", "check that the file is complete") from None
         stem = name or (Path(image).name.split(".")[0] if isinstance(image, (str, Path)) else "image")
         probs = None if isinstance(probs, str) and probs == "auto" else probs
-        writer = DiskOutputs(out, stem, source, self.class_names, self.foreground, fmt=fmt, instances=instances,
-                             connectivity=connectivity, image=save_image)
+        writer = DiskOutputs(
+            out,
+            stem,
+            source,
+            self.class_names,
+            self.foreground,
+            fmt=fmt,
+            instances=instances,
+            connectivity=connectivity,
+            image=save_image,
+        )
         try:
             probs_out, _, model_ms = segment(
-                self, source, tta=False, max_tile=int(tile or self.max_tile),
-                batch=max(1, min(int(batch or self.batch_size), self.max_batch or 1 << 30)), probs=probs,
-                progress=progress, sink=writer.write)
+                self,
+                source,
+                tta=False,
+                max_tile=int(tile or self.max_tile),
+                batch=max(1, min(int(batch or self.batch_size), self.max_batch or 1 << 30)),
+                probs=probs,
+                progress=progress,
+                sink=writer.write,
+            )
             paths = writer.finish()
         except BaseException:
             writer.abort()
@@ -212,25 +297,39 @@ class UNetPredictor:
         the artifact's (tiles below the profile's minimum would be refused).
         """
         from segrt.unet.stream import plan_tiles
+
         return plan_tiles({**self.metadata, "size_min": self.size_min}, hw, int(max_tile or self.max_tile))
 
     def predict_probs(self, x: np.ndarray, max_tile: int | None = None) -> np.ndarray:
         """Class probabilities float32 [K, H, W] for a normalized float32 [H, W, C] image (overlap-tile)."""
         from segrt.unet.stream import run_tiles
+
         ys, xs = self.plan(x.shape[:2], max_tile)
         probs = np.empty((len(self.class_names),) + x.shape[:2], np.float32)
 
         def write(region: tuple[slice, slice], p: np.ndarray) -> None:
             probs[(slice(None),) + region] = p
-        run_tiles(self.backend, (self.input_name, self.output_name), ArraySource(x), ys, xs, self.margin,
-                  lambda block: block.astype(np.float32), self.batch_size, write)
+
+        run_tiles(
+            self.backend,
+            (self.input_name, self.output_name),
+            ArraySource(x),
+            ys,
+            xs,
+            self.margin,
+            lambda block: block.astype(np.float32),
+            self.batch_size,
+            write,
+        )
         return probs
 
     def instances(self, classes: np.ndarray, connectivity: int = 4) -> np.ndarray:
         """Connected components of the foreground class, int32 [H, W] (0 = background), labelled by bands."""
         from segrt.unet.components import label_components
-        return label_components(lambda y0, y1: classes[y0:y1] == self.foreground, classes.shape,
-                                connectivity=connectivity)[0]
+
+        return label_components(
+            lambda y0, y1: classes[y0:y1] == self.foreground, classes.shape, connectivity=connectivity
+        )[0]
 
     # -- output -------------------------------------------------------------------------------
     def draw(self, image: np.ndarray, result: SegmentationResult) -> np.ndarray:
@@ -238,8 +337,9 @@ class UNetPredictor:
         labels = result.instances if result.instances is not None else self.instances(result.classes)
         return overlay_instances(image, labels)
 
-    def save(self, result: SegmentationResult, out_dir: str | Path, stem: str,
-             image: np.ndarray | None = None) -> list[Path]:
+    def save(
+        self, result: SegmentationResult, out_dir: str | Path, stem: str, image: np.ndarray | None = None
+    ) -> list[Path]:
         """Write ``<stem>_classes.png`` (uint8 class ids), ``<stem>_instances.png`` (uint16 ids)
         and, given the input ``image``, ``<stem>_overlay.png``.
 
@@ -248,8 +348,9 @@ class UNetPredictor:
         ``_instances.tif`` int32), and without an overlay.
         """
         from segrt.unet.stream import LARGE_OUTPUT_PIXELS, write_tiff
+
         out_dir = Path(out_dir)
-        if result.instances is not None and result.count > 65535 or result.classes.size > LARGE_OUTPUT_PIXELS:
+        if (result.instances is not None and result.count > 65535) or result.classes.size > LARGE_OUTPUT_PIXELS:
             paths = [write_tiff(out_dir / f"{stem}_classes.tif", result.classes)]
             if result.instances is not None:
                 paths.append(write_tiff(out_dir / f"{stem}_instances.tif", result.instances))
@@ -270,9 +371,11 @@ class UNetPredictor:
 def _open_written(paths: list[Path], fmt: str, instances: bool) -> tuple[Any, Any]:
     """(classes, instances or None) of a finished ``predict(..., out=)``, opened read-only from disk."""
     import zarr
+
     if fmt == "tiff":
         import tifffile
-        opened: list[Any] = [zarr.open_array(tifffile.imread(p, aszarr=True), mode="r") for p in paths[:1 + instances]]
+
+        opened: list[Any] = [zarr.open_array(tifffile.imread(p, aszarr=True), mode="r") for p in paths[: 1 + instances]]
     else:
         root: Any = zarr.open_group(str(paths[0]), mode="r")
         opened = [root["labels/classes/0"]] + ([root["labels/instances/0"]] if instances else [])
@@ -289,28 +392,31 @@ def evaluate(predictor: UNetPredictor, split_dir: str | Path, tta: bool = False)
     the images of the split (:func:`summarize_scores`).
     """
     from segrt.io.datasets import load_split
+
     per_image = [score_image(predictor, image, labels, tta=tta) for image, labels in load_split(split_dir)]
     return summarize_scores(per_image, tta=tta, model=str(predictor.backend.path))
 
 
-def score_image(predictor: UNetPredictor, image: np.ndarray, labels: np.ndarray, tta: bool = False
-                ) -> dict[str, Any]:
+def score_image(predictor: UNetPredictor, image: np.ndarray, labels: np.ndarray, tta: bool = False) -> dict[str, Any]:
     """The metrics of one image ([H, W] or [H, W, C]) against its int32 [H, W] instance labels (0 = background).
 
     Returns a JSON-ready dict: pixel_error, iou, rand_error, warping_error (floats), objects_predicted,
     objects_true (ints) and best_over_thresholds {metric: value}.
     """
     from segrt.unet.metrics import adapted_rand_error, iou, pixel_error, threshold_sweep, warping_error
+
     result = predictor.predict(image, tta=tta, probs="float32")
     assert result.probs is not None and result.instances is not None  # asked for both just above
     pred, truth = result.classes == predictor.foreground, labels > 0
     prob = result.probs[predictor.foreground]
     sweep = threshold_sweep(prob, labels)
     return {
-        "pixel_error": pixel_error(pred, truth), "iou": iou(pred, truth),
+        "pixel_error": pixel_error(pred, truth),
+        "iou": iou(pred, truth),
         "rand_error": adapted_rand_error(result.instances, labels),
         "warping_error": warping_error(pred, truth, priority=np.abs(prob - 0.5))[0],
-        "objects_predicted": result.count, "objects_true": int(len(np.unique(labels)) - 1),
+        "objects_predicted": result.count,
+        "objects_true": int(len(np.unique(labels)) - 1),
         "best_over_thresholds": {k: v["value"] for k, v in sweep["best"].items()},
     }
 
@@ -319,7 +425,9 @@ def summarize_scores(per_image: list[dict[str, Any]], tta: bool, model: str) -> 
     """The report of :func:`evaluate`: each metric of :func:`score_image` averaged over ``per_image`` (in order)."""
     keys = ["pixel_error", "iou", "rand_error", "warping_error", "objects_predicted", "objects_true"]
     report: dict[str, Any] = {k: float(np.mean([r[k] for r in per_image])) for k in keys}
-    report["best_over_thresholds"] = {k: float(np.mean([r["best_over_thresholds"][k] for r in per_image]))
-                                      for k in per_image[0]["best_over_thresholds"]}
+    report["best_over_thresholds"] = {
+        k: float(np.mean([r["best_over_thresholds"][k] for r in per_image]))
+        for k in per_image[0]["best_over_thresholds"]
+    }
     report.update(images=len(per_image), tta=tta, model=model)
     return report

@@ -14,14 +14,16 @@ in use is therefore:
 Test-time augmentation needs the sum of 8 probability maps: it keeps a float32
 [K, H, W] accumulator.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +78,9 @@ def normalizer_for(source: ImageSource, spec: dict[str, Any]) -> Callable[[np.nd
     return fit_normalization(spec, percentile_sample(source))
 
 
-def iter_tiles(source: ImageSource, ys: AxisPlan, xs: AxisPlan,
-               norm: Callable[[np.ndarray], np.ndarray]) -> Iterator[tuple[int, int, np.ndarray]]:
+def iter_tiles(
+    source: ImageSource, ys: AxisPlan, xs: AxisPlan, norm: Callable[[np.ndarray], np.ndarray]
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """(row, column, tile float32 [C, tile_h, tile_w]) in row-major order, one band of rows read at a time."""
     H, W, _ = source.shape
     for iy in range(ys.count):
@@ -108,8 +111,10 @@ class OutputTarget:
             self.path = Path(spec)
             suffix = self.path.suffix.lower()
             if suffix not in (".zarr", ".npy"):
-                raise InputError(f"probs={spec!r}: not a dtype ({', '.join(PROBS_DTYPES)}) nor a .zarr/.npy path",
-                                 "pass probs='float16', probs=None, or a path ending in .zarr or .npy")
+                raise InputError(
+                    f"probs={spec!r}: not a dtype ({', '.join(PROBS_DTYPES)}) nor a .zarr/.npy path",
+                    "pass probs='float16', probs=None, or a path ending in .zarr or .npy",
+                )
             self.dtype = np.dtype("float16")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
@@ -119,14 +124,19 @@ class OutputTarget:
                 try:
                     import zarr
                 except ImportError:
-                    raise InputError("writing probabilities to .zarr needs zarr", "pip install 'segrt[large]'") from None
-                self.array = zarr.open_array(str(self._tmp), mode="w", shape=shape, dtype=self.dtype,
-                                             chunks=(1, 1024, 1024))
+                    raise InputError(
+                        "writing probabilities to .zarr needs zarr", "pip install 'segrt[large]'"
+                    ) from None
+                self.array = zarr.open_array(
+                    str(self._tmp), mode="w", shape=shape, dtype=self.dtype, chunks=(1, 1024, 1024)
+                )
             return
         if hasattr(spec, "shape") and hasattr(spec, "__setitem__"):
             if tuple(spec.shape) != tuple(shape):
-                raise InputError(f"probs array has shape {tuple(spec.shape)}, the image needs {shape}",
-                                 "allocate it as [classes, H, W]")
+                raise InputError(
+                    f"probs array has shape {tuple(spec.shape)}, the image needs {shape}",
+                    "allocate it as [classes, H, W]",
+                )
             self.array, self.dtype = spec, np.dtype(spec.dtype)
             return
         raise InputError(f"unsupported probs={spec!r}", "pass None, 'float32', 'float16', 'uint8' or a .zarr/.npy path")
@@ -152,6 +162,7 @@ class OutputTarget:
         if path.suffix.lower() == ".npy":
             return np.load(path, mmap_mode="r")
         import zarr
+
         return zarr.open_array(str(path), mode="r")
 
     def abort(self) -> None:
@@ -164,6 +175,7 @@ def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return contextlib.nullcontext(None)
     from tqdm import tqdm
+
     return tqdm(total=total, unit="tile", desc="segment", dynamic_ncols=True, leave=False)
 
 
@@ -172,9 +184,18 @@ def classes_of(p: np.ndarray) -> np.ndarray:
     return (p[1] > p[0]).view(np.uint8) if len(p) == 2 else p.argmax(axis=0).astype(np.uint8)
 
 
-def run_tiles(backend: Any, names: tuple[str, str], source: ImageSource, ys: AxisPlan, xs: AxisPlan, margin: int,
-              norm: Callable[[np.ndarray], np.ndarray], batch: int,
-              write: Callable[[tuple[slice, slice], np.ndarray], None], progress: bool = False) -> dict[str, float]:
+def run_tiles(
+    backend: Any,
+    names: tuple[str, str],
+    source: ImageSource,
+    ys: AxisPlan,
+    xs: AxisPlan,
+    margin: int,
+    norm: Callable[[np.ndarray], np.ndarray],
+    batch: int,
+    write: Callable[[tuple[slice, slice], np.ndarray], None],
+    progress: bool = False,
+) -> dict[str, float]:
     """Run every tile through ``backend`` ``batch`` tiles at a time; ``write(region, probs[K, h, w])`` per tile.
 
     Returns timings: model_ms (backend calls), io_ms (reading, padding, normalizing tiles),
@@ -191,12 +212,12 @@ def run_tiles(backend: Any, names: tuple[str, str], source: ImageSource, ys: Axi
     def flush(bar: Any) -> None:
         nonlocal done_px
         t0 = time.perf_counter()
-        out = backend.run({inp: buf[:len(places)]})[outp]
+        out = backend.run({inp: buf[: len(places)]})[outp]
         t1 = time.perf_counter()
         for b, (iy, ix) in enumerate(places):
             ly, lx = ys.out_len(iy), xs.out_len(ix)
             y0, x0 = iy * ys.step, ix * xs.step
-            write((slice(y0, y0 + ly), slice(x0, x0 + lx)), out[b, :, margin:margin + ly, margin:margin + lx])
+            write((slice(y0, y0 + ly), slice(x0, x0 + lx)), out[b, :, margin : margin + ly, margin : margin + lx])
             done_px += ly * lx
         t["model_ms"] += (t1 - t0) * 1e3
         t["write_ms"] += (time.perf_counter() - t1) * 1e3
@@ -228,14 +249,23 @@ def write_tiff(path: str | Path, array: np.ndarray) -> Path:
     except ImportError:
         raise InputError(f"writing {Path(path).name} needs tifffile", "pip install 'segrt[large]'") from None
     from segrt.io.files import atomic_path
+
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, tile=(512, 512), compression="zlib", bigtiff=array.nbytes > 2 ** 31)
+        tifffile.imwrite(tmp, array, tile=(512, 512), compression="zlib", bigtiff=array.nbytes > 2**31)
     return Path(path)
 
 
-def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int, probs: Any = "auto",
-            progress: bool | None = None,
-            sink: Callable[[tuple[slice, slice], np.ndarray], None] | None = None) -> tuple[Any, Any, float]:
+def segment(
+    predictor: Any,
+    image: Any,
+    *,
+    tta: bool,
+    max_tile: int,
+    batch: int,
+    probs: Any = "auto",
+    progress: bool | None = None,
+    sink: Callable[[tuple[slice, slice], np.ndarray], None] | None = None,
+) -> tuple[Any, Any, float]:
     """Class map and probabilities of a U-Net for an image of any size (``UNetPredictor.predict``'s engine).
 
     Args:
@@ -249,17 +279,22 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
         (probabilities or None, classes uint8 [H, W] or None with a sink, milliseconds spent in the backend).
     """
     from segrt.io.sources import open_image
+
     norm_spec = predictor.metadata["normalization"]
     source = open_image(image)
     H, W, C = source.shape
-    if C != predictor.channels:
-        raise InputError(f"image has {C} channel(s) but the model takes {predictor.channels}",
-                         "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model")
+    if predictor.channels != C:
+        raise InputError(
+            f"image has {C} channel(s) but the model takes {predictor.channels}",
+            "convert it first, e.g. cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for a 1-channel model",
+        )
     if source.dtype == np.bool_ or not np.issubdtype(source.dtype, np.number):
         raise InputError(f"image has dtype {source.dtype}", "use uint8, uint16 or float pixel values")
     if tta and (not isinstance(image, np.ndarray) or sink is not None):
-        raise InputError("test-time augmentation needs the image and its outputs in memory",
-                         "pass a numpy array without out=, or predict without tta")
+        raise InputError(
+            "test-time augmentation needs the image and its outputs in memory",
+            "pass a numpy array without out=, or predict without tta",
+        )
     K = len(predictor.class_names)
     progress = H * W > PROGRESS_MIN_PIXELS if progress is None else progress
     if isinstance(probs, str) and probs == "auto":
@@ -280,8 +315,10 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
 
                 def add(region: tuple[slice, slice], p: np.ndarray, acc_view: np.ndarray = acc_view) -> None:
                     acc_view[(slice(None),) + region] += p
-                model_ms += run_tiles(predictor.backend, names, open_image(view), ys, xs, predictor.margin, norm,
-                                      batch, add, progress)["model_ms"]
+
+                model_ms += run_tiles(
+                    predictor.backend, names, open_image(view), ys, xs, predictor.margin, norm, batch, add, progress
+                )["model_ms"]
             acc /= len(DIHEDRAL)
             for y0 in range(0, H, 1024):
                 rows = (slice(y0, min(y0 + 1024, H)), slice(0, W))
@@ -296,8 +333,10 @@ def segment(predictor: Any, image: Any, *, tta: bool, max_tile: int, batch: int,
                 else:
                     sink(region, classes_of(p))
                 target.write(region, p)
-            model_ms = run_tiles(predictor.backend, names, source, ys, xs, predictor.margin, norm, batch, write,
-                                 progress)["model_ms"]
+
+            model_ms = run_tiles(
+                predictor.backend, names, source, ys, xs, predictor.margin, norm, batch, write, progress
+            )["model_ms"]
         return target.finish(), classes, model_ms
     except BaseException:
         target.abort()

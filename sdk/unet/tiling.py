@@ -20,11 +20,13 @@ Coordinates: tile ``i`` of an axis reads image pixels
 ``[i * step - context, i * step - context + tile_in)`` (mirrored where outside
 the image) and writes image pixels ``[i * step, min((i + 1) * step, length))``.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +57,9 @@ class AxisPlan:
 
     length: int
     tile_in: int
-    step: int        # output pixels each tile contributes (a multiple of the pooling grid)
+    step: int  # output pixels each tile contributes (a multiple of the pooling grid)
     count: int
-    context: int     # border + margin: image pixels read before the first kept output pixel
+    context: int  # border + margin: image pixels read before the first kept output pixel
 
     @property
     def starts(self) -> list[int]:
@@ -89,8 +91,9 @@ def smallest_tile(size_min: int, size_step: int, border: int, margin: int, grid:
     return valid_size(grid + 2 * (border + margin), size_min, size_step)
 
 
-def plan_axis(length: int, size_min: int, size_step: int, border: int, max_tile: int, margin: int = 0,
-              grid: int | None = None) -> AxisPlan:
+def plan_axis(
+    length: int, size_min: int, size_step: int, border: int, max_tile: int, margin: int = 0, grid: int | None = None
+) -> AxisPlan:
     """Fewest grid-aligned tiles of one valid input size, no larger than ``max_tile``, covering ``length``.
 
     Args:
@@ -110,9 +113,11 @@ def plan_axis(length: int, size_min: int, size_step: int, border: int, max_tile:
     context = border + margin
     low = smallest_tile(size_min, size_step, border, margin, grid)
     if max_tile < low:
-        raise InputError(f"tile {max_tile} is too small for this network: it needs input tiles of at least {low} px "
-                         f"({2 * border} px trimmed, {2 * margin} px margin, output in steps of {grid})",
-                         f"use a tile of {low} px or more")
+        raise InputError(
+            f"tile {max_tile} is too small for this network: it needs input tiles of at least {low} px "
+            f"({2 * border} px trimmed, {2 * margin} px margin, output in steps of {grid})",
+            f"use a tile of {low} px or more",
+        )
     largest = size_min + (max_tile - size_min) // size_step * size_step
     step_max = (largest - 2 * context) // grid * grid
     count = max(1, math.ceil(length / step_max))

@@ -4,6 +4,7 @@ cuda-bindings 12.9.1/13.0 deprecate ``int(cuda_obj)`` in favour of
 ``cuda.bindings.utils.get_cuda_native_handle(obj)``; the CUDA double's handles refuse ``int()``
 and are read here. Injected by monkeypatching ``segrt.backends.cuda_rt.import_cuda_utils``.
 """
+
 from __future__ import annotations
 
 from typing import Any

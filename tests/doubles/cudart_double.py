@@ -31,13 +31,15 @@ double records a violation in ``STATE.violations`` and raises ``ContractViolatio
   deprecated and subject to future removal. Please switch to use get_cuda_native_handle()"
   (cuda-bindings 12.9.1 / 13.0.0 release notes).
 """
+
 from __future__ import annotations
 
 import ctypes
 import enum
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 ALIGN = 256
 
@@ -85,8 +87,10 @@ class _Handle:
         self._value = int(value)
 
     def __int__(self) -> int:
-        violation(f"int({type(self).__name__}) is deprecated in cuda-bindings 13: use "
-                  "cuda.bindings.utils.get_cuda_native_handle()")
+        violation(
+            f"int({type(self).__name__}) is deprecated in cuda-bindings 13: use "
+            "cuda.bindings.utils.get_cuda_native_handle()"
+        )
         return self._value
 
     def __eq__(self, other: object) -> bool:
@@ -119,19 +123,19 @@ class cudaDeviceProp:
 @dataclass
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    blocks: dict[int, Any] = field(default_factory=dict)     # address -> ctypes buffer keeping it alive
+    blocks: dict[int, Any] = field(default_factory=dict)  # address -> ctypes buffer keeping it alive
     sizes: dict[int, int] = field(default_factory=dict)
     streams: dict[int, list | None] = field(default_factory=dict)  # handle -> recorded work while capturing
-    pending: dict[int, list] = field(default_factory=dict)   # handle -> queued work, run on synchronize
+    pending: dict[int, list] = field(default_factory=dict)  # handle -> queued work, run on synchronize
     freed: list = field(default_factory=list)
     graphs: dict[int, list] = field(default_factory=dict)
     execs: dict[int, list] = field(default_factory=dict)
     next_handle: int = 1
     counts: dict[str, int] = field(default_factory=dict)
-    fail: dict[str, int] = field(default_factory=dict)       # function name -> how many next calls fail
+    fail: dict[str, int] = field(default_factory=dict)  # function name -> how many next calls fail
     device: cudaDeviceProp = field(default_factory=cudaDeviceProp)
-    violations: list[str] = field(default_factory=list)    # contract breaches (module docstring)
-    last_error: int = 0                                      # cudaGetLastError's sticky value
+    violations: list[str] = field(default_factory=list)  # contract breaches (module docstring)
+    last_error: int = 0  # cudaGetLastError's sticky value
 
     def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -218,6 +222,7 @@ def is_capturing(stream: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- the cuda-python functions
+
 
 def cudaGetErrorName(error: cudaError_t):
     return (cudaError_t.cudaSuccess, cudaError_t(error).name.encode())
@@ -340,13 +345,17 @@ def cudaGraphLaunch(graphExec, stream):
 
 
 def cudaGraphExecDestroy(graphExec):
-    return (cudaError_t.cudaSuccess if STATE.execs.pop(_h(graphExec), None) is not None
-            else cudaError_t.cudaErrorInvalidValue,)
+    return (
+        cudaError_t.cudaSuccess
+        if STATE.execs.pop(_h(graphExec), None) is not None
+        else cudaError_t.cudaErrorInvalidValue,
+    )
 
 
 def cudaGraphDestroy(graph):
-    return (cudaError_t.cudaSuccess if STATE.graphs.pop(_h(graph), None) is not None
-            else cudaError_t.cudaErrorInvalidValue,)
+    return (
+        cudaError_t.cudaSuccess if STATE.graphs.pop(_h(graph), None) is not None else cudaError_t.cudaErrorInvalidValue,
+    )
 
 
 def cudaGetLastError():

@@ -55,6 +55,7 @@ and the ``trt_double`` fixture fails a test that leaves one behind), each from T
 * **``load_library`` returns None if any of the library's plugins are already registered**
   (``NvInferRuntimeCommon.h``, ``IPluginRegistry::loadLibrary``).
 """
+
 from __future__ import annotations
 
 import enum
@@ -90,11 +91,12 @@ def _new(cls, *args):
 def _callback(method, *args):
     try:
         return method(*args)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         raise CrossedIntoTensorRT(f"{type(exc).__name__} escaped {method.__qualname__}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- enums and types
+
 
 class DataType(enum.IntEnum):
     FLOAT = 0
@@ -106,8 +108,15 @@ class DataType(enum.IntEnum):
     INT64 = 8
 
 
-_NUMPY_OF = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
-             DataType.INT32: np.int32, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8, DataType.INT64: np.int64}
+_NUMPY_OF = {
+    DataType.FLOAT: np.float32,
+    DataType.HALF: np.float16,
+    DataType.INT8: np.int8,
+    DataType.INT32: np.int32,
+    DataType.BOOL: np.bool_,
+    DataType.UINT8: np.uint8,
+    DataType.INT64: np.int64,
+}
 _DATATYPE_OF = {np.dtype(v): k for k, v in _NUMPY_OF.items()}
 
 
@@ -181,13 +190,17 @@ def _adopt_logger(logger) -> None:
     global _logger_ref
     current = _logger_ref() if _logger_ref is not None else None
     if _logger_ref is not None and current is None:
-        cudart_double.violation("a TensorRT logger was garbage-collected while TensorRT still holds it "
-                                "(the logger must outlive every TensorRT object; keep one for the process)")
+        cudart_double.violation(
+            "a TensorRT logger was garbage-collected while TensorRT still holds it "
+            "(the logger must outlive every TensorRT object; keep one for the process)"
+        )
     if current is None:
         _logger_ref = weakref.ref(logger)
     elif current is not logger:
-        cudart_double.violation("a second, different ILogger: TensorRT keeps one logger per process "
-                                "(NVIDIA/TensorRT#1475); errors would go to the first one")
+        cudart_double.violation(
+            "a second, different ILogger: TensorRT keeps one logger per process "
+            "(NVIDIA/TensorRT#1475); errors would go to the first one"
+        )
 
 
 def _log(severity, msg: str) -> None:
@@ -199,7 +212,7 @@ def _log(severity, msg: str) -> None:
     _callback(logger.log, severity, msg)
 
 
-def _report(recorder, msg: str, code: "ErrorCodeTRT" = None) -> None:  # type: ignore[assignment]
+def _report(recorder, msg: str, code: ErrorCodeTRT = None) -> None:  # type: ignore[assignment]
     """An error: to ``recorder`` if one is set (NvInferRuntime.h), else to the process's logger."""
     if recorder is not None:
         _callback(recorder.report_error, code if code is not None else ErrorCodeTRT.UNSPECIFIED_ERROR, msg)
@@ -234,12 +247,13 @@ def init_libnvinfer_plugins(logger, namespace):
 
 # ----------------------------------------------------------------------------- plugin registry
 
+
 class IPluginCreatorV3One:
     def __init__(self) -> None:
         self._name = self._version = self._namespace = ""
 
     @classmethod
-    def _for(cls, name: str, version: str, namespace: str) -> "IPluginCreatorV3One":
+    def _for(cls, name: str, version: str, namespace: str) -> IPluginCreatorV3One:
         creator = cls()
         creator._name, creator._version, creator._namespace = name, version, namespace
         return creator
@@ -262,7 +276,7 @@ class IPluginRegistry:
         self._creators: dict[tuple[str, str, str], IPluginCreatorV3One] = {}
         self.loaded: list[str] = []
 
-    def get_creator(self, type, version, plugin_namespace=""):  # noqa: A002 - TensorRT's parameter name
+    def get_creator(self, type, version, plugin_namespace=""):
         return self._creators.get((type, version, plugin_namespace))
 
     def load_library(self, plugin_path):
@@ -279,8 +293,9 @@ class IPluginRegistry:
         self.loaded.append(str(plugin_path))
         if Path(plugin_path).name == PLUGIN_LIBRARY:
             for op in PLUGIN_NAMES:
-                self._creators[(op, PLUGIN_VERSION, PLUGIN_NAMESPACE)] = IPluginCreatorV3One._for(op, PLUGIN_VERSION,
-                                                                                                 PLUGIN_NAMESPACE)
+                self._creators[(op, PLUGIN_VERSION, PLUGIN_NAMESPACE)] = IPluginCreatorV3One._for(
+                    op, PLUGIN_VERSION, PLUGIN_NAMESPACE
+                )
         return object()
 
     def has(self, op: str) -> bool:
@@ -315,6 +330,7 @@ def _major() -> int:
 
 
 # ----------------------------------------------------------------------------- network, parser, builder
+
 
 def _dims(value_info) -> tuple[int, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim)
@@ -391,13 +407,20 @@ class OnnxParser:
 
         try:
             proto = onnx.load_from_string(bytes(memoryview(model)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._errors.append(_new(ParserError, -1, "", "", f"cannot read the ONNX model: {exc}"))
             return False
         for i, node in enumerate(proto.graph.node):
             if node.domain not in ("", "ai.onnx") and not _REGISTRY.has(node.op_type):
-                self._errors.append(_new(ParserError, i, node.name, node.op_type,
-                                                f"Plugin not found, are the plugin name, version, and namespace correct?"))
+                self._errors.append(
+                    _new(
+                        ParserError,
+                        i,
+                        node.name,
+                        node.op_type,
+                        "Plugin not found, are the plugin name, version, and namespace correct?",
+                    )
+                )
         if self._errors:
             return False
         self._network.model = proto
@@ -418,7 +441,7 @@ class IOptimizationProfile:
     def _setup(self) -> None:
         self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
-    def set_shape(self, input, min, opt, max):  # noqa: A002 - TensorRT's parameter names
+    def set_shape(self, input, min, opt, max):
         self.shapes[input] = tuple(tuple(int(d) for d in s) for s in (min, opt, max))
 
 
@@ -460,6 +483,7 @@ class IBuilderConfig:
 
 class _Recorded:
     """The ``error_recorder`` property of the objects that have one."""
+
     _recorder: Any = None
 
     @property
@@ -492,14 +516,20 @@ class Builder(_Recorded):
             return None
         strongly_typed = bool(network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
         if strongly_typed and hasattr(BuilderFlag, "FP16") and int(BuilderFlag.FP16) in config.flags:
-            _report(self._recorder, "BuilderFlag::kFP16 cannot be set on a strongly typed network", ErrorCodeTRT.INVALID_CONFIG)
+            _report(
+                self._recorder,
+                "BuilderFlag::kFP16 cannot be set on a strongly typed network",
+                ErrorCodeTRT.INVALID_CONFIG,
+            )
             return None
         inputs, _ = _graph_io(network.model)
         profile = config.profiles[0].shapes if config.profiles else {}
         for vi in inputs:
             if -1 in _dims(vi) and vi.name not in profile:
-                _report(self._recorder,
-                        f"Network has dynamic or shape inputs, but no optimization profile has been defined ({vi.name})")
+                _report(
+                    self._recorder,
+                    f"Network has dynamic or shape inputs, but no optimization profile has been defined ({vi.name})",
+                )
                 return None
         header = json.dumps({"version": __version__, "profile": profile}).encode()
         onnx_bytes = network.model.SerializeToString()
@@ -507,6 +537,7 @@ class Builder(_Recorded):
 
 
 # ----------------------------------------------------------------------------- runtime, engine, context
+
 
 class Runtime(_Recorded):
     def __init__(self, logger) -> None:
@@ -517,22 +548,35 @@ class Runtime(_Recorded):
 
         data = bytes(memoryview(serialized_engine))
         if not data.startswith(_MAGIC):
-            _report(self._recorder, "The engine plan file is not compatible with this version of "
-                    "TensorRT or is corrupt (magic tag does not match)")
+            _report(
+                self._recorder,
+                "The engine plan file is not compatible with this version of "
+                "TensorRT or is corrupt (magic tag does not match)",
+            )
             return None
-        n = int.from_bytes(data[len(_MAGIC):len(_MAGIC) + 4], "little")
-        header = json.loads(data[len(_MAGIC) + 4:len(_MAGIC) + 4 + n])
+        n = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "little")
+        header = json.loads(data[len(_MAGIC) + 4 : len(_MAGIC) + 4 + n])
         if header["version"] != __version__:
-            _report(self._recorder, f"The engine plan file is not compatible with this version of "
-                    f"TensorRT, expecting library version {__version__} got {header['version']}")
+            _report(
+                self._recorder,
+                f"The engine plan file is not compatible with this version of "
+                f"TensorRT, expecting library version {__version__} got {header['version']}",
+            )
             return None
-        model = onnx.load_from_string(data[len(_MAGIC) + 4 + n:])
-        missing = sorted({node.op_type for node in model.graph.node
-                          if node.domain not in ("", "ai.onnx") and not _REGISTRY.has(node.op_type)})
+        model = onnx.load_from_string(data[len(_MAGIC) + 4 + n :])
+        missing = sorted(
+            {
+                node.op_type
+                for node in model.graph.node
+                if node.domain not in ("", "ai.onnx") and not _REGISTRY.has(node.op_type)
+            }
+        )
         if missing:
             _report(self._recorder, f"IPluginRegistry::getCreator: Error Code 4: Cannot find plugin: {missing[0]}")
             return None
-        return _new(ICudaEngine, model, {k: tuple(tuple(s) for s in v) for k, v in header["profile"].items()}, self._recorder)
+        return _new(
+            ICudaEngine, model, {k: tuple(tuple(s) for s in v) for k, v in header["profile"].items()}, self._recorder
+        )
 
 
 class ICudaEngine(_Recorded):
@@ -588,10 +632,12 @@ class ICudaEngine(_Recorded):
                     import onnxruntime_extensions as ortx
 
                     from segrt.export.maskrcnn.ort_plugin import standin_model
+
                     model = standin_model(model)
                     opts.register_custom_ops_library(ortx.get_library_path())
-                self._session = ort.InferenceSession(model.SerializeToString(), opts,
-                                                     providers=["CPUExecutionProvider"])
+                self._session = ort.InferenceSession(
+                    model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+                )
             return self._session
 
     def output_shapes(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
@@ -638,13 +684,15 @@ class IExecutionContext(_Recorded):
         self._addresses: dict[str, int] = {}
         self._allocators: dict[str, Any] = {}
         self._busy = threading.Lock()
-        self._changed = False     # set_input_shape / set_tensor_address since the last plain enqueue
-        self._shape_epoch = 0     # bumped when an input shape changes: older graphs are invalid for good
+        self._changed = False  # set_input_shape / set_tensor_address since the last plain enqueue
+        self._shape_epoch = 0  # bumped when an input shape changes: older graphs are invalid for good
 
     def __del__(self) -> None:
         if cudart_double.pending_work(id(self)):  # a raise here would be lost: the fixture reads violations
-            cudart_double.STATE.violations.append("an IExecutionContext was destroyed with its inference still queued "
-                                                  "(synchronize the stream before releasing the context)")
+            cudart_double.STATE.violations.append(
+                "an IExecutionContext was destroyed with its inference still queued "
+                "(synchronize the stream before releasing the context)"
+            )
 
     def _error(self, msg: str) -> None:
         _report(self._recorder, msg)
@@ -682,7 +730,9 @@ class IExecutionContext(_Recorded):
 
     def set_tensor_address(self, name, memory):
         if int(memory) % _ALIGNMENT:
-            self._error(f"setTensorAddress: the address {int(memory):#x} of {name} is not aligned to {_ALIGNMENT} bytes")
+            self._error(
+                f"setTensorAddress: the address {int(memory):#x} of {name} is not aligned to {_ALIGNMENT} bytes"
+            )
             return False
         self._addresses[name] = int(memory)
         self._changed = True  # NvInferRuntime.h: the next enqueue redoes shape-dependent work
@@ -694,14 +744,18 @@ class IExecutionContext(_Recorded):
 
     def execute_async_v3(self, stream_handle):
         if cudart_double.STATE.last_error:
-            self._error(f"executeAsyncV3: a CUDA error is pending ({cudart_double.cudaError_t(cudart_double.STATE.last_error).name}) "
-                        "and the first kernel launch check returns it")
+            self._error(
+                f"executeAsyncV3: a CUDA error is pending ({cudart_double.cudaError_t(cudart_double.STATE.last_error).name}) "
+                "and the first kernel launch check returns it"
+            )
             return False
         capturing = cudart_double.is_capturing(stream_handle)
         if capturing and self._changed:
-            cudart_double.violation("execute_async_v3 captured into a CUDA graph right after set_input_shape/"
-                                    "set_tensor_address: run one plain enqueue first (its shape-dependent work "
-                                    "cannot be captured)")
+            cudart_double.violation(
+                "execute_async_v3 captured into a CUDA graph right after set_input_shape/"
+                "set_tensor_address: run one plain enqueue first (its shape-dependent work "
+                "cannot be captured)"
+            )
         inputs = self._input_shapes()
         if any(-1 in s for s in inputs.values()):
             self._error("executeAsyncV3: not all input shapes are specified")
@@ -736,8 +790,9 @@ class IExecutionContext(_Recorded):
                         _host_array(addresses[name], value.shape, dtypes[name])[...] = value
                         continue
                     alloc = allocators[name]
-                    ptr = _callback(alloc.reallocate_output_async, name, 0, max(value.nbytes, 1), _ALIGNMENT,
-                                    stream_handle)
+                    ptr = _callback(
+                        alloc.reallocate_output_async, name, 0, max(value.nbytes, 1), _ALIGNMENT, stream_handle
+                    )
                     if not ptr:
                         raise _EnqueueFailed(f"IOutputAllocator returned nullptr for {name}")
                     _callback(alloc.notify_shape, name, tuple(value.shape))
@@ -755,11 +810,16 @@ class IExecutionContext(_Recorded):
                 if ctx is None:
                     cudart_double.violation("a CUDA graph of a destroyed IExecutionContext was launched")
                 elif ctx._shape_epoch != epoch:
-                    cudart_double.violation("a CUDA graph captured before the context's input shapes changed was "
-                                            "replayed (capture one graph per context state, after a plain enqueue)")
+                    cudart_double.violation(
+                        "a CUDA graph captured before the context's input shapes changed was "
+                        "replayed (capture one graph per context state, after a plain enqueue)"
+                    )
                 elif ctx._changed:
-                    cudart_double.violation("a CUDA graph was replayed after set_input_shape/set_tensor_address "
-                                            "without a plain enqueue in between")
+                    cudart_double.violation(
+                        "a CUDA graph was replayed after set_input_shape/set_tensor_address "
+                        "without a plain enqueue in between"
+                    )
+
             work.before_launch = before_launch  # type: ignore[attr-defined]
 
         try:
@@ -783,4 +843,3 @@ class IExecutionContext(_Recorded):
 
 class _EnqueueFailed(Exception):
     pass
-

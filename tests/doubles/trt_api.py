@@ -23,6 +23,7 @@ process) and returns its API as data::
 Each overload is a list of (parameter name, type text, has default) without ``self``.
 Run as ``python -m tests.doubles.trt_api VERSION`` to print that JSON.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -80,10 +81,28 @@ def prepare(version: str) -> Path:
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "lib").mkdir(parents=True)
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON,
-          "--disable-pip-version-check", "--retries", "1", "--timeout", "30", "-q", "-d", str(tmp / "wheel"),
-          f"{PACKAGE}=={version}"],
-         f"pip download {PACKAGE}=={version} (PyPI unreachable?)")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            PYTHON,
+            "--disable-pip-version-check",
+            "--retries",
+            "1",
+            "--timeout",
+            "30",
+            "-q",
+            "-d",
+            str(tmp / "wheel"),
+            f"{PACKAGE}=={version}",
+        ],
+        f"pip download {PACKAGE}=={version} (PyPI unreachable?)",
+    )
     wheel = next((tmp / "wheel").glob("*.whl"))
     with zipfile.ZipFile(wheel) as z:
         z.extractall(tmp / "site")
@@ -93,8 +112,10 @@ def prepare(version: str) -> Path:
         raise Unavailable("no C compiler (cc) to build the TensorRT link stubs")
     for lib in STUB_LIBRARIES:
         name = f"lib{lib}.so.{major}"
-        _run([cc, "-shared", "-fPIC", "-O0", f"-Wl,-soname,{name}", "-o", str(tmp / "lib" / name), str(tmp / "stub.c")],
-             f"compiling the {name} stub")
+        _run(
+            [cc, "-shared", "-fPIC", "-O0", f"-Wl,-soname,{name}", "-o", str(tmp / "lib" / name), str(tmp / "stub.c")],
+            f"compiling the {name} stub",
+        )
     (tmp / "ready").write_text(version)
     shutil.rmtree(root, ignore_errors=True)
     os.replace(tmp, root)
@@ -188,8 +209,11 @@ def _describe_module(trt) -> dict[str, Any]:
                 sigs = parse_signatures(attr, getattr(raw, "__doc__", None))
                 if not sigs and attr == "__init__" and prefix:
                     continue  # object.__init__ of a class without a constructor
-                members[path] = {"kind": "method" if prefix else "function",
-                                 "overloads": [p for p, _ in sigs], "returns": [r for _, r in sigs]}
+                members[path] = {
+                    "kind": "method" if prefix else "function",
+                    "overloads": [p for p, _ in sigs],
+                    "returns": [r for _, r in sigs],
+                }
             elif prefix and type(raw).__name__ == type(obj).__name__ and hasattr(obj, "__members__"):
                 continue  # enum members are listed above
             else:
@@ -199,7 +223,7 @@ def _describe_module(trt) -> dict[str, Any]:
     return {"version": trt.__version__, "members": members}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def describe(version: str) -> dict[str, Any]:
     """The API of the real bindings ``version`` (see the module docstring); raises ``Unavailable``."""
     root = prepare(version)
@@ -207,8 +231,13 @@ def describe(version: str) -> dict[str, Any]:
     if cache.is_file():
         return json.loads(cache.read_text())
     here = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-m", "tests.doubles.trt_api", str(root)], cwd=here,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.doubles.trt_api", str(root)],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise Unavailable(f"importing tensorrt_bindings {version} with link stubs failed: {done.stderr[-800:]}")
     cache.write_text(done.stdout)

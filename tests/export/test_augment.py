@@ -1,4 +1,5 @@
 """Augmentation keeps image, target and weights aligned."""
+
 import numpy as np
 
 from segrt.export.augment import augment, elastic_fields

@@ -1,4 +1,5 @@
 """``segrt.export.maskrcnn.coco.flipped_coco``: a held-out COCO set and its 3 flips, checked with pycocotools."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pycocotools", reason="flipped_coco reads and writes COCO masks with pycocotools")
-from pycocotools import mask as mask_util  # noqa: E402
+from pycocotools import mask as mask_util
 
-from segrt.export.maskrcnn.coco import flip_views, flipped_coco  # noqa: E402
-from segrt.rcnn.coco import run_lengths  # noqa: E402
-from segrt.errors import DataError  # noqa: E402
-from segrt.io.images import read_image, write_png  # noqa: E402
+from segrt.errors import DataError
+from segrt.export.maskrcnn.coco import flip_views, flipped_coco
+from segrt.io.images import read_image, write_png
+from segrt.rcnn.coco import run_lengths
 
 
 def _coco(tmp_path: Path) -> tuple[Path, np.ndarray, list[np.ndarray]]:
@@ -27,13 +28,30 @@ def _coco(tmp_path: Path) -> tuple[Path, np.ndarray, list[np.ndarray]]:
     blob[30:33, 38:41] = 1
     rle = mask_util.encode(np.asfortranarray(blob))
     counts = run_lengths(blob)  # COCO's uncompressed RLE: column-major runs, zeros first
-    doc = {"images": [{"id": 7, "file_name": "a.png", "height": 40, "width": 60}],
-           "annotations": [
-               {"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0, "segmentation": polygon,
-                "bbox": [5, 3, 15, 22], "area": 0},
-               {"id": 2, "image_id": 7, "category_id": 1, "iscrowd": 0,
-                "segmentation": {"size": [40, 60], "counts": counts}, "bbox": list(mask_util.toBbox(rle)), "area": 0}],
-           "categories": [{"id": 1, "name": "nucleus"}]}
+    doc = {
+        "images": [{"id": 7, "file_name": "a.png", "height": 40, "width": 60}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": polygon,
+                "bbox": [5, 3, 15, 22],
+                "area": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": {"size": [40, 60], "counts": counts},
+                "bbox": list(mask_util.toBbox(rle)),
+                "area": 0,
+            },
+        ],
+        "categories": [{"id": 1, "name": "nucleus"}],
+    }
     (tmp_path / "val.json").write_text(json.dumps(doc))
     poly_mask = mask_util.decode(mask_util.merge(mask_util.frPyObjects(polygon, 40, 60)))
     return tmp_path / "val.json", image, [poly_mask, blob]
@@ -52,8 +70,9 @@ def test_each_image_comes_with_its_three_flips(tmp_path):
         anns = [a for a in doc["annotations"] if a["image_id"] == im["id"]]
         assert len(anns) == 2
         for ann, mask in zip(anns, masks, strict=True):
-            decoded = mask_util.decode({"size": ann["segmentation"]["size"],
-                                        "counts": ann["segmentation"]["counts"].encode()})
+            decoded = mask_util.decode(
+                {"size": ann["segmentation"]["size"], "counts": ann["segmentation"]["counts"].encode()}
+            )
             np.testing.assert_array_equal(decoded, flip(mask))
             np.testing.assert_allclose(ann["bbox"], mask_util.toBbox(mask_util.encode(np.asfortranarray(flip(mask)))))
             assert ann["area"] == flip(mask).sum()

@@ -5,6 +5,7 @@ torchvision eager for the exported graphs, pycocotools for the COCO files and OK
 The model is a small keypointrcnn_resnet18_fpn trained for a few steps on the synthetic data
 (so BatchNorm statistics and weights are not an untouched init), at 128x128.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,14 @@ from segrt.export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
 from segrt.export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
 from segrt.export.maskrcnn.synthetic_pose import write_pose_dataset  # noqa: E402
 from segrt.io.images import read_image  # noqa: E402
-from segrt.rcnn.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON, bicubic_resize, draw_skeleton, heatmaps_to_keypoints  # noqa: E402
 from segrt.rcnn.coco import evaluate  # noqa: E402
+from segrt.rcnn.keypoints import (  # noqa: E402
+    COCO_KEYPOINT_NAMES,
+    COCO_SKELETON,
+    bicubic_resize,
+    draw_skeleton,
+    heatmaps_to_keypoints,
+)
 
 SIZE = 128
 HW = (SIZE, SIZE)
@@ -43,10 +50,33 @@ def trained(pose, tmp_path_factory):
     parser = argparse.ArgumentParser()
     add_rcnn_train_arguments(parser, "keypointrcnn")
     out = tmp_path_factory.mktemp("kp") / "kp.pt"
-    args = parser.parse_args(["--data", str(pose["train_json"]), "--out", str(out), "--steps", "3",
-                              "--batch-size", "2", "--min-size", str(SIZE), "--max-size", str(SIZE),
-                              "--anchor-sizes", "8", "16", "32", "64", "128", "--crop", "0", "--flips", "none",
-                              "--no-progress"])
+    args = parser.parse_args(
+        [
+            "--data",
+            str(pose["train_json"]),
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--min-size",
+            str(SIZE),
+            "--max-size",
+            str(SIZE),
+            "--anchor-sizes",
+            "8",
+            "16",
+            "32",
+            "64",
+            "128",
+            "--crop",
+            "0",
+            "--flips",
+            "none",
+            "--no-progress",
+        ]
+    )
     ckpt = load_checkpoint(cmd_train_rcnn(args))
     model, cfg, names = model_from_checkpoint(ckpt)
     return model, cfg, names, out
@@ -64,6 +94,7 @@ def _val_images(pose) -> list[np.ndarray]:
 
 # -- decoding --------------------------------------------------------------------------------
 
+
 def test_bicubic_reference_equals_torch_interpolate():
     """PyTorch's CPU bicubic (align_corners=False) reproduced in numpy, up and down, to 1e-6."""
     F = torch.nn.functional
@@ -77,6 +108,7 @@ def test_bicubic_reference_equals_torch_interpolate():
 def test_decoding_equals_torchvision_heatmaps_to_keypoints():
     """Same argmax cell (so identical x, y) and the same score as torchvision, noisy and smooth maps."""
     from torchvision.models.detection.roi_heads import heatmaps_to_keypoints as tv_decode
+
     rng = np.random.default_rng(1)
     for trial in range(6):
         n = 6
@@ -84,7 +116,7 @@ def test_decoding_equals_torchvision_heatmaps_to_keypoints():
         if trial % 2:  # smooth, peaked maps like a trained head's
             maps = 8 * torch.nn.functional.avg_pool2d(torch.from_numpy(maps), 7, 1, 3).numpy()
         x1, y1 = rng.uniform(0, 300, n), rng.uniform(0, 300, n)
-        w, h = rng.uniform(0.2, 400, n), rng.uniform(0.2, 400, n)   # includes boxes under 1 px
+        w, h = rng.uniform(0.2, 400, n), rng.uniform(0.2, 400, n)  # includes boxes under 1 px
         rois = np.stack([x1, y1, x1 + w, y1 + h], 1).astype(np.float32)
         xy, scores = tv_decode(torch.from_numpy(maps), torch.from_numpy(rois))
         ours = heatmaps_to_keypoints(maps, rois)
@@ -94,8 +126,10 @@ def test_decoding_equals_torchvision_heatmaps_to_keypoints():
 
 # -- data ------------------------------------------------------------------------------------
 
+
 def test_pose_dataset_is_deterministic_coco_keypoints(pose, tmp_path):
     from pycocotools.coco import COCO
+
     again = write_pose_dataset(tmp_path / "more", n_train=9, n_val=6, size=SIZE, seed=3)
     for name in ("000000.png", "000007.png"):  # image i depends only on (seed, split, i)
         assert (again["train_images"] / name).read_bytes() == (pose["train_images"] / name).read_bytes()
@@ -132,16 +166,30 @@ def test_pose_dataset_trains_mask_rcnn_unchanged(pose):
 def _coded_dataset(tmp_path: Path) -> dict[str, Path]:
     """One 64x64 image whose red = x and green = y, one figure with all 17 keypoints labelled."""
     from segrt.io.images import write_png
+
     yy, xx = np.mgrid[0:64, 0:64]
     write_png(tmp_path / "img" / "a.png", np.stack([xx * 4, yy * 4, np.zeros_like(xx)], -1).astype(np.uint8))
     rng = np.random.default_rng(0)
     kp = np.concatenate([rng.uniform(10, 54, (17, 2)), np.full((17, 1), 2)], 1)
-    doc = {"images": [{"id": 1, "file_name": "a.png", "height": 64, "width": 64}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 2000.0,
-                            "bbox": [5, 5, 54, 54], "segmentation": [[5, 5, 59, 5, 59, 59, 5, 59]],
-                            "keypoints": kp.reshape(-1).round(2).tolist(), "num_keypoints": 17}],
-           "categories": [{"id": 1, "name": "person", "keypoints": COCO_KEYPOINT_NAMES,
-                           "skeleton": [list(p) for p in COCO_SKELETON]}]}
+    doc = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 64, "width": 64}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 2000.0,
+                "bbox": [5, 5, 54, 54],
+                "segmentation": [[5, 5, 59, 5, 59, 59, 5, 59]],
+                "keypoints": kp.reshape(-1).round(2).tolist(),
+                "num_keypoints": 17,
+            }
+        ],
+        "categories": [
+            {"id": 1, "name": "person", "keypoints": COCO_KEYPOINT_NAMES, "skeleton": [list(p) for p in COCO_SKELETON]}
+        ],
+    }
     (tmp_path / "a.json").write_text(json.dumps(doc))
     return {"json": tmp_path / "a.json", "images": tmp_path / "img", "kp": kp.round(2)}
 
@@ -150,8 +198,10 @@ def test_crops_and_flips_keep_keypoints_consistent(tmp_path):
     """Crop offset and mirroring read back from the coded image; left/right swap on a mirror; out of crop -> v 0."""
     d = _coded_dataset(tmp_path)
     data = CocoTrainSet(load_coco(d["json"], d["images"]), keypoints=True)
-    swap = [COCO_KEYPOINT_NAMES.index(n.replace("left_", "T").replace("right_", "left_").replace("T", "right_"))
-            for n in COCO_KEYPOINT_NAMES]
+    swap = [
+        COCO_KEYPOINT_NAMES.index(n.replace("left_", "T").replace("right_", "left_").replace("T", "right_"))
+        for n in COCO_KEYPOINT_NAMES
+    ]
     rng = np.random.default_rng(0)
     seen_flip = seen_out = 0
     for _ in range(12):
@@ -177,6 +227,7 @@ def test_crops_and_flips_keep_keypoints_consistent(tmp_path):
 
 # -- training, export, parity --------------------------------------------------------------
 
+
 def test_training_writes_a_keypoint_checkpoint(trained):
     _model, cfg, names, path = trained
     ckpt = load_checkpoint(path)
@@ -195,10 +246,13 @@ def _match(a, b) -> None:
 
 def test_portable_graph_matches_torchvision(trained, portable, pose):
     import cv2
+
     model, _cfg, names, _ = trained
     runtime = segrt.load(portable)
     meta = runtime.metadata
-    assert meta["kind"] == "keypointrcnn" and meta["num_keypoints"] == 17 and meta["keypoint_names"] == COCO_KEYPOINT_NAMES
+    assert (
+        meta["kind"] == "keypointrcnn" and meta["num_keypoints"] == 17 and meta["keypoint_names"] == COCO_KEYPOINT_NAMES
+    )
     ref = TorchvisionPredictor(model, names, canvas_hw=HW)
     images = _val_images(pose)[:3]
     images.append(cv2.resize(images[0], (100, 100), interpolation=cv2.INTER_AREA))  # another size
@@ -215,9 +269,18 @@ def _self_gt(predictions: list, pose, path: Path) -> Path:
             x1, y1, x2, y2 = (float(v) for v in res.boxes[i])
             kp = res.keypoints[i].copy()
             kp[:, 2] = 2
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": 1, "iscrowd": 0,
-                         "area": (x2 - x1) * (y2 - y1), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                         "keypoints": kp.reshape(-1).tolist(), "num_keypoints": 17})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": (x2 - x1) * (y2 - y1),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "keypoints": kp.reshape(-1).tolist(),
+                    "num_keypoints": 17,
+                }
+            )
     doc["annotations"] = anns
     path.write_text(json.dumps(doc))
     return path
@@ -240,8 +303,10 @@ def test_oks_ap_identical_to_torchvision(trained, portable, pose, tmp_path):
 def test_tensorrt_graph_computes_the_same(portable, pose, tmp_path):
     pytest.importorskip("onnxruntime_extensions")
     import onnx
+
     from segrt.export.maskrcnn.ort_plugin import standin_session
     from segrt.export.maskrcnn.trt_graph import plugin_nodes, portable_to_tensorrt
+
     trt_path = portable_to_tensorrt(portable, tmp_path / "kp_trt.onnx")
     nodes = plugin_nodes(onnx.load(str(trt_path)))
     assert sorted(n.name.split("_Segrt")[0] for n in nodes) == ["box_pool", "keypoint_pool"]
@@ -262,6 +327,7 @@ def test_tensorrt_graph_computes_the_same(portable, pose, tmp_path):
 
 # -- drawing ---------------------------------------------------------------------------------
 
+
 def test_skeleton_drawn_in_the_person_colour():
     canvas = np.zeros((64, 64, 3), np.uint8)
     kp = np.zeros((17, 3), np.float32)
@@ -269,7 +335,7 @@ def test_skeleton_drawn_in_the_person_colour():
     kp[COCO_KEYPOINT_NAMES.index("left_shoulder"), :2] = (10.5, 10.5)
     kp[COCO_KEYPOINT_NAMES.index("left_elbow"), :2] = (50.5, 10.5)
     draw_skeleton(canvas, kp, (255, 0, 0))
-    assert (canvas[10, 20:40] == (255, 0, 0)).all()   # the shoulder-elbow limb
+    assert (canvas[10, 20:40] == (255, 0, 0)).all()  # the shoulder-elbow limb
     assert not canvas[50:, :20].any()
 
 
@@ -283,21 +349,44 @@ def test_predictor_draws_skeletons(portable, pose):
 
 def test_lr_schedule_follows_the_time_budget_when_it_ends_first():
     from segrt.export.maskrcnn.train import TrainOptions, lr_at
-    opts = TrainOptions(Path("t.json"), Path("t"), Path("o.pt"), steps=1000, lr=0.02, warmup_steps=10,
-                        time_budget_s=100.0)
+
+    opts = TrainOptions(
+        Path("t.json"), Path("t"), Path("o.pt"), steps=1000, lr=0.02, warmup_steps=10, time_budget_s=100.0
+    )
     assert lr_at(50, opts, elapsed_s=10.0) == pytest.approx(0.02)
-    assert lr_at(50, opts, elapsed_s=75.0) == pytest.approx(0.002)    # 75% of the budget: first drop
+    assert lr_at(50, opts, elapsed_s=75.0) == pytest.approx(0.002)  # 75% of the budget: first drop
     assert lr_at(50, opts, elapsed_s=95.0) == pytest.approx(0.0002)
-    assert lr_at(950, opts, elapsed_s=0.0) == pytest.approx(0.0002)   # or by steps, as before
+    assert lr_at(950, opts, elapsed_s=0.0) == pytest.approx(0.0002)  # or by steps, as before
 
 
 def test_bench_keypointrcnn_writes_the_shared_report(trained, tmp_path):
     """`segrt bench keypointrcnn` runs on the shared harness: torchvision is the reference of every runtime row."""
     from segrt.bench import SCHEMA, read_json
     from segrt.cli import main
+
     out = tmp_path / "kp.json"
-    assert main(["bench", "keypointrcnn", "--models", "small", "--checkpoint", str(trained[3]), "--pick",
-                 "--runs", "1", "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "keypointrcnn",
+                "--models",
+                "small",
+                "--checkpoint",
+                str(trained[3]),
+                "--pick",
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = read_json(out)
     assert report.schema == SCHEMA and {r.group for r in report.rows} == {f"small {SIZE}x{SIZE}"}
     rows = {(r.variant, r.mode): r for r in report.rows}
@@ -311,11 +400,27 @@ def test_bench_keypointrcnn_writes_the_shared_report(trained, tmp_path):
 def test_bench_keypointrcnn_refuses_a_mask_rcnn_checkpoint(tmp_path, capsys):
     from dataclasses import asdict
 
+    from segrt.cli import main
     from segrt.export.checkpoint import save_checkpoint
     from segrt.export.maskrcnn.models import MaskRCNNConfig
-    from segrt.cli import main
+
     ckpt = save_checkpoint(tmp_path / "m.pt", "maskrcnn", asdict(MaskRCNNConfig()), ["__background__", "x"], {})
-    assert main(["bench", "keypointrcnn", "--models", "small", "--checkpoint", str(ckpt), "--runs", "1",
-                 "--out", str(tmp_path / "kp.json")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "keypointrcnn",
+                "--models",
+                "small",
+                "--checkpoint",
+                str(ckpt),
+                "--runs",
+                "1",
+                "--out",
+                str(tmp_path / "kp.json"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "holds a maskrcnn model, not a keypointrcnn" in err and "segrt bench maskrcnn" in err

@@ -8,6 +8,7 @@ the big bodies stay cheap; parity is checked on images the export trace did not 
 References: torchvision's ``resnet_fpn_backbone`` + ``MaskRCNN``/``KeypointRCNN`` (the models and
 their state dicts), torchvision eager (the detections), ONNX Runtime (both graphs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,14 @@ torch = pytest.importorskip("torch")
 
 import segrt  # noqa: E402
 from segrt.errors import ArtifactError  # noqa: E402
-from segrt.export.maskrcnn.models import (ARCHS, FPN_BODIES, MaskRCNNConfig, build_model,  # noqa: E402
-                                          calibrate_batchnorm, load_torchvision_state_dict)
+from segrt.export.maskrcnn.models import (  # noqa: E402
+    ARCHS,
+    FPN_BODIES,
+    MaskRCNNConfig,
+    build_model,
+    calibrate_batchnorm,
+    load_torchvision_state_dict,
+)
 from segrt.export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
 from segrt.export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
 from segrt.export.maskrcnn.synthetic_pose import render_image  # noqa: E402
@@ -33,8 +40,12 @@ NAMES = ["__background__", "person", "other"]
 # mask head. Behind `slow`: X101 (the same blocks as X50, 4x the weights: ~3 CPU minutes, ~5 GB) and the
 # keypoint head on each body (a head the resnet18/R50 keypoint tests cover).
 FAST = ["maskrcnn_resnet101_fpn", "maskrcnn_resnext50_32x4d_fpn"]
-SLOW = ["maskrcnn_resnext101_32x8d_fpn", "keypointrcnn_resnet101_fpn", "keypointrcnn_resnext50_32x4d_fpn",
-        "keypointrcnn_resnext101_32x8d_fpn"]
+SLOW = [
+    "maskrcnn_resnext101_32x8d_fpn",
+    "keypointrcnn_resnet101_fpn",
+    "keypointrcnn_resnext50_32x4d_fpn",
+    "keypointrcnn_resnext101_32x8d_fpn",
+]
 EXPORTED = FAST + [pytest.param(a, marks=pytest.mark.slow) for a in SLOW]
 
 
@@ -99,7 +110,7 @@ def test_portable_graph_matches_torchvision(exported: tuple) -> None:
     gives, thresholded at 0.5, has IoU >= 0.99 with torchvision's before pasting. (Pasted masks are compared
     on the trained resnet18 in test_maskrcnn_export: pasting truncates each box to whole pixels, so a
     ~4e-3 px box difference that crosses an integer moves a random net's speckled mask by a pixel.)"""
-    model, path, runtime = exported
+    model, _path, runtime = exported
     kind = runtime.metadata["kind"]
     assert runtime.metadata["arch"] in FPN_BODIES and kind == ARCHS[runtime.metadata["arch"]]
     ref = TorchvisionPredictor(model, NAMES, canvas_hw=HW)
@@ -122,8 +133,10 @@ def test_portable_graph_matches_torchvision(exported: tuple) -> None:
 def test_tensorrt_graph_computes_the_same(exported: tuple, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime_extensions")
     import onnx
+
     from segrt.export.maskrcnn.ort_plugin import standin_session
     from segrt.export.maskrcnn.trt_graph import plugin_nodes, portable_to_tensorrt
+
     _, path, runtime = exported
     trt_path = portable_to_tensorrt(path, tmp_path / "trt.onnx")
     nodes = plugin_nodes(onnx.load(str(trt_path)))
@@ -134,7 +147,7 @@ def test_tensorrt_graph_computes_the_same(exported: tuple, tmp_path: Path) -> No
     for image in _images(2):
         feed, _ = runtime.preprocess(image)
         want = runtime.backend.run(feed)
-        got = dict(zip(names, session.run(None, feed)))
+        got = dict(zip(names, session.run(None, feed), strict=True))
         n = int(want["num_detections"][0])
         assert int(got["num_detections"][0]) == n > 0
         assert np.array_equal(got["labels"][:n], want["labels"][:n])
@@ -144,17 +157,22 @@ def test_tensorrt_graph_computes_the_same(exported: tuple, tmp_path: Path) -> No
         np.testing.assert_allclose(got[out][:n], want[out][:n], atol=1e-3)
 
 
-@pytest.mark.parametrize("arch", [a if ARCHS[a] == "maskrcnn" else pytest.param(a, marks=pytest.mark.slow)
-                                  for a in FPN_BODIES])
+@pytest.mark.parametrize(
+    "arch", [a if ARCHS[a] == "maskrcnn" else pytest.param(a, marks=pytest.mark.slow) for a in FPN_BODIES]
+)
 def test_torchvision_state_dict_loads_key_for_key(arch: str, tmp_path: Path) -> None:
     """A model built the torchvision way (``resnet_fpn_backbone`` with its default FrozenBatchNorm2d, which
     saves no ``num_batches_tracked``) loads into ``arch`` with every tensor intact."""
     from torchvision.models.detection import KeypointRCNN, MaskRCNN
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
     torch.manual_seed(1)
     backbone = resnet_fpn_backbone(backbone_name=FPN_BODIES[arch], weights=None)
-    theirs = (KeypointRCNN(backbone, num_classes=2, num_keypoints=17) if ARCHS[arch] == "keypointrcnn"
-              else MaskRCNN(backbone, num_classes=2))
+    theirs = (
+        KeypointRCNN(backbone, num_classes=2, num_keypoints=17)
+        if ARCHS[arch] == "keypointrcnn"
+        else MaskRCNN(backbone, num_classes=2)
+    )
     torch.save(theirs.state_dict(), tmp_path / "tv.pth")
     ours, _ = load_torchvision_state_dict(tmp_path / "tv.pth", arch, 2)
     mine = ours.state_dict()
@@ -164,8 +182,11 @@ def test_torchvision_state_dict_loads_key_for_key(arch: str, tmp_path: Path) -> 
 
 def test_another_body_is_refused_naming_the_keys(tmp_path: Path) -> None:
     torch.save(build_model(MaskRCNNConfig.paper("maskrcnn_resnet101_fpn", 2)).state_dict(), tmp_path / "r101.pth")
-    with pytest.raises(ArtifactError, match=r"does not fit architecture 'maskrcnn_resnext101_32x8d_fpn'.*"
-                                            r"another shape: backbone\.body\.layer1\.0\.conv1\.weight"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"does not fit architecture 'maskrcnn_resnext101_32x8d_fpn'.*"
+        r"another shape: backbone\.body\.layer1\.0\.conv1\.weight",
+    ):
         load_torchvision_state_dict(tmp_path / "r101.pth", "maskrcnn_resnext101_32x8d_fpn", 2)
     with pytest.raises(ArtifactError, match=r"unexpected keys: backbone\.body\.layer3\.6\."):
         load_torchvision_state_dict(tmp_path / "r101.pth", "maskrcnn_resnet50_fpn", 2)
@@ -173,6 +194,7 @@ def test_another_body_is_refused_naming_the_keys(tmp_path: Path) -> None:
 
 def test_train_offers_the_new_archs(capsys: pytest.CaptureFixture[str]) -> None:
     from segrt.cli import main
+
     for kind in ("maskrcnn", "keypointrcnn"):
         with pytest.raises(SystemExit):
             main(["train", kind, "--help"])
@@ -188,16 +210,36 @@ def test_train_maskrcnn_arch_writes_a_checkpoint_of_that_arch(tmp_path: Path) ->
     from segrt.export.cli import add_rcnn_train_arguments, cmd_train_rcnn
     from segrt.export.maskrcnn.models import model_from_checkpoint
     from segrt.export.maskrcnn.synthetic_pose import write_pose_dataset
+
     data = write_pose_dataset(tmp_path / "pose", n_train=2, n_val=1, size=96, seed=0)
     parser = argparse.ArgumentParser()
     add_rcnn_train_arguments(parser, "maskrcnn")
-    args = parser.parse_args(["--arch", "maskrcnn_resnet101_fpn", "--data", str(data["train_json"]),
-                              "--out", str(tmp_path / "r101.pt"), "--steps", "1", "--batch-size", "1",
-                              "--min-size", "96", "--max-size", "96", "--crop", "0", "--no-progress"])
-    model, cfg, names = model_from_checkpoint(load_checkpoint(cmd_train_rcnn(args)))
+    args = parser.parse_args(
+        [
+            "--arch",
+            "maskrcnn_resnet101_fpn",
+            "--data",
+            str(data["train_json"]),
+            "--out",
+            str(tmp_path / "r101.pt"),
+            "--steps",
+            "1",
+            "--batch-size",
+            "1",
+            "--min-size",
+            "96",
+            "--max-size",
+            "96",
+            "--crop",
+            "0",
+            "--no-progress",
+        ]
+    )
+    model, cfg, _names = model_from_checkpoint(load_checkpoint(cmd_train_rcnn(args)))
     assert cfg.arch == "maskrcnn_resnet101_fpn" and cfg.box_batch_size_per_image == 128
     assert sum(p.numel() for p in model.parameters()) == sum(
-        p.numel() for p in build_model(MaskRCNNConfig.paper("maskrcnn_resnet101_fpn", cfg.num_classes)).parameters())
+        p.numel() for p in build_model(MaskRCNNConfig.paper("maskrcnn_resnet101_fpn", cfg.num_classes)).parameters()
+    )
 
 
 def test_calibrate_batchnorm_sets_the_images_statistics() -> None:
@@ -215,5 +257,6 @@ def test_calibrate_batchnorm_sets_the_images_statistics() -> None:
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and not model.training and all(not m.training and m.momentum == 0.1 for m in norms)
     from segrt.errors import InputError
+
     with pytest.raises(InputError, match="at least one image"):
         calibrate_batchnorm(model, [])

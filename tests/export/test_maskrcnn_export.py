@@ -4,6 +4,7 @@ The small model is trained_maskrcnn briefly on the DSB2018 demo data (train half
 so scores and masks are not those of random weights; parity is checked on the held-out
 half and on resized copies of it, none of which the export traced.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import segrt  # noqa: E402
+from segrt.errors import ArtifactError, DataError  # noqa: E402
 from segrt.export.maskrcnn.coco import load_coco  # noqa: E402
 from segrt.export.maskrcnn.deploy import DeployRCNN  # noqa: E402
 from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model, load_torchvision_state_dict  # noqa: E402
 from segrt.export.maskrcnn.onnx_export import torch_to_onnx  # noqa: E402
 from segrt.export.maskrcnn.reference import TorchvisionPredictor  # noqa: E402
 from segrt.io.images import read_image  # noqa: E402
-from segrt.errors import ArtifactError, DataError  # noqa: E402
 from segrt.rcnn.coco import evaluate  # noqa: E402
 
 EXPORT_HW = (512, 512)
@@ -37,6 +38,7 @@ def portable(trained_maskrcnn, tmp_path_factory) -> Path:
 def _val_images(coco_demo: Path) -> list[np.ndarray]:
     """The held-out image, a shrunk and a grey copy: none of them was seen by the export trace."""
     import cv2
+
     img = read_image(next((coco_demo / "val").glob("*.png")))
     return [img, cv2.resize(img, (200, 400), interpolation=cv2.INTER_AREA), img[:, :, 0]]
 
@@ -61,7 +63,7 @@ def test_deploy_wrapper_eager_equals_torchvision(trained_maskrcnn, coco_demo):
     ref = TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW).predict(img)
     deploy = DeployRCNN(model, EXPORT_HW)
     x = torch.zeros(1, 3, *EXPORT_HW)
-    x[0, :, :img.shape[0], :img.shape[1]] = torch.from_numpy(img.transpose(2, 0, 1)) / 255.0
+    x[0, :, : img.shape[0], : img.shape[1]] = torch.from_numpy(img.transpose(2, 0, 1)) / 255.0
     with torch.no_grad():
         boxes, scores, _labels, masks, num = deploy(x, torch.tensor(img.shape[:2], dtype=torch.float32))
     n = int(num)
@@ -77,9 +79,16 @@ def test_portable_onnx_matches_torchvision(trained_maskrcnn, portable, coco_demo
     ref = TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW)
     graph = onnx.load(str(portable))
     ops = {n.op_type for n in graph.graph.node}
-    assert {"NonMaxSuppression", "RoiAlign", "TopK"} <= ops and all(n.domain in ("", "ai.onnx") for n in graph.graph.node)
-    assert all(a.s == b"output_half_pixel" for n in graph.graph.node if n.op_type == "RoiAlign"
-               for a in n.attribute if a.name == "coordinate_transformation_mode")
+    assert {"NonMaxSuppression", "RoiAlign", "TopK"} <= ops and all(
+        n.domain in ("", "ai.onnx") for n in graph.graph.node
+    )
+    assert all(
+        a.s == b"output_half_pixel"
+        for n in graph.graph.node
+        if n.op_type == "RoiAlign"
+        for a in n.attribute
+        if a.name == "coordinate_transformation_mode"
+    )
     for img in _val_images(coco_demo):
         _match(runtime.predict(img), ref.predict(img))
     meta = runtime.metadata
@@ -90,7 +99,9 @@ def test_portable_onnx_matches_torchvision(trained_maskrcnn, portable, coco_demo
 def test_coco_ap_matches_torchvision(trained_maskrcnn, portable, coco_demo):
     model, _cfg, names, _ = trained_maskrcnn
     ours = segrt.load(portable).evaluate(coco_demo / "val.json")
-    theirs = evaluate(TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW), coco_demo / "val.json", coco_demo / "val")
+    theirs = evaluate(
+        TorchvisionPredictor(model, names, canvas_hw=EXPORT_HW), coco_demo / "val.json", coco_demo / "val"
+    )
     for key in ("bbox_AP", "segm_AP", "segm_AP50"):
         assert abs(ours[key] - theirs[key]) <= 0.005, (key, ours[key], theirs[key])
 
@@ -99,6 +110,7 @@ def test_tensorrt_graph_computes_the_same(portable, coco_demo, tmp_path):
     pytest.importorskip("onnxruntime_extensions")
     from segrt.export.maskrcnn.ort_plugin import standin_session
     from segrt.export.maskrcnn.trt_graph import PLUGIN_OP, plugin_nodes, portable_to_tensorrt
+
     trt_path = portable_to_tensorrt(portable, tmp_path / "small_trt.onnx")
     model = onnx.load(str(trt_path))
     nodes = plugin_nodes(model)
@@ -135,6 +147,7 @@ def test_mask_head_runs_on_the_detections_only(portable, coco_demo):
     """The mask head sees one row per detection, not the max_detections padding; rows past
     num_detections are zeros (the heads' cost grows with the detections, as in torchvision)."""
     import onnxruntime as ort
+
     graph = onnx.load(str(portable))
     head_input = next(n.input[0] for n in graph.graph.node if n.name.startswith("/mask_head/") and n.op_type == "Conv")
     runtime = segrt.load(portable)
@@ -178,6 +191,7 @@ def test_coco_missing_images_and_degenerate_annotations(coco_demo, tmp_path):
 def test_keypoint_head_and_decoding_match_torchvision():
     """Keypoint R-CNN: graph heatmaps + segrt decoding (bicubic resize, argmax) equal torchvision's keypoints."""
     from segrt.rcnn.keypoints import heatmaps_to_keypoints
+
     torch.manual_seed(0)
     cfg = MaskRCNNConfig.paper("keypointrcnn_resnet50_fpn", 2)
     cfg.min_size, cfg.max_size, cfg.rpn_pre_nms_top_n_test, cfg.rpn_post_nms_top_n_test = 256, 320, 200, 100
@@ -199,6 +213,7 @@ def test_keypoint_head_and_decoding_match_torchvision():
 def test_int8_graph_keeps_coco_ap_close(portable, coco_demo, tmp_path):
     """The int8 Mask R-CNN (convolutions quantized, calibrated on the training image) stays within 0.05 AP50."""
     from segrt.export.quantize import calibration_images, quantize_int8
+
     int8 = quantize_int8(portable, tmp_path / "int8.onnx", calibration_images(coco_demo / "train"))
     assert segrt.load(int8).backend.metadata["quantization"]["ops"] == ["Conv"]
     fp32_ap = segrt.load(portable).evaluate(coco_demo / "val.json")

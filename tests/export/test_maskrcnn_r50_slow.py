@@ -1,4 +1,5 @@
 """Random-weight torchvision R50-FPN models export at 800x1344 and run in ONNX Runtime (users' COCO checkpoints)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,13 @@ def _image(seed: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch,num_classes,outputs", [
-    ("maskrcnn_resnet50_fpn", 91, {"masks": (100, 28, 28)}),
-    ("keypointrcnn_resnet50_fpn", 2, {"keypoint_heatmaps": (100, 17, 56, 56)}),
-])
+@pytest.mark.parametrize(
+    "arch,num_classes,outputs",
+    [
+        ("maskrcnn_resnet50_fpn", 91, {"masks": (100, 28, 28)}),
+        ("keypointrcnn_resnet50_fpn", 2, {"keypoint_heatmaps": (100, 17, 56, 56)}),
+    ],
+)
 def test_r50_exports_and_runs(arch, num_classes, outputs, tmp_path):
     torch.manual_seed(0)
     cfg = MaskRCNNConfig.paper(arch, num_classes)

@@ -1,10 +1,11 @@
 """int8 export: a valid, self-describing ONNX that stays close to the fp32 model."""
+
 import numpy as np
 import pytest
 
 import segrt
-from segrt.export.quantize import quantize_int8
 from segrt.errors import InputError
+from segrt.export.quantize import quantize_int8
 
 
 def test_int8_model_loads_and_tracks_the_fp32_model(tiny_unet, tmp_path):
@@ -29,13 +30,18 @@ def test_calibration_feeds_are_what_predict_feeds(tiny_unet, tiny_maskrcnn):
     """U-Net: the tiles of the 4 rotations of each image, one per feed; Mask R-CNN: the image and its mirror."""
     from segrt.export.quantize import _calibration_feeds
     from segrt.predictor import record_feeds
+
     rng = np.random.default_rng(1)
     image = rng.integers(0, 4000, (90, 130)).astype(np.uint16)
     feeds = _calibration_feeds(tiny_unet[1], [image], None)
     predictor = segrt.load(tiny_unet[1])
     name = predictor.input_name
-    tiles = [tile[None] for k in range(4)  # the predictor's own tile batches, split into single tiles
-             for f in record_feeds(predictor, np.ascontiguousarray(np.rot90(image, k))) for tile in f[name]]
+    tiles = [
+        tile[None]
+        for k in range(4)  # the predictor's own tile batches, split into single tiles
+        for f in record_feeds(predictor, np.ascontiguousarray(np.rot90(image, k)))
+        for tile in f[name]
+    ]
     assert len(feeds) == len(tiles) > 4 and all(list(f) == [name] for f in feeds)
     assert all(np.array_equal(f[name], t) for f, t in zip(feeds, tiles, strict=True))
     assert len(_calibration_feeds(tiny_unet[1], [image], 60)) > len(feeds)  # a smaller calibration tile: more feeds

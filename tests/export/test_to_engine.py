@@ -3,6 +3,7 @@
 Oracles: the U-Net's own geometry (``segrt.export.models.unet.output_size``, which simulates
 the layers) for valid sizes; ONNX Runtime for numerics (fp16 conversion, engines).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,19 +16,27 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segrt.export import to_engine as te
-from segrt.export.models.unet import UNetConfig, geometry, output_size
 from segrt.artifact import metadata as md
 from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.export import to_engine as te
+from segrt.export.models.unet import UNetConfig, geometry, output_size
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
 def unet_meta(config: UNetConfig, tile: int) -> dict:
     g = geometry(config)
-    return {"kind": "unet", "class_names": ["bg", "fg"], "input_channels": config.in_channels,
-            "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]}, "size_min": g.size_min,
-            "size_step": g.size_step, "border": g.border, "tile_size": tile, "input_name": "image"}
+    return {
+        "kind": "unet",
+        "class_names": ["bg", "fg"],
+        "input_channels": config.in_channels,
+        "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]},
+        "size_min": g.size_min,
+        "size_step": g.size_step,
+        "border": g.border,
+        "tile_size": tile,
+        "input_name": "image",
+    }
 
 
 PAPER = UNetConfig()  # depth 5, valid padding: 572 -> 388
@@ -120,6 +129,7 @@ def test_profile_must_fit_the_graph_inputs():
 
 def test_parse_profile_arg_round_trips_the_rebuild_form():
     from segrt.artifact.engine_file import profile_arg
+
     triple = ((1, 1, 188, 188), (2, 1, 380, 380), (2, 1, 572, 572))
     assert te.parse_profile_arg(profile_arg("image", triple)) == ("image", triple)
     with pytest.raises(InputError, match="NAME:MIN:OPT:MAX"):
@@ -128,13 +138,24 @@ def test_parse_profile_arg_round_trips_the_rebuild_form():
 
 def test_trtexec_command_for_tensorrt_10_and_11():
     prof = {"image": ((1, 1, 188, 188), (4, 1, 572, 572), (4, 1, 572, 572))}
-    cmd = te.trtexec_command("unet.onnx", "unet.plan", prof, precision="fp16", workspace_gib=2,
-                             timing_cache="trt.cache", tensorrt_major=10)
-    assert cmd == ["trtexec", "--onnx=unet.onnx", "--saveEngine=unet.plan",
-                   "--minShapes=image:1x1x188x188", "--optShapes=image:4x1x572x572", "--maxShapes=image:4x1x572x572",
-                   "--memPoolSize=workspace:2048M", "--fp16", "--timingCacheFile=trt.cache", "--skipInference"]
-    cmd11 = te.trtexec_command("unet.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11,
-                               fp16_onnx="unet.fp16.onnx")
+    cmd = te.trtexec_command(
+        "unet.onnx", "unet.plan", prof, precision="fp16", workspace_gib=2, timing_cache="trt.cache", tensorrt_major=10
+    )
+    assert cmd == [
+        "trtexec",
+        "--onnx=unet.onnx",
+        "--saveEngine=unet.plan",
+        "--minShapes=image:1x1x188x188",
+        "--optShapes=image:4x1x572x572",
+        "--maxShapes=image:4x1x572x572",
+        "--memPoolSize=workspace:2048M",
+        "--fp16",
+        "--timingCacheFile=trt.cache",
+        "--skipInference",
+    ]
+    cmd11 = te.trtexec_command(
+        "unet.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11, fp16_onnx="unet.fp16.onnx"
+    )
     assert "--fp16" not in cmd11 and "--onnx=unet.fp16.onnx" in cmd11  # TensorRT 11: the ONNX carries fp16
     with pytest.raises(InputError, match=r"no --fp16.*fp32 engine"):  # no fp16 line from the fp32 ONNX
         te.trtexec_command("unet.onnx", "unet.plan", prof, precision="fp16", tensorrt_major=11)
@@ -150,16 +171,25 @@ class _ParserError:
     def __init__(self, node, name, op, desc):
         self._v = (node, name, op, desc)
 
-    def node(self): return self._v[0]
-    def node_name(self): return self._v[1]
-    def node_operator(self): return self._v[2]
-    def desc(self): return self._v[3]
+    def node(self):
+        return self._v[0]
+
+    def node_name(self):
+        return self._v[1]
+
+    def node_operator(self):
+        return self._v[2]
+
+    def desc(self):
+        return self._v[3]
 
 
 def test_parser_errors_name_the_node_and_the_fix():
-    problem, fix = te.format_parser_errors([_ParserError(17, "/roi/MultiLevelRoiAlign", "SegrtMultiLevelRoiAlign",
-                                                         "Plugin not found")],
-                                           plugin_ops=["SegrtMultiLevelRoiAlign"], plugin_loaded=False)
+    problem, fix = te.format_parser_errors(
+        [_ParserError(17, "/roi/MultiLevelRoiAlign", "SegrtMultiLevelRoiAlign", "Plugin not found")],
+        plugin_ops=["SegrtMultiLevelRoiAlign"],
+        plugin_loaded=False,
+    )
     assert "node #17 '/roi/MultiLevelRoiAlign' (op SegrtMultiLevelRoiAlign): Plugin not found" in problem
     assert "plugin library" in fix
     problem, fix = te.format_parser_errors([_ParserError(3, "/up/Resize", "Resize", "unsupported mode")])
@@ -174,17 +204,30 @@ def conv_relu_model(path, channels=2, meta=None, dynamic=True):
     w2 = numpy_helper.from_array(rng.normal(0, 0.5, (2, 4, 1, 1)).astype(np.float32), "w2")
     h = ["N", channels, "H", "W"] if dynamic else [1, channels, 32, 32]
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-         helper.make_node("Relu", ["c1"], ["r1"]),
-         helper.make_node("Conv", ["r1", "w2"], ["probs"], kernel_shape=[1, 1])],
-        "two_layers", [helper.make_tensor_value_info("image", TensorProto.FLOAT, h)],
+        [
+            helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2"], ["probs"], kernel_shape=[1, 1]),
+        ],
+        "two_layers",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, h)],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 2, "H", "W"] if dynamic else [1, 2, 32, 32])],
-        initializer=[w1, b1, w2])
+        initializer=[w1, b1, w2],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    meta = meta or {"kind": "unet", "class_names": ["bg", "fg"], "input_channels": channels,
-                    "normalization": {"scale": 1.0, "mean": [0.0] * channels, "std": [1.0] * channels},
-                    "size_min": 8, "size_step": 8, "border": 0, "tile_size": 64, "padding": "same",
-                    "input_name": "image", "output_name": "probs"}
+    meta = meta or {
+        "kind": "unet",
+        "class_names": ["bg", "fg"],
+        "input_channels": channels,
+        "normalization": {"scale": 1.0, "mean": [0.0] * channels, "std": [1.0] * channels},
+        "size_min": 8,
+        "size_step": 8,
+        "border": 0,
+        "tile_size": 64,
+        "padding": "same",
+        "input_name": "image",
+        "output_name": "probs",
+    }
     helper.set_model_props(model, {md.METADATA_KEY: md.encode(meta)})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -198,6 +241,7 @@ def test_onnx_input_shapes_reads_dynamic_dims(tmp_path):
 
 def test_fp16_conversion_keeps_float32_io_and_matches_onnxruntime(tmp_path):
     import onnxruntime as ort
+
     pytest.importorskip("onnxconverter_common")
     model = onnx.load(str(conv_relu_model(tmp_path / "m.onnx")))
     half = te.convert_to_fp16(model)
@@ -216,10 +260,14 @@ def test_fp16_conversion_leaves_blocked_ops_in_fp32(tmp_path):
     pytest.importorskip("onnxconverter_common")
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("TopK", ["r", "k"], ["v", "i"], axis=-1)],
-        "topk", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
-        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 3]),
-         helper.make_tensor_value_info("i", TensorProto.INT64, [1, 3])],
-        initializer=[numpy_helper.from_array(np.array([3], dtype=np.int64), "k")])
+        "topk",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+        [
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 3]),
+            helper.make_tensor_value_info("i", TensorProto.INT64, [1, 3]),
+        ],
+        initializer=[numpy_helper.from_array(np.array([3], dtype=np.int64), "k")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     half = te.convert_to_fp16(model)
     topk = next(n for n in half.graph.node if n.op_type == "TopK")
@@ -254,7 +302,10 @@ def test_without_tensorrt_the_builder_says_what_to_install(tmp_path):
 
 def test_cli_prints_the_trtexec_equivalent(tmp_path, capsys):
     path = conv_relu_model(tmp_path / "m.onnx")
-    assert te.main([str(path), "--print-trtexec", "--tensorrt-major", "10", "--precision", "fp16", "--max-batch", "2"]) == 0
+    assert (
+        te.main([str(path), "--print-trtexec", "--tensorrt-major", "10", "--precision", "fp16", "--max-batch", "2"])
+        == 0
+    )
     cmd = shlex.split(capsys.readouterr().out.strip())
     assert cmd[0] == "trtexec" and "--fp16" in cmd
     assert "--minShapes=image:1x2x8x8" in cmd and "--maxShapes=image:2x2x64x64" in cmd
@@ -264,7 +315,10 @@ def test_cli_fp16_trtexec_line_for_tensorrt_11_builds_from_the_fp16_onnx(tmp_pat
     """TensorRT 11's trtexec has no --fp16: the printed line must name an ONNX that computes in fp16."""
     pytest.importorskip("onnxconverter_common")
     path = conv_relu_model(tmp_path / "m.onnx")
-    assert te.main([str(path), "--print-trtexec", "--tensorrt-major", "11", "--precision", "fp16", "--max-batch", "2"]) == 0
+    assert (
+        te.main([str(path), "--print-trtexec", "--tensorrt-major", "11", "--precision", "fp16", "--max-batch", "2"])
+        == 0
+    )
     cmd = shlex.split(capsys.readouterr().out.strip())
     source = Path(next(c for c in cmd if c.startswith("--onnx=")).split("=", 1)[1])
     assert "--fp16" not in cmd and source != path and source.is_file()
@@ -276,6 +330,7 @@ def test_cli_fp16_trtexec_line_for_tensorrt_11_builds_from_the_fp16_onnx(tmp_pat
 def test_wrap_plan_refuses_to_call_a_tensorrt_11_plan_fp16_without_its_fp16_onnx(trt_double, tmp_path):
     pytest.importorskip("onnxconverter_common")
     from segrt.artifact.engine_file import read_engine_file, read_engine_metadata
+
     path = conv_relu_model(tmp_path / "m.onnx")
     engine = te.onnx_to_engine(path, tmp_path / "m.engine", max_batch=2)  # fp32: what trtexec builds from m.onnx
     (tmp_path / "m.plan").write_bytes(bytes(read_engine_file(engine)[1]))
@@ -290,14 +345,33 @@ def test_wrap_plan_refuses_to_call_a_tensorrt_11_plan_fp16_without_its_fp16_onnx
 
 def test_every_flag_of_the_rebuild_command_is_accepted_by_the_cli(tmp_path, capsys):
     from segrt.artifact.engine_file import rebuild_command
+
     path = conv_relu_model(tmp_path / "m.onnx")
-    meta = json.loads(md.encode({**md.decode(dict((p.key, p.value) for p in onnx.load(str(path)).metadata_props)["segrt"], "t"),
-                                 "engine": {}}))
-    meta["engine"] = {"tensorrt_version": "10.8.0", "compute_capability": [9, 0], "precision": "fp16",
-                      "build": {"onnx": str(path), "engine": str(tmp_path / "m.engine"), "precision": "fp16",
-                                "workspace_gib": 1.5, "max_batch": 2, "opt_batch": 1, "max_size": 40,
-                                "min_size": 16, "timing_cache": str(tmp_path / "c.cache"),
-                                "profile": {"image": [[1, 2, 8, 8], [1, 2, 16, 16], [2, 2, 32, 32]]}}}
+    meta = json.loads(
+        md.encode(
+            {
+                **md.decode(dict((p.key, p.value) for p in onnx.load(str(path)).metadata_props)["segrt"], "t"),
+                "engine": {},
+            }
+        )
+    )
+    meta["engine"] = {
+        "tensorrt_version": "10.8.0",
+        "compute_capability": [9, 0],
+        "precision": "fp16",
+        "build": {
+            "onnx": str(path),
+            "engine": str(tmp_path / "m.engine"),
+            "precision": "fp16",
+            "workspace_gib": 1.5,
+            "max_batch": 2,
+            "opt_batch": 1,
+            "max_size": 40,
+            "min_size": 16,
+            "timing_cache": str(tmp_path / "c.cache"),
+            "profile": {"image": [[1, 2, 8, 8], [1, 2, 16, 16], [2, 2, 32, 32]]},
+        },
+    }
     argv = shlex.split(rebuild_command(meta))[3:]
     assert te.main(argv + ["--print-trtexec", "--tensorrt-major", "10"]) == 0
     out = capsys.readouterr().out
@@ -306,12 +380,14 @@ def test_every_flag_of_the_rebuild_command_is_accepted_by_the_cli(tmp_path, caps
 
 # ----------------------------------------------------------------------------- TensorRT + GPU
 
+
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 2e-2)])
 def test_two_layer_engine_matches_onnxruntime(tmp_path, precision, tol):
     pytest.importorskip("tensorrt")
     from segrt.backends.onnxrt import OnnxRuntimeBackend
     from segrt.backends.tensorrt import TensorRTBackend
+
     onnx_path = conv_relu_model(tmp_path / "m.onnx")
     cache = tmp_path / "trt.cache"
     engine = te.onnx_to_engine(onnx_path, precision=precision, timing_cache=cache, max_batch=2, workspace_gib=1)
@@ -332,6 +408,7 @@ def test_unet_engine_matches_onnxruntime_on_sizes_it_was_not_built_at(tiny_unet,
     pytest.importorskip("tensorrt")
     from segrt.backends.onnxrt import OnnxRuntimeBackend
     from segrt.backends.tensorrt import TensorRTBackend
+
     _, onnx_path = tiny_unet
     engine = te.onnx_to_engine(onnx_path, tmp_path / "u.engine", max_size=204, max_batch=2)
     ort_be, meta = OnnxRuntimeBackend(onnx_path), None
@@ -364,15 +441,22 @@ def test_maskrcnn_engine_with_the_plugin_matches_onnxruntime(tmp_path):
     pytest.importorskip("tensorrt")
     trt_graph = pytest.importorskip("segrt.export.maskrcnn.trt_graph")
     import torch
-    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
-    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+
     from segrt.backends.onnxrt import OnnxRuntimeBackend
     from segrt.backends.tensorrt import TensorRTBackend
+    from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
+    from segrt.export.maskrcnn.onnx_export import torch_to_onnx
 
     torch.manual_seed(0)
     cfg = MaskRCNNConfig()
-    portable = torch_to_onnx(build_model(cfg).eval(), cfg, ["__background__", "nucleus"], tmp_path / "m.onnx",
-                             input_size=(256, 256), score_thresh=0.0)
+    portable = torch_to_onnx(
+        build_model(cfg).eval(),
+        cfg,
+        ["__background__", "nucleus"],
+        tmp_path / "m.onnx",
+        input_size=(256, 256),
+        score_thresh=0.0,
+    )
     trt_onnx = trt_graph.portable_to_tensorrt(portable, tmp_path / "m_trt.onnx")
     engine = te.onnx_to_engine(trt_onnx, tmp_path / "m.engine", workspace_gib=2)
     rng = np.random.default_rng(5)

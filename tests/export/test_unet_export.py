@@ -1,15 +1,16 @@
 """U-Net export: dynamic shapes, embedded metadata, atomic writes, safe checkpoint loading."""
+
 import numpy as np
 import onnx
 import pytest
 import torch
 
 import segrt
+from segrt.errors import ArtifactError
+from segrt.export.api import export_onnx
 from segrt.export.checkpoint import load_checkpoint, save_checkpoint
 from segrt.export.models.unet import UNet, UNetConfig, geometry
-from segrt.export.api import export_onnx
 from segrt.export.to_onnx import _WithSoftmax, check_parity, unet_to_onnx
-from segrt.errors import ArtifactError
 
 
 def test_onnx_matches_eager_at_sizes_the_export_did_not_trace(tiny_unet):
@@ -43,6 +44,7 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch, tiny_un
 
     def boom(*a, **k):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(onnx, "save", boom)
     with pytest.raises(KeyboardInterrupt):
         unet_to_onnx(tiny_unet[0], out, ["a", "b"])
@@ -68,6 +70,9 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     torch.save({"kind": "unet", "config": {}, "model": {}, "evil": np.random.default_rng()}, tmp_path / "obj.pt")
     with pytest.raises(ArtifactError):
         load_checkpoint(tmp_path / "obj.pt")
-    torch.save({"kind": "unet", "config": {"depth": 3, "base_channels": 4}, "model": {}, "class_names": ["a"]}, tmp_path / "empty.pt")
+    torch.save(
+        {"kind": "unet", "config": {"depth": 3, "base_channels": 4}, "model": {}, "class_names": ["a"]},
+        tmp_path / "empty.pt",
+    )
     with pytest.raises(ArtifactError, match="do not fit"):
         export_onnx(tmp_path / "empty.pt", tmp_path / "x.onnx")

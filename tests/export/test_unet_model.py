@@ -1,4 +1,5 @@
 """The U-Net matches the paper's architecture and geometry."""
+
 import math
 
 import pytest
@@ -17,7 +18,9 @@ def test_paper_configuration_has_23_conv_layers_and_572_to_388():
     assert 30.0e6 < sum(p.numel() for p in model.parameters()) < 31.1e6  # the widely quoted ~31M
 
 
-@pytest.mark.parametrize("cfg", [UNetConfig(depth=3, base_channels=4), UNetConfig(depth=4, base_channels=4, padding="same")])
+@pytest.mark.parametrize(
+    "cfg", [UNetConfig(depth=3, base_channels=4), UNetConfig(depth=4, base_channels=4, padding="same")]
+)
 def test_geometry_rule_matches_forward_pass(cfg):
     g = geometry(cfg)
     model = UNet(cfg).eval()

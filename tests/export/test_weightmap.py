@@ -1,4 +1,5 @@
 """The paper's weight map, on cases computed by hand."""
+
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from segrt.export.weightmap import border_weights, class_balance_weights, weight
 def two_squares(gap: int) -> np.ndarray:
     labels = np.zeros((20, 30), np.int32)
     labels[5:15, 5:12] = 1
-    labels[5:15, 12 + gap:20 + gap] = 2
+    labels[5:15, 12 + gap : 20 + gap] = 2
     return labels
 
 
@@ -18,7 +19,7 @@ def test_gap_pixel_weight_matches_formula():
     labels = two_squares(gap=2)
     w = border_weights(labels, w0=10.0, sigma=5.0)
     # column 12 is 1 px from object 1 (column 11) and 2 px from object 2 (column 14): d1 + d2 = 3
-    assert w[10, 12] == pytest.approx(10 * math.exp(-(1 + 2) ** 2 / (2 * 25)), rel=1e-5)
+    assert w[10, 12] == pytest.approx(10 * math.exp(-((1 + 2) ** 2) / (2 * 25)), rel=1e-5)
     assert w[10, 13] == pytest.approx(w[10, 12], rel=1e-5)  # symmetric
     assert (w[labels > 0] == 0).all()  # objects carry only the class weight
 

@@ -6,14 +6,20 @@ memory: the CUDA launchers can be reached and can validate their arguments, but 
 launch fails (no GPU), which is the point. ``cuda.current_stream`` plays torch's, so the
 binding's stream lookup is exercised too. test_ops_dispatch.py holds every name to torch.Tensor.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import numpy as np
 
-_NAMES = {np.dtype(np.float32): "torch.float32", np.dtype(np.float16): "torch.float16",
-          np.dtype(np.int32): "torch.int32", np.dtype(np.int64): "torch.int64", np.dtype(np.float64): "torch.float64"}
+_NAMES = {
+    np.dtype(np.float32): "torch.float32",
+    np.dtype(np.float16): "torch.float16",
+    np.dtype(np.int32): "torch.int32",
+    np.dtype(np.int64): "torch.int64",
+    np.dtype(np.float64): "torch.float64",
+}
 TENSOR_API = ("is_cuda", "data_ptr", "shape", "dtype", "device", "contiguous", "float", "int", "new_empty")
 streams_asked: list[str] = []
 
@@ -46,16 +52,16 @@ class FakeCudaTensor:
     def data_ptr(self) -> int:
         return self.array.ctypes.data if self.array.size else 0
 
-    def contiguous(self) -> "FakeCudaTensor":
+    def contiguous(self) -> FakeCudaTensor:
         return self
 
-    def float(self) -> "FakeCudaTensor":
+    def float(self) -> FakeCudaTensor:
         return FakeCudaTensor(self.array.astype(np.float32), str(self.device))
 
-    def int(self) -> "FakeCudaTensor":
+    def int(self) -> FakeCudaTensor:
         return FakeCudaTensor(self.array.astype(np.int32), str(self.device))
 
-    def new_empty(self, size) -> "FakeCudaTensor":
+    def new_empty(self, size) -> FakeCudaTensor:
         return FakeCudaTensor(np.empty(tuple(size), self.array.dtype), str(self.device))
 
 

@@ -1,4 +1,5 @@
 """Inputs shared by the RoIAlign tests (CPU and GPU): random boxes, edge-case boxes, FPN pyramids."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,20 +14,24 @@ def random_boxes(rng: np.random.Generator, k: int, image_hw: tuple[float, float]
 
 
 #: Edge cases on a 160x120 (w x h) feature map at scale 1; divide by the scale for other scales.
-EDGE_BOXES = np.array([
-    [0, 0, 159, 119],        # the whole image
-    [150, 100, 400, 300],    # partly outside (right/bottom)
-    [500, 400, 600, 480],    # wholly outside
-    [20, 30, 20, 30],        # zero area
-    [20, 30, 20, 60],        # zero width
-    [10, 10, 10.4, 10.3],    # sub-pixel
-    [0, 0, 1600, 1200],      # huge: 10x the image
-    [159, 119, 160, 120],    # on the far corner
-], dtype=np.float32)
+EDGE_BOXES = np.array(
+    [
+        [0, 0, 159, 119],  # the whole image
+        [150, 100, 400, 300],  # partly outside (right/bottom)
+        [500, 400, 600, 480],  # wholly outside
+        [20, 30, 20, 30],  # zero area
+        [20, 30, 20, 60],  # zero width
+        [10, 10, 10.4, 10.3],  # sub-pixel
+        [0, 0, 1600, 1200],  # huge: 10x the image
+        [159, 119, 160, 120],  # on the far corner
+    ],
+    dtype=np.float32,
+)
 
 
-def pyramid(rng: np.random.Generator, n: int, c: int, image_hw: tuple[int, int],
-            strides: tuple[int, ...] = (4, 8, 16, 32)) -> list[np.ndarray]:
+def pyramid(
+    rng: np.random.Generator, n: int, c: int, image_hw: tuple[int, int], strides: tuple[int, ...] = (4, 8, 16, 32)
+) -> list[np.ndarray]:
     """FPN-like float32 feature maps [n, c, ceil(h / s), ceil(w / s)], finest first."""
     h, w = image_hw
     return [rng.standard_normal((n, c, -(-h // s), -(-w // s))).astype(np.float32) for s in strides]

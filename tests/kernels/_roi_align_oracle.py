@@ -5,6 +5,7 @@ behaviour, one sample at a time in plain Python loops, in float32 scalar
 arithmetic (so discrete decisions -- ceil of the adaptive grid, int() of a
 coordinate -- fall the same way as in float32 kernels). Only for tiny inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,12 +35,25 @@ def _weighted_taps(plane: np.ndarray, y: np.float32, x: np.float32) -> list[np.f
         x_high = x_low + 1
     ly, lx = f32(y - y_low), f32(x - x_low)
     hy, hx = f32(1) - ly, f32(1) - lx
-    return [hy * hx * plane[y_low, x_low], hy * lx * plane[y_low, x_high],
-            ly * hx * plane[y_high, x_low], ly * lx * plane[y_high, x_high]]
+    return [
+        hy * hx * plane[y_low, x_low],
+        hy * lx * plane[y_low, x_high],
+        ly * hx * plane[y_high, x_low],
+        ly * lx * plane[y_high, x_high],
+    ]
 
 
-def roi_align_loop(x: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray, out_h: int, out_w: int,
-                   spatial_scale: float, sampling_ratio: int, mode: str = "avg", aligned: bool = True) -> np.ndarray:
+def roi_align_loop(
+    x: np.ndarray,
+    rois: np.ndarray,
+    batch_indices: np.ndarray,
+    out_h: int,
+    out_w: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+    mode: str = "avg",
+    aligned: bool = True,
+) -> np.ndarray:
     """ONNX RoiAlign. x [N, C, H, W], rois [K, 4] (x1, y1, x2, y2), batch_indices [K] -> [K, C, out_h, out_w]."""
     x = np.asarray(x, dtype=np.float32)
     k, c = len(rois), x.shape[1]
@@ -76,8 +90,9 @@ def roi_align_loop(x: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray, o
     return out
 
 
-def fpn_levels_loop(rois: np.ndarray, k_min: int, k_max: int, canonical_scale: float = 224,
-                    canonical_level: int = 4) -> np.ndarray:
+def fpn_levels_loop(
+    rois: np.ndarray, k_min: int, k_max: int, canonical_scale: float = 224, canonical_level: int = 4
+) -> np.ndarray:
     """torchvision LevelMapper: index (k - k_min) of the FPN level of each box, float32 maths."""
     levels = []
     for x1, y1, x2, y2 in np.asarray(rois, dtype=np.float32):
@@ -88,14 +103,30 @@ def fpn_levels_loop(rois: np.ndarray, k_min: int, k_max: int, canonical_scale: f
     return np.array(levels, dtype=np.int64)
 
 
-def multi_scale_roi_align_loop(features: list[np.ndarray], rois: np.ndarray, batch_indices: np.ndarray,
-                               out_h: int, out_w: int, spatial_scales: list[float], sampling_ratio: int,
-                               aligned: bool = False) -> np.ndarray:
+def multi_scale_roi_align_loop(
+    features: list[np.ndarray],
+    rois: np.ndarray,
+    batch_indices: np.ndarray,
+    out_h: int,
+    out_w: int,
+    spatial_scales: list[float],
+    sampling_ratio: int,
+    aligned: bool = False,
+) -> np.ndarray:
     """MultiScaleRoIAlign: each box pooled (avg) from its LevelMapper level."""
     k_min = round(-math.log2(spatial_scales[0]))
     levels = fpn_levels_loop(rois, k_min, k_min + len(features) - 1)
     out = np.zeros((len(rois), features[0].shape[1], out_h, out_w), dtype=np.float32)
     for r, lvl in enumerate(levels):
-        out[r:r + 1] = roi_align_loop(features[lvl], rois[r:r + 1], batch_indices[r:r + 1], out_h, out_w,
-                                      spatial_scales[lvl], sampling_ratio, "avg", aligned)
+        out[r : r + 1] = roi_align_loop(
+            features[lvl],
+            rois[r : r + 1],
+            batch_indices[r : r + 1],
+            out_h,
+            out_w,
+            spatial_scales[lvl],
+            sampling_ratio,
+            "avg",
+            aligned,
+        )
     return out

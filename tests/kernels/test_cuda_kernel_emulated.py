@@ -5,6 +5,7 @@ the shared tap tables (poisoned between blocks), the on-the-fly fallback for
 huge adaptive grids, per-RoI level choice and the zero output for a bad batch
 index. The gpu-marked tests in test_roi_align_cuda.py cover the rest.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
+
 from segrt.ops import multi_scale_roi_align, roi_align
 
 torch = pytest.importorskip("torch")
@@ -34,8 +35,20 @@ def emu(tmp_path_factory):
     if cxx is None:
         pytest.skip("no C++ compiler to build the kernel emulator")
     lib_path = tmp_path_factory.mktemp("emu") / "libemu.so"
-    cmd = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", f"-I{KERNELS}",
-           str(HERE / "cuda_kernel_emulator.cpp"), "-o", str(lib_path)]
+    cmd = [
+        cxx,
+        "-std=c++17",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-shared",
+        "-fPIC",
+        f"-I{KERNELS}",
+        str(HERE / "cuda_kernel_emulator.cpp"),
+        "-o",
+        str(lib_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return ctypes.CDLL(str(lib_path))
@@ -47,11 +60,21 @@ def _emulate(emu, x, rois, idx, out, scale, ratio, mode, aligned):
     idx = np.ascontiguousarray(idx, np.int32)
     oh, ow = (out, out) if isinstance(out, int) else out
     y = np.full((len(rois), x.shape[1], oh, ow), np.nan, np.float32)
-    status = emu.emulate_roi_align(x.ctypes.data_as(f32p), *[ctypes.c_int64(v) for v in x.shape],
-                                   rois.ctypes.data_as(f32p), idx.ctypes.data_as(i32p), ctypes.c_int64(len(rois)),
-                                   ctypes.c_int32(oh), ctypes.c_int32(ow), ctypes.c_float(scale),
-                                   ctypes.c_int32(ratio), ctypes.c_int32({"avg": 0, "max": 1}[mode]),
-                                   ctypes.c_int32(int(aligned)), y.ctypes.data_as(f32p), ctypes.c_int32(THREADS))
+    status = emu.emulate_roi_align(
+        x.ctypes.data_as(f32p),
+        *[ctypes.c_int64(v) for v in x.shape],
+        rois.ctypes.data_as(f32p),
+        idx.ctypes.data_as(i32p),
+        ctypes.c_int64(len(rois)),
+        ctypes.c_int32(oh),
+        ctypes.c_int32(ow),
+        ctypes.c_float(scale),
+        ctypes.c_int32(ratio),
+        ctypes.c_int32({"avg": 0, "max": 1}[mode]),
+        ctypes.c_int32(int(aligned)),
+        y.ctypes.data_as(f32p),
+        ctypes.c_int32(THREADS),
+    )
     assert status == 0
     return y
 
@@ -64,12 +87,24 @@ def _emulate_multi(emu, feats, rois, idx, out, scales, ratio, aligned=False):
     y = np.full((len(rois), feats[0].shape[1], out, out), np.nan, np.float32)
     status = emu.emulate_multi_level(
         (ctypes.c_void_p * num)(*[f.ctypes.data for f in feats]),
-        (ctypes.c_int64 * num)(*[f.shape[2] for f in feats]), (ctypes.c_int64 * num)(*[f.shape[3] for f in feats]),
-        (ctypes.c_float * num)(*scales), ctypes.c_int32(num), ctypes.c_int64(feats[0].shape[0]),
-        ctypes.c_int64(feats[0].shape[1]), rois.ctypes.data_as(f32p), idx.ctypes.data_as(i32p),
-        ctypes.c_int64(len(rois)), ctypes.c_int32(out), ctypes.c_int32(out), ctypes.c_int32(ratio),
-        ctypes.c_int32(int(aligned)), ctypes.c_float(224), ctypes.c_int32(4), y.ctypes.data_as(f32p),
-        ctypes.c_int32(THREADS))
+        (ctypes.c_int64 * num)(*[f.shape[2] for f in feats]),
+        (ctypes.c_int64 * num)(*[f.shape[3] for f in feats]),
+        (ctypes.c_float * num)(*scales),
+        ctypes.c_int32(num),
+        ctypes.c_int64(feats[0].shape[0]),
+        ctypes.c_int64(feats[0].shape[1]),
+        rois.ctypes.data_as(f32p),
+        idx.ctypes.data_as(i32p),
+        ctypes.c_int64(len(rois)),
+        ctypes.c_int32(out),
+        ctypes.c_int32(out),
+        ctypes.c_int32(ratio),
+        ctypes.c_int32(int(aligned)),
+        ctypes.c_float(224),
+        ctypes.c_int32(4),
+        y.ctypes.data_as(f32p),
+        ctypes.c_int32(THREADS),
+    )
     assert status == 0
     return y
 
@@ -125,8 +160,11 @@ def test_kernel_body_multi_level_matches_torchvision(emu, output_size):
     idx = np.sort(rng.integers(0, 2, len(rois)))
     names = ["p2", "p3", "p4", "p5"]
     pooler = torchvision.ops.MultiScaleRoIAlign(names, output_size, 2)
-    want = pooler(OrderedDict(zip(names, map(torch.from_numpy, feats), strict=True)),
-                  [torch.from_numpy(rois[idx == i]) for i in range(2)], [(128, 160)] * 2).numpy()
+    want = pooler(
+        OrderedDict(zip(names, map(torch.from_numpy, feats), strict=True)),
+        [torch.from_numpy(rois[idx == i]) for i in range(2)],
+        [(128, 160)] * 2,
+    ).numpy()
     got = _emulate_multi(emu, feats, rois, idx, output_size, pooler.scales, 2)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     cpu = multi_scale_roi_align(feats, rois, idx, output_size, pooler.scales, 2)

@@ -1,14 +1,15 @@
 """Fused FPN RoIAlign (segrt.ops.multi_scale_roi_align on numpy arrays) against torchvision.ops.MultiScaleRoIAlign."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import _roi_align_oracle as oracle
 import numpy as np
 import pytest
-
-import _roi_align_oracle as oracle
 from _roi_align_cases import boxes_all_levels, pyramid
 from _roi_align_oracle import fpn_levels_loop, multi_scale_roi_align_loop
+
 from segrt.ops import fpn_scales, multi_scale_roi_align, roi_align
 
 torch = pytest.importorskip("torch")
@@ -87,8 +88,12 @@ def test_matches_loop_oracle_with_custom_canonical_level(aligned):
     got = multi_scale_roi_align(feats, rois, idx, 3, scales, 0, aligned=aligned, canonical_scale=32, canonical_level=2)
     # canonical (32, 2): the oracle's LevelMapper with the same numbers
     levels = oracle.fpn_levels_loop(rois, 1, 3, canonical_scale=32, canonical_level=2)
-    want = np.stack([oracle.roi_align_loop(feats[lv], rois[i:i + 1], idx[i:i + 1], 3, 3, scales[lv], 0, "avg",
-                                           aligned)[0] for i, lv in enumerate(levels)])
+    want = np.stack(
+        [
+            oracle.roi_align_loop(feats[lv], rois[i : i + 1], idx[i : i + 1], 3, 3, scales[lv], 0, "avg", aligned)[0]
+            for i, lv in enumerate(levels)
+        ]
+    )
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert len(set(levels.tolist())) > 1
 
@@ -105,6 +110,7 @@ def test_oracle_multi_level_matches_torchvision():
 
 def test_zero_rois():
     feats = pyramid(np.random.default_rng(0), 1, 3, (64, 64))
-    out = multi_scale_roi_align(feats, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), 7,
-                                [1 / 4, 1 / 8, 1 / 16, 1 / 32], 2)
+    out = multi_scale_roi_align(
+        feats, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), 7, [1 / 4, 1 / 8, 1 / 16, 1 / 32], 2
+    )
     assert out.shape == (0, 3, 7, 7)

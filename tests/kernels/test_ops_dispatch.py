@@ -6,18 +6,19 @@ command), never on the CPU path. tests/kernels/test_kernels_build.py goes one st
 further with a CUDA library compiled by nvcc: the launcher is reached and reports
 that there is no GPU.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import ClassVar
 
+import _fake_cuda_tensor as fake
 import numpy as np
 import pytest
 
-import _fake_cuda_tensor as fake
 import segrt.ops
-from segrt.ops import native
 from segrt.errors import BackendUnavailableError, InputError
+from segrt.ops import native
 
 ops_module = importlib.import_module("segrt.ops.roi_align")  # the module (segrt.ops.roi_align is the function)
 cpu = importlib.import_module("segrt.ops._cpu")
@@ -41,6 +42,7 @@ def calls(monkeypatch):
             def spy(*args, _real=real, _tag=f"{tag}.{name}", **kwargs):
                 seen.append(_tag)
                 return _real(*args, **kwargs)
+
             monkeypatch.setattr(module, name, spy)
     return seen
 
@@ -101,6 +103,7 @@ def test_cuda_inputs_are_checked_before_the_library_is_needed(no_cuda_library):
 def test_other_device_arrays_are_refused_clearly():
     class CupyLike:
         __cuda_array_interface__: ClassVar[dict[str, tuple[int, ...]]] = {"shape": (1, 3, 16, 16)}
+
     with pytest.raises(InputError, match="torch CUDA tensors"):
         segrt.ops.roi_align(CupyLike(), ROIS, IDX, 4)
 
@@ -128,10 +131,18 @@ def test_the_op_layer_needs_no_torch():
     import subprocess
     import sys
     from pathlib import Path
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
-            "import numpy as np, segrt.ops\n"
-            "y = segrt.ops.roi_align(np.ones((1, 2, 8, 8), np.float32), np.array([[0, 0, 4, 4]], np.float32), [0], 2)\n"
-            "print(y.shape, float(y.sum()))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
-                         text=True, check=True)
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+        "import numpy as np, segrt.ops\n"
+        "y = segrt.ops.roi_align(np.ones((1, 2, 8, 8), np.float32), np.array([[0, 0, 4, 4]], np.float32), [0], 2)\n"
+        "print(y.shape, float(y.sum()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.split() == ["(1,", "2,", "2,", "2)", "8.0"]

@@ -1,4 +1,5 @@
 """segrt.ops.plugins: finding and loading libsegrt_trt_plugins.so (no TensorRT needed for these)."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,16 +10,18 @@ from pathlib import Path
 import pytest
 
 import segrt.ops.plugins as plugins
-from segrt.ops import native
 from segrt.errors import BackendUnavailableError
+from segrt.ops import native
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_imports_without_tensorrt():
-    code = ("import sys; sys.modules['tensorrt'] = None\n"
-            "import segrt.ops.plugins as p\n"
-            "print(p.PLUGIN_LIBRARY, p.PLUGIN_NAMESPACE, p.PLUGIN_VERSION)")
+    code = (
+        "import sys; sys.modules['tensorrt'] = None\n"
+        "import segrt.ops.plugins as p\n"
+        "print(p.PLUGIN_LIBRARY, p.PLUGIN_NAMESPACE, p.PLUGIN_VERSION)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["libsegrt_trt_plugins.so", "segrt", "1"]
 
@@ -30,7 +33,12 @@ def test_missing_library_names_every_place_and_the_cmake_command(monkeypatch, tm
     with pytest.raises(BackendUnavailableError) as err:
         plugins.find_plugin_library([tmp_path / "engine_dir"])
     text = str(err.value)
-    for place in [tmp_path / "engine_dir", tmp_path / "env_dir", tmp_path / "pkg" / "_lib", tmp_path / "repo" / "build"]:
+    for place in [
+        tmp_path / "engine_dir",
+        tmp_path / "env_dir",
+        tmp_path / "pkg" / "_lib",
+        tmp_path / "repo" / "build",
+    ]:
         assert str(place / plugins.PLUGIN_LIBRARY) in text
     assert "cmake -S . -B build -DTensorRT_ROOT=" in text and "cmake --build build" in text
 

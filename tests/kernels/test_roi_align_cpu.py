@@ -4,18 +4,20 @@
 * torchvision.ops.roi_align on random and edge-case boxes;
 * the plain-Python loop oracle (itself checked against ONNX and torchvision here).
 """
+
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 import pytest
+from _roi_align_cases import EDGE_BOXES, random_boxes
+from _roi_align_oracle import roi_align_loop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _roi_align_cases import EDGE_BOXES, random_boxes
-from _roi_align_oracle import roi_align_loop
 from segrt.ops import roi_align
+
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
@@ -30,6 +32,7 @@ def _onnx_roialign_cases():
     import importlib
 
     import onnx.backend.test.case.node as node_cases
+
     cases = []
     try:
         node_cases._TargetOpType = "RoiAlign"  # the filter collect_testcases() sets
@@ -49,9 +52,13 @@ def _onnx_roialign_cases():
 def _onnx_attrs(node) -> dict:
     """All RoiAlign attributes: the node's, else the schema's defaults (never our own guesses)."""
     import onnx
+
     schema = onnx.defs.get_schema("RoiAlign")
-    attrs = {name: onnx.helper.get_attribute_value(a.default_value)
-             for name, a in schema.attributes.items() if a.default_value.name}
+    attrs = {
+        name: onnx.helper.get_attribute_value(a.default_value)
+        for name, a in schema.attributes.items()
+        if a.default_value.name
+    }
     attrs.update({a.name: onnx.helper.get_attribute_value(a) for a in node.attribute})
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
 
@@ -61,7 +68,10 @@ ONNX_CASES = _onnx_roialign_cases()
 
 def test_onnx_generator_still_ships_the_three_cases():
     assert sorted(c.name for c in ONNX_CASES) == [
-        "test_roialign_aligned_false", "test_roialign_aligned_true", "test_roialign_mode_max"]
+        "test_roialign_aligned_false",
+        "test_roialign_aligned_true",
+        "test_roialign_mode_max",
+    ]
 
 
 @pytest.mark.parametrize("case", ONNX_CASES, ids=lambda c: c.name)

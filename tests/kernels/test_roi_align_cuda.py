@@ -6,6 +6,7 @@ maths inside) are compared with torchvision in fp32 on the same fp16-rounded
 inputs, within fp16 output rounding. Max mode (not in torchvision) is compared
 with our CPU implementation, itself checked against ONNX's expected outputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,10 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-
 from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
-from segrt.ops import native
+
 from segrt.errors import BackendUnavailableError
+from segrt.ops import native
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -37,6 +38,7 @@ def ops():
             pytest.fail(str(exc))
         pytest.skip(str(exc))
     import segrt.ops
+
     return segrt.ops
 
 
@@ -93,8 +95,9 @@ def test_huge_adaptive_grid_uses_the_fallback_path(ops):
 
 def test_zero_rois_and_bad_batch_index(ops):
     x = torch.randn(1, 4, 16, 16, device="cuda")
-    empty = ops.roi_align(x, torch.zeros(0, 4, device="cuda"), torch.zeros(0, dtype=torch.int32, device="cuda"), 7,
-                          1.0, 2)
+    empty = ops.roi_align(
+        x, torch.zeros(0, 4, device="cuda"), torch.zeros(0, dtype=torch.int32, device="cuda"), 7, 1.0, 2
+    )
     assert empty.shape == (0, 4, 7, 7)
     rois = torch.tensor([[0, 0, 8, 8], [0, 0, 8, 8]], dtype=torch.float32, device="cuda")
     out = ops.roi_align(x, rois, torch.tensor([0, 3], dtype=torch.int32, device="cuda"), 7, 1.0, 2)
@@ -133,8 +136,9 @@ def test_multi_level_matches_cpu_implementation(ops):
     idx = rng.integers(0, 2, len(rois))
     scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
     want = ops.multi_scale_roi_align(feats, rois, idx, 7, scales, 0, aligned=True)
-    got = ops.multi_scale_roi_align([_cuda(f) for f in feats], _cuda(rois), _cuda(idx.astype(np.int32)), 7, scales, 0,
-                                    aligned=True)
+    got = ops.multi_scale_roi_align(
+        [_cuda(f) for f in feats], _cuda(rois), _cuda(idx.astype(np.int32)), 7, scales, 0, aligned=True
+    )
     np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-5, atol=1e-5)
 
 

@@ -4,6 +4,7 @@ The fastest runtime whose accuracy metrics stay within a tolerance of the refere
 way (``segrt.bench.Within``): the choice behind ``benchmarks/openvino_accuracy.py`` and the rule
 of ``backend="auto"``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -18,8 +19,9 @@ AP = {"segm_AP": Within(0.005), "bbox_AP": Within(0.005)}
 
 
 def _row(name: str, ms: float, metrics: dict[str, float], reference: bool = False) -> Row:
-    return Row(**asdict(timing_from_samples([ms])), variant=name, mode="end_to_end", reference=reference,
-               metrics=metrics)
+    return Row(
+        **asdict(timing_from_samples([ms])), variant=name, mode="end_to_end", reference=reference, metrics=metrics
+    )
 
 
 def _report(*rows: Row) -> Report:
@@ -27,9 +29,12 @@ def _report(*rows: Row) -> Report:
 
 
 def test_fastest_within_budget_wins_and_over_budget_is_skipped():
-    report = _report(_row("onnxruntime fp32", 1000, {"iou": 0.850}, reference=True),
-                     _row("openvino bf16", 400, {"iou": 0.8455}), _row("openvino fp32", 900, {"iou": 0.850}),
-                     _row("openvino int8", 300, {"iou": 0.840}))
+    report = _report(
+        _row("onnxruntime fp32", 1000, {"iou": 0.850}, reference=True),
+        _row("openvino bf16", 400, {"iou": 0.8455}),
+        _row("openvino fp32", 900, {"iou": 0.850}),
+        _row("openvino int8", 300, {"iou": 0.840}),
+    )
     p = pick(report, IOU)
     assert p["variant"] == "openvino bf16"  # 0.0045 <= 0.005
     assert "openvino int8" in p["rejected"]  # 0.010 below fp32: too costly, though fastest
@@ -39,16 +44,21 @@ def test_fastest_within_budget_wins_and_over_budget_is_skipped():
 
 
 def test_every_budgeted_metric_must_fit():
-    report = _report(_row("onnxruntime fp32", 100, {"segm_AP": 0.30, "bbox_AP": 0.40}, reference=True),
-                     _row("openvino bf16", 50, {"segm_AP": 0.299, "bbox_AP": 0.394}))
+    report = _report(
+        _row("onnxruntime fp32", 100, {"segm_AP": 0.30, "bbox_AP": 0.40}, reference=True),
+        _row("openvino bf16", 50, {"segm_AP": 0.299, "bbox_AP": 0.394}),
+    )
     p = pick(report, AP)
     assert p["variant"] == "onnxruntime fp32" and "bbox_AP" in p["rejected"]["openvino bf16"]
     assert pick(report, {**AP, "bbox_AP": Within(0.01)})["variant"] == "openvino bf16"
 
 
 def test_changes_count_both_ways_and_reference_can_be_given():
-    report = _report(_row("onnxruntime fp32", 100, {"iou": 0.80}, reference=True),
-                     _row("openvino bf16", 60, {"iou": 0.804}), _row("openvino int8", 40, {"iou": 0.81}))
+    report = _report(
+        _row("onnxruntime fp32", 100, {"iou": 0.80}, reference=True),
+        _row("openvino bf16", 60, {"iou": 0.804}),
+        _row("openvino int8", 40, {"iou": 0.81}),
+    )
     # +0.010 is as far from fp32 as -0.010: the int8 run predicts differently, though "better" here
     assert pick(report, IOU)["variant"] == "openvino bf16"
     # against another reference (e.g. PyTorch fp32 measured separately) none fits, the reference row neither
@@ -57,9 +67,11 @@ def test_changes_count_both_ways_and_reference_can_be_given():
 
 
 def test_floors_and_tolerances_combine():
-    report = _report(_row("ref", 100, {"iou": 0.80}, reference=True),
-                     _row("close but different", 50, {"iou": 0.80}),
-                     _row("agreeing", 70, {"iou": 0.801}))
+    report = _report(
+        _row("ref", 100, {"iou": 0.80}, reference=True),
+        _row("close but different", 50, {"iou": 0.80}),
+        _row("agreeing", 70, {"iou": 0.801}),
+    )
     report.rows[1].agreement, report.rows[2].agreement = {"label_agreement": 0.9}, {"label_agreement": 0.999}
     p = pick(report, {"iou": Within(0.005), "label_agreement": 0.995})
     assert p["variant"] == "agreeing" and p["rejected"] == {"close but different": "label_agreement 0.9 < 0.995"}
@@ -67,8 +79,11 @@ def test_floors_and_tolerances_combine():
 
 
 def test_only_the_named_candidates_compete():
-    report = _report(_row("pytorch fp32", 1000, {"iou": 0.85}, reference=True), _row("auto", 10, {"iou": 0.85}),
-                     _row("openvino fp32", 500, {"iou": 0.85}))
+    report = _report(
+        _row("pytorch fp32", 1000, {"iou": 0.85}, reference=True),
+        _row("auto", 10, {"iou": 0.85}),
+        _row("openvino fp32", 500, {"iou": 0.85}),
+    )
     assert pick(report, IOU)["variant"] == "auto"
     p = pick(report, IOU, among=["openvino fp32"])
     assert p["variant"] == "openvino fp32" and p["qualified"] == ["openvino fp32"]

@@ -1,13 +1,15 @@
 """segrt.batch on a local Ray: results equal local predict/eval byte for byte; killed workers, interrupted
 drivers and bad images leave a complete, exactly-once manifest. One Ray instance (2 CPUs) for the module."""
+
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,8 +19,12 @@ from segrt.io.images import write_png
 ray = pytest.importorskip("ray", reason="segrt.batch needs Ray Data: pip install 'segrt[ray]'")
 
 from segrt import load  # noqa: E402
-from segrt.batch import coco_items, list_images, run_batch  # noqa: E402
-from segrt.batch import records  # noqa: E402
+from segrt.batch import (  # noqa: E402
+    coco_items,
+    list_images,
+    records,
+    run_batch,
+)
 from segrt.batch.worker import CrashOnce  # noqa: E402
 from segrt.cli import main  # noqa: E402
 from segrt.predictor import predict_file  # noqa: E402
@@ -44,7 +50,7 @@ def image_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(N_IMAGES):
         h, w = 40 + 3 * i, 90 - 2 * i
         image = rng.integers(0, 600, (h, w)).astype(np.uint16)
-        image[h // 4: h // 2, w // 4: w // 2] += 3000  # a bright object, so instances are found
+        image[h // 4 : h // 2, w // 4 : w // 2] += 3000  # a bright object, so instances are found
         write_png(root / ("a" if i % 2 else "b") / f"im{i}.png", image)
     return root
 
@@ -65,9 +71,11 @@ def reference(tiny_unet: tuple[Any, Path], image_tree: Path, tmp_path_factory: p
 
 def result_files(out: Path) -> dict[str, bytes]:
     """Result files under ``out`` (not the batch state, manifest or merged results), by relative path."""
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
-            if p.is_file() and records.STATE_DIR not in p.parts and p.name not in (records.MANIFEST,
-                                                                                    records.MERGED_RESULTS)}
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and records.STATE_DIR not in p.parts and p.name not in (records.MANIFEST, records.MERGED_RESULTS)
+    }
 
 
 def assert_exactly_once(out: Path, n: int) -> list[dict[str, Any]]:
@@ -80,8 +88,9 @@ def assert_exactly_once(out: Path, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def test_cli_predict_on_ray_equals_local_byte_for_byte(tiny_unet: tuple[Any, Path], image_tree: Path,
-                                                       reference: Path, tmp_path: Path) -> None:
+def test_cli_predict_on_ray_equals_local_byte_for_byte(
+    tiny_unet: tuple[Any, Path], image_tree: Path, reference: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     # default sizing: 2 actors of 0.75 CPU on 2 CPUs (two 1-CPU actors would starve Ray Data's own task)
     code = main(["predict", str(tiny_unet[1]), f"{image_tree}/**/*.png", "--out", str(out), "--ray", "--actors", "2"])
@@ -94,10 +103,18 @@ def test_cli_predict_on_ray_equals_local_byte_for_byte(tiny_unet: tuple[Any, Pat
 
 
 def test_killed_worker_leaves_no_torn_missing_or_duplicate_result(
-        tiny_unet: tuple[Any, Path], image_tree: Path, reference: Path, tmp_path: Path) -> None:
+    tiny_unet: tuple[Any, Path], image_tree: Path, reference: Path, tmp_path: Path
+) -> None:
     out, marker = tmp_path / "out", tmp_path / "crashed"
-    summary = run_batch(tiny_unet[1], list_images([f"{image_tree}/**/*.png"]), out, actors=2, cpus_per_actor=0.5,
-                        crash_once=CrashOnce(str(marker), after=3), progress=False)
+    summary = run_batch(
+        tiny_unet[1],
+        list_images([f"{image_tree}/**/*.png"]),
+        out,
+        actors=2,
+        cpus_per_actor=0.5,
+        crash_once=CrashOnce(str(marker), after=3),
+        progress=False,
+    )
     assert marker.exists()  # an actor process really died mid-commit, and Ray restarted it and retried its task
     assert summary.processed == N_IMAGES and summary.errors == 0
     assert_exactly_once(out, N_IMAGES)
@@ -105,7 +122,8 @@ def test_killed_worker_leaves_no_torn_missing_or_duplicate_result(
 
 
 def test_interrupted_driver_rerun_completes_only_the_missing_images(
-        tiny_unet: tuple[Any, Path], image_tree: Path, reference: Path, tmp_path: Path) -> None:
+    tiny_unet: tuple[Any, Path], image_tree: Path, reference: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     items = list_images([f"{image_tree}/**/*.png"])
 
@@ -113,8 +131,16 @@ def test_interrupted_driver_rerun_completes_only_the_missing_images(
         signal.raise_signal(signal.SIGINT)  # what Ctrl-C does to the driver
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(tiny_unet[1], items, out, actors=1, cpus_per_actor=1, batch_size=2,
-                  on_batch=sigint_after_first_batch, progress=False)
+        run_batch(
+            tiny_unet[1],
+            items,
+            out,
+            actors=1,
+            cpus_per_actor=1,
+            batch_size=2,
+            on_batch=sigint_after_first_batch,
+            progress=False,
+        )
     before = {i.key: records.read_record(out, i.key) for i in items}
     done = {k for k, r in before.items() if r is not None and r["status"] == "ok"}
     assert 0 < len(done) < N_IMAGES
@@ -126,8 +152,9 @@ def test_interrupted_driver_rerun_completes_only_the_missing_images(
     assert result_files(out) == result_files(reference)
 
 
-def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet: tuple[Any, Path], image_tree: Path,
-                                                      tmp_path: Path) -> None:
+def test_bad_images_are_recorded_and_the_rest_succeed(
+    tiny_unet: tuple[Any, Path], image_tree: Path, tmp_path: Path
+) -> None:
     images = tmp_path / "mixed"
     for p in sorted((image_tree / "a").glob("*.png"))[:4]:
         (images / p.name).parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +163,9 @@ def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet: tuple[Any, Path
     write_png(images / "huge.png", np.zeros((200, 300), np.uint8))  # 60000 pixels > max_pixels below
     write_png(images / "rgb.png", np.zeros((50, 60, 3), np.uint8))  # 3 channels for a 1-channel model
     out = tmp_path / "out"
-    summary = run_batch(tiny_unet[1], list_images([images]), out, actors=1, cpus_per_actor=1, max_pixels=50_000,
-                        progress=False)
+    summary = run_batch(
+        tiny_unet[1], list_images([images]), out, actors=1, cpus_per_actor=1, max_pixels=50_000, progress=False
+    )
     rows = {r["image"]: r for r in records.read_manifest(out)}
     assert summary.images == len(rows) == 7 and summary.errors == 3 and summary.ok == 4
     assert rows["corrupt"]["error"].startswith("InputError: corrupt.png is not a readable image")
@@ -146,14 +174,16 @@ def test_bad_images_are_recorded_and_the_rest_succeed(tiny_unet: tuple[Any, Path
     assert rows["rgb"]["error"].startswith("InputError: image has 3 channel(s) but the model takes 1")
     assert not list(out.glob("huge_*")) and not list(out.glob("corrupt_*"))
     # a rerun retries only the failed images (a fixed file would now succeed)
-    again = run_batch(tiny_unet[1], list_images([images]), out, actors=1, cpus_per_actor=1, max_pixels=50_000,
-                      progress=False)
+    again = run_batch(
+        tiny_unet[1], list_images([images]), out, actors=1, cpus_per_actor=1, max_pixels=50_000, progress=False
+    )
     assert again.skipped == 4 and again.processed == 3 and again.errors == 3
 
 
 def test_actor_sizing_follows_the_cluster() -> None:
     from segrt.batch.run import actor_resources
     from segrt.errors import InputError
+
     assert actor_resources(ray, 1, None, 0.0) == (1.5, 0.0) and actor_resources(ray, 2, None, 0.0) == (0.75, 0.0)
     with pytest.raises(InputError, match="more than the cluster's 2 CPUs"):
         actor_resources(ray, 3, 1.0, 0.0)
@@ -161,21 +191,34 @@ def test_actor_sizing_follows_the_cluster() -> None:
         actor_resources(ray, 1, None, 1.0)
 
 
-def test_rerun_with_another_model_is_refused(tiny_unet: tuple[Any, Path], tiny_maskrcnn: Path,
-                                             image_tree: Path, tmp_path: Path) -> None:
+def test_rerun_with_another_model_is_refused(
+    tiny_unet: tuple[Any, Path], tiny_maskrcnn: Path, image_tree: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     items = list_images([f"{image_tree}/a/im1.png"])
     run_batch(tiny_unet[1], items, out, actors=1, cpus_per_actor=1, progress=False)
     from segrt.errors import InputError
+
     with pytest.raises(InputError, match="another batch job"):
         run_batch(tiny_maskrcnn, items, out, actors=1, cpus_per_actor=1, progress=False)
 
 
-def test_cli_eval_unet_on_ray_gives_the_local_report(tiny_unet: tuple[Any, Path], tiny_split: Path,
-                                                     tmp_path: Path) -> None:
+def test_cli_eval_unet_on_ray_gives_the_local_report(
+    tiny_unet: tuple[Any, Path], tiny_split: Path, tmp_path: Path
+) -> None:
     local = load(tiny_unet[1]).evaluate(tiny_split)
-    code = main(["eval", str(tiny_unet[1]), str(tiny_split), "--out", str(tmp_path / "out"), "--ray",
-                 "--json", str(tmp_path / "report.json")])
+    code = main(
+        [
+            "eval",
+            str(tiny_unet[1]),
+            str(tiny_split),
+            "--out",
+            str(tmp_path / "out"),
+            "--ray",
+            "--json",
+            str(tmp_path / "report.json"),
+        ]
+    )
     assert code == 0
     assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(local))
 
@@ -191,11 +234,21 @@ def coco_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
         image = rng.integers(0, 255, (90 + 4 * i, 120, 3), dtype=np.uint8)
         write_png(root / "val" / f"cells{i}.png", image)
         images.append({"id": 10 + i, "file_name": f"cells{i}.png", "height": image.shape[0], "width": 120})
-        anns += [{"id": len(anns) + k + 1, "image_id": 10 + i, "category_id": 1, "bbox": [x, 10, 30, 30],
-                  "area": 900, "iscrowd": 0, "segmentation": [[x, 10, x + 30, 10, x + 30, 40, x, 40]]}
-                 for k, x in enumerate((10, 60))]
-    (root / "val.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                               "categories": [{"id": 1, "name": "nucleus"}]}))
+        anns += [
+            {
+                "id": len(anns) + k + 1,
+                "image_id": 10 + i,
+                "category_id": 1,
+                "bbox": [x, 10, 30, 30],
+                "area": 900,
+                "iscrowd": 0,
+                "segmentation": [[x, 10, x + 30, 10, x + 30, 40, x, 40]],
+            }
+            for k, x in enumerate((10, 60))
+        ]
+    (root / "val.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "nucleus"}]})
+    )
     return root / "val.json"
 
 
@@ -206,26 +259,60 @@ def test_maskrcnn_predict_and_eval_on_ray_equal_local(tiny_maskrcnn: Path, coco_
     for item in coco_items(coco_set):
         predict_file(predictor, item.path, reference, item.key)
     out = tmp_path / "out"
-    assert main(["predict", str(tiny_maskrcnn), str(coco_set), "--out", str(out), "--ray", "--actors", "2",
-                 "--cpus-per-actor", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tiny_maskrcnn),
+                str(coco_set),
+                "--out",
+                str(out),
+                "--ray",
+                "--actors",
+                "2",
+                "--cpus-per-actor",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert result_files(out) == result_files(reference)
     merged = json.loads((out / records.MERGED_RESULTS).read_text())
-    per_image = [{**r, "image_id": 10 + i, "image": f"cells{i}"} for i in range(6)
-                 for r in json.loads((reference / f"cells{i}.json").read_text())["instances"]]
+    per_image = [
+        {**r, "image_id": 10 + i, "image": f"cells{i}"}
+        for i in range(6)
+        for r in json.loads((reference / f"cells{i}.json").read_text())["instances"]
+    ]
     assert merged == per_image
     local = predictor.evaluate(coco_set)
-    assert main(["eval", str(tiny_maskrcnn), str(coco_set), "--out", str(tmp_path / "eval"), "--ray",
-                 "--json", str(tmp_path / "report.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_maskrcnn),
+                str(coco_set),
+                "--out",
+                str(tmp_path / "eval"),
+                "--ray",
+                "--json",
+                str(tmp_path / "report.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(local))
 
 
-def test_without_the_extra_ray_is_named_and_the_local_path_unchanged(tiny_unet: tuple[Any, Path],
-                                                                     image_tree: Path, tmp_path: Path) -> None:
+def test_without_the_extra_ray_is_named_and_the_local_path_unchanged(
+    tiny_unet: tuple[Any, Path], image_tree: Path, tmp_path: Path
+) -> None:
     """With ray not importable: `--ray` names the extra; plain predict works and never imports ray."""
-    blocked = ("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
-               "        if name.split('.')[0] == 'ray': raise ImportError('ray is blocked')\n"
-               "sys.meta_path.insert(0, Block())\nfrom segrt.cli import main\ncode = main(sys.argv[1:])\n"
-               "assert 'ray' not in sys.modules\nsys.exit(code)\n")
+    blocked = (
+        "import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ray': raise ImportError('ray is blocked')\n"
+        "sys.meta_path.insert(0, Block())\nfrom segrt.cli import main\ncode = main(sys.argv[1:])\n"
+        "assert 'ray' not in sys.modules\nsys.exit(code)\n"
+    )
     image = str(image_tree / "a" / "im1.png")
     run = [sys.executable, "-c", blocked, "predict", str(tiny_unet[1]), image, "--out", str(tmp_path)]
     out = subprocess.run(run + ["--ray"], capture_output=True, text=True, cwd=ROOT, timeout=120)

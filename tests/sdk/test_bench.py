@@ -2,6 +2,7 @@
 
 A fake clock makes every latency exact, so the assertions are on arithmetic, never on timing.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segrt.bench import (SCHEMA, Report, Variant, Within, format_table, measure, pick, plot, read_json, run_variants,
-                       timing_from_samples, write_json)
-from segrt.bench.agreement import (array_agreement, box_iou, detection_matching, instances_agreement,
-                                 segmentation_agreement)
+from segrt.bench import (
+    SCHEMA,
+    Report,
+    Variant,
+    Within,
+    format_table,
+    measure,
+    pick,
+    plot,
+    read_json,
+    run_variants,
+    timing_from_samples,
+    write_json,
+)
+from segrt.bench.agreement import (
+    array_agreement,
+    box_iou,
+    detection_matching,
+    instances_agreement,
+    segmentation_agreement,
+)
 from segrt.bench.artifacts import RUNTIMES, bench_image, predictor_variants, runtimes_for
 from segrt.predictor import FeedRecorder, record_feeds
 
@@ -31,9 +49,11 @@ class FakeClock:
 
     def work(self, ms: float, output=None):
         """A callable that 'takes' ``ms`` milliseconds and returns ``output``."""
+
         def call():
             self.now += ms / 1e3
             return output
+
         return call
 
 
@@ -43,8 +63,8 @@ def test_statistics_are_numpys_percentiles_and_throughput_is_per_p50():
     assert t.p50_ms == np.percentile(samples, 50) == 30.0
     assert t.p90_ms == pytest.approx(np.percentile(samples, 90))  # 76.0, between 40 and 100
     assert (t.mean_ms, t.min_ms, t.runs, t.warmup) == (40.0, 10.0, 5, 3)
-    assert t.throughput == pytest.approx(2 / 0.030)      # images/s at p50
-    assert t.mpixel_per_s == pytest.approx(4 / 0.030)    # Mpixel/s at p50
+    assert t.throughput == pytest.approx(2 / 0.030)  # images/s at p50
+    assert t.mpixel_per_s == pytest.approx(4 / 0.030)  # Mpixel/s at p50
     assert t.peak_rss_mb is None
     with pytest.raises(ValueError):
         timing_from_samples([])
@@ -57,6 +77,7 @@ def test_measure_times_only_the_runs_and_returns_the_last_output():
         calls.append(1)
         clock.now += 0.005 * len(calls)  # 5, 10, 15, 20, 25 ms
         return len(calls)
+
     timing, out = measure(fn, runs=3, warmup=2, sync=lambda: synced.append(1), clock=clock)
     assert len(calls) == 5 and len(synced) == 5 and out == 5
     assert timing.runs == 3 and timing.p50_ms == pytest.approx(20.0) and timing.min_ms == pytest.approx(15.0)
@@ -66,9 +87,11 @@ def test_measure_times_only_the_runs_and_returns_the_last_output():
 
 def test_peak_rss_sees_memory_the_work_keeps():
     # in a fresh interpreter: a long test session keeps freed heap resident, which new work reuses unseen
-    code = ("import numpy as np; from segrt.bench.core import measure; keep = []; "
-            "t, _ = measure(lambda: keep.append(np.ones(64 * 2**20 // 8)), runs=1, warmup=0, rss=True); "
-            "print(t.peak_rss_mb)")
+    code = (
+        "import numpy as np; from segrt.bench.core import measure; keep = []; "
+        "t, _ = measure(lambda: keep.append(np.ones(64 * 2**20 // 8)), runs=1, warmup=0, rss=True); "
+        "print(t.peak_rss_mb)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     if out.stdout.strip() == "None":
         pytest.skip("no /proc/self/statm on this system: peak RSS is not measured")
@@ -104,8 +127,12 @@ def test_speedup_and_agreement_are_against_the_reference_of_the_same_group_and_m
 
 def test_two_references_in_one_group_are_refused():
     with pytest.raises(ValueError, match="2 references"):
-        run_variants([Variant("a", lambda: lambda: 0, reference=True), Variant("b", lambda: lambda: 0, reference=True)],
-                     runs=1, warmup=0, progress=None)
+        run_variants(
+            [Variant("a", lambda: lambda: 0, reference=True), Variant("b", lambda: lambda: 0, reference=True)],
+            runs=1,
+            warmup=0,
+            progress=None,
+        )
     with pytest.raises(ValueError, match="mode"):
         Variant("a", lambda: lambda: 0, mode="both")
 
@@ -123,8 +150,9 @@ def test_pick_is_the_fastest_variant_within_the_budget():
 
 def test_table_json_and_plot(tmp_path, monkeypatch):
     clock = FakeClock()
-    report = run_variants(_variants(clock), runs=2, warmup=0, clock=clock, progress=None, title="fake work",
-                          context={"threads": 2})
+    report = run_variants(
+        _variants(clock), runs=2, warmup=0, clock=clock, progress=None, title="fake work", context={"threads": 2}
+    )
     report.pick = [pick(report, {"same": 0.995}, "end_to_end", "g")]
     text = format_table(report)
     assert "fake work" in text and "threads 2" in text
@@ -136,9 +164,24 @@ def test_table_json_and_plot(tmp_path, monkeypatch):
     path = write_json(report, tmp_path / "out" / "bench.json")
     raw = json.loads(path.read_text())
     assert raw["schema"] == SCHEMA and raw["title"] == "fake work"
-    assert set(raw["rows"][0]) == {"variant", "group", "mode", "reference", "p50_ms", "p90_ms", "mean_ms", "min_ms",
-                                   "runs", "warmup", "throughput", "mpixel_per_s", "peak_rss_mb", "speedup",
-                                   "agreement", "info"}
+    assert set(raw["rows"][0]) == {
+        "variant",
+        "group",
+        "mode",
+        "reference",
+        "p50_ms",
+        "p90_ms",
+        "mean_ms",
+        "min_ms",
+        "runs",
+        "warmup",
+        "throughput",
+        "mpixel_per_s",
+        "peak_rss_mb",
+        "speedup",
+        "agreement",
+        "info",
+    }
     assert read_json(path) == report
     assert [p.name for p in path.parent.iterdir()] == ["bench.json"]  # nothing half-written left behind
     # accuracy metrics, where a benchmark measured them, are kept and printed before the agreement
@@ -162,18 +205,22 @@ def test_table_json_and_plot(tmp_path, monkeypatch):
 
 def test_segmentation_agreement_by_hand():
     ref = np.zeros((2, 2, 4), np.float32)
-    ref[1, :, :2] = 1.0                    # class 1 on the left half: 4 pixels
+    ref[1, :, :2] = 1.0  # class 1 on the left half: 4 pixels
     ref[0] = 1 - ref[1]
     out = ref.copy()
     out[1, 0, 2], out[0, 0, 2] = 0.9, 0.1  # one more class-1 pixel
     a = segmentation_agreement(out, ref)
-    assert a == {"iou": pytest.approx(4 / 5), "label_agreement": pytest.approx(7 / 8),
-                 "max_abs_dprob": pytest.approx(0.9)}
+    assert a == {
+        "iou": pytest.approx(4 / 5),
+        "label_agreement": pytest.approx(7 / 8),
+        "max_abs_dprob": pytest.approx(0.9),
+    }
     # backend outputs (lists of dicts of [T, K, h, w]) compare the same way
     assert segmentation_agreement([{"probs": out[None]}], [{"probs": ref[None]}]) == a
     assert segmentation_agreement(ref, ref)["iou"] == 1.0
     # between results, also the difference in objects counted
     from segrt.unet.predictor import SegmentationResult
+
     two, one = np.zeros((2, 4), np.int32), np.zeros((2, 4), np.int32)  # 2 objects, 1 object
     two[0, 0], two[1, 3], one[0, 0] = 1, 2, 1
     as_result = lambda probs, inst: SegmentationResult(probs, probs.argmax(0).astype(np.uint8), inst)  # noqa: E731 - a one-line helper of this test
@@ -184,20 +231,26 @@ def test_segmentation_agreement_by_hand():
 
 def _instances(boxes, scores, masks_hw=(32, 32)):
     from segrt.rcnn.instances import Instances
+
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     masks = np.zeros((len(boxes),) + masks_hw, bool)
     for m, (x1, y1, x2, y2) in zip(masks, boxes.astype(int), strict=True):
         m[y1:y2, x1:x2] = True
-    return Instances(boxes, np.asarray(scores, np.float32), np.ones(len(boxes), np.int64), ["x"] * len(boxes),
-                     masks, None, masks_hw)
+    return Instances(
+        boxes, np.asarray(scores, np.float32), np.ones(len(boxes), np.int64), ["x"] * len(boxes), masks, None, masks_hw
+    )
 
 
 def test_instances_agreement_is_coco_ap_against_the_reference():
     pytest.importorskip("pycocotools")
     ref = _instances([[2, 2, 12, 12], [16, 16, 30, 30]], [0.9, 0.8])
     same = instances_agreement(ref, ref)
-    assert same == {"detections": 2.0, "reference_detections": 2.0, "bbox_ap": pytest.approx(1.0),
-                    "segm_ap": pytest.approx(1.0)}
+    assert same == {
+        "detections": 2.0,
+        "reference_detections": 2.0,
+        "bbox_ap": pytest.approx(1.0),
+        "segm_ap": pytest.approx(1.0),
+    }
     half = instances_agreement(_instances([[2, 2, 12, 12]], [0.9]), ref)  # one of two found: recall 0.5
     assert 0.4 < half["bbox_ap"] < 0.6 and 0.4 < half["segm_ap"] < 0.6
     none = instances_agreement(_instances([], []), ref)
@@ -210,8 +263,9 @@ def test_instances_agreement_is_coco_ap_against_the_reference():
 
 
 def test_detection_matching_pairs_by_label_and_box_iou():
-    assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])) == \
-        pytest.approx(np.array([[1.0, 50 / 150, 0.0]]))
+    assert box_iou(
+        np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    ) == pytest.approx(np.array([[1.0, 50 / 150, 0.0]]))
     ref = _instances([[2, 2, 12, 12], [16, 16, 30, 30], [0, 20, 8, 30]], [0.9, 0.8, 0.3])
     out = _instances([[16, 16, 30, 29], [2, 2, 12, 12], [40, 40, 50, 50]], [0.7, 0.95, 0.2], masks_hw=(64, 64))
     out.masks = out.masks[:, :32, :32]
@@ -223,8 +277,13 @@ def test_detection_matching_pairs_by_label_and_box_iou():
     out.labels[1] = 2  # another class: no pair
     assert detection_matching(out, ref)["matched"] == 1.0
     assert detection_matching(_instances([], []), _instances([], [])) == {
-        "matched": 0.0, "max_abs_dscore": 0.0, "min_box_iou": 1.0, "mean_mask_iou": 1.0,
-        "unmatched_reference_max_score": 0.0, "unmatched_max_score": 0.0}
+        "matched": 0.0,
+        "max_abs_dscore": 0.0,
+        "min_box_iou": 1.0,
+        "mean_mask_iou": 1.0,
+        "unmatched_reference_max_score": 0.0,
+        "unmatched_max_score": 0.0,
+    }
 
 
 def test_array_agreement():
@@ -282,6 +341,7 @@ def test_bench_image(tmp_path):
     assert np.array_equal(blobs, bench_image((40, 60), 1))  # deterministic
     assert bench_image((40, 60), 3).shape == (40, 60, 3)
     import cv2
+
     cv2.imwrite(str(tmp_path / "small.png"), np.arange(300, dtype=np.uint8).reshape(15, 20))
     tiled = bench_image((40, 50), 1, tmp_path / "small.png")
     assert tiled.shape == (40, 50) and np.array_equal(tiled[15:30, 20:40], tiled[:15, :20])
@@ -293,10 +353,27 @@ def test_bench_model_registers_on_the_segrt_command_line():
 
     from segrt.bench import cli as bench_cli
     from segrt.cli import Commands
+
     commands = Commands(argparse.ArgumentParser(prog="segrt"))
     bench_cli.register(commands)
-    args = commands.parser.parse_args(["bench", "model", "a.onnx", "b.onnx", "--backend", "openvino:bf16",
-                                       "--size", "64", "64", "--size", "128", "96", "--runs", "3"])
+    args = commands.parser.parse_args(
+        [
+            "bench",
+            "model",
+            "a.onnx",
+            "b.onnx",
+            "--backend",
+            "openvino:bf16",
+            "--size",
+            "64",
+            "64",
+            "--size",
+            "128",
+            "96",
+            "--runs",
+            "3",
+        ]
+    )
     assert args.func is bench_cli.run and args.artifacts == [Path("a.onnx"), Path("b.onnx")]
     assert args.size == [[64, 64], [128, 96]] and args.runs == 3 and args.warmup == 2 and args.threads is None
     assert bench_cli._backend_options(args.backend[0]) == {"backend": "openvino", "precision": "bf16"}
@@ -309,5 +386,7 @@ def test_runtime_table_rows_by_artifact_and_kind():
     assert fp32_only[0].name == "onnxruntime fp32" and all(r.artifact == "fp32" and r.available for r in fp32_only)
     assert "openvino mixed" not in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, "unet")]
     if "openvino fp32" in [r.name for r in fp32_only]:  # the OpenVINO rows, where it is installed
-        assert all("openvino mixed" in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, k)]
-                   for k in ("maskrcnn", "keypointrcnn"))
+        assert all(
+            "openvino mixed" in [r.name for r in runtimes_for({"fp32": Path("m.onnx")}, k)]
+            for k in ("maskrcnn", "keypointrcnn")
+        )

@@ -1,4 +1,5 @@
 """Band-wise connected components equal OpenCV's labelling of the whole image, label for label."""
+
 import cv2
 import numpy as np
 import pytest
@@ -26,11 +27,11 @@ def test_band_labels_equal_whole_image_labels(hw, seed, band, connectivity):
 def test_a_spiral_crossing_every_band_many_times_is_one_component():
     """A long snake through many bands: merges chain across boundaries (union-find, not one pass)."""
     mask = np.zeros((41, 41), bool)
-    mask[::4, 1:-1] = True       # horizontal runs
+    mask[::4, 1:-1] = True  # horizontal runs
     mask[:, 1] = mask[:, -2] = False
-    for r in range(0, 37, 4):    # connect alternately at the right and the left end
+    for r in range(0, 37, 4):  # connect alternately at the right and the left end
         c = -2 if (r // 4) % 2 == 0 else 1
-        mask[r:r + 5, c] = True
+        mask[r : r + 5, c] = True
     got, count = label_components(mask, mask.shape, band=2)
     assert count == 1 and set(np.unique(got[mask])) == {1}
 
@@ -52,10 +53,11 @@ def test_merge_pairs_gives_each_label_the_smallest_equivalent():
 def test_streamed_labels_and_table_equal_opencv_stats_of_the_whole_image(band, connectivity):
     """BandLabeller with stats: labels and the per-instance table equal cv2.connectedComponentsWithStats."""
     from segrt.unet.components import BandLabeller, relabel
+
     mask = _blobs((131, 77), 7)
     n, want, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
     lab = BandLabeller(77, connectivity, stats=True)
-    got = np.concatenate([lab.add(mask[y0:y0 + band]) for y0 in range(0, 131, band)])
+    got = np.concatenate([lab.add(mask[y0 : y0 + band]) for y0 in range(0, 131, band)])
     lut, count = lab.finish()
     relabel(got, lut, band)
     np.testing.assert_array_equal(got, want)
@@ -70,6 +72,7 @@ def test_streamed_labels_and_table_equal_opencv_stats_of_the_whole_image(band, c
 def test_empty_mask_gives_an_empty_table_and_a_header_only_csv(tmp_path):
     from segrt.unet.components import BandLabeller
     from segrt.unet.outputs import write_table
+
     lab = BandLabeller(9, stats=True)
     assert not lab.add(np.zeros((4, 9), bool)).any()
     lut, count = lab.finish()

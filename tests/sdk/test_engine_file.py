@@ -1,4 +1,5 @@
 """The segrt engine-file header: documented layout, round trip, and every way a file can be damaged."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,21 +11,43 @@ import struct
 import numpy as np
 import pytest
 
-from segrt.artifact import metadata as md
 from segrt.artifact import engine_file as ef
+from segrt.artifact import metadata as md
 from segrt.errors import ArtifactError
 
 
 def engine_meta(**engine_extra) -> dict:
-    eng = {"tensorrt_version": "10.8.0.43", "compute_capability": [8, 9], "gpu_name": "NVIDIA L4",
-           "precision": "fp16", "profile": {"image": [[1, 1, 188, 188], [4, 1, 572, 572], [4, 1, 572, 572]]},
-           "plugin": None,
-           "build": {"onnx": "models/unet.onnx", "engine": "models/unet.engine", "precision": "fp16",
-                     "workspace_gib": 2.0, "max_batch": 4, "max_size": 572, "timing_cache": "trt.cache"}}
+    eng = {
+        "tensorrt_version": "10.8.0.43",
+        "compute_capability": [8, 9],
+        "gpu_name": "NVIDIA L4",
+        "precision": "fp16",
+        "profile": {"image": [[1, 1, 188, 188], [4, 1, 572, 572], [4, 1, 572, 572]]},
+        "plugin": None,
+        "build": {
+            "onnx": "models/unet.onnx",
+            "engine": "models/unet.engine",
+            "precision": "fp16",
+            "workspace_gib": 2.0,
+            "max_batch": 4,
+            "max_size": 572,
+            "timing_cache": "trt.cache",
+        },
+    }
     eng.update(engine_extra)
-    return {"format_version": md.FORMAT_VERSION, "kind": "unet", "class_names": ["background", "cell"],
-            "input_channels": 1, "normalization": {"scale": 1 / 255, "mean": [0.5], "std": [0.25]},
-            "padding": "valid", "size_min": 188, "size_step": 16, "border": 92, "tile_size": 572, "engine": eng}
+    return {
+        "format_version": md.FORMAT_VERSION,
+        "kind": "unet",
+        "class_names": ["background", "cell"],
+        "input_channels": 1,
+        "normalization": {"scale": 1 / 255, "mean": [0.5], "std": [0.25]},
+        "padding": "valid",
+        "size_min": 188,
+        "size_step": 16,
+        "border": 92,
+        "tile_size": 572,
+        "engine": eng,
+    }
 
 
 @pytest.fixture
@@ -51,16 +74,16 @@ def test_layout_matches_the_documented_header(tmp_path, plan):
     assert version == 1
     assert m == len(plan)
     assert len(data) == 56 + n + m
-    meta_bytes = data[56:56 + n]
+    meta_bytes = data[56 : 56 + n]
     assert json.loads(meta_bytes.decode("utf-8")) == meta
-    assert data[56 + n:] == plan
+    assert data[56 + n :] == plan
     assert data[24:56] == hashlib.sha256(meta_bytes + plan).digest()
 
 
 @pytest.mark.parametrize("keep", [0, 5, 8, 30, 55, 56, 100, -1000, -1])
 def test_truncated_file_is_reported_as_truncated(tmp_path, plan, keep):
     data = ef.encode_engine_file(engine_meta(), plan)
-    cut = data[:keep] if keep >= 0 else data[:len(data) + keep]
+    cut = data[:keep] if keep >= 0 else data[: len(data) + keep]
     path = tmp_path / "cut.engine"
     path.write_bytes(cut)
     with pytest.raises(ArtifactError, match="truncated") as info:
@@ -147,8 +170,13 @@ def test_rebuild_command_reproduces_the_build_arguments():
     cmd = shlex.split(ef.rebuild_command(engine_meta(), "here/unet.engine"))
     assert cmd[:6] == ["python", "-m", "segrt.export.to_engine", "models/unet.onnx", "-o", "here/unet.engine"]
     args = dict(zip(cmd[6::2], cmd[7::2], strict=True))
-    assert args == {"--precision": "fp16", "--workspace-gib": "2.0", "--max-batch": "4", "--max-size": "572",
-                    "--timing-cache": "trt.cache"}
+    assert args == {
+        "--precision": "fp16",
+        "--workspace-gib": "2.0",
+        "--max-batch": "4",
+        "--max-size": "572",
+        "--timing-cache": "trt.cache",
+    }
 
 
 def test_rebuild_command_carries_an_explicit_profile():

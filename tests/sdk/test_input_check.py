@@ -1,4 +1,5 @@
 """Both predictors refuse the same bad images with the same InputError (segrt.io.preprocess.check_image)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,18 +52,34 @@ def test_unknown_option_is_refused(predictor):
 # -- hostile image files: each refused from its header with an InputError, before any compute ----------------
 def _png_bytes(array):
     import cv2
+
     return cv2.imencode(".png", array)[1].tobytes()
 
 
 def _tiff_claiming(path, h, w, strip_bytes):
     """A hand-made little-endian TIFF whose one strip claims ``strip_bytes`` bytes of an h x w uint8 image."""
     import struct
+
     data_at = 8 + 2 + 12 * 9 + 4  # the pixels would start right after the IFD
-    entries = [(256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, data_at),
-               (277, 3, 1), (278, 4, h), (279, 4, strip_bytes)]  # (tag, type SHORT=3/LONG=4, value), sorted
-    ifd = struct.pack("<H", len(entries)) + b"".join(
-        struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", val, 0) if typ == 3 else struct.pack("<I", val))
-        for tag, typ, val in entries) + struct.pack("<I", 0)
+    entries = [
+        (256, 4, w),
+        (257, 4, h),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, data_at),
+        (277, 3, 1),
+        (278, 4, h),
+        (279, 4, strip_bytes),
+    ]  # (tag, type SHORT=3/LONG=4, value), sorted
+    ifd = (
+        struct.pack("<H", len(entries))
+        + b"".join(
+            struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", val, 0) if typ == 3 else struct.pack("<I", val))
+            for tag, typ, val in entries
+        )
+        + struct.pack("<I", 0)
+    )
     path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 64)
     return path
 
@@ -71,7 +88,9 @@ def _hostile(kind, tmp_path):
     """(path, message the InputError must contain, environment) for one hostile file."""
     import struct
     import zlib
+
     import cv2
+
     small = (np.arange(64 * 48) % 251).astype(np.uint8).reshape(64, 48)
     if kind == "png header claims 100000 x 100000":
         body = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
@@ -84,35 +103,50 @@ def _hostile(kind, tmp_path):
         data[16:24] = struct.pack(">II", 16, 16)
         return bytes(data), "cannot decode", {}
     if kind == "png decompression bomb":  # a real 4000 x 4000 PNG of zeros, a few KB, over a 1 Mpixel limit
-        return _png_bytes(np.zeros((4000, 4000), np.uint8)), "over the 1 Mpixel limit", \
-            {"SEGRT_MAX_DECODE_PIXELS": "1000000"}
+        return (
+            _png_bytes(np.zeros((4000, 4000), np.uint8)),
+            "over the 1 Mpixel limit",
+            {"SEGRT_MAX_DECODE_PIXELS": "1000000"},
+        )
     if kind == "png truncated":
         data = _png_bytes(small)
-        return data[:len(data) // 2], "truncated", {}
+        return data[: len(data) // 2], "truncated", {}
     if kind == "jpeg header claims 60000 x 60000":
         data = bytearray(cv2.imencode(".jpg", small)[1].tobytes())
         sof = data.index(b"\xff\xc0")
-        data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
+        data[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)
         return bytes(data), "over the", {}
     if kind == "jpeg truncated":
         data = cv2.imencode(".jpg", small)[1].tobytes()
-        return data[:len(data) // 2], "truncated", {}
+        return data[: len(data) // 2], "truncated", {}
     if kind == "tiff strips point past the end":
-        return _tiff_claiming(tmp_path / "f.tif", 100000, 100000, 100000 * 100000 % 2 ** 32).read_bytes(), \
-            "point to byte", {}
+        return (
+            _tiff_claiming(tmp_path / "f.tif", 100000, 100000, 100000 * 100000 % 2**32).read_bytes(),
+            "point to byte",
+            {},
+        )
     if kind == "tiff truncated":
         import tifffile
+
         tifffile.imwrite(tmp_path / "t.tif", np.ones((512, 512), np.uint8), tile=(128, 128), compression="zlib")
         data = (tmp_path / "t.tif").read_bytes()
-        return data[:len(data) // 2], "not a readable image", {}
+        return data[: len(data) // 2], "not a readable image", {}
     if kind == "empty file":
         return b"", "empty", {}
     raise KeyError(kind)
 
 
-HOSTILE = ["png header claims 100000 x 100000", "png header smaller than its data", "png decompression bomb",
-           "png truncated", "jpeg header claims 60000 x 60000", "jpeg truncated", "tiff strips point past the end",
-           "tiff truncated", "empty file"]
+HOSTILE = [
+    "png header claims 100000 x 100000",
+    "png header smaller than its data",
+    "png decompression bomb",
+    "png truncated",
+    "jpeg header claims 60000 x 60000",
+    "jpeg truncated",
+    "tiff strips point past the end",
+    "tiff truncated",
+    "empty file",
+]
 SUFFIX = {"png": ".png", "jpe": ".jpg", "tif": ".tif", "emp": ".png"}
 
 
@@ -143,6 +177,7 @@ def test_hostile_files_are_refused_in_bounded_memory(tmp_path):
     import json
     import subprocess
     import sys
+
     pytest.importorskip("tifffile", reason="TIFF cases need the large extra (tifffile)")
     paths = {}
     for kind in HOSTILE:
@@ -172,4 +207,4 @@ print(json.dumps({{'refused': refused, 'grew': status('VmHWM:') - base}}))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["refused"] == list(paths)
-    assert report["grew"] < 64 * 2 ** 20
+    assert report["grew"] < 64 * 2**20

@@ -1,15 +1,15 @@
 """Mask R-CNN runtime pieces without a model: COCO RLE, image conversion, resize rule."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from segrt.rcnn.coco import encode_rle
 from segrt.errors import InputError
-from segrt.rcnn.coco import instances_to_coco
+from segrt.io.preprocess import to_rgb_float
+from segrt.rcnn.coco import encode_rle, instances_to_coco
 from segrt.rcnn.instances import Instances
 from segrt.rcnn.predictor import resized_size
-from segrt.io.preprocess import to_rgb_float
 from segrt.rcnn.viz import draw_instances
 
 
@@ -41,6 +41,7 @@ def test_image_conversions_grey_rgba_uint16():
 def test_resize_rule_matches_torchvision(hw):
     torch = pytest.importorskip("torch")
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
     t = GeneralizedRCNNTransform(800, 1333, [0.0] * 3, [1.0] * 3).eval()
     images, _ = t([torch.zeros(3, *hw)])
     expect = tuple(images.image_sizes[0])
@@ -54,8 +55,15 @@ def test_resize_rule_matches_torchvision(hw):
 def test_instances_to_coco_and_draw():
     masks = np.zeros((1, 8, 9), bool)
     masks[0, 2:5, 3:7] = True
-    res = Instances(np.array([[3, 2, 7, 5]], np.float32), np.array([0.9], np.float32), np.array([1]),
-                    ["nucleus"], masks, None, (8, 9))
+    res = Instances(
+        np.array([[3, 2, 7, 5]], np.float32),
+        np.array([0.9], np.float32),
+        np.array([1]),
+        ["nucleus"],
+        masks,
+        None,
+        (8, 9),
+    )
     coco = instances_to_coco(res, image_id=4)
     assert coco[0]["bbox"] == [3.0, 2.0, 4.0, 3.0] and coco[0]["image_id"] == 4
     assert coco[0]["segmentation"] == encode_rle(masks[0])

@@ -1,4 +1,5 @@
 """segrt.rcnn.masks.paste_masks equals torchvision's paste_masks_in_image (the oracle), and is fast."""
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,9 @@ def _case(seed: int, n: int, h: int, w: int):
     # whole image, so the expanded boxes hang over every border
     boxes = np.stack([x1, y1, x1 + rng.uniform(0.1, w, n), y1 + rng.uniform(0.1, h, n)], 1)
     boxes = np.minimum(boxes, [w, h, w, h])
-    smooth = torch.nn.functional.interpolate(torch.rand(n, 1, 7, 7, generator=torch.Generator().manual_seed(seed)),
-                                             size=(28, 28), mode="bilinear")
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(n, 1, 7, 7, generator=torch.Generator().manual_seed(seed)), size=(28, 28), mode="bilinear"
+    )
     return smooth[:, 0].numpy(), boxes.astype(np.float32)
 
 

@@ -1,4 +1,5 @@
 """Artifact metadata is validated against segrt.artifact.metadata.SCHEMA on load: tampered files are refused by name."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import pytest
 
 import segrt
 from segrt.artifact import metadata as md
-from segrt.errors import ArtifactError
 from segrt.artifact.info import describe
+from segrt.errors import ArtifactError
 
 # (what is changed, the key the error must name)
 UNET_TAMPERING = {

@@ -1,4 +1,5 @@
 """segrt.unet.metrics: hand-derived cases, scikit-image / scipy as independent oracles, topology properties."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage as ndi
 
-from segrt.unet import metrics as M
 from segrt.errors import InputError
+from segrt.unet import metrics as M
 
 skm = pytest.importorskip("skimage.metrics")
 
@@ -56,6 +57,7 @@ def rect(shape: tuple[int, int], r0: int, r1: int, c0: int, c1: int) -> np.ndarr
 
 # --------------------------------------------------------------------------- simple points
 
+
 @pytest.mark.parametrize("connectivity", [4, 8])
 def test_simple_lut_matches_brute_force_window_component_counts(connectivity):
     lut = M.is_simple_lut(connectivity)
@@ -74,8 +76,8 @@ def test_simple_lut_duality_and_textbook_cases():
     isolated = code([[0, 0, 0], [0, 1, 0], [0, 0, 0]])
     interior = code([[1, 1, 1], [1, 1, 1], [1, 1, 1]])
     end_point = code([[0, 0, 0], [1, 1, 0], [0, 0, 0]])
-    bridge = code([[0, 1, 0], [0, 1, 0], [0, 1, 0]])        # removing it splits N from S
-    diagonal = code([[1, 0, 0], [0, 1, 0], [0, 0, 1]])      # a diagonal line through the centre
+    bridge = code([[0, 1, 0], [0, 1, 0], [0, 1, 0]])  # removing it splits N from S
+    diagonal = code([[1, 0, 0], [0, 1, 0], [0, 0, 1]])  # a diagonal line through the centre
     for lut in (lut4, lut8):
         assert not lut[isolated] and not lut[interior] and lut[end_point] and not lut[bridge]
     # diagonal neighbours are connected only with 8-connected foreground: there the centre is a
@@ -144,9 +146,9 @@ def test_split_residual_pixel_follows_priority_order():
     pred = truth.copy()
     pred[:, 7] = False
     rows = np.broadcast_to(np.arange(SHAPE[0], dtype=float)[:, None], SHAPE)
-    _, warped = M.warping_error(pred, truth, priority=10.0 - rows)   # top most confident
+    _, warped = M.warping_error(pred, truth, priority=10.0 - rows)  # top most confident
     assert list(zip(*np.nonzero(warped != pred), strict=True)) == [(7, 7)]
-    _, warped = M.warping_error(pred, truth, priority=rows)          # bottom most confident
+    _, warped = M.warping_error(pred, truth, priority=rows)  # bottom most confident
     assert list(zip(*np.nonzero(warped != pred), strict=True)) == [(2, 7)]
 
 
@@ -173,7 +175,7 @@ def test_merge_two_objects_predicted_as_one():
 @pytest.mark.parametrize("connectivity", [4, 8])
 def test_one_pixel_boundary_shift_is_forgiven(shift, connectivity):
     yy, xx = np.mgrid[:24, :24]
-    truth = (yy - 11.5) ** 2 + (xx - 11.0) ** 2 <= 6.5 ** 2   # a disk
+    truth = (yy - 11.5) ** 2 + (xx - 11.0) ** 2 <= 6.5**2  # a disk
     pred = np.roll(truth, shift, axis=(0, 1))
     assert M.pixel_error(pred, truth) > 0.02
     err, warped = M.warping_error(pred, truth, connectivity=connectivity)
@@ -205,12 +207,13 @@ def test_missing_and_extra_objects():
 def test_iou_counts_the_requested_class():
     truth = np.array([[0, 1, 1, 2], [0, 1, 2, 2]])
     pred = np.array([[0, 1, 2, 2], [1, 1, 2, 2]])
-    assert M.iou(pred, truth, cls=1) == pytest.approx(2 / 4)   # inter {(0,1),(1,1)}, union 4
+    assert M.iou(pred, truth, cls=1) == pytest.approx(2 / 4)  # inter {(0,1),(1,1)}, union 4
     assert M.iou(pred, truth, cls=2) == pytest.approx(3 / 4)
     assert M.iou(pred, truth, cls=0) == pytest.approx(1 / 2)
 
 
 # --------------------------------------------------------------------------- scikit-image / scipy oracles
+
 
 @pytest.mark.parametrize("seed", range(6))
 def test_adapted_rand_matches_scikit_image(seed):
@@ -262,6 +265,7 @@ def test_connected_components_match_scipy(connectivity):
 
 # --------------------------------------------------------------------------- warping properties
 
+
 def check_valid_warp(pred, truth, warped, err, connectivity):
     """What makes a warp valid, checked without the module's LUT."""
     # 1. topology of the truth kept (component counts, outside = background)
@@ -271,7 +275,7 @@ def check_valid_warp(pred, truth, warped, err, connectivity):
     # 3. finished: no remaining mismatch is a simple point
     padded = np.pad(warped, 1)
     for r, c in zip(*np.nonzero(warped != pred), strict=True):
-        assert not brute_simple(padded[r:r + 3, c:c + 3], connectivity), (r, c)
+        assert not brute_simple(padded[r : r + 3, c : c + 3], connectivity), (r, c)
     # 4. the error is the residual mismatch, never more than the pixel error
     assert err == np.count_nonzero(warped != pred) / pred.size
     assert err <= M.pixel_error(pred, truth)
@@ -296,11 +300,14 @@ def test_warp_preserves_topology_and_only_stops_at_non_simple_points(data, shape
     check_valid_warp(pred, truth, warped, err, connectivity)
 
 
-@pytest.mark.parametrize("priority", [
-    [[1.1e-308, 0.0, 0.0]],          # range below the smallest normal float (found by hypothesis)
-    [[-1.7e308, 1.7e308, 0.0]],      # range overflowing float64
-    [[0.3, 0.3, 0.3]],               # constant: one level
-])
+@pytest.mark.parametrize(
+    "priority",
+    [
+        [[1.1e-308, 0.0, 0.0]],  # range below the smallest normal float (found by hypothesis)
+        [[-1.7e308, 1.7e308, 0.0]],  # range overflowing float64
+        [[0.3, 0.3, 0.3]],  # constant: one level
+    ],
+)
 def test_warp_priority_levels_are_robust_to_extreme_ranges(priority):
     truth = np.array([[True, True, False]])
     pred = np.array([[False, False, True]])
@@ -324,6 +331,7 @@ def test_warp_on_blob_images_is_valid(connectivity):
 
 
 # --------------------------------------------------------------------------- threshold sweep
+
 
 def test_threshold_sweep_matches_the_single_metrics():
     rng = np.random.default_rng(5)
@@ -366,19 +374,25 @@ def test_threshold_sweep_is_perfect_at_the_separating_threshold():
 
 # --------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: M.pixel_error(np.zeros((4, 4), bool), np.zeros((4, 5), bool)), "different shapes"),
-    (lambda: M.pixel_error(np.zeros((4, 4), np.float32), np.zeros((4, 4), bool)), "threshold"),
-    (lambda: M.iou(np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool)), "2-D"),
-    (lambda: M.warping_error(np.zeros((0, 4), bool), np.zeros((0, 4), bool)), "empty"),
-    (lambda: M.warping_error(np.zeros((4, 4), bool), np.zeros((4, 4), bool), connectivity=6), "4 or 8"),
-    (lambda: M.warping_error(np.zeros((4, 4), bool), np.zeros((4, 4), bool),
-                             priority=np.full((4, 4), np.nan)), "NaN"),
-    (lambda: M.adapted_rand(np.zeros((4, 4), np.float64), np.zeros((4, 4), int)), "integer"),
-    (lambda: M.threshold_sweep(np.full((4, 4), np.inf), np.zeros((4, 4), int)), "NaN or inf"),
-    (lambda: M.threshold_sweep(np.zeros((4, 4), np.uint8), np.zeros((4, 4), int)), "float"),
-    (lambda: M.threshold_sweep(np.zeros((4, 4), np.float32), np.zeros((4, 4), int), [1.5]), r"\[0, 1\]"),
-])
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: M.pixel_error(np.zeros((4, 4), bool), np.zeros((4, 5), bool)), "different shapes"),
+        (lambda: M.pixel_error(np.zeros((4, 4), np.float32), np.zeros((4, 4), bool)), "threshold"),
+        (lambda: M.iou(np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool)), "2-D"),
+        (lambda: M.warping_error(np.zeros((0, 4), bool), np.zeros((0, 4), bool)), "empty"),
+        (lambda: M.warping_error(np.zeros((4, 4), bool), np.zeros((4, 4), bool), connectivity=6), "4 or 8"),
+        (
+            lambda: M.warping_error(np.zeros((4, 4), bool), np.zeros((4, 4), bool), priority=np.full((4, 4), np.nan)),
+            "NaN",
+        ),
+        (lambda: M.adapted_rand(np.zeros((4, 4), np.float64), np.zeros((4, 4), int)), "integer"),
+        (lambda: M.threshold_sweep(np.full((4, 4), np.inf), np.zeros((4, 4), int)), "NaN or inf"),
+        (lambda: M.threshold_sweep(np.zeros((4, 4), np.uint8), np.zeros((4, 4), int)), "float"),
+        (lambda: M.threshold_sweep(np.zeros((4, 4), np.float32), np.zeros((4, 4), int), [1.5]), r"\[0, 1\]"),
+    ],
+)
 def test_bad_input_raises_input_error_with_a_fix(call, match):
     with pytest.raises(InputError, match=match) as info:
         call()

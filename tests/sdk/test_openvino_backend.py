@@ -4,6 +4,7 @@ precision/backend selection, and the errors a user sees (bad names, bad feeds, n
 Models: the tiny random U-Net of ``conftest.tiny_unet`` and a small random-init Mask R-CNN
 portable graph exported here (no training: parity needs equal weights, not good ones).
 """
+
 from __future__ import annotations
 
 import sys
@@ -16,12 +17,12 @@ pytest.importorskip("openvino", reason="the OpenVINO backend needs `pip install 
 torch = pytest.importorskip("torch", reason="the test models are exported from PyTorch (segrt[train])")
 
 import segrt  # noqa: E402
+from segrt.artifact.formats import format_for_path  # noqa: E402
 from segrt.backends import openvino as ovb  # noqa: E402
 from segrt.backends.onnxrt import OnnxRuntimeBackend  # noqa: E402
 from segrt.backends.openvino import OpenVINOBackend, cpu_capabilities, resolve_precision  # noqa: E402
 from segrt.backends.select import measured_precision  # noqa: E402
 from segrt.errors import ArtifactError, BackendUnavailableError, InputError  # noqa: E402
-from segrt.artifact.formats import format_for_path  # noqa: E402
 
 HAS_BF16 = "BF16" in cpu_capabilities()
 # bf16 keeps 8 bits of mantissa: a probability moves by a few 1e-3 through the tiny U-Net;
@@ -40,20 +41,24 @@ def _open(path, **kw) -> OpenVINOBackend:
 def _blobs(h: int, w: int, seed: int) -> np.ndarray:
     """uint8 grey image with bright blobs (nuclei-like), deterministic."""
     import cv2
+
     rng = np.random.default_rng(seed)
     img = np.full((h, w), 20, np.uint8)
     for _ in range(12):
-        cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(4, 12)),
-                   int(rng.integers(120, 255)), -1)
+        cv2.circle(
+            img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(4, 12)), int(rng.integers(120, 255)), -1
+        )
     return img
 
 
 @pytest.fixture(scope="module")
 def unet_int8(tiny_unet, tmp_path_factory):
     from segrt.export.quantize import quantize_int8
+
     _, path = tiny_unet
-    return quantize_int8(path, tmp_path_factory.mktemp("int8") / "tiny.int8.onnx",
-                         [_blobs(96, 96, s) for s in range(2)], max_tile=124)
+    return quantize_int8(
+        path, tmp_path_factory.mktemp("int8") / "tiny.int8.onnx", [_blobs(96, 96, s) for s in range(2)], max_tile=124
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +66,28 @@ def tiny_maskrcnn(tmp_path_factory):
     """A small random-init resnet18-FPN Mask R-CNN as the portable ONNX graph (128x128 input)."""
     from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
     from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+
     torch.manual_seed(0)
-    cfg = MaskRCNNConfig(min_size=128, max_size=128, fpn_channels=16, box_head_dim=32, mask_head_channels=16,
-                         rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_detections_per_img=20)
+    cfg = MaskRCNNConfig(
+        min_size=128,
+        max_size=128,
+        fpn_channels=16,
+        box_head_dim=32,
+        mask_head_channels=16,
+        rpn_pre_nms_top_n_test=100,
+        rpn_post_nms_top_n_test=50,
+        box_detections_per_img=20,
+    )
     model = build_model(cfg).eval()
     with torch.no_grad():  # spread the class scores: random init leaves them tied near 0.5
         model.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.5)
-    return torch_to_onnx(model, cfg, ["__background__", "cell"], tmp_path_factory.mktemp("mrcnn") / "tiny.onnx",
-                         MASKRCNN_HW)
+    return torch_to_onnx(
+        model, cfg, ["__background__", "cell"], tmp_path_factory.mktemp("mrcnn") / "tiny.onnx", MASKRCNN_HW
+    )
 
 
 # ------------------------------------------------------------------------------ parity: U-Net
+
 
 def test_unet_fp32_equals_onnxruntime_dynamic_shapes(tiny_unet):
     """Batch, height and width stay dynamic; every output equals ONNX Runtime's to float rounding."""
@@ -119,7 +135,9 @@ def test_unet_int8_qdq_runs_int8(tiny_unet, unet_int8):
     layer_precisions: dict[str, set[str]] = {}
     for node in ov.compiled.get_runtime_model().get_ops():
         info = node.get_rt_info()
-        layer_precisions.setdefault(str(info["layerType"].astype(str)), set()).add(str(info["runtimePrecision"].astype(str)))
+        layer_precisions.setdefault(str(info["layerType"].astype(str)), set()).add(
+            str(info["runtimePrecision"].astype(str))
+        )
     assert layer_precisions["Convolution"] & {"u8", "i8"}, layer_precisions["Convolution"]
     # on an image like the calibration ones, OpenVINO and ONNX Runtime run the same quantized
     # model (same scales and zero points); only their int8 kernels' rounding differs
@@ -131,6 +149,7 @@ def test_unet_int8_qdq_runs_int8(tiny_unet, unet_int8):
 
 
 # -------------------------------------------------------------------------- parity: Mask R-CNN
+
 
 def _maskrcnn_image() -> np.ndarray:
     return np.repeat(_blobs(110, 128, seed=5)[:, :, None], 3, axis=2)
@@ -177,6 +196,7 @@ def test_convert_to_bf16_runs_a_convolution_on_bf16_inputs():
     within bf16's error of a numpy reference, and the graph's output type stays float32."""
     import ml_dtypes
     import openvino as ov
+
     from segrt.backends.openvino_mixed import convert_to_bf16, heavy_nodes
 
     rng = np.random.default_rng(0)
@@ -194,7 +214,7 @@ def test_convert_to_bf16_runs_a_convolution_on_bf16_inputs():
     got = compiled(x)[0]
     ref = np.maximum(np.einsum("oi,bihw->bohw", w[:, :, 0, 0].astype(np.float64), x), 0)
     # bf16 keeps 8 bits of mantissa on the inputs and the result (the CPU's bf16 dot products sum in float32)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=2 ** -6 * np.abs(ref).max())
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2**-6 * np.abs(ref).max())
     if HAS_BF16:  # the CPU plugin runs it on its bf16 kernels: every output is a bf16 number, unlike fp32's
         assert np.array_equal(got, got.astype(ml_dtypes.bfloat16).astype(np.float32))
         assert not np.array_equal(ref.astype(np.float32), ref.astype(ml_dtypes.bfloat16).astype(np.float32))
@@ -216,8 +236,9 @@ def test_maskrcnn_mixed_runs_the_fpn_outputs_and_heads_in_bf16_and_the_resnet_in
         assert any(n.startswith("/head/") for n in bf16_layers), sorted(bf16_layers)
         assert any(n.startswith("/mask_head/") for n in bf16_layers), sorted(bf16_layers)
         assert any(n.startswith("/backbone/fpn/layer_blocks.") for n in bf16_layers), sorted(bf16_layers)
-        assert not any(n.startswith(("/backbone/body/", "/backbone/fpn/inner_blocks.")) and "Conv" in n
-                       for n in bf16_layers), sorted(bf16_layers)
+        assert not any(
+            n.startswith(("/backbone/body/", "/backbone/fpn/inner_blocks.")) and "Conv" in n for n in bf16_layers
+        ), sorted(bf16_layers)
         assert any(n.startswith("/backbone/body/") and p == "f32" for n, p in precisions.items())
 
 
@@ -243,8 +264,10 @@ def test_maskrcnn_mixed_on_the_mask_head_keeps_fp32_detections(tiny_maskrcnn):
     assert np.abs(a["masks"] - b["masks"]).max() < 0.05
     if HAS_BF16:
         bf16_layers = {n for n, p in mixed.runtime_precisions().items() if p == "bf16"}
-        assert bf16_layers and all(n.startswith(("/mask_head/", "/mask_predictor/")) or "Backprop" in n
-                                   or "Reorder" in n or "Convert" in n for n in bf16_layers), sorted(bf16_layers)
+        assert bf16_layers and all(
+            n.startswith(("/mask_head/", "/mask_predictor/")) or "Backprop" in n or "Reorder" in n or "Convert" in n
+            for n in bf16_layers
+        ), sorted(bf16_layers)
 
 
 def test_mixed_is_refused_for_a_unet_and_for_int8_files(tiny_unet, tiny_maskrcnn, tmp_path):
@@ -253,7 +276,9 @@ def test_mixed_is_refused_for_a_unet_and_for_int8_files(tiny_unet, tiny_maskrcnn
     with pytest.raises(ArtifactError, match="has no convolutions named"):
         _open(tiny_maskrcnn, precision="mixed", bf16_scopes=("/nothing/",))
     import json
+
     import onnx
+
     proto = onnx.load(str(tiny_maskrcnn))  # the same graph, labelled as `segrt export --int8` labels its files
     entry = next(p for p in proto.metadata_props if p.key == "segrt")
     entry.value = json.dumps({**json.loads(entry.value), "quantization": {"format": "QDQ"}})
@@ -272,21 +297,27 @@ def test_fp32_ops_keep_roialign_in_fp32_under_bf16(tiny_maskrcnn):
         marked = OpenVINOBackend(tiny_maskrcnn, precision="bf16", threads=2, fp32_ops=["ROIAlign"])
 
     def roialign_precisions(backend):
-        return {str(n.get_rt_info()["runtimePrecision"].astype(str)) for n in backend.compiled.get_runtime_model().get_ops()
-                if str(n.get_rt_info()["layerType"].astype(str)) == "ROIAlign"}
+        return {
+            str(n.get_rt_info()["runtimePrecision"].astype(str))
+            for n in backend.compiled.get_runtime_model().get_ops()
+            if str(n.get_rt_info()["layerType"].astype(str)) == "ROIAlign"
+        }
+
     assert marked.fp32_nodes > 0 and roialign_precisions(marked) == {"f32"}
     assert "bf16" in roialign_precisions(plain)
 
 
 # ------------------------------------------------------------------------------ OpenVINO IR
 
+
 def test_ir_export_loads_with_the_same_metadata_and_outputs(tiny_unet, tiny_maskrcnn, tmp_path):
     """`segrt export --format openvino` writes model.xml + model.bin; segrt.load runs it as the .onnx runs,
     and `segrt info` reads it without OpenVINO, as OpenVINO itself reads it."""
     import openvino
 
-    from segrt.export.to_openvino import onnx_to_openvino_ir
     from segrt.artifact.info import describe
+    from segrt.export.to_openvino import onnx_to_openvino_ir
+
     unet_feed = {"image": np.random.default_rng(0).random((1, 1, 124, 124), np.float32)}
     maskrcnn_feed = segrt.load(tiny_maskrcnn).preprocess(_maskrcnn_image())[0]
     for onnx_path, feed in ((tiny_unet[1], unet_feed), (tiny_maskrcnn, maskrcnn_feed)):
@@ -301,7 +332,8 @@ def test_ir_export_loads_with_the_same_metadata_and_outputs(tiny_unet, tiny_mask
         read = openvino.Core().read_model(str(xml))
         assert [(t["name"], t["shape"]) for t in info["inputs"]] == [
             (p.get_any_name(), [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
-            for p in read.inputs]
+            for p in read.inputs
+        ]
         assert [t["name"] for t in info["outputs"]] == [o.get_any_name() for o in read.outputs]
     assert segrt.load(xml, threads=2).kind == "maskrcnn"  # the suffix picks OpenVINO
     mixed = segrt.load(xml, backend="auto", threads=2).backend  # the measured rule applies to IR files too
@@ -309,8 +341,9 @@ def test_ir_export_loads_with_the_same_metadata_and_outputs(tiny_unet, tiny_mask
 
 
 def test_ir_without_its_weights_is_a_clear_error(tiny_unet, tmp_path):
-    from segrt.export.to_openvino import onnx_to_openvino_ir
     from segrt.errors import ArtifactError
+    from segrt.export.to_openvino import onnx_to_openvino_ir
+
     xml = onnx_to_openvino_ir(tiny_unet[1], tmp_path / "unet.xml")
     xml.with_suffix(".bin").unlink()
     with pytest.raises(ArtifactError, match=r"without its \.bin"):
@@ -318,6 +351,7 @@ def test_ir_without_its_weights_is_a_clear_error(tiny_unet, tmp_path):
 
 
 # --------------------------------------------------------------------- precision and selection
+
 
 def test_precision_auto_resolves_from_the_bf16_capability(tiny_unet, monkeypatch):
     assert resolve_precision("auto", ("BF16", "FP32", "INT8")) == "bf16"
@@ -338,7 +372,9 @@ def test_backend_auto_applies_the_measured_rule(tiny_unet, unet_int8):
         assert isinstance(backend, OpenVINOBackend) and backend.precision == ("bf16" if HAS_BF16 else "fp32")
     caps = ("BF16", "FP32")
     assert measured_precision({"kind": "unet"}, caps) == "bf16"
-    assert measured_precision({"kind": "maskrcnn"}, caps) == measured_precision({"kind": "keypointrcnn"}, caps) == "mixed"
+    assert (
+        measured_precision({"kind": "maskrcnn"}, caps) == measured_precision({"kind": "keypointrcnn"}, caps) == "mixed"
+    )
     assert measured_precision({"kind": "maskrcnn", "quantization": {"format": "QDQ"}}, caps) == "fp32"
     assert measured_precision({"kind": "maskrcnn"}, ("FP32",)) == "fp32"
     assert measured_precision({"kind": "unet", "quantization": {"format": "QDQ"}}, caps) == "bf16"
@@ -373,8 +409,11 @@ def test_feed_errors_match_onnxruntime(tiny_unet):
     _, path = tiny_unet
     backends = [_open(path), OnnxRuntimeBackend(path)]
     x = np.zeros((1, 1, 124, 124), np.float32)
-    for feed, pattern in [({}, "missing model input"), ({"image": x.astype(np.float64)}, "has dtype float64, the model expects float32"),
-                          ({"image": x[0]}, "has shape \\[1, 124, 124\\], the model takes 4 dimensions")]:
+    for feed, pattern in [
+        ({}, "missing model input"),
+        ({"image": x.astype(np.float64)}, "has dtype float64, the model expects float32"),
+        ({"image": x[0]}, "has shape \\[1, 124, 124\\], the model takes 4 dimensions"),
+    ]:
         messages = set()
         for backend in backends:
             with pytest.raises(InputError, match=pattern) as exc:

@@ -1,6 +1,7 @@
 """predict(..., out=DIR): outputs written to disk band by band equal the in-memory path and OpenCV's
 labelling of the whole image; the OME-Zarr reads back with ome-zarr's own reader; checks fail before
 any compute; an interrupted run leaves nothing under the final names."""
+
 import shutil
 
 import cv2
@@ -81,6 +82,7 @@ def test_ome_zarr_reads_back_with_ome_zarr_reader(predictor, reference, tmp_path
     """What napari's ome-zarr plugin does: the image with its pyramid, and both label images under it."""
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Multiscales, Reader
+
     image, mem = reference
     predictor.predict(image, out=tmp_path, name="x")
     nodes = list(Reader(parse_url(str(tmp_path / "x.ome.zarr")))())
@@ -103,8 +105,9 @@ def test_lazy_tiff_input_streams_to_tiled_bigtiff(predictor, reference, tmp_path
     assert [p.name for p in got.paths] == ["in_classes.tif", "in_instances.tif", "in_instances.csv"]
     with tifffile.TiffFile(got.paths[1]) as tif:
         assert tif.is_bigtiff and tif.pages.first.is_tiled
-        np.testing.assert_array_equal(tif.asarray(), cv2.connectedComponents((mem.classes == 1).astype(np.uint8),
-                                                                             connectivity=4)[1])
+        np.testing.assert_array_equal(
+            tif.asarray(), cv2.connectedComponents((mem.classes == 1).astype(np.uint8), connectivity=4)[1]
+        )
 
 
 def test_interrupted_run_leaves_nothing_under_the_final_names(predictor, reference, tmp_path):
@@ -119,8 +122,9 @@ def test_interrupted_run_leaves_nothing_under_the_final_names(predictor, referen
     finally:
         predictor.backend = real
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.ome.zarr", "x_instances.csv"]  # no partial left
-    np.testing.assert_array_equal(np.asarray(zarr.open_group(str(tmp_path / "x.ome.zarr"), mode="r")
-                                             ["labels/instances/0"][...]), before)
+    np.testing.assert_array_equal(
+        np.asarray(zarr.open_group(str(tmp_path / "x.ome.zarr"), mode="r")["labels/instances/0"][...]), before
+    )
 
 
 @pytest.mark.parametrize("case", ["not a folder", "no writer library", "no disk space"])
@@ -151,6 +155,7 @@ def test_a_killed_runs_partial_folder_is_removed_by_the_rerun(predictor, referen
     """A SIGKILL leaves .x.partial-<pid>-*; the next run of the same name removes it (its pid is gone)."""
     import subprocess
     import sys
+
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".x.partial-{int(dead.stdout)}-abc"
     (stale / "x.ome.zarr").mkdir(parents=True)

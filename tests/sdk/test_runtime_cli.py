@@ -1,4 +1,5 @@
 """The runtime's `segrt` verbs (predict, eval, info) for every model kind, with torch and `export` blocked."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ sys.exit(code)
 
 
 def segrt(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", RUNTIME_ONLY, *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", RUNTIME_ONLY, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +49,41 @@ def coco_val(tmp_path_factory, rgb_image) -> Path:
     root = tmp_path_factory.mktemp("coco")
     (root / "val").mkdir()
     (root / "val" / rgb_image.name).write_bytes(rgb_image.read_bytes())
-    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [x, 10, 30, 30], "area": 900, "iscrowd": 0,
-             "segmentation": [[x, 10, x + 30, 10, x + 30, 40, x, 40]]} for i, x in enumerate((10, 60))]
-    (root / "val.json").write_text(json.dumps({
-        "images": [{"id": 1, "file_name": rgb_image.name, "height": 96, "width": 120}],
-        "annotations": anns, "categories": [{"id": 1, "name": "nucleus"}]}))
+    anns = [
+        {
+            "id": i + 1,
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [x, 10, 30, 30],
+            "area": 900,
+            "iscrowd": 0,
+            "segmentation": [[x, 10, x + 30, 10, x + 30, 40, x, 40]],
+        }
+        for i, x in enumerate((10, 60))
+    ]
+    (root / "val.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": rgb_image.name, "height": 96, "width": 120}],
+                "annotations": anns,
+                "categories": [{"id": 1, "name": "nucleus"}],
+            }
+        )
+    )
     return root / "val.json"
 
 
 def test_no_sdk_module_imports_torch_or_export():
     """Every segrt module imports, with torch, torchvision and export blocked."""
-    modules = sorted(".".join(("segrt", *p.relative_to(ROOT / "sdk").with_suffix("").parts)).removesuffix(".__init__")
-                     for p in (ROOT / "sdk").rglob("*.py") if p.name != "__main__.py")
-    code = RUNTIME_ONLY.replace("from segrt.cli import main\ncode = main(sys.argv[1:])",
-                                "import importlib\nfor m in sys.argv[1:]: importlib.import_module(m)\ncode = 0")
+    modules = sorted(
+        ".".join(("segrt", *p.relative_to(ROOT / "sdk").with_suffix("").parts)).removesuffix(".__init__")
+        for p in (ROOT / "sdk").rglob("*.py")
+        if p.name != "__main__.py"
+    )
+    code = RUNTIME_ONLY.replace(
+        "from segrt.cli import main\ncode = main(sys.argv[1:])",
+        "import importlib\nfor m in sys.argv[1:]: importlib.import_module(m)\ncode = 0",
+    )
     out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
 
@@ -72,6 +95,7 @@ def test_help_lists_runtime_verbs_and_each_has_help():
         out = segrt(verb, "--help")
         assert out.returncode == 0 and f"usage: segrt {verb}" in out.stdout
     import re
+
     choices = re.search(r"--backend \{([^}]*)\}", segrt("eval", "--help").stdout).group(1).split(",")
     assert "onnxruntime" in choices and "auto" in choices and len(choices) == len(set(choices)), choices
 
@@ -96,7 +120,9 @@ def test_predict_and_eval_unet(tiny_unet, tiny_split, tmp_path):
     image = tiny_split / "images" / "img0.png"
     out = segrt("predict", tiny_unet[1], image, "--out", tmp_path / "pred", "--tile", 92, "--batch", 2)
     assert out.returncode == 0, out.stderr
-    assert {p.name for p in (tmp_path / "pred").iterdir()} == {f"img0_{k}.png" for k in ("classes", "instances", "overlay")}
+    assert {p.name for p in (tmp_path / "pred").iterdir()} == {
+        f"img0_{k}.png" for k in ("classes", "instances", "overlay")
+    }
     out = segrt("eval", tiny_unet[1], tiny_split, "--json", tmp_path / "eval.json")
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
@@ -150,15 +176,23 @@ def test_predict_unet_to_ome_zarr_and_fail_early(tiny_unet, tmp_path):
     before the first image is computed (nothing written), with a segrt error, not a cv2 traceback."""
     import struct
     import zlib
+
     tifffile = pytest.importorskip("tifffile", reason="the large extra is not installed")
     pytest.importorskip("ome_zarr", reason="the large extra is not installed")
     image = tmp_path / "slide.tif"
     tifffile.imwrite(image, np.random.default_rng(0).integers(0, 255, (300, 260), dtype=np.uint8), tile=(128, 128))
     body = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
     liar = tmp_path / "liar.png"
-    liar.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + body
-                     + struct.pack(">I", zlib.crc32(b"IHDR" + body)) + struct.pack(">I", 0) + b"IEND"
-                     + struct.pack(">I", zlib.crc32(b"IEND")))
+    liar.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + b"IHDR"
+        + body
+        + struct.pack(">I", zlib.crc32(b"IHDR" + body))
+        + struct.pack(">I", 0)
+        + b"IEND"
+        + struct.pack(">I", zlib.crc32(b"IEND"))
+    )
     out = segrt("predict", tiny_unet[1], image, liar, "--out", tmp_path / "bad", "--format", "ome-zarr")
     assert out.returncode == 2 and "Mpixel limit" in out.stderr and "fix:" in out.stderr
     assert "Traceback" not in out.stderr and not list((tmp_path / "bad").iterdir())

@@ -1,5 +1,6 @@
 """Triton model repository writer and wire format, without a server: configs parse under Triton's own
 ModelConfig schema, writes are atomic, masks survive the crop encoding bit for bit."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,16 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs tritonclient (pip install 'segrt[serve]')")
 
-from segrt.errors import ArtifactError, InputError  # noqa: E402
-from segrt.serve import protocol  # noqa: E402
-from segrt.serve.repository import (config_text, network_config, parse_config, pipeline_config,  # noqa: E402
-                                  pipeline_models, write_model_repository)
+from segrt.errors import ArtifactError, InputError
+from segrt.serve import protocol
+from segrt.serve.repository import (
+    config_text,
+    network_config,
+    parse_config,
+    pipeline_config,
+    pipeline_models,
+    write_model_repository,
+)
 
 
 def test_repository_layout_and_configs(tiny_unet, tmp_path):
@@ -49,12 +56,17 @@ def test_queue_policy_limits_and_fixed_channels(tiny_unet, tmp_path):
     """Every pipeline model has a bounded queue that rejects (not delays) when full or timed out, its limits, a
     U-Net image input with the network's channel count fixed, and no thread count baked in by the writing machine."""
     from segrt.serve.repository import ServingLimits
+
     limits = ServingLimits(max_queue=5, queue_timeout_s=2.5, max_probs_pixels=123, max_tta_pixels=45)
     repo = write_model_repository([tiny_unet[1]], tmp_path / "repo", limits=limits)
     pipe = parse_config((repo / "tiny/config.pbtxt").read_text())
     policy = pipe.dynamic_batching.default_queue_policy
     assert pipe.max_batch_size == 0
-    assert (policy.max_queue_size, policy.default_timeout_microseconds, policy.allow_timeout_override) == (5, 2_500_000, True)
+    assert (policy.max_queue_size, policy.default_timeout_microseconds, policy.allow_timeout_override) == (
+        5,
+        2_500_000,
+        True,
+    )
     assert policy.timeout_action == 0  # REJECT in model_config.proto
     assert {i.name: list(i.dims) for i in pipe.input}["image"] == [-1, -1, 1]
     p = {k: v.string_value for k, v in pipe.parameters.items()}
@@ -68,13 +80,19 @@ def test_bls_pipeline_of_an_engine_loads_without_a_gpu(tiny_unet, tmp_path):
     and the pipeline model's predictor builds on them (it used to fail on an empty input list) and keeps its tiles
     inside the profile. No TensorRT is needed: the plan bytes are never read."""
     from google.protobuf import json_format
+
     import segrt
     from segrt.artifact.engine_file import write_engine_file
     from segrt.serve.bls import BLSBackend
     from segrt.serve.triton_model import _predictor_for
+
     meta = dict(segrt.load(tiny_unet[1]).metadata)
-    meta["engine"] = {"tensorrt_version": "10.8.0.43", "compute_capability": [9, 0], "precision": "fp16",
-                      "profile": {"image": [[1, 1, 44, 44], [4, 1, 124, 124], [8, 1, 92, 92]]}}
+    meta["engine"] = {
+        "tensorrt_version": "10.8.0.43",
+        "compute_capability": [9, 0],
+        "precision": "fp16",
+        "profile": {"image": [[1, 1, 44, 44], [4, 1, 124, 124], [8, 1, 92, 92]]},
+    }
     engine = write_engine_file(tmp_path / "u.engine", meta, b"plan bytes, never deserialized here")
     repo = write_model_repository([engine], tmp_path / "repo", bls_network=True)
     pipe = parse_config((repo / "u/config.pbtxt").read_text())
@@ -90,11 +108,26 @@ def test_bls_pipeline_of_an_engine_loads_without_a_gpu(tiny_unet, tmp_path):
 def test_engine_network_model_names_the_plugin(tmp_path):
     """A segrt engine becomes a tensorrt_plan model holding the bare plan; the config says how to load the plugin."""
     from segrt.artifact.engine_file import read_engine_file, write_engine_file
-    meta = {"format_version": 1, "kind": "maskrcnn", "class_names": ["__background__", "cell"],
-            "input_channels": 3, "normalization": {"scale": 1.0}, "input_size": [64, 64],
-            "engine": {"tensorrt_version": "10.8.0.43", "compute_capability": [9, 0], "precision": "fp16",
-                       "plugin": {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
-                                  "ops": ["MultiLevelRoIAlign"]}}}
+
+    meta = {
+        "format_version": 1,
+        "kind": "maskrcnn",
+        "class_names": ["__background__", "cell"],
+        "input_channels": 3,
+        "normalization": {"scale": 1.0},
+        "input_size": [64, 64],
+        "engine": {
+            "tensorrt_version": "10.8.0.43",
+            "compute_capability": [9, 0],
+            "precision": "fp16",
+            "plugin": {
+                "library": "libsegrt_trt_plugins.so",
+                "version": "1",
+                "namespace": "segrt",
+                "ops": ["MultiLevelRoIAlign"],
+            },
+        },
+    }
     engine = write_engine_file(tmp_path / "m.engine", meta, b"not-a-real-plan")
     repo = write_model_repository([engine], tmp_path / "repo", instances=3)
     pipe = parse_config((repo / "m/config.pbtxt").read_text())
@@ -112,8 +145,9 @@ def test_invalid_config_is_refused():
         config_text({"name": "x", "max_batch": 3})
     assert "KIND_GPU" in config_text(network_config("n", True, [], [], 1))
     meta = {"kind": "maskrcnn", "class_names": ["bg", "a"]}
-    cfg = parse_config(config_text(pipeline_config("m", "m.onnx", meta, gpu=False, instances=1, max_batch=2,
-                                                   max_pixels=10, threads=1)))
+    cfg = parse_config(
+        config_text(pipeline_config("m", "m.onnx", meta, gpu=False, instances=1, max_batch=2, max_pixels=10, threads=1))
+    )
     assert [o.name for o in cfg.output] == list(protocol.RCNN_OUTPUTS)
 
 
@@ -134,9 +168,9 @@ def test_write_is_atomic_and_replaces(tiny_unet, tmp_path):
 def test_mask_crops_round_trip():
     rng = np.random.default_rng(0)
     masks = rng.random((5, 37, 53)) > 0.7
-    masks[1] = False            # an empty mask
+    masks[1] = False  # an empty mask
     masks[2, :, :] = False
-    masks[2, 36, 52] = True     # one corner pixel
+    masks[2, 36, 52] = True  # one corner pixel
     boxes, bits = protocol.masks_to_crops(masks)
     assert boxes[1].tolist() == [0, 0, 0, 0] and boxes[2].tolist() == [52, 36, 53, 37]
     assert bits.nbytes < masks.size // 8 + 5
@@ -173,6 +207,7 @@ def test_encoded_size_and_decode():
 
 def test_cli_errors_name_problem_and_fix(tmp_path, capsys, tiny_unet):
     from segrt.cli import main
+
     assert main(["serve", str(tmp_path / "missing.onnx")]) == 2
     err = capsys.readouterr().err
     assert "artifact not found" in err and "fix:" in err
@@ -187,12 +222,20 @@ def test_cli_errors_name_problem_and_fix(tmp_path, capsys, tiny_unet):
 def test_instances_survive_the_wire_format(kind):
     """encode_result -> decode_result gives back the same Instances (masks as crops, keypoints as is)."""
     from segrt.rcnn.instances import Instances
+
     rng = np.random.default_rng(0)
     n, hw = 4, (40, 50)
     masks = rng.random((n, *hw)) > 0.8 if kind == "maskrcnn" else None
     keypoints = rng.random((n, 17, 3)).astype(np.float32) if kind == "keypointrcnn" else None
-    inst = Instances(rng.random((n, 4)).astype(np.float32) * 40, rng.random(n).astype(np.float32),
-                     np.array([1, 2, 1, 7]), ["a", "b", "a", "7"], masks, keypoints, hw)
+    inst = Instances(
+        rng.random((n, 4)).astype(np.float32) * 40,
+        rng.random(n).astype(np.float32),
+        np.array([1, 2, 1, 7]),
+        ["a", "b", "a", "7"],
+        masks,
+        keypoints,
+        hw,
+    )
     tensors = protocol.encode_result(kind, inst)
     assert set(tensors) == set(protocol.outputs_for(kind))
     back = protocol.decode_result(kind, tensors, ["bg", "a", "b"])

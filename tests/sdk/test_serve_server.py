@@ -4,15 +4,16 @@ anything; every request size within the limits works; bombs and bad requests are
 second while the server keeps serving; a burst beyond the queue is rejected at once; a killed server
 gives clients errors (no hang) and a restarted one serves again; SIGINT lets requests in flight finish.
 One server per module serves most tests (CI time)."""
+
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import json
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +28,7 @@ torch = pytest.importorskip("torch")
 
 import segrt  # noqa: E402
 from segrt.errors import BackendUnavailableError, InputError, ServerError  # noqa: E402
-from segrt.serve import RemotePredictor, TritonServer, protocol, find_tritonserver, write_model_repository  # noqa: E402
+from segrt.serve import RemotePredictor, TritonServer, find_tritonserver, protocol, write_model_repository  # noqa: E402
 from segrt.serve.repository import ServingLimits  # noqa: E402
 from segrt.serve.server import _stubs, free_ports  # noqa: E402
 
@@ -36,8 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
 try:
     find_tritonserver()
 except BackendUnavailableError as exc:
-    pytest.skip(f"no Triton server binary: {exc.problem} (pip install --no-deps nvidia-pytriton==0.7.0)",
-                allow_module_level=True)
+    pytest.skip(
+        f"no Triton server binary: {exc.problem} (pip install --no-deps nvidia-pytriton==0.7.0)",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +48,19 @@ def tiny_maskrcnn(tmp_path_factory) -> Path:
     """A random-weight resnet18-FPN Mask R-CNN on a 128 x 128 graph; score threshold 0 so it always detects."""
     from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
     from segrt.export.maskrcnn.onnx_export import torch_to_onnx
+
     torch.manual_seed(0)
-    cfg = MaskRCNNConfig(min_size=128, max_size=128, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
-                         box_detections_per_img=10)
-    return torch_to_onnx(build_model(cfg).eval(), cfg, ["__background__", "nucleus"],
-                         tmp_path_factory.mktemp("mrcnn") / "mrcnn.onnx", (128, 128), score_thresh=0.0)
+    cfg = MaskRCNNConfig(
+        min_size=128, max_size=128, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20, box_detections_per_img=10
+    )
+    return torch_to_onnx(
+        build_model(cfg).eval(),
+        cfg,
+        ["__background__", "nucleus"],
+        tmp_path_factory.mktemp("mrcnn") / "mrcnn.onnx",
+        (128, 128),
+        score_thresh=0.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +68,14 @@ def mini_unet(tmp_path_factory) -> Path:
     """A 2-level, 2-channel same-padding U-Net on 512 tiles: whole-slide sizes in seconds on a CPU."""
     from segrt.export.models.unet import UNet, UNetConfig
     from segrt.export.to_onnx import unet_to_onnx
+
     torch.manual_seed(0)
-    return unet_to_onnx(UNet(UNetConfig(depth=2, base_channels=2, padding="same")).eval(),
-                        tmp_path_factory.mktemp("mini") / "mini.onnx", ["background", "nucleus"], tile_size=512)
+    return unet_to_onnx(
+        UNet(UNetConfig(depth=2, base_channels=2, padding="same")).eval(),
+        tmp_path_factory.mktemp("mini") / "mini.onnx",
+        ["background", "nucleus"],
+        tile_size=512,
+    )
 
 
 LIMITS = ServingLimits(max_pixels=40_000_000, max_probs_pixels=37_000_000, max_tta_pixels=1_000_000, max_queue=2)
@@ -67,8 +83,9 @@ LIMITS = ServingLimits(max_pixels=40_000_000, max_probs_pixels=37_000_000, max_t
 
 @pytest.fixture(scope="module")
 def repo(tiny_unet, tiny_maskrcnn, mini_unet, tmp_path_factory) -> Path:
-    return write_model_repository([tiny_unet[1], tiny_maskrcnn, mini_unet], tmp_path_factory.mktemp("triton") / "models",
-                                  limits=LIMITS)
+    return write_model_repository(
+        [tiny_unet[1], tiny_maskrcnn, mini_unet], tmp_path_factory.mktemp("triton") / "models", limits=LIMITS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +99,11 @@ def server(repo):
 
 def _images():
     rng = np.random.default_rng(1)
-    return [rng.integers(0, 256, (97, 131), dtype=np.uint8),
-            rng.integers(0, 4000, (60, 200, 1), dtype=np.uint16),
-            rng.random((80, 90)).astype(np.float32)]
+    return [
+        rng.integers(0, 256, (97, 131), dtype=np.uint8),
+        rng.integers(0, 4000, (60, 200, 1), dtype=np.uint16),
+        rng.random((80, 90)).astype(np.float32),
+    ]
 
 
 def _same_instances(a, b):
@@ -145,6 +164,7 @@ def _raw(server, inputs, model="tiny", grpc=False, outputs=None):
     import tritonclient.grpc as tg
     import tritonclient.http as th
     from tritonclient.utils import InferenceServerException
+
     tc = tg if grpc else th
     client = tc.InferenceServerClient(server.grpc_url[7:] if grpc else server.http_url[7:])
     reqs = []
@@ -171,22 +191,23 @@ def _jpeg_with_sof_after(image: np.ndarray, pad: int, hw: tuple[int, int] | None
     data[2:2] = segments
     if hw is not None:
         sof = data.index(b"\xff\xc0")
-        data[sof + 5:sof + 9] = hw[0].to_bytes(2, "big") + hw[1].to_bytes(2, "big")
+        data[sof + 5 : sof + 9] = hw[0].to_bytes(2, "big") + hw[1].to_bytes(2, "big")
     return bytes(data)
 
 
 def _tiff_claiming(hw: tuple[int, int]) -> bytes:
     """A small little-endian TIFF (OpenCV's) whose first IFD claims ``hw``: width/length tags rewritten."""
     import struct
+
     data = bytearray(cv2.imencode(".tiff", np.zeros((8, 8), np.uint8))[1].tobytes())
     assert data[:4] == b"II*\0"
     ifd = struct.unpack("<I", data[4:8])[0]
-    for k in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+    for k in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
         at = ifd + 2 + 12 * k
-        tag, typ = struct.unpack("<HH", data[at:at + 4])
+        tag, typ = struct.unpack("<HH", data[at : at + 4])
         value = {256: hw[1], 257: hw[0]}.get(tag)
         if value is not None:
-            data[at + 8:at + 12] = struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
+            data[at + 8 : at + 12] = struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
     return bytes(data)
 
 
@@ -212,14 +233,22 @@ def test_bad_requests_and_bombs_are_refused_at_once_and_server_keeps_serving(ser
         "corrupt PNG": ("tiny", [("encoded", corrupt, "UINT8")], "cannot be decoded"),
         "100 MP PNG": ("tiny", [("encoded", png_bomb, "UINT8")], "100.0 megapixels exceeds"),
         "100 MP JPEG, frame header after 70 kB of EXIF": (
-            "tiny", [("encoded", as_u8(_jpeg_with_sof_after(small, 70_000, (10_000, 10_000))), "UINT8")],
-            "100.0 megapixels exceeds"),
-        "400 MP TIFF": ("tiny", [("encoded", as_u8(_tiff_claiming((20_000, 20_000))), "UINT8")],
-                        "400.0 megapixels exceeds"),
+            "tiny",
+            [("encoded", as_u8(_jpeg_with_sof_after(small, 70_000, (10_000, 10_000))), "UINT8")],
+            "100.0 megapixels exceeds",
+        ),
+        "400 MP TIFF": (
+            "tiny",
+            [("encoded", as_u8(_tiff_claiming((20_000, 20_000))), "UINT8")],
+            "400.0 megapixels exceeds",
+        ),
         "BMP": ("tiny", [("encoded", cv2.imencode(".bmp", small)[1], "UINT8")], "not a PNG, JPEG or TIFF"),
         "GIF": ("tiny", [("encoded", as_u8(b"GIF89a" + bytes(100)), "UINT8")], "not a PNG, JPEG or TIFF"),
-        "TTA above its limit": ("tiny", [("image", np.zeros((1100, 1000, 1), np.uint8), "UINT8"),
-                                         ("tta", np.ones(1, np.uint8), "UINT8")], "test-time augmentation"),
+        "TTA above its limit": (
+            "tiny",
+            [("image", np.zeros((1100, 1000, 1), np.uint8), "UINT8"), ("tta", np.ones(1, np.uint8), "UINT8")],
+            "test-time augmentation",
+        ),
         "no image": ("tiny", [("tta", np.ones(1, np.uint8), "UINT8")], "exactly one image input"),
         "two images": ("tiny", [("image", u8, "UINT8"), ("encoded", corrupt, "UINT8")], "exactly one image input"),
     }
@@ -232,8 +261,9 @@ def test_bad_requests_and_bombs_are_refused_at_once_and_server_keeps_serving(ser
     # a JPEG whose frame header lies past 64 kB is sized from that header, and decodes as a file does
     jpeg = _jpeg_with_sof_after(small, 70_000)
     assert protocol.encoded_size(jpeg) == (16, 16)
-    np.testing.assert_array_equal(remote.predict_encoded(jpeg).classes,
-                                  segrt.load(tiny_unet[1]).predict(cv2.imdecode(as_u8(jpeg), 0)).classes)
+    np.testing.assert_array_equal(
+        remote.predict_encoded(jpeg).classes, segrt.load(tiny_unet[1]).predict(cv2.imdecode(as_u8(jpeg), 0)).classes
+    )
     # a 100-megapixel array over gRPC: refused by the size limit, not processed; same for probabilities
     message = _raw(server, [("image", np.zeros((10_000, 10_000, 1), np.uint8), "UINT8")], grpc=True)
     assert "exceeds this server's limit" in message
@@ -259,8 +289,12 @@ class TritonPythonModel:
 
 def _http(server, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> int:
     """Status code of a raw HTTP request to the server."""
-    req = urllib.request.Request(server.http_url + path, data=json.dumps(body or {}).encode(), method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        server.http_url + path,
+        data=json.dumps(body or {}).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status
@@ -273,25 +307,42 @@ def test_clients_cannot_load_unload_or_register_anything(server, tmp_path):
     it. Here that request is refused (without and even with the admin key: model control is off), as are unload,
     shared-memory registration and log changes, over HTTP and gRPC; the client's code never runs."""
     import base64
+
     import tritonclient.grpc as tg
     from tritonclient.utils import InferenceServerException
+
     marker = tmp_path / "pwned"
-    load = {"parameters": {"config": json.dumps({"name": "evil", "backend": "python"}),
-                           "file:1/model.py": base64.b64encode(EVIL_MODEL_PY.format(marker=str(marker)).encode()).decode()}}
+    load = {
+        "parameters": {
+            "config": json.dumps({"name": "evil", "backend": "python"}),
+            "file:1/model.py": base64.b64encode(EVIL_MODEL_PY.format(marker=str(marker)).encode()).decode(),
+        }
+    }
     assert _http(server, "POST", "/v2/repository/models/evil/load", load) == 403  # restricted API, no key
-    assert _http(server, "POST", "/v2/repository/models/evil/load", load,
-                 {"segrt-admin-key": server.admin_key}) >= 400  # model control is off altogether
+    assert (
+        _http(server, "POST", "/v2/repository/models/evil/load", load, {"segrt-admin-key": server.admin_key}) >= 400
+    )  # model control is off altogether
     assert _http(server, "POST", "/v2/repository/models/tiny/unload") == 403
-    assert _http(server, "POST", "/v2/repository/models/tiny/unload", headers={"segrt-admin-key": server.admin_key}) >= 400
+    assert (
+        _http(server, "POST", "/v2/repository/models/tiny/unload", headers={"segrt-admin-key": server.admin_key}) >= 400
+    )
     assert _http(server, "POST", "/v2/repository/index") == 403
-    assert _http(server, "POST", "/v2/systemsharedmemory/region/r/register",
-                 {"key": "/r", "offset": 0, "byte_size": 64}) == 403
+    assert (
+        _http(server, "POST", "/v2/systemsharedmemory/region/r/register", {"key": "/r", "offset": 0, "byte_size": 64})
+        == 403
+    )
     assert _http(server, "POST", "/v2/logging", {"log_verbose_level": 1}) == 403
     grpc = tg.InferenceServerClient(server.grpc_url[7:])
-    for call in (lambda: grpc.load_model("evil", config=json.dumps({"name": "evil", "backend": "python"}),
-                                         files={"file:1/model.py": EVIL_MODEL_PY.format(marker=str(marker)).encode()}),
-                 lambda: grpc.unload_model("tiny"), lambda: grpc.register_system_shared_memory("r", "/r", 64),
-                 lambda: grpc.update_log_settings({"log_verbose_level": 1})):
+    for call in (
+        lambda: grpc.load_model(
+            "evil",
+            config=json.dumps({"name": "evil", "backend": "python"}),
+            files={"file:1/model.py": EVIL_MODEL_PY.format(marker=str(marker)).encode()},
+        ),
+        lambda: grpc.unload_model("tiny"),
+        lambda: grpc.register_system_shared_memory("r", "/r", 64),
+        lambda: grpc.update_log_settings({"log_verbose_level": 1}),
+    ):
         with pytest.raises(InferenceServerException):
             call()
     time.sleep(1)  # a load, had it been accepted, would have run by now
@@ -346,13 +397,15 @@ def test_burst_beyond_the_queue_is_rejected_at_once_and_server_recovers(server, 
     assert all("queue" in what.lower() for what, _ in rejected), rejected
     assert max(t for _, t in rejected) < max(ok)  # refusals did not wait for the work
     small = _images()[0]
-    np.testing.assert_array_equal(RemotePredictor(server.http_url, "tiny").predict(small).classes,
-                                  segrt.load(tiny_unet[1]).predict(small).classes)
+    np.testing.assert_array_equal(
+        RemotePredictor(server.http_url, "tiny").predict(small).classes, segrt.load(tiny_unet[1]).predict(small).classes
+    )
 
 
 def test_client_retries_unavailable_with_backoff_but_never_bad_input(server):
     """The real tritonclient exception types: UNAVAILABLE and refused connections are retried (bounded), a 400 is not."""
     from tritonclient.utils import InferenceServerException
+
     remote = RemotePredictor(server.http_url, "tiny", retries=2)
     calls: list[float] = []
 
@@ -360,6 +413,7 @@ def test_client_retries_unavailable_with_backoff_but_never_bad_input(server):
         def fn():
             calls.append(time.monotonic())
             raise InferenceServerException("busy", status=status)
+
         return fn
 
     with pytest.raises(ServerError):
@@ -376,6 +430,7 @@ def test_client_retries_unavailable_with_backoff_but_never_bad_input(server):
     def refused():
         calls.append(time.monotonic())
         raise ConnectionRefusedError(111, "Connection refused")
+
     with pytest.raises(ServerError, match="refused"):
         dead._call(refused)
     assert len(calls) == 2
@@ -403,6 +458,7 @@ def test_shared_memory_needs_the_admin_key_and_gives_the_same_results(server, ti
 def test_start_refuses_a_taken_port_and_names_it(repo):
     """Triton loads models before binding: another server on our port would answer our health checks."""
     import socket
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -484,9 +540,26 @@ def _start_cli(model: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Pop
     """`python -m segrt.serve MODEL`; its temporary folders go under tmp_path (a killed CLI cannot remove them);
     the server log goes to the CLI's stdout (the default)."""
     http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "segrt.serve", str(model), "--http-port", str(http), "--grpc-port",
-                             str(grpc), "--metrics-port", str(metrics), *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "segrt.serve",
+            str(model),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     return proc, f"http://127.0.0.1:{http}"
 
 
@@ -573,7 +646,9 @@ def test_bls_pipeline_calls_its_network_model(tiny_unet, tmp_path):
     the bundled server, so its config is kept (same inputs, outputs, dims) with the platform swapped for a Python
     model that runs ONNX Runtime; the pipeline's BLS plumbing is the real one, and the results equal local predict."""
     from google.protobuf import text_format
+
     from segrt.serve.repository import parse_config
+
     repo = write_model_repository([tiny_unet[1]], tmp_path / "models", bls_network=True, max_batch=0)
     net = parse_config((repo / "tiny_net/config.pbtxt").read_text())
     assert net.platform == "onnxruntime_onnx"
@@ -593,6 +668,7 @@ def test_bls_pipeline_calls_its_network_model(tiny_unet, tmp_path):
 def test_segrt_predict_and_eval_through_the_server(server, tiny_unet, tiny_split, tmp_path, capsys):
     """`segrt predict --server URL` writes the same files as a local `segrt predict`; `eval` works the same."""
     from segrt.cli import main
+
     image = tiny_split / "images" / "img0.png"
     assert main(["predict", "tiny", str(image), "--server", server.http_url, "--out", str(tmp_path / "remote")]) == 0
     assert main(["predict", str(tiny_unet[1]), str(image), "--out", str(tmp_path / "local")]) == 0
@@ -604,4 +680,6 @@ def test_segrt_predict_and_eval_through_the_server(server, tiny_unet, tiny_split
     remote_report = json.loads(capsys.readouterr().out)
     assert main(["eval", str(tiny_unet[1]), str(tiny_split)]) == 0
     local_report = json.loads(capsys.readouterr().out)
-    assert {k: v for k, v in remote_report.items() if k != "model"} == {k: v for k, v in local_report.items() if k != "model"}
+    assert {k: v for k, v in remote_report.items() if k != "model"} == {
+        k: v for k, v in local_report.items() if k != "model"
+    }

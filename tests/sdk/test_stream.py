@@ -1,13 +1,14 @@
 """Streaming U-Net prediction: same result from every input kind, batches and reads bounded, outputs as asked."""
+
 import cv2
 import numpy as np
 import pytest
 
-from segrt.unet import stream
 from segrt.backends.base import Backend, TensorInfo
 from segrt.errors import InputError
 from segrt.io.preprocess import normalize
 from segrt.io.sources import ArraySource, open_image
+from segrt.unet import stream
 from segrt.unet.predictor import UNetPredictor
 
 SIZE_MIN, STEP, BORDER = 28, 4, 12  # the geometry of a depth-3 valid U-Net (pool factor 4)
@@ -18,10 +19,18 @@ class ThresholdBackend(Backend):
 
     def __init__(self, tile_size=60):
         self.path = None
-        self.metadata = {"kind": "unet", "class_names": ["bg", "fg"], "input_channels": 1,
-                         "normalization": {"mode": "percentile", "low": 1.0, "high": 99.8},
-                         "size_min": SIZE_MIN, "size_step": STEP, "border": BORDER, "tile_size": tile_size,
-                         "margin": 0, "pool_factor": STEP}
+        self.metadata = {
+            "kind": "unet",
+            "class_names": ["bg", "fg"],
+            "input_channels": 1,
+            "normalization": {"mode": "percentile", "low": 1.0, "high": 99.8},
+            "size_min": SIZE_MIN,
+            "size_step": STEP,
+            "border": BORDER,
+            "tile_size": tile_size,
+            "margin": 0,
+            "pool_factor": STEP,
+        }
         self.inputs = [TensorInfo("image", (None, 1, None, None), np.dtype(np.float32))]
         self.outputs = [TensorInfo("probs", (None, 2, None, None), np.dtype(np.float32))]
         self.batches = []
@@ -73,6 +82,7 @@ def test_reads_one_band_of_tile_rows_at_a_time():
 def test_every_input_kind_gives_the_same_result(tmp_path):
     import tifffile
     import zarr
+
     image = _image((150, 171), seed=1)
     predictor = UNetPredictor(ThresholdBackend())
     want = predictor.predict(image, tile=48, probs=None)
@@ -81,8 +91,13 @@ def test_every_input_kind_gives_the_same_result(tmp_path):
     tifffile.imwrite(tmp_path / "tiled.tif", image, tile=(64, 64), compression="zlib")
     z = zarr.open_array(str(tmp_path / "im.zarr"), mode="w", shape=image.shape, chunks=(40, 40), dtype=image.dtype)
     z[:] = image
-    inputs = {"memmap": np.load(tmp_path / "im.npy", mmap_mode="r"), "tiff": tmp_path / "plain.tif",
-              "tiled tiff": str(tmp_path / "tiled.tif"), "zarr array": z, "zarr path": tmp_path / "im.zarr"}
+    inputs = {
+        "memmap": np.load(tmp_path / "im.npy", mmap_mode="r"),
+        "tiff": tmp_path / "plain.tif",
+        "tiled tiff": str(tmp_path / "tiled.tif"),
+        "zarr array": z,
+        "zarr path": tmp_path / "im.zarr",
+    }
     for name, source in inputs.items():
         got = predictor.predict(source, tile=48, probs=None)
         np.testing.assert_array_equal(got.classes, want.classes, err_msg=name)
@@ -92,11 +107,12 @@ def test_every_input_kind_gives_the_same_result(tmp_path):
 
 def test_percentile_sample_of_a_lazy_source_picks_the_pixels_normalize_uses(tmp_path):
     import tifffile
+
     image = np.random.default_rng(3).integers(0, 60000, (700, 333)).astype(np.uint16)  # > 2^16 px: subsampled
     tifffile.imwrite(tmp_path / "a.tif", image)
     lazy = stream.percentile_sample(open_image(tmp_path / "a.tif"), rows_per_read=37)
     flat = image.reshape(-1, 1)
-    np.testing.assert_array_equal(lazy, flat[::max(1, flat.shape[0] >> 16)])
+    np.testing.assert_array_equal(lazy, flat[:: max(1, flat.shape[0] >> 16)])
 
 
 @pytest.mark.parametrize("kind, atol", [("float16", 1e-3), ("uint8", 0.5 / 255 + 1e-6)])
@@ -148,6 +164,7 @@ def test_progress_bar_counts_tiles(capsys):
 def test_a_tiff_file_is_segmented_and_large_results_are_saved_as_tiffs(tmp_path, monkeypatch):
     """The `segrt predict --tile --batch` path at a small size: TIFF in (read lazily), TIFFs out."""
     import tifffile
+
     image = _image((230, 190), seed=4)
     tifffile.imwrite(tmp_path / "big.tif", image)
     predictor = UNetPredictor(ThresholdBackend())
@@ -158,5 +175,5 @@ def test_a_tiff_file_is_segmented_and_large_results_are_saved_as_tiffs(tmp_path,
     assert [p.name for p in paths] == ["big_classes.tif", "big_instances.tif"]
     np.testing.assert_array_equal(tifffile.imread(paths[0]), result.classes)
     np.testing.assert_array_equal(tifffile.imread(paths[1]), result.instances)
-    monkeypatch.setattr(stream, "LARGE_OUTPUT_PIXELS", 10 ** 9)
+    monkeypatch.setattr(stream, "LARGE_OUTPUT_PIXELS", 10**9)
     assert [p.suffix for p in predictor.save(result, tmp_path / "small", "big", image=image)] == [".png"] * 3

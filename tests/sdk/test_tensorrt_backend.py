@@ -1,4 +1,5 @@
 """TensorRT backend: the checks that need no GPU run everywhere; real engines only where TensorRT and a GPU exist."""
+
 from __future__ import annotations
 
 import importlib
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 
 import segrt
-from segrt.backends import cuda_rt
 from segrt.artifact import engine_file as ef
+from segrt.backends import cuda_rt
 from segrt.backends import tensorrt as trt_backend
 from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 
@@ -25,27 +26,57 @@ HAS_CUDA_PYTHON = importlib.util.find_spec("cuda") is not None and importlib.uti
 
 
 def engine_meta(**eng) -> dict:
-    base = {"tensorrt_version": "10.8.0.43", "compute_capability": [8, 9], "gpu_name": "NVIDIA L4", "precision": "fp32",
-            "plugin": None, "build": {"onnx": "m/unet.onnx", "engine": "m/unet.engine", "precision": "fp32",
-                                      "max_size": 572, "max_batch": 4}}
+    base = {
+        "tensorrt_version": "10.8.0.43",
+        "compute_capability": [8, 9],
+        "gpu_name": "NVIDIA L4",
+        "precision": "fp32",
+        "plugin": None,
+        "build": {
+            "onnx": "m/unet.onnx",
+            "engine": "m/unet.engine",
+            "precision": "fp32",
+            "max_size": 572,
+            "max_batch": 4,
+        },
+    }
     base.update(eng)
-    return {"format_version": 1, "kind": "unet", "class_names": ["bg", "fg"], "input_channels": 1,
-            "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]}, "size_min": 188, "size_step": 16,
-            "border": 92, "tile_size": 572, "input_name": "image", "padding": "valid", "engine": base}
+    return {
+        "format_version": 1,
+        "kind": "unet",
+        "class_names": ["bg", "fg"],
+        "input_channels": 1,
+        "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]},
+        "size_min": 188,
+        "size_step": 16,
+        "border": 92,
+        "tile_size": 572,
+        "input_name": "image",
+        "padding": "valid",
+        "engine": base,
+    }
 
 
 # ----------------------------------------------------------------------------- imports and availability
 
+
 def test_sdk_and_the_backend_modules_import_without_loading_tensorrt_or_cuda():
     """Importing must not need TensorRT or a GPU: they are loaded only when an engine is opened or built."""
-    code = ("import sys, segrt, segrt.backends.tensorrt, segrt.backends.cuda_rt, segrt.export.to_engine; "
-            "from segrt.artifact.formats import format_for_path; "
-            "assert format_for_path('m.engine').backend_class() is segrt.backends.tensorrt.TensorRTBackend; "
-            "bad = [m for m in ('tensorrt', 'cuda.bindings', 'torch') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, segrt, segrt.backends.tensorrt, segrt.backends.cuda_rt, segrt.export.to_engine; "
+        "from segrt.artifact.formats import format_for_path; "
+        "assert format_for_path('m.engine').backend_class() is segrt.backends.tensorrt.TensorRTBackend; "
+        "bad = [m for m in ('tensorrt', 'cuda.bindings', 'torch') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -94,16 +125,24 @@ def test_cuda_wrappers_pass_argument_types_cuda_python_accepts():
     err, count = cudart.cudaGetDeviceCount()
     if int(err) == 0 and count > 0:
         pytest.skip("this machine has a GPU (the real calls are exercised by the tensorrt tests)")
-    for make in (lambda: cuda_rt.DeviceBuffer(64), lambda: cuda_rt.PinnedBuffer((2, 3), np.float16),
-                 cuda_rt.Stream, lambda: cuda_rt.set_device(0)):
+    for make in (
+        lambda: cuda_rt.DeviceBuffer(64),
+        lambda: cuda_rt.PinnedBuffer((2, 3), np.float16),
+        cuda_rt.Stream,
+        lambda: cuda_rt.set_device(0),
+    ):
         with pytest.raises(BackendUnavailableError):
             make()
     stream = object.__new__(cuda_rt.Stream)  # a stream object around the default-stream handle
     stream._cudart, stream.handle = cudart, cudart.cudaStream_t(0)
     host = np.zeros(4, np.float32)
-    for call in (lambda: stream.copy_htod(0, host), lambda: stream.copy_dtoh(host, 0),
-                 lambda: stream.copy_dtod(0, 0, 16), stream.synchronize,
-                 lambda: cuda_rt.CudaGraph().capture(stream, lambda: None)):
+    for call in (
+        lambda: stream.copy_htod(0, host),
+        lambda: stream.copy_dtoh(host, 0),
+        lambda: stream.copy_dtod(0, 0, 16),
+        stream.synchronize,
+        lambda: cuda_rt.CudaGraph().capture(stream, lambda: None),
+    ):
         with pytest.raises(BackendUnavailableError):
             call()
 
@@ -121,10 +160,16 @@ def test_cuda_error_codes_are_translated():
 
 # ----------------------------------------------------------------------------- version / GPU checks
 
+
 def test_engine_from_another_tensorrt_version_is_refused_with_the_rebuild_command():
     with pytest.raises(ArtifactError) as info:
-        trt_backend.check_engine_compatibility(engine_meta(), tensorrt_version="10.9.0.34", compute_capability=(8, 9),
-                                               gpu_name="NVIDIA L4", path="m/unet.engine")
+        trt_backend.check_engine_compatibility(
+            engine_meta(),
+            tensorrt_version="10.9.0.34",
+            compute_capability=(8, 9),
+            gpu_name="NVIDIA L4",
+            path="m/unet.engine",
+        )
     msg = str(info.value)
     assert "TensorRT 10.8.0.43" in msg and "TensorRT 10.9.0.34" in msg
     cmd = info.value.fix.split(": ", 1)[1].split("   (")[0]
@@ -133,18 +178,31 @@ def test_engine_from_another_tensorrt_version_is_refused_with_the_rebuild_comman
 
 def test_engine_for_another_gpu_architecture_is_refused():
     with pytest.raises(ArtifactError, match=r"compute capability 8\.9.*compute capability 9\.0") as info:
-        trt_backend.check_engine_compatibility(engine_meta(), tensorrt_version="10.8.0.43", compute_capability=(9, 0),
-                                               gpu_name="NVIDIA H100 80GB HBM3", path="m/unet.engine")
+        trt_backend.check_engine_compatibility(
+            engine_meta(),
+            tensorrt_version="10.8.0.43",
+            compute_capability=(9, 0),
+            gpu_name="NVIDIA H100 80GB HBM3",
+            path="m/unet.engine",
+        )
     assert "rebuild it on this GPU" in info.value.fix and "segrt.export.to_engine" in info.value.fix
 
 
 def test_same_architecture_other_gpu_only_warns_and_exact_match_is_silent():
-    notes = trt_backend.check_engine_compatibility(engine_meta(), tensorrt_version="10.8.0.43",
-                                                   compute_capability=(8, 9), gpu_name="NVIDIA RTX 4090",
-                                                   path="m/unet.engine")
+    notes = trt_backend.check_engine_compatibility(
+        engine_meta(),
+        tensorrt_version="10.8.0.43",
+        compute_capability=(8, 9),
+        gpu_name="NVIDIA RTX 4090",
+        path="m/unet.engine",
+    )
     assert len(notes) == 1 and "NVIDIA L4" in notes[0] and "RTX 4090" in notes[0]
-    assert trt_backend.check_engine_compatibility(engine_meta(), tensorrt_version="10.8.0.43",
-                                                  compute_capability=(8, 9), gpu_name="NVIDIA L4", path="x") == []
+    assert (
+        trt_backend.check_engine_compatibility(
+            engine_meta(), tensorrt_version="10.8.0.43", compute_capability=(8, 9), gpu_name="NVIDIA L4", path="x"
+        )
+        == []
+    )
 
 
 # ----------------------------------------------------------------------------- input shapes
@@ -159,7 +217,9 @@ def test_shapes_inside_the_profile_on_the_valid_grid_pass():
 
 def test_out_of_profile_shape_names_the_allowed_range():
     with pytest.raises(InputError, match=r"dim 2: 588 not in 188\.\.572") as info:
-        trt_backend.check_input_shape("image", (1, 1, 588, 572), PROFILE, (188, 16), rebuild_hint="python -m segrt.export.to_engine m.onnx")
+        trt_backend.check_input_shape(
+            "image", (1, 1, 588, 572), PROFILE, (188, 16), rebuild_hint="python -m segrt.export.to_engine m.onnx"
+        )
     assert "segrt.export.to_engine" in info.value.fix
     with pytest.raises(InputError, match=r"dim 0: 5 not in 1\.\.4"):
         trt_backend.check_input_shape("image", (5, 1, 572, 572), PROFILE)
@@ -173,6 +233,7 @@ def test_off_grid_unet_size_names_the_nearest_valid_sizes():
 
 
 # ----------------------------------------------------------------------------- context pool
+
 
 def test_context_pool_lends_each_context_to_one_thread_at_a_time():
     made, active, peak, lock = [], [0], [0], threading.Lock()
@@ -300,14 +361,19 @@ def test_threads_waiting_for_a_context_fail_clearly_when_the_pool_closes():
 
 
 def test_alignment_rule():
-    assert trt_backend.is_aligned(0x7f0000000100) and not trt_backend.is_aligned(0x7f0000000104)
+    assert trt_backend.is_aligned(0x7F0000000100) and not trt_backend.is_aligned(0x7F0000000104)
 
 
 # ----------------------------------------------------------------------------- plugins
 
+
 def test_missing_plugin_library_names_the_library_and_ops(tmp_path, monkeypatch):
-    plugin = {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
-              "ops": ["SegrtRoiAlign", "SegrtMultiLevelRoiAlign"]}
+    plugin = {
+        "library": "libsegrt_trt_plugins.so",
+        "version": "1",
+        "namespace": "segrt",
+        "ops": ["SegrtRoiAlign", "SegrtMultiLevelRoiAlign"],
+    }
     try:
         plugins = importlib.import_module("segrt.ops.plugins")
     except ImportError:
@@ -330,11 +396,13 @@ def test_no_plugin_needed_means_nothing_is_loaded():
 
 # ----------------------------------------------------------------------------- TensorRT + GPU
 
+
 @pytest.fixture
 def two_layer_engine(tmp_path):
     pytest.importorskip("tensorrt")
     from segrt.export.to_engine import onnx_to_engine
     from tests.export.test_to_engine import conv_relu_model
+
     onnx_path = conv_relu_model(tmp_path / "m.onnx")
     return onnx_path, onnx_to_engine(onnx_path, max_batch=2, workspace_gib=1)
 
@@ -342,6 +410,7 @@ def two_layer_engine(tmp_path):
 @pytest.mark.tensorrt
 def test_cuda_graph_replay_equals_the_plain_run(two_layer_engine):
     from segrt.backends.tensorrt import TensorRTBackend
+
     _, engine = two_layer_engine
     x = np.random.default_rng(0).normal(size=(1, 2, 64, 64)).astype(np.float32)
     with TensorRTBackend(engine) as plain, TensorRTBackend(engine, use_cuda_graph=True) as graphed:
@@ -359,13 +428,16 @@ def test_cuda_graph_replay_equals_the_plain_run(two_layer_engine):
 def test_threads_share_a_pool_of_contexts(two_layer_engine):
     from segrt.backends.onnxrt import OnnxRuntimeBackend
     from segrt.backends.tensorrt import TensorRTBackend
+
     onnx_path, engine = two_layer_engine
     ort_be = OnnxRuntimeBackend(onnx_path)
     xs = [np.random.default_rng(i).normal(size=(1, 2, 16 + 8 * (i % 3), 24)).astype(np.float32) for i in range(12)]
     results = [None] * len(xs)
     with TensorRTBackend(engine, contexts=3) as be:
+
         def work(i):
             results[i] = be.run({"image": xs[i]})["probs"]
+
         threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
         for t in threads:
             t.start()
@@ -379,6 +451,7 @@ def test_threads_share_a_pool_of_contexts(two_layer_engine):
 def test_torch_cuda_tensors_are_used_in_place(two_layer_engine):
     torch = pytest.importorskip("torch")
     from segrt.backends.tensorrt import TensorRTBackend
+
     _, engine = two_layer_engine
     x = torch.randn(2, 2, 32, 32, device="cuda")
     with TensorRTBackend(engine) as be:
@@ -392,6 +465,7 @@ def test_torch_cuda_tensors_are_used_in_place(two_layer_engine):
 @pytest.mark.tensorrt
 def test_engine_with_a_foreign_version_is_refused_on_load(two_layer_engine, tmp_path):
     from segrt.backends.tensorrt import TensorRTBackend
+
     _, engine = two_layer_engine
     meta, plan = ef.read_engine_file(engine)
     meta["engine"]["tensorrt_version"] = "9.0.0.0"

@@ -13,6 +13,7 @@ name and pybind11 signature but cannot build or run anything. Checked here:
 4. the execution double and the CUDA-runtime double define nothing the real modules lack,
    with the same parameter names.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,58 +28,225 @@ import numpy as np
 import pytest
 
 from segrt.errors import ArtifactError
-
 from tests.doubles import cudart_double, tensorrt_double
 from tests.doubles import trt_api as bindings
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [*sorted((ROOT / "sdk" / "backends" / "tensorrt").glob("*.py")), ROOT / "sdk" / "ops" / "plugins.py",
-           ROOT / "export" / "to_engine.py"]
+SOURCES = [
+    *sorted((ROOT / "sdk" / "backends" / "tensorrt").glob("*.py")),
+    ROOT / "sdk" / "ops" / "plugins.py",
+    ROOT / "export" / "to_engine.py",
+]
 
 # What segrt calls on TensorRT objects, by class. The AST test below keeps this table in step
 # with the sources: any attribute the sources use that a real TensorRT class has must be here.
 USED_MEMBERS = {
-    "ICudaEngine": ["error_recorder", "num_io_tensors", "get_tensor_name", "is_shape_inference_io", "get_tensor_dtype",
-                    "get_tensor_shape", "get_tensor_mode", "get_tensor_profile_shape", "create_execution_context"],
-    "IExecutionContext": ["error_recorder", "set_input_shape", "get_tensor_shape", "set_output_allocator", "set_tensor_address",
-                          "execute_async_v3"],
+    "ICudaEngine": [
+        "error_recorder",
+        "num_io_tensors",
+        "get_tensor_name",
+        "is_shape_inference_io",
+        "get_tensor_dtype",
+        "get_tensor_shape",
+        "get_tensor_mode",
+        "get_tensor_profile_shape",
+        "create_execution_context",
+    ],
+    "IExecutionContext": [
+        "error_recorder",
+        "set_input_shape",
+        "get_tensor_shape",
+        "set_output_allocator",
+        "set_tensor_address",
+        "execute_async_v3",
+    ],
     "Runtime": ["__init__", "error_recorder", "deserialize_cuda_engine"],
     "IPluginRegistry": ["get_creator", "load_library"],
-    "Builder": ["__init__", "error_recorder", "create_network", "create_builder_config", "create_optimization_profile",
-                "build_serialized_network"],
+    "Builder": [
+        "__init__",
+        "error_recorder",
+        "create_network",
+        "create_builder_config",
+        "create_optimization_profile",
+        "build_serialized_network",
+    ],
     "INetworkDefinition": ["num_inputs", "get_input"],
     "ITensor": ["name", "shape"],
     "OnnxParser": ["__init__", "parse", "parse_from_file", "num_errors", "get_error"],
     "ParserError": ["node", "node_name", "node_operator", "desc"],
-    "IBuilderConfig": ["set_memory_pool_limit", "set_flag", "add_optimization_profile", "create_timing_cache",
-                       "set_timing_cache", "get_timing_cache"],
+    "IBuilderConfig": [
+        "set_memory_pool_limit",
+        "set_flag",
+        "add_optimization_profile",
+        "create_timing_cache",
+        "set_timing_cache",
+        "get_timing_cache",
+    ],
     "IOptimizationProfile": ["set_shape"],
     "ITimingCache": ["serialize"],
     "ILogger": ["__init__", "log"],
     "IOutputAllocator": ["__init__"],
-    "IErrorRecorder": ["__init__", "num_errors", "get_error_code", "get_error_desc", "has_overflowed", "clear",
-                       "report_error"],
+    "IErrorRecorder": [
+        "__init__",
+        "num_errors",
+        "get_error_code",
+        "get_error_desc",
+        "has_overflowed",
+        "clear",
+        "report_error",
+    ],
 }
 # Used only behind a check that it exists (TensorRT 11 builds strongly typed networks only).
 GUARDED = {"BuilderFlag.FP16": 'hasattr(trt.BuilderFlag, "FP16")'}
 # Attribute names the sources use on non-TensorRT objects that happen to be TensorRT member names too.
-NOT_TENSORRT = {"shape", "name", "dtype", "get", "copy", "close", "free", "run", "items", "values", "append", "index",
-                "remove", "update", "clear", "pop", "split", "strip", "join", "reshape", "view", "size", "nbytes",
-                "is_file", "is_dir", "read_bytes", "write_bytes", "serialize_to_string", "parent", "data", "ops",
-                "version", "device", "add", "release", "acquire", "destroy", "capture", "launch", "synchronize",
-                "stream", "graph", "engine", "context", "flags", "profile", "builder", "network", "parser", "config",
-                "inputs", "outputs", "errors", "buffers", "shapes", "allocator", "entries", "host", "path", "mode",
-                "type", "format", "max", "min", "opt", "logger", "num_bindings", "reset",
-                "setdefault", "count", "extend", "sort", "search", "resolve", "glob", "exists", "stat", "mkdir",
-                "lower", "upper", "startswith", "endswith", "replace", "encode", "decode", "format_map", "keys",
-                "report", "record_stream", "wait_stream", "element_size", "numel", "data_ptr", "contiguous",
-                "detach", "numpy", "to", "is_cuda", "clone", "ptr", "array", "handle", "exec", "cache_size",
-                "shape_key", "use_graph", "created", "closed", "entry", "plugin", "library", "op_type", "domain",
-                "attribute", "graph", "node", "input", "output", "initializer", "dim", "dim_value", "HasField",
-                "tensor_type", "metadata_props", "key", "value", "fix", "problem", "args", "level", "warn",
-                "perf_counter", "hexdigest", "digest", "isoformat", "now", "tobytes", "cast", "enable", "print",
-                "location", "num_layers", "itemsize", "metadata", "precision", "read",
-                "FLOAT16"}  # onnx.TensorProto.FLOAT16 (to_engine checks an fp16 ONNX)
+NOT_TENSORRT = {
+    "shape",
+    "name",
+    "dtype",
+    "get",
+    "copy",
+    "close",
+    "free",
+    "run",
+    "items",
+    "values",
+    "append",
+    "index",
+    "remove",
+    "update",
+    "clear",
+    "pop",
+    "split",
+    "strip",
+    "join",
+    "reshape",
+    "view",
+    "size",
+    "nbytes",
+    "is_file",
+    "is_dir",
+    "read_bytes",
+    "write_bytes",
+    "serialize_to_string",
+    "parent",
+    "data",
+    "ops",
+    "version",
+    "device",
+    "add",
+    "release",
+    "acquire",
+    "destroy",
+    "capture",
+    "launch",
+    "synchronize",
+    "stream",
+    "graph",
+    "engine",
+    "context",
+    "flags",
+    "profile",
+    "builder",
+    "network",
+    "parser",
+    "config",
+    "inputs",
+    "outputs",
+    "errors",
+    "buffers",
+    "shapes",
+    "allocator",
+    "entries",
+    "host",
+    "path",
+    "mode",
+    "type",
+    "format",
+    "max",
+    "min",
+    "opt",
+    "logger",
+    "num_bindings",
+    "reset",
+    "setdefault",
+    "count",
+    "extend",
+    "sort",
+    "search",
+    "resolve",
+    "glob",
+    "exists",
+    "stat",
+    "mkdir",
+    "lower",
+    "upper",
+    "startswith",
+    "endswith",
+    "replace",
+    "encode",
+    "decode",
+    "format_map",
+    "keys",
+    "report",
+    "record_stream",
+    "wait_stream",
+    "element_size",
+    "numel",
+    "data_ptr",
+    "contiguous",
+    "detach",
+    "numpy",
+    "to",
+    "is_cuda",
+    "clone",
+    "ptr",
+    "array",
+    "handle",
+    "exec",
+    "cache_size",
+    "shape_key",
+    "use_graph",
+    "created",
+    "closed",
+    "entry",
+    "plugin",
+    "library",
+    "op_type",
+    "domain",
+    "attribute",
+    "node",
+    "input",
+    "output",
+    "initializer",
+    "dim",
+    "dim_value",
+    "HasField",
+    "tensor_type",
+    "metadata_props",
+    "key",
+    "value",
+    "fix",
+    "problem",
+    "args",
+    "level",
+    "warn",
+    "perf_counter",
+    "hexdigest",
+    "digest",
+    "isoformat",
+    "now",
+    "tobytes",
+    "cast",
+    "enable",
+    "print",
+    "location",
+    "num_layers",
+    "itemsize",
+    "metadata",
+    "precision",
+    "read",
+    "FLOAT16",
+}  # onnx.TensorProto.FLOAT16 (to_engine checks an fp16 ONNX)
 
 
 def _trt_chains(tree: ast.AST) -> set[str]:
@@ -118,12 +286,19 @@ def _exists(members: dict, path: str) -> bool:
 
 # ----------------------------------------------------------------------------- 1. names
 
+
 def test_every_tensorrt_name_segrt_uses_exists_in_both_versions(trt_api):
     chains = set().union(*(_trt_chains(ast.parse(p.read_text())) for p in SOURCES))
     assert any(c.startswith("__version__") for c in chains)  # trt.__version__: in every release (api["version"])
     chains = {c for c in chains if not c.startswith("__version__")}
-    assert {"ILogger.Severity.WARNING", "Runtime", "TensorIOMode.INPUT", "BuilderFlag.FP16", "IErrorRecorder.__init__",
-            "ErrorCodeTRT.UNSPECIFIED_ERROR"} <= chains  # parsed
+    assert {
+        "ILogger.Severity.WARNING",
+        "Runtime",
+        "TensorIOMode.INPUT",
+        "BuilderFlag.FP16",
+        "IErrorRecorder.__init__",
+        "ErrorCodeTRT.UNSPECIFIED_ERROR",
+    } <= chains  # parsed
     used = chains | {f"{cls}.{m}" for cls, ms in USED_MEMBERS.items() for m in ms}
     for version, api in trt_api.items():
         members = api["members"]
@@ -147,6 +322,7 @@ def test_the_table_of_used_members_covers_the_sources(trt_api):
 
 
 # ----------------------------------------------------------------------------- 2. signatures of recorded calls
+
 
 def _kind_ok(value, type_text: str) -> bool:
     t = type_text.replace("tensorrt_bindings.tensorrt.", "").strip()
@@ -189,7 +365,7 @@ def _matches(overload, args, kwargs) -> str | None:
     for (pname, ptype, _has_default), value in zip(overload, args, strict=False):
         if not _kind_ok(value, ptype):
             return f"{pname}: {type(value).__name__} where the binding takes {ptype}"
-    for pname, ptype, has_default in overload[len(args):]:
+    for pname, ptype, has_default in overload[len(args) :]:
         if pname in kwargs:
             if not _kind_ok(kwargs[pname], ptype):
                 return f"{pname}: {type(kwargs[pname]).__name__} where the binding takes {ptype}"
@@ -210,6 +386,7 @@ def recorded_calls(trt_double, monkeypatch):
             if not frame.f_globals.get("__name__", "").startswith(tensorrt_double.__name__):
                 calls.append((qual, args, kwargs))
             return fn(*args, **kwargs)
+
         return recorder
 
     for name, obj in vars(tensorrt_double).items():
@@ -220,11 +397,13 @@ def recorded_calls(trt_double, monkeypatch):
         elif inspect.isclass(obj) and obj.__module__ == tensorrt_double.__name__ and not issubclass(obj, enum.Enum):
             for attr, fn in list(vars(obj).items()):
                 if inspect.isfunction(fn) and (not attr.startswith("_") or attr == "__init__") and attr not in internal:
+
                     def method(self, *args, _fn=fn, _q=f"{name}.{attr}", **kwargs):
                         frame = sys._getframe(1)
                         if not frame.f_globals.get("__name__", "").startswith(tensorrt_double.__name__):
                             calls.append((_q, args, kwargs))
                         return _fn(self, *args, **kwargs)
+
                     monkeypatch.setattr(obj, attr, method)
     return calls
 
@@ -235,24 +414,44 @@ def _plugin_model(path: Path, name_the_plugin: bool = True) -> Path:
     from onnx import TensorProto, helper
 
     from segrt.artifact import metadata as md
+
     node = helper.make_node("SegrtMultiLevelRoiAlign", ["rois", "f0"], ["y"], domain="segrt")
-    graph = helper.make_graph([node], "p", [helper.make_tensor_value_info("rois", TensorProto.FLOAT, [4, 4]),
-                                            helper.make_tensor_value_info("f0", TensorProto.FLOAT, [1, 2, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2, 7, 7])])
+    graph = helper.make_graph(
+        [node],
+        "p",
+        [
+            helper.make_tensor_value_info("rois", TensorProto.FLOAT, [4, 4]),
+            helper.make_tensor_value_info("f0", TensorProto.FLOAT, [1, 2, 8, 8]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2, 7, 7])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("segrt", 1)])
-    meta = {"kind": "maskrcnn", "class_names": ["bg", "x"], "input_channels": 2, "input_size": [8, 8],
-            "normalization": {"scale": 1.0, "mean": [0.0, 0.0], "std": [1.0, 1.0]}, "input_name": "f0",
-            "plugin": {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
-                       "ops": ["SegrtMultiLevelRoiAlign"]} if name_the_plugin else None}
+    meta = {
+        "kind": "maskrcnn",
+        "class_names": ["bg", "x"],
+        "input_channels": 2,
+        "input_size": [8, 8],
+        "normalization": {"scale": 1.0, "mean": [0.0, 0.0], "std": [1.0, 1.0]},
+        "input_name": "f0",
+        "plugin": {
+            "library": "libsegrt_trt_plugins.so",
+            "version": "1",
+            "namespace": "segrt",
+            "ops": ["SegrtMultiLevelRoiAlign"],
+        }
+        if name_the_plugin
+        else None,
+    }
     helper.set_model_props(model, {md.METADATA_KEY: md.encode(meta)})
     onnx.save(model, str(path))
     return path
 
 
-def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_double, trt_api, tmp_path,
-                                                           plugin_library_standin):
-    from segrt.export.to_engine import onnx_to_engine
+def test_every_call_segrt_makes_matches_the_real_signatures(
+    recorded_calls, trt_double, trt_api, tmp_path, plugin_library_standin
+):
     from segrt.backends.tensorrt import TensorRTBackend
+    from segrt.export.to_engine import onnx_to_engine
     from tests.export.test_to_engine import conv_relu_model
     from tests.sdk.test_tensorrt_double import _nonzero_engine
 
@@ -267,8 +466,9 @@ def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_
         be.run({"image": x})
     with TensorRTBackend(_nonzero_engine(tmp_path)) as be:
         be.run({"x": np.ones(3, np.float32)})
-    from segrt.export.to_engine import wrap_plan
     from segrt.artifact.engine_file import read_engine_file
+    from segrt.export.to_engine import wrap_plan
+
     (tmp_path / "bare.plan").write_bytes(bytes(read_engine_file(engine)[1]))  # as trtexec --saveEngine writes it
     wrapped = wrap_plan(tmp_path / "bare.plan", onnx_path, tmp_path / "wrapped.engine", precision="fp16")
     with TensorRTBackend(wrapped) as be:
@@ -280,13 +480,29 @@ def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_
         onnx_to_engine(_plugin_model(tmp_path / "q.onnx", name_the_plugin=False), tmp_path / "q.engine")
 
     called = {q for q, _, _ in recorded_calls}
-    expected = {"Runtime.deserialize_cuda_engine", "IExecutionContext.execute_async_v3",
-                "IExecutionContext.set_tensor_address", "IExecutionContext.set_output_allocator",
-                "Builder.build_serialized_network", "OnnxParser.parse", "OnnxParser.parse_from_file",
-                "IBuilderConfig.set_flag", "IBuilderConfig.set_timing_cache", "IPluginRegistry.load_library",
-                "ICudaEngine.get_tensor_profile_shape", "IBuilderConfig.create_timing_cache", "OnnxParser.get_error",
-                "ParserError.node", "ParserError.node_name", "ParserError.node_operator", "ParserError.desc",
-                "IPluginRegistry.get_creator", "init_libnvinfer_plugins", "nptype", "IOptimizationProfile.set_shape"}
+    expected = {
+        "Runtime.deserialize_cuda_engine",
+        "IExecutionContext.execute_async_v3",
+        "IExecutionContext.set_tensor_address",
+        "IExecutionContext.set_output_allocator",
+        "Builder.build_serialized_network",
+        "OnnxParser.parse",
+        "OnnxParser.parse_from_file",
+        "IBuilderConfig.set_flag",
+        "IBuilderConfig.set_timing_cache",
+        "IPluginRegistry.load_library",
+        "ICudaEngine.get_tensor_profile_shape",
+        "IBuilderConfig.create_timing_cache",
+        "OnnxParser.get_error",
+        "ParserError.node",
+        "ParserError.node_name",
+        "ParserError.node_operator",
+        "ParserError.desc",
+        "IPluginRegistry.get_creator",
+        "init_libnvinfer_plugins",
+        "nptype",
+        "IOptimizationProfile.set_shape",
+    }
     assert expected <= called, sorted(expected - called)
     for version, api in trt_api.items():
         members = api["members"]
@@ -296,13 +512,15 @@ def test_every_call_segrt_makes_matches_the_real_signatures(recorded_calls, trt_
             if real["kind"] == "property":
                 continue
             reasons = [_matches(o, args, kwargs) for o in real["overloads"]]
-            assert None in reasons, (f"TensorRT {version}: segrt calls {qual} with "
-                                     f"{[type(a).__name__ for a in args]} {sorted(kwargs)}: {reasons}")
+            assert None in reasons, (
+                f"TensorRT {version}: segrt calls {qual} with "
+                f"{[type(a).__name__ for a in args]} {sorted(kwargs)}: {reasons}"
+            )
 
 
 # ----------------------------------------------------------------------------- 3. subclasses and real calls
 
-_REAL_CHECK = r'''
+_REAL_CHECK = r"""
 import inspect, json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
@@ -350,15 +568,16 @@ out["shape"] = list(alloc.shapes["idx"])
 out["nptype"] = {n: str(trt.nptype(getattr(trt.DataType, n))) for n in ("FLOAT", "HALF", "INT32", "INT64", "UINT8", "BOOL")}
 out["errors_after"] = recorder.since(mark + 1)
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.mark.parametrize("version", bindings.VERSIONS)
 def test_segrt_subclasses_work_with_the_real_base_classes(trt_api, version, tmp_path):
     assert version in trt_api  # the fixture prepared it (or skipped)
     root = bindings.prepare(version)
-    done = subprocess.run([sys.executable, "-c", _REAL_CHECK, str(root), str(ROOT)], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", _REAL_CHECK, str(root), str(ROOT)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["is_ilogger"] and out["is_allocator"] and out["is_recorder"] and out["same_logger"]
@@ -372,7 +591,9 @@ def test_segrt_subclasses_work_with_the_real_base_classes(trt_api, version, tmp_
         assert "factory function returned nullptr" in out[factory], out[factory]  # arguments accepted
     assert out["doc_methods"] == {"reallocate_output": True, "reallocate_output_async": True, "notify_shape": True}
     assert out["logger_doc"]
-    assert out["ptr_no_gpu"] == 0 and "m.engine: could not allocate 1024 bytes for output 'idx'" in out["errors_after"][0]
+    assert (
+        out["ptr_no_gpu"] == 0 and "m.engine: could not allocate 1024 bytes for output 'idx'" in out["errors_after"][0]
+    )
     assert out["ptr_double"] % 256 == 0 and out["ptr_double"] != 0
     assert out["shape"] == [2, 3]
     assert out["nptype"]["HALF"] == "<class 'numpy.float16'>" and out["nptype"]["INT64"] == "<class 'numpy.int64'>"
@@ -380,13 +601,32 @@ def test_segrt_subclasses_work_with_the_real_base_classes(trt_api, version, tmp_
 
 # ----------------------------------------------------------------------------- 4. the doubles follow the real modules
 
+
 def _double_members(module) -> dict[str, object]:
     found = {}
     for name, obj in vars(module).items():
-        if name.startswith("_") or inspect.ismodule(obj) or getattr(obj, "__module__", module.__name__) != module.__name__:
+        if (
+            name.startswith("_")
+            or inspect.ismodule(obj)
+            or getattr(obj, "__module__", module.__name__) != module.__name__
+        ):
             continue
-        if name in ("reset", "CrossedIntoTensorRT", "annotations", "enqueue", "flush", "is_capturing", "live_allocations",
-                    "STATE", "ALIGN", "configure", "VERSIONS", "ContractViolation", "violation", "pending_work"):
+        if name in (
+            "reset",
+            "CrossedIntoTensorRT",
+            "annotations",
+            "enqueue",
+            "flush",
+            "is_capturing",
+            "live_allocations",
+            "STATE",
+            "ALIGN",
+            "configure",
+            "VERSIONS",
+            "ContractViolation",
+            "violation",
+            "pending_work",
+        ):
             continue  # the doubles' own test hooks, not TensorRT/CUDA names
         found[name] = obj
         if inspect.isclass(obj):
@@ -424,8 +664,9 @@ def test_the_tensorrt_double_defines_only_real_names_with_real_parameter_names(t
         real = members[qual]
         if inspect.isfunction(obj) and real["kind"] in ("method", "function"):
             names = _param_names(obj)
-            assert any([p[0] for p in o] == names for o in real["overloads"]), \
+            assert any([p[0] for p in o] == names for o in real["overloads"]), (
                 f"{qual}{names} differs from TensorRT's {[[p[0] for p in o] for o in real['overloads']]}"
+            )
         if isinstance(obj, property):
             assert real["kind"] == "property", f"{qual} is a property in the double, a {real['kind']} in TensorRT"
     assert tuple(tensorrt_double.VERSIONS) == tuple(bindings.VERSIONS)

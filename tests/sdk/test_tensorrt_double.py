@@ -7,6 +7,7 @@ profiles and shapes, buffers, addresses, streams, CUDA graphs, the output alloca
 the context pool. The oracle is the ONNX Runtime backend on the same ONNX file. Nothing
 here says anything about TensorRT's kernels, precision or speed.
 """
+
 from __future__ import annotations
 
 import threading
@@ -16,12 +17,12 @@ import pytest
 from onnx import TensorProto, helper
 
 import segrt
-from segrt.export.to_engine import onnx_to_engine
-from segrt.artifact import metadata as md
 from segrt.artifact import engine_file as ef
+from segrt.artifact import metadata as md
 from segrt.backends.onnxrt import OnnxRuntimeBackend
 from segrt.backends.tensorrt import PoolClosedError, TensorRTBackend
 from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.export.to_engine import onnx_to_engine
 from segrt.unet.predictor import UNetPredictor
 from tests.doubles import cudart_double
 
@@ -36,6 +37,7 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- build, header, load
+
 
 def test_unet_engine_file_carries_the_build_and_predicts_like_onnxruntime(unet_engine, unet_onnx):
     meta, plan = ef.read_engine_file(unet_engine)
@@ -57,8 +59,7 @@ def test_unet_engine_file_carries_the_build_and_predicts_like_onnxruntime(unet_e
 def test_unet_predictor_follows_the_engine_profile(unet_engine, unet_onnx):
     """An engine built with max batch 2 and min size above the model's smallest valid size still
     predicts every image: the predictor takes both limits from the profile."""
-    engine2 = onnx_to_engine(unet_onnx, unet_engine.with_name("big_min.engine"), max_batch=2, max_size=108,
-                             min_size=60)
+    engine2 = onnx_to_engine(unet_onnx, unet_engine.with_name("big_min.engine"), max_batch=2, max_size=108, min_size=60)
     for path in (unet_engine, engine2):
         predictor = UNetPredictor(segrt.open_backend(path), batch_size=4)
         lo, _, hi = predictor.backend.profiles["image"]
@@ -79,11 +80,14 @@ def test_a_wrong_dtype_is_the_same_input_error_in_both_backends(unet_engine, une
 
 # ----------------------------------------------------------------------------- refusals
 
+
 def test_engine_from_another_tensorrt_version_or_gpu_is_refused(unet_engine, tmp_path):
     meta, plan = ef.read_engine_file(unet_engine)
     meta["engine"]["tensorrt_version"] = "10.8.0.43"
     old = ef.write_engine_file(tmp_path / "old.engine", meta, plan)
-    with pytest.raises(ArtifactError, match=r"built with TensorRT 10\.8\.0\.43, but this machine has TensorRT 10\.13\.3\.9"):
+    with pytest.raises(
+        ArtifactError, match=r"built with TensorRT 10\.8\.0\.43, but this machine has TensorRT 10\.13\.3\.9"
+    ):
         segrt.load(old)
     meta["engine"].update(tensorrt_version="10.13.3.9", compute_capability=[9, 0])
     other = ef.write_engine_file(tmp_path / "other.engine", meta, plan)
@@ -100,6 +104,7 @@ def test_a_plan_the_runtime_cannot_deserialize_names_tensorrt_reason(unet_engine
 
 
 # ----------------------------------------------------------------------------- buffers, graphs, pool
+
 
 def test_alternating_shapes_reuse_buffers_and_graphs(unet_engine):
     """Tiles of three images: full, full, remainder batch each. Buffers are kept per shape; a graph is
@@ -156,8 +161,9 @@ def test_a_failed_capture_disables_graphs_for_that_context_only(unet_engine):
 
 
 def test_eight_threads_share_the_context_pool_with_identical_results(unet_engine):
-    xs = [np.random.default_rng(i).normal(size=(1 + i % 2, 1, 44 + 16 * (i % 3), 44)).astype(np.float32)
-          for i in range(6)]
+    xs = [
+        np.random.default_rng(i).normal(size=(1 + i % 2, 1, 44 + 16 * (i % 3), 44)).astype(np.float32) for i in range(6)
+    ]
     with TensorRTBackend(unet_engine, contexts=3, use_cuda_graph=True) as be:
         want = [be.run({"image": x})["probs"] for x in xs]
         bad: list[str] = []
@@ -189,8 +195,10 @@ def test_run_after_close_is_a_clear_error(unet_engine):
 
 # ----------------------------------------------------------------------------- zero-copy torch inputs
 
+
 def _fake_cuda_tensor(torch, t):
     """A CPU tensor that says it is on cuda:0: its memory is host memory, the double's device memory."""
+
     class FakeCuda(torch.Tensor):
         @property
         def is_cuda(self):
@@ -211,7 +219,7 @@ def test_torch_inputs_are_read_in_place_only_when_aligned(unet_engine, unet_onnx
     x = np.random.default_rng(0).normal(size=(1, 1, 44, 44)).astype(np.float32)
     storage = torch.zeros(x.size + 128)
     start = (-storage.data_ptr() % 256) // 4 + offset_bytes // 4  # first element at an address = offset (mod 256)
-    view = storage[start:start + x.size].view(x.shape)
+    view = storage[start : start + x.size].view(x.shape)
     view.copy_(torch.from_numpy(x))
     assert view.data_ptr() % 256 == offset_bytes
     with TensorRTBackend(unet_engine) as be:
@@ -224,16 +232,27 @@ def test_torch_inputs_are_read_in_place_only_when_aligned(unet_engine, unet_onnx
 
 # ----------------------------------------------------------------------------- output allocator
 
+
 def _nonzero_model(path):
     """x float32 [N] -> indices of its nonzero entries int64 [1, K]: K is known only after running."""
-    graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["idx"])], "nz",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
-                              [helper.make_tensor_value_info("idx", TensorProto.INT64, [1, "K"])])
+    graph = helper.make_graph(
+        [helper.make_node("NonZero", ["x"], ["idx"])],
+        "nz",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, [1, "K"])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    meta = {"kind": "maskrcnn", "class_names": ["bg", "x"], "input_channels": 1, "input_size": [8, 8],
-            "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]}, "input_name": "x"}
+    meta = {
+        "kind": "maskrcnn",
+        "class_names": ["bg", "x"],
+        "input_channels": 1,
+        "input_size": [8, 8],
+        "normalization": {"scale": 1.0, "mean": [0.0], "std": [1.0]},
+        "input_name": "x",
+    }
     helper.set_model_props(model, {md.METADATA_KEY: md.encode(meta)})
     import onnx
+
     onnx.save(model, str(path))
     return path
 
@@ -262,20 +281,30 @@ def test_an_allocation_failure_in_the_output_allocator_is_reported_not_raised_in
 
 # ----------------------------------------------------------------------------- Mask R-CNN with the plugin
 
+
 @pytest.fixture(scope="module")
 def maskrcnn_onnx(tmp_path_factory):
     """(portable ONNX, TensorRT-graph ONNX) of a random-weight resnet18-FPN Mask R-CNN at 128x128."""
     pytest.importorskip("onnxruntime_extensions")
     import torch
+
     from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model
     from segrt.export.maskrcnn.onnx_export import torch_to_onnx
     from segrt.export.maskrcnn.trt_graph import portable_to_tensorrt
+
     torch.manual_seed(0)
-    cfg = MaskRCNNConfig(min_size=128, max_size=128, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50,
-                         box_detections_per_img=20)
+    cfg = MaskRCNNConfig(
+        min_size=128, max_size=128, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_detections_per_img=20
+    )
     folder = tmp_path_factory.mktemp("mrcnn")
-    portable = torch_to_onnx(build_model(cfg).eval(), cfg, ["__background__", "nucleus"], folder / "m.onnx",
-                             input_size=(128, 128), score_thresh=0.0)
+    portable = torch_to_onnx(
+        build_model(cfg).eval(),
+        cfg,
+        ["__background__", "nucleus"],
+        folder / "m.onnx",
+        input_size=(128, 128),
+        score_thresh=0.0,
+    )
     return portable, portable_to_tensorrt(portable, folder / "m_trt.onnx")
 
 
@@ -285,13 +314,20 @@ def maskrcnn_trt_onnx(maskrcnn_onnx):
 
 
 def test_maskrcnn_tensorrt_graph_builds_loads_its_plugin_and_predicts_like_onnxruntime(
-        trt_double, maskrcnn_onnx, tmp_path, plugin_library_standin):
+    trt_double, maskrcnn_onnx, tmp_path, plugin_library_standin
+):
     portable, trt_onnx = maskrcnn_onnx
     engine = onnx_to_engine(trt_onnx, tmp_path / "m.engine", plugin_dirs=[plugin_library_standin])
     meta = ef.read_engine_metadata(engine)
-    assert meta["engine"]["plugin"] == {"library": "libsegrt_trt_plugins.so", "version": "1", "namespace": "segrt",
-                                        "ops": ["SegrtMultiLevelRoiAlign"]}
-    (tmp_path / "libsegrt_trt_plugins.so").write_bytes((plugin_library_standin / "libsegrt_trt_plugins.so").read_bytes())
+    assert meta["engine"]["plugin"] == {
+        "library": "libsegrt_trt_plugins.so",
+        "version": "1",
+        "namespace": "segrt",
+        "ops": ["SegrtMultiLevelRoiAlign"],
+    }
+    (tmp_path / "libsegrt_trt_plugins.so").write_bytes(
+        (plugin_library_standin / "libsegrt_trt_plugins.so").read_bytes()
+    )
     trt_double.reset()  # as in a new process: the engine's folder holds the library, nothing is registered yet
     got = segrt.load(engine)
     assert got.backend.plugin_library == tmp_path / "libsegrt_trt_plugins.so"
@@ -307,8 +343,10 @@ def test_maskrcnn_tensorrt_graph_builds_loads_its_plugin_and_predicts_like_onnxr
 
 # ----------------------------------------------------------------------------- plugin
 
-def test_missing_plugin_library_is_named_when_building_and_loading(trt_double, tmp_path, maskrcnn_trt_onnx,
-                                                                    plugin_library_standin):
+
+def test_missing_plugin_library_is_named_when_building_and_loading(
+    trt_double, tmp_path, maskrcnn_trt_onnx, plugin_library_standin
+):
     with pytest.raises(BackendUnavailableError, match=r"libsegrt_trt_plugins\.so") as info:
         onnx_to_engine(maskrcnn_trt_onnx, tmp_path / "m.engine")
     assert "SegrtMultiLevelRoiAlign" in str(info.value)
@@ -316,4 +354,3 @@ def test_missing_plugin_library_is_named_when_building_and_loading(trt_double, t
     trt_double.reset()  # a new process: nothing registered
     with pytest.raises(BackendUnavailableError, match="needs the segrt TensorRT plugin library"):
         TensorRTBackend(engine)
-

@@ -6,6 +6,7 @@ Runtime on the same ONNX file; what is checked beyond results is that segrt neve
 TensorRT or CUDA leave undefined, deprecate or refuse (the ``trt_double`` fixture fails a test that
 leaves a contract violation behind). Nothing here is a TensorRT result.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,6 +38,7 @@ def _reference(engine):
 
 # ----------------------------------------------------------------------------- defect 1: one logger per process
 
+
 def test_builds_and_backends_share_one_process_logger_and_errors_name_their_model(trt_double, unet_onnx, tmp_path):
     """Two builds and two open backends, then a damaged plan: TensorRT's reason reaches the exception
     through that engine's error recorder, prefixed with its file name, and no second logger was given."""
@@ -54,6 +56,7 @@ def test_builds_and_backends_share_one_process_logger_and_errors_name_their_mode
 
 # ----------------------------------------------------------------------------- defect 2: graphs and changed state
 
+
 def test_a_graph_is_not_replayed_after_the_context_switched_shapes_and_back(unet_engine):
     ref = _reference(unet_engine)
     with TensorRTBackend(unet_engine, use_cuda_graph=True) as be:
@@ -68,7 +71,7 @@ def _aligned_fake_cuda(torch, shape, dtype):
     item = torch.empty(0, dtype=dtype).element_size()
     storage = torch.zeros(n + 256 // item, dtype=dtype)
     start = (-storage.data_ptr() % 256) // item
-    return _fake_cuda_tensor(torch, storage[start:start + n].view(shape))
+    return _fake_cuda_tensor(torch, storage[start : start + n].view(shape))
 
 
 @pytest.fixture
@@ -117,6 +120,7 @@ def test_run_after_run_torch_does_not_replay_a_graph_captured_on_other_addresses
 
 # ----------------------------------------------------------------------------- defect 3: destroy after synchronize
 
+
 def test_closing_right_after_run_torch_waits_for_the_queued_inference(unet_engine, torch_on_the_double):
     torch = torch_on_the_double
     x = _aligned_fake_cuda(torch, X1.shape, torch.float32)
@@ -129,6 +133,7 @@ def test_closing_right_after_run_torch_waits_for_the_queued_inference(unet_engin
 
 
 # ----------------------------------------------------------------------------- defect 4: failed capture
+
 
 def test_a_failed_capture_leaves_no_cuda_error_for_the_next_enqueue(unet_engine):
     ref = _reference(unet_engine).run({"image": X1})["probs"]
@@ -144,6 +149,7 @@ def test_a_failed_capture_leaves_no_cuda_error_for_the_next_enqueue(unet_engine)
 
 # ----------------------------------------------------------------------------- defect 7: native handles
 
+
 def test_stream_handles_go_through_the_cuda_bindings_accessor(unet_engine):
     with TensorRTBackend(unet_engine, use_cuda_graph=True) as be:
         for _ in range(3):
@@ -155,12 +161,14 @@ def test_native_handle_of_a_real_cuda_bindings_stream_without_int():
     runtime = pytest.importorskip("cuda.bindings.runtime")
     pytest.importorskip("cuda.bindings.utils")
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cuda_rt.native_handle(runtime.cudaStream_t(0x1234)) == 0x1234
 
 
 # ----------------------------------------------------------------------------- defect 8: both releases execute
+
 
 @pytest.mark.parametrize("trt_double", tensorrt_double.VERSIONS, indirect=True)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -169,8 +177,14 @@ def test_onnx_to_engine_and_predict_under_each_tensorrt_release(trt_double, unet
     converted ONNX) and segrt.load(engine).predict; the double computes in fp32 from the ONNX it was
     given, so the fp16 engine is compared with ONNX Runtime on the converted fp16 ONNX."""
     fp16_onnx = tmp_path / "unet.fp16.onnx"
-    engine = onnx_to_engine(unet_onnx, tmp_path / "unet.engine", max_batch=2, max_size=108, precision=precision,
-                            save_fp16_onnx=fp16_onnx if precision == "fp16" else None)
+    engine = onnx_to_engine(
+        unet_onnx,
+        tmp_path / "unet.engine",
+        max_batch=2,
+        max_size=108,
+        precision=precision,
+        save_fp16_onnx=fp16_onnx if precision == "fp16" else None,
+    )
     eng = ef.read_engine_metadata(engine)["engine"]
     assert eng["tensorrt_version"] == trt_double.__version__
     expected_mode = {"fp32": None, "fp16": "builder_flag" if trt_double.__version__.startswith("10.") else "fp16_onnx"}
@@ -191,6 +205,7 @@ def test_contract_bindings_that_cannot_be_fetched_fail_ci_and_skip_elsewhere(mon
 
     def unreachable(version):
         raise trt_api.Unavailable(f"pip download tensorrt-cu12-bindings=={version} failed: no network")
+
     monkeypatch.setattr(trt_api, "describe", unreachable)
     monkeypatch.setenv("CI", ci)
     with pytest.raises(outcome, match="no network"):

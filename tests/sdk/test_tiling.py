@@ -1,11 +1,12 @@
 """Overlap-tile: tiles cover every pixel exactly once, start on the pooling grid, and do not change the result."""
+
 import numpy as np
 import pytest
 
 from segrt.backends.base import Backend, TensorInfo
 from segrt.errors import InputError
-from segrt.unet.tiling import mirror_pad, plan_axis, pool_factor, reflect_indices, smallest_tile
 from segrt.unet.predictor import UNetPredictor
+from segrt.unet.tiling import mirror_pad, plan_axis, pool_factor, reflect_indices, smallest_tile
 
 
 class CropBackend(Backend):
@@ -13,9 +14,17 @@ class CropBackend(Backend):
 
     def __init__(self, size_min, size_step, border, tile_size, margin=0):
         self.path = None
-        self.metadata = {"kind": "unet", "class_names": ["a"], "input_channels": 1,
-                         "normalization": {"mode": "fixed"}, "size_min": size_min, "size_step": size_step,
-                         "border": border, "tile_size": tile_size, "margin": margin}
+        self.metadata = {
+            "kind": "unet",
+            "class_names": ["a"],
+            "input_channels": 1,
+            "normalization": {"mode": "fixed"},
+            "size_min": size_min,
+            "size_step": size_step,
+            "border": border,
+            "tile_size": tile_size,
+            "margin": margin,
+        }
         self.inputs = [TensorInfo("image", (None, 1, None, None), np.dtype(np.float32))]
         self.outputs = [TensorInfo("probs", (None, 1, None, None), np.dtype(np.float32))]
         self.shapes = []
@@ -27,7 +36,7 @@ class CropBackend(Backend):
         assert max(h, w) <= max(self.metadata["tile_size"], self.metadata["size_min"])
         self.shapes.append(x.shape)
         b = self.metadata["border"]
-        return {"probs": x[:, :, b:h - b, b:w - b]}
+        return {"probs": x[:, :, b : h - b, b : w - b]}
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (3, 500), (64, 64), (97, 131), (512, 512)])
@@ -94,8 +103,10 @@ def test_mirror_pad_reflects_without_repeating_the_edge():
 def _net(depth, padding, tmp_path):
     """A random He-initialised U-Net (4 channels at level 1, no dropout), its ONNX export and metadata."""
     import torch
+
     from segrt.export.models.unet import UNet, UNetConfig
     from segrt.export.to_onnx import unet_to_onnx
+
     torch.manual_seed(depth)
     model = UNet(UNetConfig(depth=depth, base_channels=4, padding=padding, dropout=0.0)).eval()
     path = unet_to_onnx(model, tmp_path / f"unet{depth}{padding}.onnx", ["bg", "fg"], tile_size=64, check=False)
@@ -105,8 +116,10 @@ def _net(depth, padding, tmp_path):
 def _one_pass(model, meta, image):
     """Probabilities of one pass over the whole mirror-padded image (no tiling): the reference."""
     import torch
+
     from segrt.io.preprocess import normalize
     from segrt.unet.tiling import valid_size
+
     x = normalize(image[:, :, None], meta["normalization"])
     context = meta["border"] + meta["margin"]
     size = [valid_size(n + 2 * context, meta["size_min"], meta["size_step"]) for n in image.shape]
@@ -115,7 +128,7 @@ def _one_pass(model, meta, image):
         logits = model(torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)[None])))
     p = torch.softmax(logits, 1)[0].numpy()
     m = meta["margin"]
-    return p[:, m:m + image.shape[0], m:m + image.shape[1]]
+    return p[:, m : m + image.shape[0], m : m + image.shape[1]]
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
@@ -125,6 +138,7 @@ def test_tiled_probabilities_equal_one_pass_for_every_tile_size(tmp_path, depth,
     import segrt
     from segrt.export.to_onnx import _WithSoftmax
     from segrt.export.torch_backend import TorchBackend
+
     model, path = _net(depth, padding, tmp_path)
     ort = segrt.load(path, threads=1)
     meta = ort.backend.metadata
@@ -150,8 +164,10 @@ def test_artifacts_without_pool_factor_and_with_a_small_same_margin_still_predic
     """Older artifacts: no pool_factor key (derived) and the old same-padding margin (size_step // 2)."""
     from segrt.export.to_onnx import _WithSoftmax
     from segrt.export.torch_backend import TorchBackend
+
     model, path = _net(3, "same", tmp_path)
     import segrt
+
     meta = dict(segrt.load(path).backend.metadata)
     del meta["pool_factor"]
     meta["margin"] = meta["size_step"] // 2

@@ -1,4 +1,5 @@
 """The segrt U-Net predictor: same answer as eager PyTorch, any image size, clear errors."""
+
 import numpy as np
 import onnx
 import pytest
@@ -12,6 +13,7 @@ from segrt.unet.predictor import UNetPredictor
 def test_predictor_matches_eager_pytorch_through_the_same_tiling(tiny_unet, hw):
     from segrt.export.to_onnx import _WithSoftmax
     from segrt.export.torch_backend import TorchBackend
+
     model, path = tiny_unet
     predictor = segrt.load(path)
     reference = UNetPredictor(TorchBackend(_WithSoftmax(model), predictor.metadata, ["image"], ["probs"]))
@@ -40,14 +42,17 @@ def test_instances_are_connected_components_of_the_foreground(tiny_unet):
     assert labels.max() == 3 and labels[1, 1] != labels[6, 6]
 
 
-@pytest.mark.parametrize("image, words", [
-    (np.zeros((8, 8, 3), np.uint8), "channel"),
-    (np.zeros((1, 8, 8, 1), np.uint8), "shape"),
-    (np.zeros((0, 8), np.uint8), "empty"),
-    (np.full((8, 8), np.nan, np.float32), "NaN"),
-    (np.zeros((8, 8), bool), "dtype"),
-    ([[1, 2], [3, 4]], "numpy array"),
-])
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        (np.zeros((8, 8, 3), np.uint8), "channel"),
+        (np.zeros((1, 8, 8, 1), np.uint8), "shape"),
+        (np.zeros((0, 8), np.uint8), "empty"),
+        (np.full((8, 8), np.nan, np.float32), "NaN"),
+        (np.zeros((8, 8), bool), "dtype"),
+        ([[1, 2], [3, 4]], "numpy array"),
+    ],
+)
 def test_bad_images_raise_input_errors_that_name_the_problem(tiny_unet, image, words):
     predictor = segrt.load(tiny_unet[1])
     with pytest.raises(InputError, match=words) as info:

@@ -1,12 +1,13 @@
 """Sliding-window Mask R-CNN: every object once, from a window that sees it whole; sparse masks match dense ones."""
+
 import cv2
 import numpy as np
 import pytest
 
 from segrt.backends.base import Backend, TensorInfo
 from segrt.rcnn.coco import encode_rle, run_lengths
-from segrt.rcnn.predictor import MaskRCNNPredictor, draw_instances, instances_to_coco
 from segrt.rcnn.masks import MaskCrops, paste_masks
+from segrt.rcnn.predictor import MaskRCNNPredictor, draw_instances, instances_to_coco
 from segrt.rcnn.windows import axis_starts, plan_windows, predict_windows
 
 OUTPUTS = ["boxes", "scores", "labels", "num_detections", "masks"]  # the graph contract in segrt/maskrcnn.py
@@ -22,10 +23,17 @@ class BlobDetector(Backend):
     def __init__(self, input_hw, resize=None):
         self.path = None
         resize = resize or (min(input_hw), max(input_hw))
-        self.metadata = {"kind": "maskrcnn", "class_names": ["__background__", "blob"], "input_size": list(input_hw),
-                         "input_dtype": "float32", "resize": {"min_size": resize[0], "max_size": resize[1]}}
-        self.inputs = [TensorInfo("image", (1, 3) + tuple(input_hw), np.dtype(np.float32)),
-                       TensorInfo("image_size", (2,), np.dtype(np.float32))]
+        self.metadata = {
+            "kind": "maskrcnn",
+            "class_names": ["__background__", "blob"],
+            "input_size": list(input_hw),
+            "input_dtype": "float32",
+            "resize": {"min_size": resize[0], "max_size": resize[1]},
+        }
+        self.inputs = [
+            TensorInfo("image", (1, 3) + tuple(input_hw), np.dtype(np.float32)),
+            TensorInfo("image_size", (2,), np.dtype(np.float32)),
+        ]
         self.outputs = [TensorInfo(n, (None,), np.dtype(np.float32)) for n in OUTPUTS]
         self.calls = 0
 
@@ -38,13 +46,19 @@ class BlobDetector(Backend):
         for i in range(1, n):
             x, y, bw, bh, _ = stats[i]
             boxes.append([x, y, x + bw, y + bh])
-            masks.append(cv2.resize((lab[y:y + bh, x:x + bw] == i).astype(np.float32), (28, 28),
-                                    interpolation=cv2.INTER_AREA))
+            masks.append(
+                cv2.resize(
+                    (lab[y : y + bh, x : x + bw] == i).astype(np.float32), (28, 28), interpolation=cv2.INTER_AREA
+                )
+            )
         k = len(boxes)
-        return {"boxes": np.asarray(boxes, np.float32).reshape(k, 4),
-                "scores": np.asarray([0.5 + min(float(stats[i][4]) / 1e3, 0.49) for i in range(1, n)], np.float32),
-                "labels": np.ones(k, np.int64), "num_detections": np.array([k], np.int64),
-                "masks": np.asarray(masks, np.float32).reshape(k, 28, 28)}
+        return {
+            "boxes": np.asarray(boxes, np.float32).reshape(k, 4),
+            "scores": np.asarray([0.5 + min(float(stats[i][4]) / 1e3, 0.49) for i in range(1, n)], np.float32),
+            "labels": np.ones(k, np.int64),
+            "num_detections": np.array([k], np.int64),
+            "masks": np.asarray(masks, np.float32).reshape(k, 28, 28),
+        }
 
 
 def _disks(hw=(300, 411), n=40, seed=0):
@@ -53,7 +67,7 @@ def _disks(hw=(300, 411), n=40, seed=0):
     for _ in range(n):
         r = int(rng.integers(4, 13))
         cy, cx = int(rng.integers(0, hw[0])), int(rng.integers(0, hw[1]))
-        if img[max(cy - r - 3, 0):cy + r + 4, max(cx - r - 3, 0):cx + r + 4].any():
+        if img[max(cy - r - 3, 0) : cy + r + 4, max(cx - r - 3, 0) : cx + r + 4].any():
             continue  # keep the disks apart: one blob, one object
         cv2.circle(img, (cx, cy), r, 4000, -1)
     return img
@@ -62,6 +76,7 @@ def _disks(hw=(300, 411), n=40, seed=0):
 def _match(a, b):
     """For each box of a, the IoU-best box of b."""
     from segrt.rcnn.windows import box_iou
+
     return [float(box_iou(box, b.boxes).max()) if len(b) else 0.0 for box in a.boxes]
 
 
@@ -109,7 +124,7 @@ def test_windows_cover_the_axis_and_the_last_is_flush():
     wins = plan_windows((300, 411), (96, 96), 40)
     covered = np.zeros((300, 411), bool)
     for w in wins:
-        covered[w.y0:w.y0 + w.h, w.x0:w.x0 + w.w] = True
+        covered[w.y0 : w.y0 + w.h, w.x0 : w.x0 + w.w] = True
         assert (w.h, w.w) == (96, 96)
     assert covered.all()
 
@@ -117,15 +132,19 @@ def test_windows_cover_the_axis_and_the_last_is_flush():
 def test_sparse_masks_densify_and_encode_like_dense_masks():
     rng = np.random.default_rng(0)
     masks = rng.random((5, 28, 28)).astype(np.float32)
-    boxes = np.array([[3, 4, 40, 30], [-10, -5, 20, 12], [60, 50, 79, 59], [70, 55, 95, 80], [0, 0, 79, 59]], np.float32)
+    boxes = np.array(
+        [[3, 4, 40, 30], [-10, -5, 20, 12], [60, 50, 79, 59], [70, 55, 95, 80], [0, 0, 79, 59]], np.float32
+    )
     dense = paste_masks(masks, boxes, (60, 80))
     from segrt.rcnn.masks import paste_crops
+
     pasted = list(paste_crops(masks, boxes, (60, 80)))
     crops = MaskCrops([c for _, _, c in pasted], np.array([(y, x) for y, x, _ in pasted]), (60, 80))
     np.testing.assert_array_equal(crops.dense(), dense)
     for i in range(5):
         assert crops.run_lengths(i) == run_lengths(dense[i])
     from segrt.rcnn.instances import Instances
+
     n = len(boxes)
     args = (boxes, np.linspace(1, 0.5, n).astype(np.float32), np.ones(n, np.int64), ["b"] * n)
     a = Instances(*args, dense, None, (60, 80))
@@ -139,6 +158,7 @@ def test_sparse_masks_densify_and_encode_like_dense_masks():
 
 def test_windows_read_lazy_sources(tmp_path):
     import tifffile
+
     image = _disks(seed=2)
     tifffile.imwrite(tmp_path / "a.tif", image)
     predictor = MaskRCNNPredictor(BlobDetector((96, 96)))

@@ -3,6 +3,7 @@
 That stage sets ``SEGRT_WHEEL`` (the built wheel file) and ``SEGRT_WHEEL_MODELS`` (the folder
 ``tests/wheel/make_models.py`` wrote). In the main test session both are unset and these tests skip.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-STAGE_REASON = ("tests the installed wheel: run by .ci/run's wheel stage (scripts/test_wheel.sh: the built wheel in a fresh venv, "
-                "SEGRT_WHEEL and SEGRT_WHEEL_MODELS set)")
+STAGE_REASON = (
+    "tests the installed wheel: run by .ci/run's wheel stage (scripts/test_wheel.sh: the built wheel in a fresh venv, "
+    "SEGRT_WHEEL and SEGRT_WHEEL_MODELS set)"
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -4,6 +4,7 @@ Run by ``.ci/run``'s wheel stage against the installed package (never the source
 reference results come from the source tree's runtime (``make_models.py``, run in the
 development environment, where the main test session checks that runtime against torch).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,11 @@ def test_wheel_holds_only_the_segrt_package(wheel: Path) -> None:
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/RECORD"))
         record = zf.read(f"{dist_info}/RECORD").decode().splitlines()
         top_level = zf.read(f"{dist_info}/top_level.txt").decode().split()
-        tags = [line.split(": ", 1)[1] for line in zf.read(f"{dist_info}/WHEEL").decode().splitlines()
-                if line.startswith("Tag: ")]
+        tags = [
+            line.split(": ", 1)[1]
+            for line in zf.read(f"{dist_info}/WHEEL").decode().splitlines()
+            if line.startswith("Tag: ")
+        ]
     assert {n.split("/")[0] for n in names} == {"segrt", dist_info}
     assert {row.split(",")[0].split("/")[0] for row in record if row} == {"segrt", dist_info}
     assert top_level == ["segrt"]
@@ -61,10 +65,12 @@ def test_environment_is_the_installed_wheel_without_compilers() -> None:
     site = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
     assert any(site_dir in Path(segrt.__file__).resolve().parents for site_dir in site), segrt.__file__
     assert {tool: shutil.which(tool) for tool in ("cc", "c++", "gcc", "g++", "cmake")} == dict.fromkeys(
-        ("cc", "c++", "gcc", "g++", "cmake"))
+        ("cc", "c++", "gcc", "g++", "cmake")
+    )
     with pytest.raises(ModuleNotFoundError):
         import torch  # noqa: F401
     from segrt.ops import native
+
     assert native.BUILD_DIR is None  # no source checkout around the installed package to search
 
 
@@ -86,8 +92,9 @@ def _assert_rcnn_matches(boxes: np.ndarray, scores: np.ndarray, expected: dict[s
 def test_load_predict_unet_and_maskrcnn(models: Path) -> None:
     """``segrt.load(...).predict(img)`` from the wheel gives the source tree's results (U-Net, Mask R-CNN)."""
     expected = dict(np.load(models / "expected.npz"))
-    _assert_unet_matches(segrt.load(models / "unet.onnx").predict(read_image(models / "split/images/img0.png")),
-                         expected)
+    _assert_unet_matches(
+        segrt.load(models / "unet.onnx").predict(read_image(models / "split/images/img0.png")), expected
+    )
     result = segrt.load(models / "maskrcnn.onnx").predict(read_image(models / "image.png"))
     _assert_rcnn_matches(result.boxes, result.scores, expected)
 
@@ -96,13 +103,15 @@ def test_bundled_cpu_roi_align_runs() -> None:
     """The wheel's CPU RoIAlign library loads with no compiler around, and pools a ramp ``f(y, x) = x`` to the
     mean of its sample positions (half-pixel, 2 samples per bin: bin j of width 2 -> 2j + 0.5)."""
     from segrt.ops import roi_align
+
     x = np.broadcast_to(np.arange(16, dtype=np.float32), (1, 1, 16, 16)).copy()
-    out = roi_align(x, np.array([[0, 0, 8, 8]], np.float32), np.array([0]), output_size=4, sampling_ratio=2,
-                    aligned=True)
+    out = roi_align(
+        x, np.array([[0, 0, 8, 8]], np.float32), np.array([0]), output_size=4, sampling_ratio=2, aligned=True
+    )
     np.testing.assert_allclose(out[0, 0], np.broadcast_to(2 * np.arange(4) + 0.5, (4, 4)), rtol=0, atol=1e-6)
 
 
-NO_NATIVE_LIBRARY = r'''
+NO_NATIVE_LIBRARY = r"""
 import json, sys
 from pathlib import Path
 import numpy as np
@@ -124,7 +133,7 @@ try:
 except BackendUnavailableError as exc:
     error = str(exc)
 print(json.dumps({"library_mapped": "libsegrt" in maps, "error": error}))
-'''
+"""
 
 
 def test_runtime_works_without_the_native_library(models: Path, tmp_path: Path) -> None:
@@ -133,8 +142,14 @@ def test_runtime_works_without_the_native_library(models: Path, tmp_path: Path) 
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "SEGRT_ROI_ALIGN_LIB"}
-    run = subprocess.run([sys.executable, "-c", NO_NATIVE_LIBRARY, str(models), str(empty), str(tmp_path / "out.npz")],
-                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", NO_NATIVE_LIBRARY, str(models), str(empty), str(tmp_path / "out.npz")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.splitlines()[-1])
     assert report["library_mapped"] is False
@@ -151,8 +166,9 @@ def test_cli_info_predict_eval(models: Path, tmp_path: Path) -> None:
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["metadata"]["kind"] == "unet"
 
-    pred = _segrt("predict", str(models / "unet.onnx"), str(models / "split/images/img0.png"), "--out", "u",
-                  cwd=tmp_path)
+    pred = _segrt(
+        "predict", str(models / "unet.onnx"), str(models / "split/images/img0.png"), "--out", "u", cwd=tmp_path
+    )
     assert pred.returncode == 0, pred.stderr
     assert len(list((tmp_path / "u").iterdir())) == 3, pred.stdout
     pred = _segrt("predict", str(models / "maskrcnn.onnx"), str(models / "image.png"), "--out", "m", cwd=tmp_path)
@@ -196,20 +212,37 @@ def test_cli_serve(models: Path, tmp_path: Path) -> None:
     pytest.importorskip("tritonclient.http", reason="needs the serve extra (pip install 'segrt[serve]')")
     from segrt.errors import BackendUnavailableError
     from segrt.serve.server import find_tritonserver, free_ports
+
     try:
         find_tritonserver()
     except BackendUnavailableError as exc:
         pytest.skip(f"no Triton server binary: {exc.problem} (pip install --no-deps nvidia-pytriton==0.7.0)")
     http, grpc, metrics = free_ports(3)
     exe = Path(sys.executable).parent / "segrt"
-    proc = subprocess.Popen([str(exe), "serve", str(models / "unet.onnx"), "--http-port", str(http), "--grpc-port",
-                             str(grpc), "--metrics-port", str(metrics)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "serve",
+            str(models / "unet.onnx"),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     try:
         _wait_ready(f"http://127.0.0.1:{http}", proc)
         image = str(models / "split/images/img0.png")
-        remote = _segrt("predict", "unet", image, "--server", f"http://127.0.0.1:{http}", "--out", "remote",
-                        cwd=tmp_path)
+        remote = _segrt(
+            "predict", "unet", image, "--server", f"http://127.0.0.1:{http}", "--out", "remote", cwd=tmp_path
+        )
         assert remote.returncode == 0, remote.stderr
         local = _segrt("predict", str(models / "unet.onnx"), image, "--out", "local", cwd=tmp_path)
         assert local.returncode == 0, local.stderr

@@ -35,15 +35,36 @@ Modules, one job each: ``checks`` (pure checks: versions, shapes, alignment), ``
 Without ``tensorrt`` and ``cuda-python`` this package still imports; constructing the
 backend raises ``BackendUnavailableError`` saying what to install.
 """
-from segrt.backends.tensorrt.api import (TRT_INSTALL_HINT, import_tensorrt, make_error_recorder, make_logger,
-                                         make_output_allocator, process_logger)
+
+from segrt.backends.tensorrt.api import (
+    TRT_INSTALL_HINT,
+    import_tensorrt,
+    make_error_recorder,
+    make_logger,
+    make_output_allocator,
+    process_logger,
+)
 from segrt.backends.tensorrt.backend import TensorRTBackend
 from segrt.backends.tensorrt.checks import TENSOR_ALIGNMENT, check_engine_compatibility, check_input_shape, is_aligned
 from segrt.backends.tensorrt.plugin_loading import check_plugin_creators, load_engine_plugins
 from segrt.backends.tensorrt.pool import ContextPool, PoolClosedError
 from segrt.backends.tensorrt.slot import MAX_CACHED_SHAPES
 
-__all__ = ["TensorRTBackend", "ContextPool", "PoolClosedError", "check_engine_compatibility", "check_input_shape",
-           "is_aligned", "import_tensorrt", "make_logger", "process_logger", "make_error_recorder",
-           "make_output_allocator", "load_engine_plugins", "check_plugin_creators", "TRT_INSTALL_HINT",
-           "TENSOR_ALIGNMENT", "MAX_CACHED_SHAPES"]
+__all__ = [
+    "MAX_CACHED_SHAPES",
+    "TENSOR_ALIGNMENT",
+    "TRT_INSTALL_HINT",
+    "ContextPool",
+    "PoolClosedError",
+    "TensorRTBackend",
+    "check_engine_compatibility",
+    "check_input_shape",
+    "check_plugin_creators",
+    "import_tensorrt",
+    "is_aligned",
+    "load_engine_plugins",
+    "make_error_recorder",
+    "make_logger",
+    "make_output_allocator",
+    "process_logger",
+]

@@ -14,6 +14,7 @@ exceptions come from an ``IErrorRecorder`` per engine / context (:func:`make_err
 ``NvInferRuntime.h``: "If an error recorder is not set, messages will be sent to the global
 log stream", i.e. with one set, a context's errors reach its own recorder, named after its model.
 """
+
 from __future__ import annotations
 
 import collections
@@ -21,10 +22,13 @@ import sys
 import threading
 from typing import Any
 
-from segrt.errors import BackendUnavailableError
 from segrt.backends import cuda_rt
-TRT_INSTALL_HINT = ("install TensorRT 10 or 11 for your CUDA version (pip install tensorrt-cu12 or tensorrt-cu13, "
-                    "or NVIDIA's packages) together with cuda-python: pip install 'segrt[gpu]'")
+from segrt.errors import BackendUnavailableError
+
+TRT_INSTALL_HINT = (
+    "install TensorRT 10 or 11 for your CUDA version (pip install tensorrt-cu12 or tensorrt-cu13, "
+    "or NVIDIA's packages) together with cuda-python: pip install 'segrt[gpu]'"
+)
 MAX_RECORDED_ERRORS = 64  # an error recorder keeps the most recent ones; older ones are counted as overflow
 
 
@@ -35,8 +39,10 @@ def import_tensorrt() -> Any:
     except ImportError as exc:
         raise BackendUnavailableError(f"TensorRT's Python package is not installed ({exc})", TRT_INSTALL_HINT) from None
     if int(str(trt.__version__).split(".")[0]) < 10:
-        raise BackendUnavailableError(f"TensorRT {trt.__version__} is too old: segrt uses the TensorRT 10 API "
-                                      "(tensor names, execute_async_v3)", TRT_INSTALL_HINT)
+        raise BackendUnavailableError(
+            f"TensorRT {trt.__version__} is too old: segrt uses the TensorRT 10 API (tensor names, execute_async_v3)",
+            TRT_INSTALL_HINT,
+        )
     return trt
 
 
@@ -56,7 +62,7 @@ def make_logger(trt: Any, verbose: bool = False) -> Any:
             try:
                 if severity <= self.min_print:
                     print(f"[TensorRT {getattr(severity, 'name', severity)}] {msg}", file=sys.stderr)
-            except Exception:  # noqa: BLE001 - called from TensorRT's C++: nothing may escape
+            except Exception:
                 pass
 
     return _Logger()
@@ -128,7 +134,7 @@ def make_error_recorder(trt: Any, owner: str) -> Any:
                 with self._lock:
                     self._errors.append((arg0, f"{owner}: {arg1}"))
                     self._total += 1
-            except Exception:  # noqa: BLE001 - called from TensorRT's C++: nothing may escape
+            except Exception:
                 pass
             return False  # not fatal: TensorRT's call returns its failure value, segrt raises with the message
 
@@ -177,7 +183,7 @@ def make_output_allocator(trt: Any, recorder: Any) -> Any:
                     buf = cuda_rt.DeviceBuffer(size)  # cudaMalloc aligns to 256 bytes, more than TensorRT asks
                     self.buffers[tensor_name] = buf
                 return buf.ptr
-            except BaseException as exc:  # noqa: BLE001 - must not cross into TensorRT
+            except BaseException as exc:
                 recorder.report(f"could not allocate {size} bytes for output {tensor_name!r}: {exc}")
                 return 0
 
@@ -187,7 +193,7 @@ def make_output_allocator(trt: Any, recorder: Any) -> Any:
         def notify_shape(self, tensor_name: str, shape: Any) -> None:
             try:
                 self.shapes[tensor_name] = tuple(int(d) for d in shape)
-            except BaseException as exc:  # noqa: BLE001 - must not cross into TensorRT
+            except BaseException as exc:
                 recorder.report(f"could not read the shape of output {tensor_name!r}: {exc}")
 
         def free(self) -> None:

@@ -1,23 +1,25 @@
 """``TensorRTBackend``: loads a segrt engine file and runs it (see the package docstring)."""
+
 from __future__ import annotations
 
 import sys
 import threading
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from segrt.errors import ArtifactError, BackendUnavailableError, InputError
+from segrt.artifact.engine_file import read_engine_file, rebuild_command
 from segrt.backends import cuda_rt
 from segrt.backends.base import Backend, TensorInfo, check_feed
-from segrt.artifact.engine_file import read_engine_file, rebuild_command
 from segrt.backends.tensorrt.api import import_tensorrt, make_error_recorder, make_output_allocator, process_logger
 from segrt.backends.tensorrt.checks import check_engine_compatibility, check_input_shape, is_aligned
 from segrt.backends.tensorrt.plugin_loading import load_engine_plugins
 from segrt.backends.tensorrt.pool import ContextPool
 from segrt.backends.tensorrt.slot import MAX_CACHED_SHAPES, ShapeEntry, ShapeKey, Slot
+from segrt.errors import ArtifactError, BackendUnavailableError, InputError
 
 
 def _is_torch_tensor(x: Any) -> bool:
@@ -50,14 +52,23 @@ class TensorRTBackend(Backend):
         cached_shapes: input-shape sets whose buffers (and graphs) each context keeps.
     """
 
-    def __init__(self, path: str | Path, device: int = 0, use_cuda_graph: bool = False, contexts: int = 1,
-                 plugin_dirs: Sequence[str | Path] = (), verbose: bool = False,
-                 cached_shapes: int = MAX_CACHED_SHAPES) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: int = 0,
+        use_cuda_graph: bool = False,
+        contexts: int = 1,
+        plugin_dirs: Sequence[str | Path] = (),
+        verbose: bool = False,
+        cached_shapes: int = MAX_CACHED_SHAPES,
+    ) -> None:
         self.path = Path(path)
         meta, plan = read_engine_file(self.path)  # checks size and checksum before anything heavy
         self.metadata: dict[str, Any] = meta
         if int(contexts) < 1:
-            raise InputError(f"contexts must be >= 1, got {contexts}", "pass contexts=1 (or more for concurrent threads)")
+            raise InputError(
+                f"contexts must be >= 1, got {contexts}", "pass contexts=1 (or more for concurrent threads)"
+            )
         if int(cached_shapes) < 1:
             raise InputError(f"cached_shapes must be >= 1, got {cached_shapes}", "pass cached_shapes=4")
         trt = import_tensorrt()
@@ -65,23 +76,30 @@ class TensorRTBackend(Backend):
         self._trt = trt
         self.device = int(device)
         self.gpu = cuda_rt.device_info(self.device)
-        for note in check_engine_compatibility(meta, tensorrt_version=trt.__version__,
-                                               compute_capability=self.gpu.compute_capability,
-                                               gpu_name=self.gpu.name, path=self.path):
+        for note in check_engine_compatibility(
+            meta,
+            tensorrt_version=trt.__version__,
+            compute_capability=self.gpu.compute_capability,
+            gpu_name=self.gpu.name,
+            path=self.path,
+        ):
             warnings.warn(note, stacklevel=2)
         cuda_rt.set_device(self.device)
         self._logger = process_logger(trt, verbose)  # one per process (api.py): TensorRT keeps its pointer
         self._recorder = make_error_recorder(trt, self.path.name)  # this engine's errors, named after it
-        self.plugin_library = load_engine_plugins(trt, meta["engine"].get("plugin"),
-                                                  extra_dirs=[self.path.parent, *plugin_dirs])
+        self.plugin_library = load_engine_plugins(
+            trt, meta["engine"].get("plugin"), extra_dirs=[self.path.parent, *plugin_dirs]
+        )
         self._runtime = trt.Runtime(self._logger)
         self._runtime.error_recorder = self._recorder  # the engine, and its contexts, inherit it
         mark = self._recorder.mark()
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             detail = _why(self._recorder, mark)
-            raise ArtifactError(f"TensorRT {trt.__version__} could not deserialize {self.path}: {detail}",
-                                f"rebuild the engine: {rebuild_command(meta, self.path)}")
+            raise ArtifactError(
+                f"TensorRT {trt.__version__} could not deserialize {self.path}: {detail}",
+                f"rebuild the engine: {rebuild_command(meta, self.path)}",
+            )
         self._rebuild_hint = rebuild_command(meta, self.path)
         self.inputs, self.outputs = [], []
         self._dtypes: dict[str, np.dtype] = {}
@@ -89,13 +107,18 @@ class TensorRTBackend(Backend):
         for i in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(i)
             if self._engine.is_shape_inference_io(name):
-                raise ArtifactError(f"{self.path}: input {name!r} is a shape tensor, which segrt does not feed",
-                                    "export the model with fixed-shape control inputs")
+                raise ArtifactError(
+                    f"{self.path}: input {name!r} is a shape tensor, which segrt does not feed",
+                    "export the model with fixed-shape control inputs",
+                )
             try:
                 dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
             except TypeError:
-                raise ArtifactError(f"{self.path}: tensor {name!r} has type {self._engine.get_tensor_dtype(name)}, "
-                                    "which numpy cannot hold", "export with float32/float16/int inputs and outputs") from None
+                raise ArtifactError(
+                    f"{self.path}: tensor {name!r} has type {self._engine.get_tensor_dtype(name)}, "
+                    "which numpy cannot hold",
+                    "export with float32/float16/int inputs and outputs",
+                ) from None
             shape = tuple(int(d) for d in self._engine.get_tensor_shape(name))
             info = TensorInfo(name, tuple(None if d < 0 else d for d in shape), dtype)
             self._dtypes[name] = dtype
@@ -108,8 +131,11 @@ class TensorRTBackend(Backend):
                     self.profiles[name] = (shape, shape, shape)
             else:
                 self.outputs.append(info)
-        self._size_rule = ((int(meta["size_min"]), int(meta["size_step"]))
-                           if meta.get("kind") == "unet" and "size_min" in meta and "size_step" in meta else None)
+        self._size_rule = (
+            (int(meta["size_min"]), int(meta["size_step"]))
+            if meta.get("kind") == "unet" and "size_min" in meta and "size_step" in meta
+            else None
+        )
         self.use_cuda_graph = bool(use_cuda_graph)
         create_lock = threading.Lock()
         engine, cache = self._engine, int(cached_shapes)
@@ -121,6 +147,7 @@ class TensorRTBackend(Backend):
                 slot.recorder = make_error_recorder(trt, self.path.name)
                 slot.context.error_recorder = slot.recorder
                 return slot
+
         self._pool = ContextPool(new_slot, contexts, name=f"the TensorRT backend of {self.path.name}")
 
     # ----------------------------------------------------------------- feed checks
@@ -134,13 +161,20 @@ class TensorRTBackend(Backend):
                 x = x.detach().numpy()
             if _is_torch_tensor(x):
                 if x.device.index not in (None, self.device):
-                    raise InputError(f"input {info.name!r} is on cuda:{x.device.index}, the engine on cuda:{self.device}",
-                                     f"move it with .to('cuda:{self.device}')")
+                    raise InputError(
+                        f"input {info.name!r} is on cuda:{x.device.index}, the engine on cuda:{self.device}",
+                        f"move it with .to('cuda:{self.device}')",
+                    )
                 x = x.detach().contiguous()
             else:
                 x = np.ascontiguousarray(x)
-            check_input_shape(info.name, tuple(x.shape), self.profiles[info.name], self._size_rule
-                              if info.name == self.metadata.get("input_name", info.name) else None, self._rebuild_hint)
+            check_input_shape(
+                info.name,
+                tuple(x.shape),
+                self.profiles[info.name],
+                self._size_rule if info.name == self.metadata.get("input_name", info.name) else None,
+                self._rebuild_hint,
+            )
             out[info.name] = x
         return out
 
@@ -152,9 +186,10 @@ class TensorRTBackend(Backend):
         slot.addresses.pop(name, None)  # a refusal leaves the binding unknown
         mark = slot.recorder.mark()
         if not slot.context.set_tensor_address(name, int(address)):
-            raise cuda_rt.CudaError(f"TensorRT refused the address {int(address):#x} of tensor {name!r}: "
-                                    + _why(slot.recorder, mark),
-                                    "report it with the engine (segrt passes 256-byte aligned buffers)")
+            raise cuda_rt.CudaError(
+                f"TensorRT refused the address {int(address):#x} of tensor {name!r}: " + _why(slot.recorder, mark),
+                "report it with the engine (segrt passes 256-byte aligned buffers)",
+            )
         slot.addresses[name] = int(address)
 
     def _set_shapes(self, slot: Slot, key: ShapeKey) -> bool:
@@ -166,9 +201,11 @@ class TensorRTBackend(Backend):
         for info, shape in zip(self.inputs, key, strict=True):
             mark = slot.recorder.mark()
             if not slot.context.set_input_shape(info.name, shape):
-                raise InputError(f"TensorRT rejected shape {list(shape)} for input {info.name!r}: "
-                                 + _why(slot.recorder, mark, "outside the profile"),
-                                 f"use shapes between {list(self.profiles[info.name][0])} and {list(self.profiles[info.name][2])}")
+                raise InputError(
+                    f"TensorRT rejected shape {list(shape)} for input {info.name!r}: "
+                    + _why(slot.recorder, mark, "outside the profile"),
+                    f"use shapes between {list(self.profiles[info.name][0])} and {list(self.profiles[info.name][2])}",
+                )
         slot.shape_key = key
         return True
 
@@ -184,8 +221,9 @@ class TensorRTBackend(Backend):
             slot.allocator = make_output_allocator(self._trt, slot.recorder)
             for name in dynamic:
                 if not slot.context.set_output_allocator(name, slot.allocator):
-                    raise cuda_rt.CudaError(f"TensorRT refused an output allocator for {name!r}",
-                                            "report it with the engine")
+                    raise cuda_rt.CudaError(
+                        f"TensorRT refused an output allocator for {name!r}", "report it with the engine"
+                    )
         return static, dynamic
 
     def _entry(self, slot: Slot, key: ShapeKey, out_shapes: Mapping[str, tuple[int, ...]]) -> ShapeEntry:
@@ -193,13 +231,16 @@ class TensorRTBackend(Backend):
             shapes = {info.name: shape for info, shape in zip(self.inputs, key, strict=True)}
             shapes.update(out_shapes)
             return ShapeEntry(shapes, self._dtypes)
+
         return slot.entry(key, make)
 
     def _enqueue(self, slot: Slot, capturing: bool = False) -> None:
         mark = slot.recorder.mark()
         if not slot.context.execute_async_v3(slot.stream.native):
-            raise cuda_rt.CudaError("TensorRT could not enqueue the inference: " + _why(slot.recorder, mark),
-                                    "run with verbose=True and report the log with the engine")
+            raise cuda_rt.CudaError(
+                "TensorRT could not enqueue the inference: " + _why(slot.recorder, mark),
+                "run with verbose=True and report the log with the engine",
+            )
         if not capturing:
             slot.settled = True  # this enqueue did TensorRT's deferred, shape-dependent work
 
@@ -227,6 +268,7 @@ class TensorRTBackend(Backend):
         graphable = self.use_cuda_graph and slot.use_graph and not dynamic
         if any(_is_torch_tensor(x) for x in arrays.values()):
             import torch
+
             torch.cuda.current_stream(self.device).synchronize()  # the producer of the tensor must be done
         for info in self.inputs:
             x, dev = arrays[info.name], entry.device[info.name]
@@ -282,8 +324,11 @@ class TensorRTBackend(Backend):
         except Exception as exc:
             graph.destroy()
             slot.use_graph = False  # this slot only: other threads' slots keep their graphs
-            warnings.warn(f"CUDA graph capture failed for {self.path.name} ({exc}); this execution context "
-                          "runs without graphs from now on", stacklevel=3)
+            warnings.warn(
+                f"CUDA graph capture failed for {self.path.name} ({exc}); this execution context "
+                "runs without graphs from now on",
+                stacklevel=3,
+            )
             self._enqueue(slot)  # nothing ran during the failed capture
             return
         slot.graph = graph
@@ -302,12 +347,16 @@ class TensorRTBackend(Backend):
         try:
             import torch
         except ImportError:
-            raise BackendUnavailableError("run_torch needs PyTorch", "pip install torch, or use run() with numpy") from None
+            raise BackendUnavailableError(
+                "run_torch needs PyTorch", "pip install torch, or use run() with numpy"
+            ) from None
         tensors = {}
         for info in self.inputs:
             x = feed.get(info.name)
             if x is None:
-                raise InputError(f"missing model input {info.name!r}", f"pass a dict with keys {[t.name for t in self.inputs]}")
+                raise InputError(
+                    f"missing model input {info.name!r}", f"pass a dict with keys {[t.name for t in self.inputs]}"
+                )
             if not (_is_torch_tensor(x) and x.is_cuda):
                 x = torch.as_tensor(np.asarray(x), device=f"cuda:{self.device}")
             tensors[info.name] = x
@@ -322,7 +371,9 @@ class TensorRTBackend(Backend):
             dev = torch.device("cuda", self.device)
             ours = torch.cuda.ExternalStream(slot.stream.native, device=dev)
             current = torch.cuda.current_stream(dev)
-            outputs = {n: torch.empty(s, dtype=_torch_dtype(self._dtypes[n]), device=dev) for n, s in out_shapes.items()}
+            outputs = {
+                n: torch.empty(s, dtype=_torch_dtype(self._dtypes[n]), device=dev) for n, s in out_shapes.items()
+            }
             # inputs were produced, and outputs allocated, in torch's stream order: start after both
             ours.wait_stream(current)
             for name, t in {**arrays, **outputs}.items():
@@ -336,8 +387,9 @@ class TensorRTBackend(Backend):
                     t = torch.empty(shape, dtype=_torch_dtype(self._dtypes[name]), device=dev)
                     ours.wait_stream(current)  # the allocation is ordered on torch's stream
                     if t.numel():
-                        slot.stream.copy_dtod(t.data_ptr(), slot.allocator.buffers[name].ptr,
-                                              t.numel() * t.element_size())
+                        slot.stream.copy_dtod(
+                            t.data_ptr(), slot.allocator.buffers[name].ptr, t.numel() * t.element_size()
+                        )
                     t.record_stream(ours)
                     outputs[name] = t
             current.wait_stream(ours)

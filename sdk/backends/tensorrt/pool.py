@@ -1,8 +1,10 @@
 """A pool of execution slots lent to one thread at a time."""
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from segrt.errors import InputError, SegrtError
 
@@ -35,9 +37,9 @@ class ContextPool:
         self.size = int(size)
         self.name = name
         self._cond = threading.Condition()
-        self._idle: list[Any] = []       # LIFO: the most recently used slot has warm caches
+        self._idle: list[Any] = []  # LIFO: the most recently used slot has warm caches
         self._lent: list[Any] = []
-        self._count = 0                   # slots existing or being created
+        self._count = 0  # slots existing or being created
         self.closed = False
 
     @property

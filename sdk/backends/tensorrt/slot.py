@@ -13,14 +13,17 @@ So every such change drops the graph (``invalidate``); trtexec likewise captures
 context after a warm-up enqueue and never changes that context again. ``addresses`` remembers
 what the context is bound to, so binding the same buffers again changes nothing.
 """
+
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from segrt.backends import cuda_rt
+
 MAX_CACHED_SHAPES = 4  # shape sets kept per slot; tiling uses 1-3 distinct shapes
 
 ShapeKey = tuple[tuple[int, ...], ...]  # one shape per engine input, in input order
@@ -58,8 +61,10 @@ class Slot:
         self.engine = engine  # the context must not outlive its engine
         self.context = engine.create_execution_context()
         if self.context is None:
-            raise cuda_rt.CudaError("TensorRT could not create an execution context (out of GPU memory?)",
-                                    "use fewer contexts, or a smaller engine profile")
+            raise cuda_rt.CudaError(
+                "TensorRT could not create an execution context (out of GPU memory?)",
+                "use fewer contexts, or a smaller engine profile",
+            )
         self.stream = cuda_rt.Stream()
         self.cache_size = int(cache_size)
         self.entries: collections.OrderedDict[ShapeKey, ShapeEntry] = collections.OrderedDict()
