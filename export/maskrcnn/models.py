@@ -215,6 +215,15 @@ def build_model(cfg: MaskRCNNConfig) -> MaskRCNN | KeypointRCNN:
         "keypointrcnn_resnet50_fpn": keypointrcnn_resnet50_fpn,
     }[cfg.arch]
     extra = {"num_keypoints": cfg.num_keypoints} if cfg.kind == "keypointrcnn" else {}
+    if cfg.arch == "maskrcnn_resnet50_fpn_v2":
+        # torchvision's v2 builder passes its own anchor generator (and an RPN head sized for it):
+        # it can only take torchvision's anchors, so other anchors are refused rather than ignored
+        if tuple(cfg.anchor_sizes) != (32, 64, 128, 256, 512) or tuple(cfg.aspect_ratios) != (0.5, 1.0, 2.0):
+            raise InputError(
+                "maskrcnn_resnet50_fpn_v2 uses torchvision's anchors (sizes 32..512, aspect ratios 0.5, 1, 2)",
+                "leave --anchor-sizes at 32 64 128 256 512, or use maskrcnn_resnet50_fpn",
+            )
+        del kwargs["rpn_anchor_generator"]
     return builder(weights=None, weights_backbone=None, num_classes=cfg.num_classes, **kwargs, **extra)
 
 

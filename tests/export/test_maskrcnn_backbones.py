@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import segrt  # noqa: E402
-from segrt.errors import ArtifactError  # noqa: E402
+from segrt.errors import ArtifactError, InputError  # noqa: E402
 from segrt.export.maskrcnn.models import (  # noqa: E402
     ARCHS,
     FPN_BODIES,
@@ -180,6 +180,20 @@ def test_torchvision_state_dict_loads_key_for_key(arch: str, tmp_path: Path) -> 
         assert torch.equal(mine[key], value), key
 
 
+def test_resnet50_fpn_v2_builds_as_torchvision_does(tmp_path: Path) -> None:
+    """torchvision's v2 builder brings its own anchors: segrt's v2 has torchvision's keys and shapes, and
+    refuses other anchors instead of ignoring them."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    ours = build_model(MaskRCNNConfig.paper("maskrcnn_resnet50_fpn_v2", 2)).state_dict()
+    theirs = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=2).state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    cfg = MaskRCNNConfig.paper("maskrcnn_resnet50_fpn_v2", 2)
+    cfg.anchor_sizes = (16, 32, 64, 128, 256)
+    with pytest.raises(InputError, match="uses torchvision's anchors"):
+        build_model(cfg)
+
+
 def test_another_body_is_refused_naming_the_keys(tmp_path: Path) -> None:
     torch.save(build_model(MaskRCNNConfig.paper("maskrcnn_resnet101_fpn", 2)).state_dict(), tmp_path / "r101.pth")
     with pytest.raises(
@@ -256,7 +270,5 @@ def test_calibrate_batchnorm_sets_the_images_statistics() -> None:
     np.testing.assert_allclose(body.bn1.running_var.numpy(), x.var((0, 2, 3), unbiased=True).numpy(), rtol=1e-4)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and not model.training and all(not m.training and m.momentum == 0.1 for m in norms)
-    from segrt.errors import InputError
-
     with pytest.raises(InputError, match="at least one image"):
         calibrate_batchnorm(model, [])
