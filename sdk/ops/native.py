@@ -114,7 +114,7 @@ def search_paths(library: NativeLibrary, extra_dirs: Sequence[str | Path] = ()) 
     out.append(PACKAGE_LIB_DIR / library.filename)
     if BUILD_DIR is not None:
         out.append(BUILD_DIR / library.filename)
-        if BUILD_DIR.is_dir():  # scikit-build's build/{wheel_tag}/ and other CMake build folders
+        if BUILD_DIR.is_dir():  # CMake build folders one level down (e.g. build/cuda/)
             out.extend(sorted(BUILD_DIR.glob(f"*/{library.filename}")))
     return out
 
