@@ -51,7 +51,29 @@ def parse_url(url: str) -> tuple[str, str]:
 # statuses worth retrying: the server (or a dependency) is temporarily unable, the request was fine
 RETRY_STATUSES = ("503", "StatusCode.UNAVAILABLE")
 RETRY_BASE_S = 0.25
+GRPC_MAX_MESSAGE = 2**31 - 1  # Triton's MAX_GRPC_MESSAGE_SIZE (INT32_MAX), as tritonclient sets it
 SHM_DTYPES = {"UINT8": np.uint8, "INT32": np.int32, "FP32": np.float32, "UINT16": np.uint16}
+
+
+def grpc_channel_args(tc: Any) -> list[tuple[str, int]]:
+    """tritonclient's own gRPC channel options, plus two that let a client reach a restarted server at once.
+
+    gRPC shares connections (subchannels) between all channels of a process by default, with their
+    reconnect backoff (1 s, growing 1.6x per failure, up to 120 s): after a server restart, even a
+    new client would fail fast until the backoff of the old connection ran out. A channel-local
+    pool and a 1 s backoff cap keep a restart costing at most about a second.
+    """
+    keepalive = tc.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+        ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
 
 
 def _split_error(message: str) -> tuple[str, str | None]:
@@ -150,7 +172,7 @@ class RemotePredictor:
         client = getattr(self._local, "client", None)
         if client is None:
             if self.protocol == "grpc":
-                client = self._tc.InferenceServerClient(self.address)
+                client = self._tc.InferenceServerClient(self.address, channel_args=grpc_channel_args(self._tc))
             else:
                 client = self._tc.InferenceServerClient(
                     self.address, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
