@@ -67,7 +67,7 @@ def percentile_sample(source: ImageSource, rows_per_read: int = 256) -> np.ndarr
             for flat in range(y0 * W + first, y1 * W, step):
                 parts.append(source.read(flat // W, flat // W + 1, flat % W, flat % W + 1).reshape(1, C))
         else:
-            parts.append(source.read(y0, y1, 0, W).reshape(-1, C)[first::step])
+            parts.append(source.read(y0, y1, 0, W).reshape(-1, C)[first::step].copy())  # a view keeps the band
     return np.concatenate(parts)
 
 

@@ -115,6 +115,29 @@ def test_percentile_sample_of_a_lazy_source_picks_the_pixels_normalize_uses(tmp_
     np.testing.assert_array_equal(lazy, flat[:: max(1, flat.shape[0] >> 16)])
 
 
+def test_percentile_sample_keeps_only_the_samples_not_the_bands_it_read():
+    """Sampling a lazily read image holds one band at a time plus the 2^16 samples, never all the bands read
+    (a view of each band kept every band alive: 2 GiB at 32768 x 32768)."""
+    import tracemalloc
+
+    class Lazy:  # each read is a fresh array of just the block asked for, as a file or zarr read is
+        shape, dtype = (4096, 4096), np.dtype(np.uint16)
+
+        def __getitem__(self, index):
+            rows, cols = index
+            return np.ones((len(range(*rows.indices(4096))), len(range(*cols.indices(4096)))), np.uint16)
+
+    source = open_image(Lazy())
+    tracemalloc.start()
+    try:
+        sample = stream.percentile_sample(source, rows_per_read=256)  # 16 bands of 2 MiB
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sample.shape == (2**16, 1)
+    assert peak < 8 * 2**20
+
+
 @pytest.mark.parametrize("kind, atol", [("float16", 1e-3), ("uint8", 0.5 / 255 + 1e-6)])
 def test_probabilities_in_smaller_dtypes(kind, atol):
     image = _image((90, 80))
