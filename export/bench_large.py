@@ -382,7 +382,7 @@ def plot(report: dict, path: Path) -> None:
         a.plot(mp, [r["mpixel_per_s"] for r in rows], "o-", label=label)
         b.plot(mp, [r["peak_above_baseline_mb"] for r in rows], "o-", label=label)
     a.set(xscale="log", xlabel="image (Mpixel)", ylabel="Mpixel/s", title="throughput")
-    b.set(xscale="log", yscale="log", xlabel="image (Mpixel)", ylabel="MiB", title="peak RSS above baseline")
+    b.set(xscale="log", ylim=(0, None), xlabel="image (Mpixel)", ylabel="MiB", title="peak RSS above baseline")
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
