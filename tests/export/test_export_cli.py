@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 
 from segrt.artifact.formats import FORMATS  # noqa: E402
 from segrt.cli import build_parser, main  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 
 import segrt  # noqa: E402
 from segrt.export.checkpoint import load_checkpoint  # noqa: E402
@@ -301,7 +301,7 @@ def test_oks_ap_identical_to_torchvision(trained, portable, pose, tmp_path):
 
 
 def test_tensorrt_graph_computes_the_same(portable, pose, tmp_path):
-    pytest.importorskip("onnxruntime_extensions")
+    pytest.importorskip("onnxruntime_extensions", reason="needs onnxruntime_extensions (pip install -e '.[dev]')")
     import onnx
 
     from segrt.export.maskrcnn.ort_plugin import standin_session

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 
 import segrt  # noqa: E402
 from segrt.errors import ArtifactError, InputError  # noqa: E402
@@ -131,7 +131,7 @@ def test_portable_graph_matches_torchvision(exported: tuple) -> None:
 
 @pytest.mark.parametrize("exported", EXPORTED, indirect=True)
 def test_tensorrt_graph_computes_the_same(exported: tuple, tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime_extensions")
+    pytest.importorskip("onnxruntime_extensions", reason="needs onnxruntime_extensions (pip install -e '.[dev]')")
     import onnx
 
     from segrt.export.maskrcnn.ort_plugin import standin_session

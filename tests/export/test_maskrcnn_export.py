@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 
 import segrt  # noqa: E402
 from segrt.errors import ArtifactError, DataError  # noqa: E402
@@ -107,7 +107,7 @@ def test_coco_ap_matches_torchvision(trained_maskrcnn, portable, coco_demo):
 
 
 def test_tensorrt_graph_computes_the_same(portable, coco_demo, tmp_path):
-    pytest.importorskip("onnxruntime_extensions")
+    pytest.importorskip("onnxruntime_extensions", reason="needs onnxruntime_extensions (pip install -e '.[dev]')")
     from segrt.export.maskrcnn.ort_plugin import standin_session
     from segrt.export.maskrcnn.trt_graph import PLUGIN_OP, plugin_nodes, portable_to_tensorrt
 

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 
 import segrt  # noqa: E402
 from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model  # noqa: E402

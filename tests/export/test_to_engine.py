@@ -242,7 +242,7 @@ def test_onnx_input_shapes_reads_dynamic_dims(tmp_path):
 def test_fp16_conversion_keeps_float32_io_and_matches_onnxruntime(tmp_path):
     import onnxruntime as ort
 
-    pytest.importorskip("onnxconverter_common")
+    pytest.importorskip("onnxconverter_common", reason="needs onnxconverter_common (pip install -e '.[train]')")
     model = onnx.load(str(conv_relu_model(tmp_path / "m.onnx")))
     half = te.convert_to_fp16(model)
     assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
@@ -257,7 +257,7 @@ def test_fp16_conversion_keeps_float32_io_and_matches_onnxruntime(tmp_path):
 
 
 def test_fp16_conversion_leaves_blocked_ops_in_fp32(tmp_path):
-    pytest.importorskip("onnxconverter_common")
+    pytest.importorskip("onnxconverter_common", reason="needs onnxconverter_common (pip install -e '.[train]')")
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("TopK", ["r", "k"], ["v", "i"], axis=-1)],
         "topk",
@@ -313,7 +313,7 @@ def test_cli_prints_the_trtexec_equivalent(tmp_path, capsys):
 
 def test_cli_fp16_trtexec_line_for_tensorrt_11_builds_from_the_fp16_onnx(tmp_path, capsys):
     """TensorRT 11's trtexec has no --fp16: the printed line must name an ONNX that computes in fp16."""
-    pytest.importorskip("onnxconverter_common")
+    pytest.importorskip("onnxconverter_common", reason="needs onnxconverter_common (pip install -e '.[train]')")
     path = conv_relu_model(tmp_path / "m.onnx")
     assert (
         te.main([str(path), "--print-trtexec", "--tensorrt-major", "11", "--precision", "fp16", "--max-batch", "2"])
@@ -328,7 +328,7 @@ def test_cli_fp16_trtexec_line_for_tensorrt_11_builds_from_the_fp16_onnx(tmp_pat
 
 @pytest.mark.parametrize("trt_double", ["11.4.0.106"], indirect=True)
 def test_wrap_plan_refuses_to_call_a_tensorrt_11_plan_fp16_without_its_fp16_onnx(trt_double, tmp_path):
-    pytest.importorskip("onnxconverter_common")
+    pytest.importorskip("onnxconverter_common", reason="needs onnxconverter_common (pip install -e '.[train]')")
     from segrt.artifact.engine_file import read_engine_file, read_engine_metadata
 
     path = conv_relu_model(tmp_path / "m.onnx")
@@ -384,7 +384,7 @@ def test_every_flag_of_the_rebuild_command_is_accepted_by_the_cli(tmp_path, caps
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 2e-2)])
 def test_two_layer_engine_matches_onnxruntime(tmp_path, precision, tol):
-    pytest.importorskip("tensorrt")
+    pytest.importorskip("tensorrt", reason="needs TensorRT and a CUDA GPU (pip install -e '.[gpu]' on a GPU machine)")
     from segrt.backends.onnxrt import OnnxRuntimeBackend
     from segrt.backends.tensorrt import TensorRTBackend
 
@@ -405,7 +405,7 @@ def test_two_layer_engine_matches_onnxruntime(tmp_path, precision, tol):
 
 @pytest.mark.tensorrt
 def test_unet_engine_matches_onnxruntime_on_sizes_it_was_not_built_at(tiny_unet, tmp_path):
-    pytest.importorskip("tensorrt")
+    pytest.importorskip("tensorrt", reason="needs TensorRT and a CUDA GPU (pip install -e '.[gpu]' on a GPU machine)")
     from segrt.backends.onnxrt import OnnxRuntimeBackend
     from segrt.backends.tensorrt import TensorRTBackend
 
@@ -438,8 +438,10 @@ def test_maskrcnn_engine_with_the_plugin_matches_onnxruntime(tmp_path):
     Random weights give many near-tied scores, so detections are matched by IoU and label
     rather than by index; at least 95% must match, with close scores and masks.
     """
-    pytest.importorskip("tensorrt")
-    trt_graph = pytest.importorskip("segrt.export.maskrcnn.trt_graph")
+    pytest.importorskip("tensorrt", reason="needs TensorRT and a CUDA GPU (pip install -e '.[gpu]' on a GPU machine)")
+    trt_graph = pytest.importorskip(
+        "segrt.export.maskrcnn.trt_graph", reason="needs onnx-graphsurgeon (pip install -e '.[train]')"
+    )
     import torch
 
     from segrt.backends.onnxrt import OnnxRuntimeBackend

@@ -20,8 +20,8 @@ from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
 
 from segrt.ops import multi_scale_roi_align, roi_align
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
+torchvision = pytest.importorskip("torchvision", reason="needs torchvision (pip install -e '.[train]')")
 
 HERE = Path(__file__).resolve().parent
 KERNELS = HERE.parents[1] / "kernels" / "roi_align"

@@ -12,8 +12,8 @@ from _roi_align_oracle import fpn_levels_loop, multi_scale_roi_align_loop
 
 from segrt.ops import fpn_scales, multi_scale_roi_align, roi_align
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
+torchvision = pytest.importorskip("torchvision", reason="needs torchvision (pip install -e '.[train]')")
 
 NAMES = ["p2", "p3", "p4", "p5"]
 

@@ -110,7 +110,7 @@ def test_other_device_arrays_are_refused_clearly():
 
 def test_the_fake_tensor_offers_only_what_torch_tensors_have():
     """The stand-in keeps to torch.Tensor's contract: same names, same dtype/device text, same method results."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
     public = {n for n in dir(fake.FakeCudaTensor(X)) if not n.startswith("_")} - {"array"}  # array: its storage
     assert public == set(fake.TENSOR_API)
     for name in fake.TENSOR_API:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from segrt.ops import roi_align
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
+torchvision = pytest.importorskip("torchvision", reason="needs torchvision (pip install -e '.[train]')")
 
 
 def _onnx_roialign_cases():

@@ -20,8 +20,8 @@ from _roi_align_cases import EDGE_BOXES, boxes_all_levels, pyramid, random_boxes
 from segrt.errors import BackendUnavailableError
 from segrt.ops import native
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
+torchvision = pytest.importorskip("torchvision", reason="needs torchvision (pip install -e '.[train]')")
 
 pytestmark = pytest.mark.gpu
 

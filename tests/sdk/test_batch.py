@@ -253,7 +253,7 @@ def coco_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_maskrcnn_predict_and_eval_on_ray_equal_local(tiny_maskrcnn: Path, coco_set: Path, tmp_path: Path) -> None:
-    pytest.importorskip("pycocotools")
+    pytest.importorskip("pycocotools", reason="needs pycocotools (pip install -e '.[eval]')")
     predictor = load(tiny_maskrcnn, threads=1)
     reference = tmp_path / "reference"
     for item in coco_items(coco_set):

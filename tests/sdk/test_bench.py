@@ -242,7 +242,7 @@ def _instances(boxes, scores, masks_hw=(32, 32)):
 
 
 def test_instances_agreement_is_coco_ap_against_the_reference():
-    pytest.importorskip("pycocotools")
+    pytest.importorskip("pycocotools", reason="needs pycocotools (pip install -e '.[eval]')")
     ref = _instances([[2, 2, 12, 12], [16, 16, 30, 30]], [0.9, 0.8])
     same = instances_agreement(ref, ref)
     assert same == {

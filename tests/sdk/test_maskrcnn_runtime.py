@@ -16,7 +16,7 @@ from segrt.rcnn.viz import draw_instances
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 48), (203, 301)])
 @pytest.mark.parametrize("p", [0.0, 0.02, 0.5, 0.97, 1.0])
 def test_rle_matches_pycocotools(shape, p):
-    mask_util = pytest.importorskip("pycocotools.mask")
+    mask_util = pytest.importorskip("pycocotools.mask", reason="needs pycocotools (pip install -e '.[eval]')")
     m = np.random.default_rng(hash((shape, p)) % 2**32).random(shape) < p
     ref = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
     ours = encode_rle(m)
@@ -39,7 +39,7 @@ def test_image_conversions_grey_rgba_uint16():
 
 @pytest.mark.parametrize("hw", [(512, 256), (480, 640), (1000, 300), (37, 2000)])
 def test_resize_rule_matches_torchvision(hw):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
     t = GeneralizedRCNNTransform(800, 1333, [0.0] * 3, [1.0] * 3).eval()

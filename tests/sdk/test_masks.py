@@ -10,7 +10,7 @@ import pytest
 from segrt.errors import InputError
 from segrt.rcnn.masks import paste_masks
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 from torchvision.models.detection.roi_heads import paste_masks_in_image  # noqa: E402
 
 

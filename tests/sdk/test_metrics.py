@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 from segrt.errors import InputError
 from segrt.unet import metrics as M
 
-skm = pytest.importorskip("skimage.metrics")
+skm = pytest.importorskip("skimage.metrics", reason="needs skimage (pip install -e '.[eval]')")
 
 FOUR = ndi.generate_binary_structure(2, 1)
 EIGHT = np.ones((3, 3), bool)

@@ -163,7 +163,7 @@ def test_missing_model_and_unknown_suffix(tmp_path, rgb_image):
 
 
 def test_backend_and_precision_options(tiny_unet, tiny_split, tmp_path):
-    pytest.importorskip("openvino")
+    pytest.importorskip("openvino", reason="needs openvino (pip install -e '.[openvino]')")
     image = tiny_split / "images" / "img0.png"
     out = segrt("predict", tiny_unet[1], image, "--out", tmp_path, "--backend", "openvino", "--precision", "bf16")
     assert out.returncode == 0, out.stderr

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tritonclient.http", reason="needs tritonclient (pip install 'segrt[serve]')")
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 
 import segrt  # noqa: E402
 from segrt.errors import BackendUnavailableError, InputError, ServerError  # noqa: E402

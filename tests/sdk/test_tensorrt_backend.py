@@ -399,7 +399,7 @@ def test_no_plugin_needed_means_nothing_is_loaded():
 
 @pytest.fixture
 def two_layer_engine(tmp_path):
-    pytest.importorskip("tensorrt")
+    pytest.importorskip("tensorrt", reason="needs TensorRT and a CUDA GPU (pip install -e '.[gpu]' on a GPU machine)")
     from segrt.export.to_engine import onnx_to_engine
     from tests.export.test_to_engine import conv_relu_model
 
@@ -449,7 +449,7 @@ def test_threads_share_a_pool_of_contexts(two_layer_engine):
 
 @pytest.mark.tensorrt
 def test_torch_cuda_tensors_are_used_in_place(two_layer_engine):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
     from segrt.backends.tensorrt import TensorRTBackend
 
     _, engine = two_layer_engine

@@ -673,7 +673,7 @@ def test_the_tensorrt_double_defines_only_real_names_with_real_parameter_names(t
 
 
 def test_the_cuda_double_defines_only_real_cuda_python_names():
-    cudart = pytest.importorskip("cuda.bindings.runtime")
+    cudart = pytest.importorskip("cuda.bindings.runtime", reason="needs cuda (pip install -e '.[dev]')")
     for qual, obj in _double_members(cudart_double).items():
         head, _, tail = qual.partition(".")
         assert hasattr(cudart, head), f"cuda-python has no {head}"

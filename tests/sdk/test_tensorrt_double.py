@@ -214,7 +214,7 @@ def _fake_cuda_tensor(torch, t):
 
 @pytest.mark.parametrize("offset_bytes", [0, 4])
 def test_torch_inputs_are_read_in_place_only_when_aligned(unet_engine, unet_onnx, monkeypatch, offset_bytes):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
     monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: type("S", (), {"synchronize": lambda s: None})())
     x = np.random.default_rng(0).normal(size=(1, 1, 44, 44)).astype(np.float32)
     storage = torch.zeros(x.size + 128)
@@ -285,7 +285,7 @@ def test_an_allocation_failure_in_the_output_allocator_is_reported_not_raised_in
 @pytest.fixture(scope="module")
 def maskrcnn_onnx(tmp_path_factory):
     """(portable ONNX, TensorRT-graph ONNX) of a random-weight resnet18-FPN Mask R-CNN at 128x128."""
-    pytest.importorskip("onnxruntime_extensions")
+    pytest.importorskip("onnxruntime_extensions", reason="needs onnxruntime_extensions (pip install -e '.[dev]')")
     import torch
 
     from segrt.export.maskrcnn.models import MaskRCNNConfig, build_model

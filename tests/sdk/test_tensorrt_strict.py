@@ -77,7 +77,7 @@ def _aligned_fake_cuda(torch, shape, dtype):
 @pytest.fixture
 def torch_on_the_double(monkeypatch):
     """torch with its CUDA stream calls and allocations answered on the host (the double's device memory)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (pip install -e '.[train]')")
 
     class _Stream:
         def __init__(self, *args, **kwargs) -> None:
@@ -158,8 +158,8 @@ def test_stream_handles_go_through_the_cuda_bindings_accessor(unet_engine):
 
 
 def test_native_handle_of_a_real_cuda_bindings_stream_without_int():
-    runtime = pytest.importorskip("cuda.bindings.runtime")
-    pytest.importorskip("cuda.bindings.utils")
+    runtime = pytest.importorskip("cuda.bindings.runtime", reason="needs cuda (pip install -e '.[dev]')")
+    pytest.importorskip("cuda.bindings.utils", reason="needs cuda (pip install -e '.[dev]')")
     import warnings
 
     with warnings.catch_warnings():
